@@ -1,0 +1,1 @@
+"""The on-device benchmark harness: needs only numpy and a runtime (no TensorFlow)."""

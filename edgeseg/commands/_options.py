@@ -1,0 +1,36 @@
+"""Options shared by several commands."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+def parse_model_options(pairs: tuple[str, ...]) -> dict[str, object]:
+    """``("alpha=0.5", "upsample=transpose", "dilation=[2,4]")`` -> {"alpha": 0.5, ...}.
+
+    Values are read as JSON where they parse (numbers, true/false, lists), as strings otherwise.
+    """
+    options: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="'-o/--option'")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        if isinstance(value, list):
+            value = tuple(value)
+        options[key.strip().replace("-", "_")] = value
+    return options
+
+
+model_option = click.option(
+    "-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
+    help="A model option, e.g. -o alpha=0.5 -o upsample=transpose (repeatable).")
+
+input_size_option = click.option(
+    "--input-size", type=click.IntRange(min=1), default=256, show_default=True,
+    help="Square input size in pixels.")

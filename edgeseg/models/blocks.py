@@ -1,0 +1,163 @@
+"""Building blocks shared by the zoo: conv-BN-activation, MobileNet blocks, upsampling, heads.
+
+Every function takes a ``name`` and names each layer it creates from it, so a model's layer names
+are deterministic: per-layer tfmot annotation, MAC tables and TFLite graphs stay readable.
+"""
+
+from __future__ import annotations
+
+from edgeseg._keras import keras, layers, tf
+from edgeseg.errors import ConfigError
+
+UPSAMPLE_MODES = ("bilinear", "nearest", "transpose", "maxunpool")
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round a channel count to a multiple of ``divisor`` (MobileNet's rule: never more than 10% down)."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+def conv_bn_act(x, filters: int, kernel: int, stride: int, name: str, *, momentum: float,
+                activation: str | None = "relu6", dilation: int = 1):
+    """Conv2D (no bias) -> BatchNorm -> activation; ``activation=None`` keeps it linear."""
+    x = layers.Conv2D(filters, kernel, strides=stride, padding="same", dilation_rate=dilation,
+                      use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(momentum=momentum, name=f"{name}_bn")(x)
+    if activation:
+        x = layers.Activation(activation, name=f"{name}_{activation}")(x)
+    return x
+
+
+def ds_block(x, filters: int, stride: int, name: str, *, momentum: float, dilation: int = 1):
+    """MobileNetV1 depthwise-separable block: 3x3 depthwise -> BN -> ReLU6 -> 1x1 pointwise -> BN -> ReLU6."""
+    x = layers.DepthwiseConv2D(3, strides=stride, padding="same", dilation_rate=dilation,
+                               use_bias=False, name=f"{name}_dw")(x)
+    x = layers.BatchNormalization(momentum=momentum, name=f"{name}_dw_bn")(x)
+    x = layers.Activation("relu6", name=f"{name}_dw_relu6")(x)
+    return conv_bn_act(x, filters, 1, 1, f"{name}_pw", momentum=momentum)
+
+
+def ir_block(x, filters: int, stride: int, name: str, *, momentum: float, dilation: int = 1,
+             expansion: int = 6):
+    """MobileNetV2 inverted residual: 1x1 expand -> 3x3 depthwise -> 1x1 linear projection (+ input)."""
+    in_channels = x.shape[-1]
+    shortcut = x
+    if expansion != 1:
+        x = conv_bn_act(x, make_divisible(in_channels * expansion), 1, 1, f"{name}_expand",
+                        momentum=momentum)
+    x = layers.DepthwiseConv2D(3, strides=stride, padding="same", dilation_rate=dilation,
+                               use_bias=False, name=f"{name}_dw")(x)
+    x = layers.BatchNormalization(momentum=momentum, name=f"{name}_dw_bn")(x)
+    x = layers.Activation("relu6", name=f"{name}_dw_relu6")(x)
+    x = conv_bn_act(x, filters, 1, 1, f"{name}_project", momentum=momentum, activation=None)
+    if stride == 1 and in_channels == filters:
+        x = layers.Add(name=f"{name}_add")([shortcut, x])
+    return x
+
+
+@keras.utils.register_keras_serializable(package="edgeseg")
+class MaxUnpool2D(layers.Layer):
+    """Max-unpooling by 2 with the positions of a 2x2 max-pool, from ops TFLite and ONNX run natively.
+
+    Called on ``[values, source, pooled]``: ``pooled = MaxPool2D(2)(source)`` is the encoder's pooling,
+    ``values`` has the shape of ``pooled``. Each value goes to the position(s) in its 2x2 window where
+    ``source`` held the window's maximum; every other position is zero. The positions are found by
+    comparing ``source`` with the nearest-upsampled maximum (GREATER_EQUAL, RESIZE_NEAREST_NEIGHBOR,
+    SELECT_V2 in TFLite; GreaterOrEqual, Resize, Where in ONNX) instead of ``max_pool_with_argmax``,
+    which neither runtime has as a builtin. Ties (a window of equal values, e.g. ReLU zeros) receive
+    the value at every tied position.
+    """
+
+    def call(self, inputs):
+        values, source, pooled = inputs
+        up_max = _upsample_nearest(pooled)
+        up_values = _upsample_nearest(values)
+        return tf.where(source >= up_max, up_values, tf.zeros_like(up_values))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[1][:-1] + (input_shape[0][-1],)
+
+
+def _upsample_nearest(x):
+    return keras.backend.resize_images(x, 2, 2, "channels_last", interpolation="nearest")
+
+
+def upsample(x, mode: str, name: str, *, filters: int | None = None):
+    """Double the spatial size: fixed (``bilinear``/``nearest``) or learnable (``transpose``).
+
+    ``transpose`` is a 2x2, stride-2 Conv2DTranspose with a bias and no BatchNorm: QAT does not fold a
+    BatchNorm that follows a transposed convolution, so the decoder's depthwise-separable block after
+    the concatenation does the normalising. ``maxunpool`` needs the pooling positions and is built
+    with :class:`MaxUnpool2D` by the caller.
+    """
+    if mode in ("bilinear", "nearest"):
+        return layers.UpSampling2D(2, interpolation=mode, name=f"{name}_{mode}")(x)
+    if mode == "transpose":
+        return layers.Conv2DTranspose(filters or x.shape[-1], 2, strides=2, padding="same",
+                                      name=f"{name}_transpose")(x)
+    raise ValueError(f"upsample mode {mode!r} is built by the caller")
+
+
+def classifier(x, num_classes: int, name: str = "head"):
+    """1x1 conv to class logits (``{name}_logits``), kept apart from the activation (``probs``)."""
+    return layers.Conv2D(num_classes, 1, name=f"{name}_logits")(x)
+
+
+def probabilities(logits, num_classes: int):
+    """Sigmoid for one class (binary), softmax otherwise; always float32 (mixed-precision safe)."""
+    activation = "sigmoid" if num_classes == 1 else "softmax"
+    return layers.Activation(activation, dtype="float32", name="probs")(logits)
+
+
+def model_input(model: str, input_size, channels: int, multiple: int, num_classes: int):
+    """``keras.Input`` of shape (H, W, channels) after checking the options every zoo model shares.
+
+    Args:
+        input_size: an int (square), ``(height, width)``, or ``None`` for any size (fully convolutional).
+        multiple: each side must divide by it (2**depth): the decoder's skips must line up.
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ConfigError(f"{model}: num_classes must be an integer >= 1 (got {num_classes!r})")
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+        raise ConfigError(f"{model}: channels must be an integer >= 1 (got {channels!r})")
+    size = _as_size(model, input_size)
+    if size is not None:
+        bad = [side for side in size if side % multiple]
+        if bad:
+            ok = max(multiple, round(size[0] / multiple) * multiple)
+            raise ConfigError(
+                f"{model}: input size {size[0]}x{size[1]} does not divide by {multiple} "
+                f"(2^depth); use a multiple of {multiple}, e.g. {ok}")
+    height, width = size or (None, None)
+    return layers.Input(shape=(height, width, channels), name="image")
+
+
+def _as_size(model: str, input_size):
+    if input_size is None:
+        return None
+    if isinstance(input_size, int) and not isinstance(input_size, bool):
+        input_size = (input_size, input_size)
+    try:
+        height, width = (int(side) for side in input_size)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{model}: input_size must be an int, (height, width) or None "
+                          f"(got {input_size!r})") from None
+    if height < 1 or width < 1:
+        raise ConfigError(f"{model}: input size must be positive (got {height}x{width})")
+    return height, width
+
+
+def check_choice(model: str, option: str, value, choices) -> None:
+    """Raise a ConfigError naming the valid choices when ``value`` is not one of them."""
+    if value not in choices:
+        raise ConfigError(f"{model}: {option} must be one of {', '.join(map(str, choices))} "
+                          f"(got {value!r})")
+
+
+def check_positive(model: str, option: str, value, kind=int) -> None:
+    ok = isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool)
+    if not ok or value <= 0:
+        raise ConfigError(f"{model}: {option} must be a positive {kind.__name__} (got {value!r})")

@@ -1,0 +1,178 @@
+"""The product, ``mobile_unet``, and the classic Ronneberger ``unet`` it is measured against.
+
+    >>> from edgeseg.models import create_model
+    >>> model = create_model("mobile_unet", input_size=256, alpha=0.5, upsample="transpose")
+"""
+
+from __future__ import annotations
+
+from edgeseg._keras import keras, layers
+from edgeseg.models.blocks import (
+    UPSAMPLE_MODES,
+    MaxUnpool2D,
+    check_choice,
+    check_positive,
+    classifier,
+    conv_bn_act,
+    ds_block,
+    ir_block,
+    make_divisible,
+    model_input,
+    probabilities,
+    upsample,
+)
+from edgeseg.errors import ConfigError
+
+BLOCKS = {"ds": ds_block, "ir": ir_block}
+
+
+def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alpha: float = 1.0,
+                depth: int = 4, block: str = "ds", upsample: str = "bilinear", skips: bool = True,
+                dilation=1, base_filters: int = 32, blocks_per_level: int = 1,
+                bn_momentum: float = 0.9) -> keras.Model:
+    """A U-Net with a MobileNet encoder and a depthwise-separable decoder.
+
+    The encoder halves the resolution ``depth`` times: a stride-2 3x3 stem, then per level a stride-2
+    MobileNet block (``block="ds"``: V1 depthwise + pointwise; ``"ir"``: V2 inverted residual) followed
+    by ``blocks_per_level - 1`` stride-1 blocks; level ``i`` has ``base_filters * 2**i * alpha``
+    channels (rounded to a multiple of 8). The deepest level is the bottleneck, where ``dilation``
+    (an int, or one rate per extra block) adds atrous blocks to widen the field of view. The decoder
+    upsamples, concatenates the encoder feature of the same resolution (``skips=True``; ``False`` gives
+    the plain hour-glass) and applies one depthwise-separable block per level; a 1x1 head gives the
+    class logits at half resolution, upsampled to the input's size.
+
+    With ``upsample="maxunpool"`` the encoder downsamples by 2x2 max-pooling instead of strides (the
+    stem runs at full resolution) and the decoder puts values back at the pooling positions
+    (SegNet-style), projecting to the encoder's channels first.
+
+    Args:
+        input_size: int, (height, width), or None for any size; sides must divide by ``2**depth``.
+        alpha: MobileNet's width multiplier.
+        bn_momentum: 0.9, not Keras' 0.99: short CPU fine-tunes otherwise leave the moving statistics
+            far behind, and the model predicts nothing in inference mode.
+    """
+    name = "mobile_unet"
+    check_choice(name, "block", block, tuple(BLOCKS))
+    check_choice(name, "upsample", upsample, UPSAMPLE_MODES)
+    check_positive(name, "alpha", alpha, float)
+    check_positive(name, "depth", depth)
+    check_positive(name, "base_filters", base_filters)
+    check_positive(name, "blocks_per_level", blocks_per_level)
+    rates = _dilation_rates(name, dilation)
+    inputs = model_input(name, input_size, channels, 2 ** depth, num_classes)
+    filters = [make_divisible(base_filters * 2 ** i * alpha) for i in range(depth)]
+    block_fn, bn = BLOCKS[block], {"momentum": bn_momentum}
+
+    if upsample == "maxunpool":
+        x = _maxunpool_unet(inputs, filters, block_fn, rates, skips, blocks_per_level, bn)
+        logits = classifier(x, num_classes)
+    else:
+        x = _strided_unet(inputs, filters, block_fn, rates, skips, blocks_per_level, upsample, bn)
+        if upsample == "transpose":
+            logits = layers.Conv2DTranspose(num_classes, 2, strides=2, padding="same",
+                                            name="head_logits_transpose")(x)
+        else:  # a 1x1 conv commutes with bilinear/nearest resizing: classify first, resize less
+            logits = layers.UpSampling2D(2, interpolation=upsample, name=f"head_{upsample}")(
+                classifier(x, num_classes))
+    return keras.Model(inputs, probabilities(logits, num_classes), name=name)
+
+
+def _strided_unet(x, filters, block_fn, rates, skips, blocks_per_level, mode, bn):
+    """Encoder with stride-2 downsampling; returns the decoder output at half the input resolution."""
+    features = []
+    for level, width in enumerate(filters):
+        if level == 0:
+            x = conv_bn_act(x, width, 3, 2, "stem", **bn)
+        else:
+            x = block_fn(x, width, 2, f"enc{level}_b0", **bn)
+        for b in range(1, blocks_per_level + (level == 0)):
+            x = block_fn(x, width, 1, f"enc{level}_b{b}", **bn)
+        features.append(x)
+    x = _bottleneck(x, filters[-1], block_fn, rates, bn)
+    for level in reversed(range(len(filters) - 1)):
+        x = upsample(x, mode, f"dec{level}_up", filters=filters[level])
+        if skips:
+            x = layers.Concatenate(name=f"dec{level}_concat")([x, features[level]])
+        x = ds_block(x, filters[level], 1, f"dec{level}_b0", **bn)
+    return x
+
+
+def _maxunpool_unet(x, filters, block_fn, rates, skips, blocks_per_level, bn):
+    """Encoder with 2x2 max-pooling; decoder unpools at the recorded positions (full resolution out)."""
+    pools = []
+    for level, width in enumerate(filters):
+        if level == 0:
+            x = conv_bn_act(x, width, 3, 1, "stem", **bn)
+        else:
+            x = block_fn(x, width, 1, f"enc{level}_b0", **bn)
+        for b in range(1, blocks_per_level + (level == 0)):
+            x = block_fn(x, width, 1, f"enc{level}_b{b}", **bn)
+        source = x
+        x = layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)
+        pools.append((source, x))
+    x = _bottleneck(x, filters[-1], block_fn, rates, bn)
+    for level in reversed(range(len(filters))):
+        source, pooled = pools[level]
+        if x.shape[-1] != filters[level]:
+            x = conv_bn_act(x, filters[level], 1, 1, f"dec{level}_proj", **bn)
+        x = MaxUnpool2D(name=f"dec{level}_unpool")([x, source, pooled])
+        if skips:
+            x = layers.Concatenate(name=f"dec{level}_concat")([x, source])
+        x = ds_block(x, filters[level], 1, f"dec{level}_b0", **bn)
+    return x
+
+
+def _bottleneck(x, width, block_fn, rates, bn):
+    for i, rate in enumerate(rates):
+        x = block_fn(x, width, 1, f"bottleneck_b{i}", dilation=rate, **bn)
+    return x
+
+
+def _dilation_rates(model: str, dilation) -> tuple[int, ...]:
+    """``1`` -> no extra bottleneck block; ``d`` -> one block at rate d; a tuple -> one block per rate."""
+    rates = (dilation,) if isinstance(dilation, int) and not isinstance(dilation, bool) else dilation
+    try:
+        rates = tuple(rates)
+    except TypeError:
+        rates = (None,)
+    if not rates or any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in rates):
+        raise ConfigError(f"{model}: dilation must be an integer >= 1 or a list of them "
+                          f"(got {dilation!r})")
+    return () if rates == (1,) else rates
+
+
+def unet(input_size=None, channels: int = 3, num_classes: int = 1, *, base: int = 64,
+         depth: int = 4, batch_norm: bool = True, bn_momentum: float = 0.9) -> keras.Model:
+    """The classic U-Net (Ronneberger et al., 2015) with 'same' padding.
+
+    Per level two 3x3 convolutions + ReLU, then 2x2 max-pooling; ``base * 2**depth`` channels at the
+    bottom; the decoder upsamples with a 2x2 stride-2 transposed convolution, concatenates the skip
+    and applies two 3x3 convolutions. ``base=64, depth=4`` is the paper's network.
+    ``batch_norm=True`` adds BatchNorm after each convolution (the common modern form; it trains in
+    the few CPU minutes this project budgets, the paper's form does not).
+    """
+    name = "unet"
+    check_positive(name, "base", base)
+    check_positive(name, "depth", depth)
+    inputs = model_input(name, input_size, channels, 2 ** depth, num_classes)
+
+    def double_conv(x, width, prefix):
+        for i in (1, 2):
+            x = layers.Conv2D(width, 3, padding="same", use_bias=not batch_norm,
+                              name=f"{prefix}_conv{i}")(x)
+            if batch_norm:
+                x = layers.BatchNormalization(momentum=bn_momentum, name=f"{prefix}_bn{i}")(x)
+            x = layers.Activation("relu", name=f"{prefix}_relu{i}")(x)
+        return x
+
+    x, features = inputs, []
+    for level in range(depth):
+        x = double_conv(x, base * 2 ** level, f"enc{level}")
+        features.append(x)
+        x = layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)
+    x = double_conv(x, base * 2 ** depth, "bottom")
+    for level in reversed(range(depth)):
+        x = layers.Conv2DTranspose(base * 2 ** level, 2, strides=2, name=f"dec{level}_up")(x)
+        x = layers.Concatenate(name=f"dec{level}_concat")([x, features[level]])
+        x = double_conv(x, base * 2 ** level, f"dec{level}")
+    return keras.Model(inputs, probabilities(classifier(x, num_classes), num_classes), name=name)

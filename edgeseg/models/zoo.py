@@ -1,0 +1,61 @@
+"""The model zoo: ``create_model(name, **options)`` over a plain dict of builders.
+
+    >>> from edgeseg.models import create_model, list_models
+    >>> list_models()
+    ['mobile_unet', 'tutorial_unet', 'unet', 'xception_unet']
+    >>> model = create_model("unet", input_size=64, base=16, num_classes=3)
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from edgeseg.errors import ConfigError
+
+# name -> "module:function"; the modules import TensorFlow, so they are imported on first use.
+_BUILDERS = {
+    "mobile_unet": "edgeseg.models.unet:mobile_unet",
+    "unet": "edgeseg.models.unet:unet",
+    "tutorial_unet": "edgeseg.models.peers:tutorial_unet",
+    "xception_unet": "edgeseg.models.peers:xception_unet",
+}
+
+
+def list_models() -> list[str]:
+    """Names ``create_model`` accepts, sorted."""
+    return sorted(_BUILDERS)
+
+
+def get_builder(name: str):
+    """The builder function of a zoo model; an unknown name raises a ConfigError listing the valid ones."""
+    if name not in _BUILDERS:
+        raise ConfigError(f"unknown model {name!r}; valid models: {', '.join(list_models())}")
+    module, function = _BUILDERS[name].split(":")
+    return getattr(__import__(module, fromlist=[function]), function)
+
+
+def model_options(name: str) -> dict[str, object]:
+    """The options of a zoo model with their defaults (what ``create_model(name, ...)`` accepts)."""
+    params = inspect.signature(get_builder(name)).parameters
+    return {key: p.default for key, p in params.items()}
+
+
+def create_model(name: str, **options):
+    """Build a zoo model (an uncompiled tf_keras Model with probability outputs).
+
+    Args:
+        name: one of :func:`list_models`.
+        **options: ``input_size`` (int, (h, w) or None for any size), ``channels``, ``num_classes``
+            (1 = binary with a sigmoid, otherwise softmax) and the model's own options
+            (see :func:`model_options`).
+
+    Raises:
+        ConfigError: unknown name, unknown option, or a value the model cannot take.
+    """
+    builder = get_builder(name)
+    valid = model_options(name)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ConfigError(f"{name}: unknown option {', '.join(unknown)}; valid options: "
+                          f"{', '.join(valid)}")
+    return builder(**options)

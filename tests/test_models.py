@@ -1,0 +1,157 @@
+"""The zoo: every model builds, runs, is fully convolutional and converts to a .tflite LiteRT runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgeseg.errors import ConfigError
+from edgeseg.models import create_model, list_models, model_options
+
+UPSAMPLES = ("bilinear", "nearest", "transpose", "maxunpool")
+CASES = [("mobile_unet", {"upsample": mode, "alpha": 0.25}) for mode in UPSAMPLES] + [
+    ("mobile_unet", {"block": "ir", "alpha": 0.25, "dilation": (2, 4)}),
+    ("unet", {"base": 4}),
+    ("tutorial_unet", {"alpha": 0.35}),
+    ("xception_unet", {}),
+]
+SIZE = 32
+
+
+def _ids(case):
+    name, options = case
+    return name + "".join(f"-{k}={v}" for k, v in options.items())
+
+
+def _images(n=2, size=SIZE, seed=0):
+    return np.random.default_rng(seed).random((n, size, size, 3), dtype=np.float32)
+
+
+def test_list_models_names_the_four_zoo_models():
+    assert list_models() == ["mobile_unet", "tutorial_unet", "unet", "xception_unet"]
+
+
+@pytest.mark.parametrize("num_classes", [1, 3])
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+def test_model_outputs_probabilities_of_the_input_size(case, num_classes):
+    name, options = case
+    model = create_model(name, input_size=SIZE, num_classes=num_classes, **options)
+    probs = model(_images(), training=False).numpy()
+    assert probs.shape == (2, SIZE, SIZE, num_classes)
+    assert np.all((probs >= 0) & (probs <= 1))
+    if num_classes > 1:
+        np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+    assert model.layers[-1].name == "probs"
+    assert model.layers[-1].dtype == "float32"
+
+
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+def test_model_built_for_any_size_takes_other_sizes(case):
+    name, options = case
+    model = create_model(name, input_size=None, **options)
+    assert model.input_shape == (None, None, None, 3)
+    for height, width in [(32, 64), (64, 32)]:
+        out = model(np.zeros((1, height, width, 3), np.float32), training=False)
+        assert out.shape == (1, height, width, 1)
+
+
+@pytest.mark.parametrize("num_classes", [1, 3])
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+def test_model_converts_to_tflite_that_litert_runs_like_keras(case, num_classes, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from converters.tflite import convert_tflite
+
+    name, options = case
+    model = create_model(name, input_size=SIZE, num_classes=num_classes, **options)
+    path = convert_tflite(model, tmp_path / "model.tflite")
+    interpreter = Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    assert tuple(inp["shape"]) == (1, SIZE, SIZE, 3)
+    ops = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert not ops & {"SHAPE", "PACK", "STRIDED_SLICE"}, ops
+    image = _images(1, seed=1)
+    interpreter.set_tensor(inp["index"], image)
+    interpreter.invoke()
+    got = interpreter.get_tensor(out["index"])
+    want = model(image, training=False).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_layer_names_are_deterministic():
+    first = [layer.name for layer in create_model("mobile_unet", input_size=SIZE).layers]
+    second = [layer.name for layer in create_model("mobile_unet", input_size=SIZE).layers]
+    assert first == second
+    assert {"stem_conv", "enc1_b0_dw", "dec0_b0_pw_conv", "head_logits", "probs"} <= set(first)
+
+
+def test_peer_layer_names_are_deterministic():
+    for name in ("tutorial_unet", "xception_unet", "unet"):
+        a = [layer.name for layer in create_model(name, input_size=SIZE).layers]
+        b = [layer.name for layer in create_model(name, input_size=SIZE).layers]
+        assert a == b
+
+
+def test_skips_false_builds_the_plain_hourglass():
+    with_skips = create_model("mobile_unet", input_size=SIZE)
+    hourglass = create_model("mobile_unet", input_size=SIZE, skips=False)
+    kinds = lambda m: [type(layer).__name__ for layer in m.layers]  # noqa: E731
+    assert kinds(with_skips).count("Concatenate") == 3
+    assert kinds(hourglass).count("Concatenate") == 0
+
+
+def test_dilation_puts_atrous_blocks_in_the_bottleneck():
+    model = create_model("mobile_unet", input_size=SIZE, dilation=(2, 4))
+    rates = {layer.name: layer.dilation_rate for layer in model.layers
+             if layer.name.startswith("bottleneck") and layer.name.endswith("_dw")}
+    assert rates == {"bottleneck_b0_dw": (2, 2), "bottleneck_b1_dw": (4, 4)}
+
+
+def test_alpha_scales_the_width():
+    narrow = create_model("mobile_unet", input_size=SIZE, alpha=0.5)
+    wide = create_model("mobile_unet", input_size=SIZE, alpha=1.0)
+    assert narrow.get_layer("enc3_b0_pw_conv").filters == 128
+    assert wide.get_layer("enc3_b0_pw_conv").filters == 256
+    assert narrow.count_params() < wide.count_params() / 3
+
+
+def test_inverted_residual_blocks_add_their_input():
+    model = create_model("mobile_unet", input_size=SIZE, block="ir", blocks_per_level=2)
+    assert "enc1_b1_add" in [layer.name for layer in model.layers]
+    assert "enc1_b0_add" not in [layer.name for layer in model.layers]  # stride 2: no residual
+
+
+def test_maxunpool_puts_values_at_the_pooling_positions(tf):
+    from edgeseg.models.blocks import MaxUnpool2D
+
+    rng = np.random.default_rng(3)
+    source = rng.permutation(4 * 8 * 8 * 5).reshape(4, 8, 8, 5).astype(np.float32)  # no ties
+    pooled, argmax = tf.nn.max_pool_with_argmax(source, 2, 2, "VALID", include_batch_in_index=True)
+    values = rng.random(pooled.shape).astype(np.float32) + 1.0
+    want = np.zeros(source.size, np.float32)
+    want[argmax.numpy().ravel()] = values.ravel()
+    got = MaxUnpool2D()([values, source, pooled]).numpy()
+    np.testing.assert_array_equal(got, want.reshape(source.shape))
+
+
+@pytest.mark.parametrize("name, options, message", [
+    ("resnet_unet", {}, "valid models: mobile_unet, tutorial_unet, unet, xception_unet"),
+    ("mobile_unet", {"input_size": 100}, "does not divide by 16"),
+    ("mobile_unet", {"input_size": 64, "depth": 7}, "does not divide by 128"),
+    ("tutorial_unet", {"input_size": 48}, "does not divide by 32"),
+    ("mobile_unet", {"upsample": "cubic"}, "upsample must be one of bilinear, nearest, transpose, maxunpool"),
+    ("mobile_unet", {"block": "v3"}, "block must be one of ds, ir"),
+    ("mobile_unet", {"alpha": 0}, "alpha must be a positive float"),
+    ("mobile_unet", {"dilation": 0}, "dilation must be an integer >= 1"),
+    ("mobile_unet", {"num_classes": 0}, "num_classes must be an integer >= 1"),
+    ("unet", {"alpha": 0.5}, "unknown option alpha; valid options: input_size"),
+])
+def test_bad_options_raise_one_clear_error(name, options, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        create_model(name, **options)
+
+
+def test_model_options_lists_defaults():
+    options = model_options("mobile_unet")
+    assert options["upsample"] == "bilinear" and options["alpha"] == 1.0 and options["depth"] == 4
