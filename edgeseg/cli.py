@@ -21,14 +21,14 @@ from edgeseg.errors import EdgesegError
 # name -> (module in edgeseg.commands, one line of help shown by `edgeseg --help`)
 COMMANDS = {
     "models": ("models", "List the model zoo with params and MACs at an input size."),
+    "train": ("train", "Train a model from the zoo."),
+    "eval": ("eval", "Dice/IoU of a model on a dataset."),
+    "data": ("data", "Write a built-in dataset as PNGs; describe a dataset folder."),
 }
 
 # Commands of the design that are not built yet: listed, and refused with one line when run.
 PLANNED = {
     "run": "The whole pipeline on a dataset: train, optimize, convert, benchmark, report.",
-    "data": "Write a built-in synthetic dataset as PNGs.",
-    "train": "Train a model from the zoo.",
-    "eval": "Dice/IoU of a model on a dataset.",
     "optimize": "Prune / QAT / PQAT / cluster a trained model (tfmot).",
     "convert": "Convert a Keras model to .tflite or .onnx.",
     "inspect": "Ops, dtypes, float islands and MACs of a converted model.",
@@ -53,7 +53,7 @@ class LazyGroup(click.Group):
     def get_command(self, ctx, name):
         if name in COMMANDS:
             module = importlib.import_module(f"edgeseg.commands.{COMMANDS[name][0]}")
-            return getattr(module, name)
+            return getattr(module, name, None) or getattr(module, f"{name}_")
         if name in PLANNED:
             return _planned(name, PLANNED[name])
         return None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -40,4 +42,25 @@ def atomic_write_json(path, obj) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+@contextlib.contextmanager
+def atomic_dir(path, *, replace: bool = False):
+    """Fill a folder under a temporary name beside ``path``; it becomes ``path`` only if the block ends well.
+
+    Yields the temporary folder. An existing empty ``path`` is replaced; a non-empty one only with
+    ``replace=True`` (checked before the block runs, by the caller's wish, so that nothing is made
+    in vain) and removed only after the new folder is complete.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists() and replace:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+__all__ = ["atomic_dir", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]

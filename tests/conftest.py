@@ -21,3 +21,25 @@ def tf():
     from edgeseg._keras import tf
 
     return tf
+
+
+TINY_TRAIN = ["--data", "synthetic-nuclei", "--n-train", "96", "--n-val", "16", "--input-size", "64",
+              "--epochs", "4", "--batch-size", "8", "--lr", "0.01", "-o", "alpha=0.25"]
+
+
+@pytest.fixture(scope="session")
+def tiny_train_args():
+    return list(TINY_TRAIN)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A tiny mobile_unet trained once per session through `edgeseg train` (a few seconds)."""
+    from click.testing import CliRunner
+
+    from edgeseg.cli import cli
+
+    out = tmp_path_factory.mktemp("tiny_run")
+    result = CliRunner().invoke(cli, ["train", *TINY_TRAIN, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out

@@ -6,6 +6,8 @@ import json
 
 import click
 
+from edgeseg.data.folders import LAYOUTS
+
 
 def parse_model_options(pairs: tuple[str, ...]) -> dict[str, object]:
     """``("alpha=0.5", "upsample=transpose", "dilation=[2,4]")`` -> {"alpha": 0.5, ...}.
@@ -27,6 +29,15 @@ def parse_model_options(pairs: tuple[str, ...]) -> dict[str, object]:
     return options
 
 
+def compose(*decorators):
+    """Apply several click decorators as one."""
+    def apply(function):
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+    return apply
+
+
 model_option = click.option(
     "-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
     help="A model option, e.g. -o alpha=0.5 -o upsample=transpose (repeatable).")
@@ -34,3 +45,15 @@ model_option = click.option(
 input_size_option = click.option(
     "--input-size", type=click.IntRange(min=1), default=256, show_default=True,
     help="Square input size in pixels.")
+
+data_options = compose(
+    click.option("--data", "source", default="synthetic-nuclei", show_default=True,
+                 metavar="NAME|DIR",
+                 help="synthetic-nuclei, synthetic-shapes, or a dataset folder."),
+    click.option("--layout", type=click.Choice(LAYOUTS),
+                 help="Folder layout (default: detected)."),
+    click.option("--channels", type=click.Choice(["1", "3"]),
+                 help="1 (grey) or 3 (RGB); default: the dataset's own."),
+    click.option("--num-classes", type=click.IntRange(min=1),
+                 help="Classes in the masks (default: from the dataset)."),
+)

@@ -1,0 +1,100 @@
+"""One frozen dataclass per stage, saved as JSON beside every artifact and loaded back to resume.
+
+    >>> cfg = TrainConfig(data=DataConfig("synthetic-nuclei"), model=ModelConfig("mobile_unet"))
+    >>> TrainConfig.from_dict(cfg.to_dict()) == cfg
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class _Json:
+    def to_dict(self) -> dict:
+        return _plain(dataclasses.asdict(self))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in data:
+                continue
+            value = data[f.name]
+            sub = _NESTED.get((cls.__name__, f.name))
+            kwargs[f.name] = sub.from_dict(value) if sub and isinstance(value, dict) else value
+        return cls(**kwargs)
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class ModelConfig(_Json):
+    """Which zoo model and its options (``create_model(name, **options)``)."""
+
+    name: str = "mobile_unet"
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DataConfig(_Json):
+    """Where the data comes from and how it is cut into training inputs.
+
+    ``source`` is a built-in name (``synthetic-nuclei``, ``synthetic-shapes``) or a folder.
+    """
+
+    source: str = "synthetic-nuclei"
+    input_size: int = 128  # training crops; the model is fully convolutional and runs at any size
+    layout: str | None = None  # folders: detected when None
+    channels: int | None = None  # None: the dataset's own (1 for nuclei/grey, 3 for RGB)
+    num_classes: int | None = None  # None: from the dataset (class list or largest id)
+    mode: str = "resize"  # folders: "resize" whole images to input_size, or random "crop"s
+    val_source: str | None = None  # a second folder for validation; else a seeded split
+    val_fraction: float = 0.2
+    n_train: int = 400  # built-in datasets: how many samples to draw
+    n_val: int = 64
+    image_size: int | None = None  # built-in datasets: image side; None = input_size
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Json):
+    """Everything ``edgeseg train`` needs; saved as ``config.json`` beside the model."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    epochs: int = 12
+    steps_per_epoch: int | None = None  # None: one pass over the training set
+    batch_size: int = 16
+    lr: float = 3e-3  # Adam with cosine decay to 1% over the run
+    loss: str = "dice+ce"
+    augment: bool = True  # flips and 90-degree rotations
+    seed: int = 0
+    mixed_precision: bool | None = None  # None: on when a GPU is visible
+    xla: bool = False
+    deterministic: bool = False
+
+
+_NESTED = {("TrainConfig", "data"): DataConfig, ("TrainConfig", "model"): ModelConfig}
+
+
+def save_config(config: _Json, path) -> Path:
+    from edgeseg.files import atomic_write_text
+
+    return atomic_write_text(path, config.to_json() + "\n")
+
+
+def load_config(cls, path):
+    return cls.from_dict(json.loads(Path(path).read_text()))

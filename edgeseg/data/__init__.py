@@ -1,0 +1,1 @@
+"""Datasets: built-in synthetic sets, real folder layouts, and the tf.data pipeline."""

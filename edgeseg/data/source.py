@@ -1,0 +1,185 @@
+"""A dataset by name or path, decoded into memory as uint8 arrays (numpy only, no TensorFlow).
+
+    >>> train, val = load_data(DataConfig("synthetic-nuclei", n_train=8, n_val=4, input_size=64))
+    >>> len(train), train.channels, train.num_classes, train.class_names
+    (8, 1, 1, ('background', 'nucleus'))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from edgeseg.config import DataConfig
+from edgeseg.data import folders, synthetic
+from edgeseg.data.folders import UNLABELED, DataError
+
+# Built-in validation samples are drawn from indices far past any training count: never the same.
+VAL_OFFSET = 1_000_000
+
+
+@dataclass(frozen=True)
+class SegData:
+    """Images (H, W, C) uint8 and masks (H, W) uint8 class ids (255 = unlabeled)."""
+
+    name: str
+    images: tuple[np.ndarray, ...]
+    masks: tuple[np.ndarray, ...]
+    class_names: tuple[str, ...]
+    channels: int
+    layout: str = "built-in"
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def num_classes(self) -> int:
+        """Model outputs: 1 (a sigmoid) for background/foreground, else one per class."""
+        return 1 if len(self.class_names) == 2 else len(self.class_names)
+
+    def take(self, count: int) -> "SegData":
+        return replace(self, images=self.images[:count], masks=self.masks[:count])
+
+    def arrays(self, size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(images float32 (N, H, W, C) in [0, 1], masks uint8 (N, H, W)) for evaluation.
+
+        With ``size``, every sample is centre-cropped (or padded: image with 0, mask with 255) to
+        ``size`` x ``size``, as the evaluation pipeline does; without, all must share a size.
+        """
+        images, masks = self.images, self.masks
+        if size is not None:
+            images = [center_fit(image, size, 0) for image in images]
+            masks = [center_fit(mask[..., None], size, UNLABELED)[..., 0] for mask in masks]
+        return np.stack(images).astype(np.float32) / 255.0, np.stack(masks)
+
+
+def center_fit(array: np.ndarray, size: int, fill: int) -> np.ndarray:
+    """Centre-crop an (H, W, C) array to ``size`` x ``size``, padding a short side with ``fill`` first."""
+    height, width = array.shape[:2]
+    if height < size or width < size:
+        padded = np.full((max(height, size), max(width, size), array.shape[-1]), fill, array.dtype)
+        top, left = (padded.shape[0] - height) // 2, (padded.shape[1] - width) // 2
+        padded[top:top + height, left:left + width] = array
+        array, height, width = padded, *padded.shape[:2]
+    top, left = (height - size) // 2, (width - size) // 2
+    return array[top:top + size, left:left + size]
+
+
+def is_builtin(source: str) -> bool:
+    return source in synthetic.SYNTHETIC
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(images * 255.0), 0, 255).astype(np.uint8)
+
+
+def builtin(name: str, count: int, size: int, seed: int, start: int = 0,
+            channels: int | None = None) -> SegData:
+    """``count`` samples of a built-in dataset from index ``start``, as 8-bit images (like PNGs)."""
+    sample, class_names, natural = synthetic.SYNTHETIC[name]
+    images, masks = [], []
+    for index in range(start, start + count):
+        image, mask = sample(size=size, seed=seed, index=index)
+        images.append(_channels(to_uint8(image), channels or natural))
+        masks.append(mask)
+    return SegData(name, tuple(images), tuple(masks), class_names, channels or natural)
+
+
+def _channels(image: np.ndarray, channels: int) -> np.ndarray:
+    if image.shape[-1] == channels:
+        return image
+    if channels == 3:
+        return np.repeat(image, 3, axis=-1)
+    weights = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601 luma, as Pillow's "L"
+    return np.round(image.astype(np.float32) @ weights)[..., None].astype(np.uint8)
+
+
+def load_data(cfg: DataConfig) -> tuple[SegData, SegData]:
+    """The training and validation sets a DataConfig describes."""
+    if cfg.channels not in (None, 1, 3):
+        raise DataError(f"--channels must be 1 or 3 (got {cfg.channels})")
+    if is_builtin(cfg.source):
+        size = cfg.image_size or cfg.input_size
+        train = builtin(cfg.source, cfg.n_train, size, cfg.seed, 0, cfg.channels)
+        val = builtin(cfg.source, cfg.n_val, size, cfg.seed, VAL_OFFSET, cfg.channels)
+        return train, val
+    _check_folder_name(cfg.source)
+    resize_to = (cfg.input_size, cfg.input_size) if cfg.mode == "resize" else None
+    found = folders.find_samples(cfg.source, cfg.layout)
+    if cfg.val_source:
+        val_found = folders.find_samples(cfg.val_source, cfg.layout or found.layout)
+        train_samples, val_samples = found.samples, val_found.samples
+    else:
+        train_samples, val_samples = _split(found, cfg.val_fraction, cfg.seed)
+    train = _decode(found, train_samples, cfg, resize_to)
+    val = _decode(found, val_samples, cfg, resize_to, channels=train.channels,
+                  class_names=train.class_names)
+    return train, val
+
+
+def load_folder(source, layout: str | None = None, channels: int | None = None,
+                num_classes: int | None = None, resize_to=None) -> SegData:
+    """Every sample of a dataset folder (for evaluation and benchmarks: no split)."""
+    found = folders.find_samples(source, layout)
+    cfg = DataConfig(str(source), layout=layout, channels=channels, num_classes=num_classes)
+    return _decode(found, found.samples, cfg, resize_to)
+
+
+def load_eval_data(source: str, *, size: int | None, channels: int | None = None,
+                   num_classes: int | None = None, layout: str | None = None, count: int = 64,
+                   seed: int = 0) -> SegData:
+    """A dataset to score a model on: every sample of a folder, or held-out built-in samples.
+
+    Built-in samples come from far past any training index (``VAL_OFFSET``), so a model trained
+    on the same dataset has never seen them. Folder images are resized to ``size`` when given.
+    """
+    if is_builtin(source):
+        return builtin(source, count, size or 256, seed, VAL_OFFSET, channels)
+    _check_folder_name(source)
+    return load_folder(source, layout, channels, num_classes,
+                       resize_to=(size, size) if size else None)
+
+
+def _check_folder_name(source: str) -> None:
+    if not Path(source).exists() and not any(sep in source for sep in "/\\."):
+        raise DataError(f"{source}: no such folder, and not a built-in dataset "
+                        f"({', '.join(synthetic.SYNTHETIC)})")
+
+
+def _split(found: folders.FolderSet, fraction: float, seed: int):
+    if found.split:
+        stems = {name: set(stems) for name, stems in found.split.items()}
+        train = [s for s in found.samples if s.image.stem in stems["train"]]
+        val = [s for s in found.samples if s.image.stem in stems["val"]]
+        if train and val:
+            return train, val
+    if not 0 < fraction < 1:
+        raise DataError(f"--val-fraction must be between 0 and 1 (got {fraction})")
+    order = np.random.default_rng(seed).permutation(len(found.samples))
+    n_val = max(1, int(round(fraction * len(order))))
+    if len(order) < 2:
+        raise DataError(f"{found.root}: one sample cannot be split into training and validation; "
+                        f"add images or give --val-data")
+    val_idx = set(order[:n_val].tolist())
+    samples = found.samples
+    return ([s for i, s in enumerate(samples) if i not in val_idx],
+            [s for i, s in enumerate(samples) if i in val_idx])
+
+
+def _decode(found, samples, cfg: DataConfig, resize_to, channels=None, class_names=None) -> SegData:
+    images, masks = folders.load_samples(found, samples, channels or cfg.channels, resize_to)
+    if class_names is None:
+        class_names = found.class_names
+        if cfg.num_classes is not None:
+            wanted = max(2, cfg.num_classes)
+            class_names = (class_names or ())[:wanted] + tuple(
+                f"class{i}" for i in range(len(class_names or ()), wanted))
+        elif class_names is None:
+            top = max(int(m[m != folders.UNLABELED].max(initial=0)) for m in masks)
+            class_names = ("background", "foreground") if top <= 1 else tuple(
+                f"class{i}" for i in range(top + 1))
+    folders.check_class_ids(masks, samples, len(class_names))
+    return SegData(str(found.root), tuple(images), tuple(masks), tuple(class_names),
+                   images[0].shape[-1], found.layout)

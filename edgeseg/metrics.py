@@ -1,0 +1,94 @@
+"""Dice, IoU and agreement in plain numpy (no TensorFlow): the same code on the host and the device.
+
+Scores are pooled over every pixel given (a whole validation set at once), per class, from a
+confusion matrix: Dice_c = 2 TP / (2 TP + FP + FN), IoU_c = TP / (TP + FP + FN). Pixels whose
+ground truth is 255 ("unlabeled") take no part. A class absent from both the prediction and the
+ground truth scores 1.0 (nothing to find, nothing wrongly found), so a background-only image
+predicted as background is perfect rather than undefined. "Mean" is over the foreground classes
+(every class but 0); for a binary model that is the foreground's Dice.
+
+    >>> true = np.array([[0, 1], [1, 255]])
+    >>> pred = np.array([[0, 1], [0, 1]])
+    >>> round(float(dice(pred, true, num_classes=2)), 3)
+    0.667
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+UNLABELED = 255
+
+
+def labels_from_probs(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Class ids (N, H, W) from probabilities (N, H, W, C): argmax, or ``> threshold`` for C == 1."""
+    probs = np.asarray(probs)
+    if probs.shape[-1] == 1:
+        return (probs[..., 0] > threshold).astype(np.uint8)
+    return np.argmax(probs, axis=-1).astype(np.uint8)
+
+
+def confusion_matrix(pred: np.ndarray, true: np.ndarray, num_classes: int) -> np.ndarray:
+    """(num_classes, num_classes) counts, rows = ground truth, columns = prediction; 255 ignored."""
+    pred, true = np.asarray(pred).ravel(), np.asarray(true).ravel()
+    if pred.shape != true.shape:
+        raise ValueError(f"prediction has {pred.size} pixels, ground truth {true.size}")
+    keep = true != UNLABELED
+    pred, true = pred[keep].astype(np.int64), true[keep].astype(np.int64)
+    if true.size and (true.max() >= num_classes or pred.max() >= num_classes):
+        raise ValueError(f"class id >= num_classes ({num_classes})")
+    return np.bincount(true * num_classes + pred, minlength=num_classes ** 2).reshape(
+        num_classes, num_classes)
+
+
+def _classes(num_classes: int) -> int:
+    """A binary model (one sigmoid output) has two classes: background and foreground."""
+    return max(2, num_classes)
+
+
+def dice_per_class(pred, true, num_classes: int) -> np.ndarray:
+    """Dice of each class, 2|X∩Y| / (|X| + |Y|), pooled over all pixels given."""
+    return np.array(scores(pred, true, num_classes)["dice_per_class"])
+
+
+def iou_per_class(pred, true, num_classes: int) -> np.ndarray:
+    """IoU (Jaccard) of each class, |X∩Y| / |X∪Y|, pooled over all pixels given."""
+    return np.array(scores(pred, true, num_classes)["iou_per_class"])
+
+
+def dice(pred, true, num_classes: int) -> float:
+    """Mean Dice over the foreground classes."""
+    return float(dice_per_class(pred, true, num_classes)[1:].mean())
+
+
+def iou(pred, true, num_classes: int) -> float:
+    """Mean IoU over the foreground classes."""
+    return float(iou_per_class(pred, true, num_classes)[1:].mean())
+
+
+def scores(pred, true, num_classes: int) -> dict:
+    """Dice and IoU, per class and mean over the foreground, from one confusion matrix (JSON-ready)."""
+    cm = confusion_matrix(pred, true, _classes(num_classes)).astype(np.float64)
+    tp = np.diag(cm)
+    predicted, actual = cm.sum(0), cm.sum(1)
+    dice_c = np.where(predicted + actual > 0, 2 * tp / np.maximum(predicted + actual, 1), 1.0)
+    union = predicted + actual - tp
+    iou_c = np.where(union > 0, tp / np.maximum(union, 1), 1.0)
+    return {"dice": float(dice_c[1:].mean()), "dice_per_class": [float(d) for d in dice_c],
+            "iou": float(iou_c[1:].mean()), "iou_per_class": [float(i) for i in iou_c],
+            "pixels_per_class": [int(n) for n in actual]}
+
+
+def agreement(pred_a, pred_b, true=None) -> float:
+    """Fraction of pixels where two predictions give the same class (unlabeled pixels left out)."""
+    pred_a, pred_b = np.asarray(pred_a), np.asarray(pred_b)
+    if pred_a.shape != pred_b.shape:
+        raise ValueError(f"predictions differ in shape: {pred_a.shape} vs {pred_b.shape}")
+    same = pred_a == pred_b
+    if true is not None:
+        same = same[np.asarray(true) != UNLABELED]
+    return float(same.mean()) if same.size else 1.0
+
+
+__all__ = ["agreement", "confusion_matrix", "dice", "dice_per_class", "iou", "iou_per_class",
+           "labels_from_probs", "scores"]

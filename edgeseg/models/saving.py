@@ -1,0 +1,38 @@
+"""Saving and loading Keras models: atomic writes, safe-mode loads, one clear error."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from edgeseg._keras import keras
+from edgeseg.errors import EdgesegError
+from edgeseg.losses import DiceMetric  # noqa: F401  (registers the custom objects)
+from edgeseg.models import blocks  # noqa: F401
+
+
+def save_model(model, path) -> Path:
+    """Save a Keras model atomically (to a temporary name beside it, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:
+        model.save(str(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_model(path, *, unsafe: bool = False):
+    """Load a Keras model saved by edgeseg (safe mode: no Lambda code unless ``unsafe``)."""
+    path = Path(path)
+    if not path.exists():
+        raise EdgesegError(f"{path}: no such model file")
+    try:
+        return keras.models.load_model(str(path), compile=False, safe_mode=not unsafe)
+    except ValueError as error:
+        raise EdgesegError(f"{path}: cannot load this Keras model ({str(error).splitlines()[0]})") \
+            from None
+    except (OSError, KeyError) as error:
+        raise EdgesegError(f"{path}: not a Keras model file ({type(error).__name__})") from None

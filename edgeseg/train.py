@@ -1,0 +1,321 @@
+"""Training: ``fit(config, out)`` over Keras ``fit`` with the standard TensorFlow mechanisms.
+
+Devices: every visible GPU through MirroredStrategy, MultiWorkerMirroredStrategy when ``TF_CONFIG``
+names a cluster, the default (CPU) strategy otherwise. Mixed precision (float16 on GPUs) keeps the
+output layer in float32. Callbacks: BackupAndRestore (resume after an interrupt), the best
+checkpoint by validation Dice, a CSV log, TensorBoard, and a NaN guard that stops with a clear
+message and keeps the last good checkpoint.
+
+    edgeseg train --data synthetic-nuclei --out runs/nuclei
+    python -c "from edgeseg.train import fit; from edgeseg.config import TrainConfig; fit(TrainConfig(), 'out')"
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeseg._keras import keras, tf
+from edgeseg.config import TrainConfig, load_config, save_config
+from edgeseg.data.pipeline import make_dataset
+from edgeseg.data.source import load_data
+from edgeseg.errors import EdgesegError
+from edgeseg.evaluate import evaluate, keras_predictor
+from edgeseg.losses import DiceMetric, segmentation_loss
+from edgeseg.models import create_model
+from edgeseg.models.saving import save_model
+
+MODEL_FILE = "model.keras"
+
+
+class TrainingError(EdgesegError):
+    """Training cannot start or did not finish (diverged, nothing to resume, ...)."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model_path: Path
+    dice: float
+    dice_per_class: tuple[float, ...]
+    iou: float
+    epochs: int
+    seconds: float
+    images_per_second: float
+
+
+def choose_strategy(gpus: list[str], tf_config: str | None) -> str:
+    """Which distribution strategy fits the machine: a pure function of what is visible.
+
+    ``multi_worker`` when TF_CONFIG describes a cluster of more than one task, ``mirrored`` for two
+    or more GPUs, ``one_device`` for one GPU, ``default`` (the CPU) otherwise.
+    """
+    if tf_config:
+        try:
+            cluster = json.loads(tf_config).get("cluster", {})
+        except (json.JSONDecodeError, AttributeError):
+            raise TrainingError("TF_CONFIG is not valid JSON with a 'cluster' key") from None
+        if sum(len(tasks) for tasks in cluster.values()) > 1:
+            return "multi_worker"
+    if len(gpus) > 1:
+        return "mirrored"
+    return "one_device" if gpus else "default"
+
+
+def make_strategy(kind: str):
+    if kind == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if kind == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if kind == "one_device":
+        return tf.distribute.OneDeviceStrategy("/gpu:0")
+    return tf.distribute.get_strategy()
+
+
+def precision_policy(mixed_precision: bool | None, has_gpu: bool) -> str:
+    """``mixed_float16`` on a GPU, ``mixed_bfloat16`` when asked for on a CPU, else ``float32``.
+
+    ``None`` means: on when a GPU is present. Every zoo model's output layer is float32 whatever
+    the policy, so probabilities and losses stay in full precision.
+    """
+    if mixed_precision is None:
+        mixed_precision = has_gpu
+    if not mixed_precision:
+        return "float32"
+    return "mixed_float16" if has_gpu else "mixed_bfloat16"
+
+
+def _is_chief(strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    return resolver.task_type == "chief" or (
+        resolver.task_type == "worker" and resolver.task_id == 0
+        and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def fit(cfg: TrainConfig, out, *, resume: bool = False, force: bool = False, verbose: int = 1,
+        callbacks=()) -> TrainResult:
+    """Train ``cfg.model`` on ``cfg.data`` and write ``out/model.keras`` with its card.
+
+    Writes ``config.json``, ``history.csv``, ``logs/`` (TensorBoard), ``checkpoints/`` and, while
+    running, ``backup/`` (BackupAndRestore). ``resume=True`` continues an interrupted run from its
+    last completed epoch, with the config it was started with; ``force=True`` starts over.
+    ``callbacks`` are added to Keras' (the tests interrupt a run with one).
+
+    Raises:
+        TrainingError: bad options, an ``out`` that holds another run, or a run that diverged.
+        DataError: the dataset cannot be read (nothing is written then).
+    """
+    out = Path(out)
+    backup = out / "backup"
+    if resume:
+        if not _has_files(backup):
+            raise TrainingError(f"{out}: no interrupted run to resume (no checkpoint in {backup})")
+        cfg = load_config(TrainConfig, out / "config.json")
+    elif _has_files(backup) or (out / MODEL_FILE).exists():
+        if not force:
+            what = "an interrupted run" if _has_files(backup) else f"a trained {MODEL_FILE}"
+            raise TrainingError(f"{out}: holds {what}; pass --resume to continue it or --force "
+                                f"to start over")
+    _check(cfg)
+    train_data, val_data = load_data(cfg.data)  # before anything is written: bad data leaves no trace
+    if cfg.steps_per_epoch is None and len(train_data) < cfg.batch_size:
+        raise TrainingError(f"--batch-size {cfg.batch_size} is larger than the training set "
+                            f"({len(train_data)} samples)")
+    num_classes = cfg.model.options.get("num_classes", train_data.num_classes)
+    model_kwargs = {"channels": train_data.channels, "num_classes": num_classes,
+                    **cfg.model.options}
+
+    # The strategy comes first: MultiWorkerMirroredStrategy must exist before any TensorFlow op runs.
+    gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+    strategy_kind = choose_strategy(gpus, os.environ.get("TF_CONFIG"))
+    strategy = make_strategy(strategy_kind)
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    size = cfg.data.input_size
+    steps = cfg.steps_per_epoch or max(1, len(train_data) // cfg.batch_size)
+    train_ds = make_dataset(train_data, size, cfg.batch_size, training=True, augment=cfg.augment,
+                            seed=cfg.seed, repeat=True)
+    val_ds = make_dataset(val_data, size, cfg.batch_size, training=False)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    train_ds, val_ds = train_ds.with_options(options), val_ds.with_options(options)
+
+    policy = precision_policy(cfg.mixed_precision, bool(gpus))
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        with strategy.scope():  # trained at the crop size: a bad size is refused here
+            model = create_model(cfg.model.name, input_size=size, **model_kwargs)
+            schedule = keras.optimizers.schedules.CosineDecay(cfg.lr, cfg.epochs * steps,
+                                                              alpha=0.01)
+            # Under mixed_float16, compile wraps Adam in a LossScaleOptimizer.
+            model.compile(optimizer=keras.optimizers.Adam(schedule),
+                          loss=segmentation_loss(cfg.loss), metrics=[DiceMetric(num_classes)],
+                          jit_compile=cfg.xla)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+    # Data and model are good: only now is anything written.
+    if force and not resume:
+        for stale in ("backup", "checkpoints", "logs", "history.csv", MODEL_FILE, _card_name()):
+            path = out / stale
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    chief = _is_chief(strategy)
+    workdir = out if chief else out / f".worker-{strategy.cluster_resolver.task_id}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    if chief and not resume:
+        save_config(cfg, out / "config.json")
+    best = workdir / "checkpoints" / "best.weights.h5"
+    best.parent.mkdir(parents=True, exist_ok=True)
+    timer = _Throughput(cfg.batch_size)
+    keras_callbacks = [
+        _NaNGuard(),  # first: a NaN batch must stop the epoch before anything saves its weights
+        keras.callbacks.BackupAndRestore(str(backup)),
+        # On resume, the best so far is the bar: the first resumed epoch must beat it to replace it.
+        keras.callbacks.ModelCheckpoint(
+            str(best), monitor="val_dice", mode="max", save_best_only=True,
+            save_weights_only=True,
+            initial_value_threshold=_best_so_far(workdir / "history.csv") if resume else None),
+        keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=resume),
+        keras.callbacks.TensorBoard(str(workdir / "logs"), profile_batch=0),
+        timer, *callbacks,
+    ]
+    started = time.perf_counter()
+    try:
+        history = model.fit(train_ds, epochs=cfg.epochs, steps_per_epoch=steps,
+                            validation_data=val_ds, callbacks=keras_callbacks, verbose=verbose)
+    except _Diverged as diverged:
+        kept = f"the last good checkpoint is kept at {best}" if best.exists() else \
+            "no epoch finished, so there is no checkpoint"
+        raise TrainingError(f"training diverged: the loss became NaN/inf at epoch "
+                            f"{diverged.epoch + 1}, batch {diverged.batch + 1}; {kept}; "
+                            f"try a lower --lr") from None
+    seconds = time.perf_counter() - started
+    # Every worker reads the weights: BatchNorm's moving statistics are synchronised on read, a
+    # collective op that all workers must join before any of them leaves.
+    weights = model.get_weights()
+    if not chief:
+        shutil.rmtree(workdir, ignore_errors=True)
+        return TrainResult(out / MODEL_FILE, float("nan"), (), float("nan"), cfg.epochs, seconds,
+                           timer.images_per_second)
+    shutil.rmtree(backup, ignore_errors=True)  # finished: nothing left to resume
+
+    # A float32 copy outside the strategy, with the best epoch's weights: it converts and deploys as is.
+    final = create_model(cfg.model.name, **model_kwargs)
+    final.set_weights(weights)
+    if best.exists():
+        final.load_weights(str(best))
+    images, masks = val_data.arrays(size)
+    scores = evaluate(keras_predictor(final), images, masks, num_classes)
+    path = save_model(final, out / MODEL_FILE)
+    epochs_run = len(history.history.get("loss", [])) or cfg.epochs
+    devices = {"strategy": strategy_kind, "replicas": strategy.num_replicas_in_sync,
+               "precision": policy}
+    _write_train_card(path, final, cfg, train_data, num_classes, scores, seconds, timer, devices)
+    return TrainResult(path, scores["dice"], tuple(scores["dice_per_class"]), scores["iou"],
+                       epochs_run, seconds, timer.images_per_second)
+
+
+def _has_files(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.iterdir())
+
+
+def _card_name() -> str:
+    from edgeseg.card import card_path
+
+    return card_path(MODEL_FILE).name
+
+
+def _best_so_far(history: Path) -> float | None:
+    """The best validation Dice an interrupted run logged (None when it logged none)."""
+    import csv
+
+    if not history.exists():
+        return None
+    with history.open(newline="") as handle:
+        values = [float(row["val_dice"]) for row in csv.DictReader(handle) if row.get("val_dice")]
+    return max(values) if values else None
+
+
+def _check(cfg: TrainConfig) -> None:
+    for name, value in (("--epochs", cfg.epochs), ("--batch-size", cfg.batch_size)):
+        if value < 1:
+            raise TrainingError(f"{name} must be >= 1 (got {value})")
+    if cfg.steps_per_epoch is not None and cfg.steps_per_epoch < 1:
+        raise TrainingError(f"--steps must be >= 1 (got {cfg.steps_per_epoch})")
+    if not cfg.lr > 0 or not math.isfinite(cfg.lr):
+        raise TrainingError(f"--lr must be a positive number (got {cfg.lr})")
+
+
+def _write_train_card(path, model, cfg, train_data, num_classes, scores, seconds, timer, devices):
+    from edgeseg.card import make_card, write_card
+    from edgeseg.flops import keras_cost
+
+    size = cfg.data.input_size
+    cost = keras_cost(model, input_size=size)
+    write_card(path, make_card(
+        format="keras", variant="fp32", input_size=[size, size], channels=train_data.channels,
+        num_classes=num_classes, class_names=list(train_data.class_names),
+        source={"data": cfg.data.source, "model": cfg.model.name},
+        recipe={"stage": "train", **cfg.to_dict(), "seconds": round(seconds, 1),
+                "images_per_second": round(timer.images_per_second, 1), **devices},
+        metrics={"val": scores}, macs=cost.macs, params=cost.params))
+
+
+class _Diverged(Exception):
+    def __init__(self, epoch: int, batch: int):
+        super().__init__(f"NaN/inf loss at epoch {epoch + 1}, batch {batch + 1}")
+        self.epoch, self.batch = epoch, batch
+
+
+class _NaNGuard(keras.callbacks.Callback):
+    """Stop at the first NaN/inf loss, before the epoch ends: checkpoints never hold NaN weights.
+
+    Keras' TerminateOnNaN only sets ``stop_training``, so the epoch still ends and ModelCheckpoint
+    and BackupAndRestore save the diverged weights; raising here keeps the last good ones.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise _Diverged(self._epoch, batch)
+
+
+class _Throughput(keras.callbacks.Callback):
+    """Training images per second, validation left out."""
+
+    def __init__(self, batch_size: int):
+        super().__init__()
+        self.batch_size, self.images, self.seconds = batch_size, 0, 0.0
+        self._start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+        self._batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._batches += 1
+
+    def on_test_begin(self, logs=None):
+        if self._start is not None:
+            self.seconds += time.perf_counter() - self._start
+            self.images += self._batches * self.batch_size
+            self._start = None
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds else 0.0
