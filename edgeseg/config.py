@@ -67,6 +67,7 @@ class DataConfig(_Json):
     n_val: int = 64
     image_size: int | None = None  # built-in datasets: image side; None = input_size
     seed: int = 0
+    cache_mb: int = 2048  # folders: decode into memory below this size, else stream from disk
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from edgeseg._keras import keras, tf
 from edgeseg.config import TrainConfig, load_config, save_config
+from edgeseg.data.folders import DataError
 from edgeseg.data.pipeline import make_dataset
 from edgeseg.data.source import load_data
 from edgeseg.errors import EdgesegError
@@ -191,6 +192,8 @@ def fit(cfg: TrainConfig, out, *, resume: bool = False, force: bool = False, ver
     try:
         history = model.fit(train_ds, epochs=cfg.epochs, steps_per_epoch=steps,
                             validation_data=val_ds, callbacks=keras_callbacks, verbose=verbose)
+    except tf.errors.OpError as error:  # a streamed file that broke while training
+        raise _data_error(error) from None
     except _Diverged as diverged:
         kept = f"the last good checkpoint is kept at {best}" if best.exists() else \
             "no epoch finished, so there is no checkpoint"
@@ -221,6 +224,14 @@ def fit(cfg: TrainConfig, out, *, resume: bool = False, force: bool = False, ver
     _write_train_card(path, final, cfg, train_data, num_classes, scores, seconds, timer, devices)
     return TrainResult(path, scores["dice"], tuple(scores["dice_per_class"]), scores["iou"],
                        epochs_run, seconds, timer.images_per_second)
+
+
+def _data_error(error: Exception) -> Exception:
+    """The DataError inside a tf.data error (raised by a decoder in ``numpy_function``), if any."""
+    import re
+
+    found = re.search(r"DataError: (.+)", str(error))
+    return DataError(found.group(1).strip()) if found else error
 
 
 def _has_files(folder: Path) -> bool:

@@ -65,3 +65,43 @@ def test_images_of_different_sizes_are_batched_after_cropping(make_dataset):
     data = SegData("mixed", a.images + b.images, a.masks + b.masks, a.class_names, 3)
     images, _ = next(iter(make_dataset(data, 32, 2, training=True, seed=0)))
     assert images.shape == (2, 32, 32, 3)
+
+
+def _folder(tmp_path, count=6, size=40):
+    from edgeseg.data.writer import write_synthetic
+
+    return write_synthetic("synthetic-shapes", tmp_path / "shapes", count=count, size=size, seed=3)
+
+
+def test_a_folder_past_the_cache_limit_is_streamed_with_the_same_batches(make_dataset, tmp_path):
+    from edgeseg.config import DataConfig
+    from edgeseg.data.source import StreamedData, load_data
+
+    folder = _folder(tmp_path)
+    cfg = DataConfig(str(folder), input_size=32, mode="crop", val_fraction=0.34)
+    held, _ = load_data(cfg)
+    streamed, _ = load_data(DataConfig(**{**cfg.to_dict(), "cache_mb": 0}))
+    assert isinstance(held, SegData) and isinstance(streamed, StreamedData)
+    assert streamed.class_names == held.class_names and len(streamed) == len(held)
+    for training in (False, True):
+        a = list(make_dataset(held, 32, 2, training=training, seed=4))
+        b = list(make_dataset(streamed, 32, 2, training=training, seed=4))
+        for (ia, ma), (ib, mb) in zip(a, b):
+            np.testing.assert_array_equal(ia.numpy(), ib.numpy())
+            np.testing.assert_array_equal(ma.numpy(), mb.numpy())
+
+
+def test_a_file_that_breaks_while_streaming_is_named(tmp_path):
+    from edgeseg.config import DataConfig, ModelConfig, TrainConfig
+    from edgeseg.data.folders import DataError
+    from edgeseg.train import fit
+
+    folder = _folder(tmp_path, count=8, size=32)
+    cfg = TrainConfig(data=DataConfig(str(folder), input_size=32, cache_mb=0, val_fraction=0.25),
+                      model=ModelConfig("mobile_unet", {"alpha": 0.25}), epochs=1, batch_size=2)
+    # headers intact, pixel data gone: found only when the image is decoded during training
+    for image in sorted((folder / "images").iterdir()):
+        data = image.read_bytes()
+        image.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match=r"images/\d+\.png: cannot read image"):
+        fit(cfg, tmp_path / "out", verbose=0)

@@ -58,12 +58,13 @@ def info(source, layout, channels, num_classes):
                            channels=int(channels) if channels else None)
     click.echo(f"{data_.name}: {data_.layout} layout, {len(data_)} samples, "
                f"{data_.channels} channel(s), model outputs {data_.num_classes}")
-    sizes = sorted({image.shape[:2] for image in data_.images})
+    sizes, pixels = set(), np.zeros(256, np.int64)
+    for image, mask in data_:  # one at a time: a folder too large for memory is streamed
+        sizes.add(image.shape[:2])
+        pixels += np.bincount(mask.ravel(), minlength=256)
+    sizes = sorted(sizes)
     shown = ", ".join(f"{w}x{h}" for h, w in sizes[:5]) + (" ..." if len(sizes) > 5 else "")
     click.echo(f"image sizes: {shown}")
-    pixels = np.zeros(256, np.int64)
-    for mask in data_.masks:
-        pixels += np.bincount(mask.ravel(), minlength=256)
     total = pixels.sum()
     for class_id, name in enumerate(data_.class_names):
         click.echo(f"  {class_id:>3} {name:<20} {100 * pixels[class_id] / total:6.2f}% of pixels")

@@ -170,10 +170,12 @@ _FINDERS = {"generic": _generic, "carvana": _carvana, "oxford": _oxford, "dsb201
             "voc": _voc}
 
 
-def _open(path: Path) -> Image.Image:
+def _open(path: Path, decode: bool = True) -> Image.Image:
+    """Open an image file (decoding its pixels, or its header only); any failure names the file."""
     try:
         image = Image.open(path)
-        image.load()
+        if decode:
+            image.load()
         return image
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
@@ -281,10 +283,34 @@ def load_samples(found: FolderSet, samples, channels: int | None, resize_to=None
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
-def check_class_ids(masks, samples, num_classes: int) -> None:
-    """Every class id must be < num_classes (255 is unlabeled): name the first mask that is not."""
-    for mask, sample in zip(masks, samples):
-        top = int(mask[mask != UNLABELED].max(initial=0))
-        if top >= num_classes:
-            raise DataError(f"{sample.masks[0]}: class id {top} >= num_classes {num_classes} "
-                            f"(255 is unlabeled)")
+def top_class_id(mask: np.ndarray) -> int:
+    """The largest class id in a mask, 255 (unlabeled) left out."""
+    return int(mask[mask != UNLABELED].max(initial=0))
+
+
+def check_class_id(top: int, sample: Sample, num_classes: int) -> None:
+    """A mask's largest class id must be < num_classes (255 is unlabeled): name the mask if not."""
+    if top >= num_classes:
+        raise DataError(f"{sample.masks[0]}: class id {top} >= num_classes {num_classes} "
+                        f"(255 is unlabeled)")
+
+
+def check_sizes(sample: Sample) -> None:
+    """Image and mask(s) of one size, read from the file headers alone (nothing is decoded)."""
+    width, height = _header_size(sample.image)
+    for mask in sample.masks:
+        if _header_size(mask) != (width, height):
+            mw, mh = _header_size(mask)
+            raise DataError(f"{mask}: mask is {mw}x{mh}, its image {sample.image} is "
+                            f"{width}x{height}")
+
+
+def decoded_bytes(sample: Sample, channels: int, resize_to=None) -> int:
+    """Bytes the decoded image and mask take in memory (from the image header, or ``resize_to``)."""
+    height, width = resize_to or _header_size(sample.image)[::-1]
+    return height * width * (channels + 1)
+
+
+def _header_size(path: Path) -> tuple[int, int]:
+    with _open(path, decode=False) as image:
+        return image.size

@@ -1,4 +1,4 @@
-"""tf.data input pipelines over a :class:`SegData`: crop or resize, augment, normalise, batch.
+"""tf.data input pipelines over a dataset in memory or on disk: crop, augment, normalise, batch.
 
 Images leave the pipeline as float32 NHWC in [0, 1], masks as uint8 (N, H, W, 1) with 255 kept
 for "unlabeled" (the losses and metrics leave it out).
@@ -9,12 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 from edgeseg._keras import tf
-from edgeseg.data.source import SegData
+from edgeseg.data.source import SegData, StreamedData
 from edgeseg.data.folders import UNLABELED
 
 
-def _as_tensors(data: SegData):
-    """A dataset of (image uint8, mask uint8 (H, W, 1)); stacked when all images share a size."""
+def _in_memory(data: SegData):
+    """(image uint8, mask uint8 (H, W, 1)) pairs; stacked into one tensor when all share a size."""
     shapes = {image.shape for image in data.images}
     if len(shapes) == 1:
         return tf.data.Dataset.from_tensor_slices(
@@ -24,6 +24,21 @@ def _as_tensors(data: SegData):
     pairs = list(zip(data.images, data.masks))
     return tf.data.Dataset.from_generator(
         lambda: ((image, mask[..., None]) for image, mask in pairs), output_signature=signature)
+
+
+def _decode_on_the_fly(data: StreamedData, indices):
+    """Decode each index's files with the same Pillow reader as the in-memory path, in parallel."""
+    def load(index):
+        image, mask = data.sample(int(index))
+        return image, mask[..., None]
+
+    def decode(index):
+        image, mask = tf.numpy_function(load, [index], (tf.uint8, tf.uint8), stateful=False)
+        image.set_shape((None, None, data.channels))
+        mask.set_shape((None, None, 1))
+        return image, mask
+
+    return indices.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def _fit_to(image, mask, size: int, random: bool, seed):
@@ -60,9 +75,16 @@ def make_dataset(data: SegData, input_size: int, batch_size: int, *, training: b
     Training: shuffled every epoch, random crops of ``input_size`` (when images are larger),
     flips and 90-degree rotations. Evaluation: centred crops, fixed order, no augmentation.
     """
-    dataset = _as_tensors(data).cache()
+    if isinstance(data, StreamedData):  # shuffle the indices, then decode: memory stays small
+        dataset = tf.data.Dataset.range(len(data))
+        if training:
+            dataset = dataset.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
+        dataset = _decode_on_the_fly(data, dataset)
+    else:
+        dataset = _in_memory(data).cache()
+        if training:
+            dataset = dataset.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
     if training:
-        dataset = dataset.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
         if repeat:
             dataset = dataset.repeat()
         dataset = tf.data.Dataset.zip((dataset, tf.data.Dataset.random(seed=seed).batch(2)))

@@ -20,9 +20,44 @@ from edgeseg.data.folders import UNLABELED, DataError
 VAL_OFFSET = 1_000_000
 
 
+class _Samples:
+    """What every dataset offers: names, channels, ``len``, ``sample(i)`` and evaluation arrays."""
+
+    name: str
+    class_names: tuple[str, ...]
+    channels: int
+    layout: str
+
+    @property
+    def num_classes(self) -> int:
+        """Model outputs: 1 (a sigmoid) for background/foreground, else one per class."""
+        return 1 if len(self.class_names) == 2 else len(self.class_names)
+
+    def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def __iter__(self):
+        return (self.sample(i) for i in range(len(self)))
+
+    def arrays(self, size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(images float32 (N, H, W, C) in [0, 1], masks uint8 (N, H, W)) for evaluation.
+
+        With ``size``, every sample is centre-cropped (or padded: image with 0, mask with 255) to
+        ``size`` x ``size``, as the evaluation pipeline does; without, all must share a size.
+        """
+        images, masks = [], []
+        for image, mask in self:
+            if size is not None:
+                image = center_fit(image, size, 0)
+                mask = center_fit(mask[..., None], size, UNLABELED)[..., 0]
+            images.append(image)
+            masks.append(mask)
+        return np.stack(images).astype(np.float32) / 255.0, np.stack(masks)
+
+
 @dataclass(frozen=True)
-class SegData:
-    """Images (H, W, C) uint8 and masks (H, W) uint8 class ids (255 = unlabeled)."""
+class SegData(_Samples):
+    """A dataset held in memory: images (H, W, C) uint8 and masks (H, W) uint8 class ids (255 = unlabeled)."""
 
     name: str
     images: tuple[np.ndarray, ...]
@@ -34,25 +69,37 @@ class SegData:
     def __len__(self) -> int:
         return len(self.images)
 
-    @property
-    def num_classes(self) -> int:
-        """Model outputs: 1 (a sigmoid) for background/foreground, else one per class."""
-        return 1 if len(self.class_names) == 2 else len(self.class_names)
+    def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.images[index], self.masks[index]
 
     def take(self, count: int) -> "SegData":
         return replace(self, images=self.images[:count], masks=self.masks[:count])
 
-    def arrays(self, size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(images float32 (N, H, W, C) in [0, 1], masks uint8 (N, H, W)) for evaluation.
 
-        With ``size``, every sample is centre-cropped (or padded: image with 0, mask with 255) to
-        ``size`` x ``size``, as the evaluation pipeline does; without, all must share a size.
-        """
-        images, masks = self.images, self.masks
-        if size is not None:
-            images = [center_fit(image, size, 0) for image in images]
-            masks = [center_fit(mask[..., None], size, UNLABELED)[..., 0] for mask in masks]
-        return np.stack(images).astype(np.float32) / 255.0, np.stack(masks)
+@dataclass(frozen=True)
+class StreamedData(_Samples):
+    """A folder too large to hold in memory: each sample is decoded from disk when it is used.
+
+    Pairing, image/mask sizes and class ids were checked when it was made; a file that breaks
+    while training still raises a DataError naming it.
+    """
+
+    name: str
+    found: folders.FolderSet
+    samples: tuple[folders.Sample, ...]
+    class_names: tuple[str, ...]
+    channels: int
+    resize_to: tuple[int, int] | None
+    layout: str = "generic"
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        sample = self.samples[index]
+        image, mask = folders.load_sample(sample, self.layout, self.channels, self.resize_to)
+        folders.check_class_id(folders.top_class_id(mask), sample, len(self.class_names))
+        return image, mask
 
 
 def center_fit(array: np.ndarray, size: int, fill: int) -> np.ndarray:
@@ -168,18 +215,39 @@ def _split(found: folders.FolderSet, fraction: float, seed: int):
             [s for i, s in enumerate(samples) if i in val_idx])
 
 
-def _decode(found, samples, cfg: DataConfig, resize_to, channels=None, class_names=None) -> SegData:
-    images, masks = folders.load_samples(found, samples, channels or cfg.channels, resize_to)
-    if class_names is None:
-        class_names = found.class_names
-        if cfg.num_classes is not None:
-            wanted = max(2, cfg.num_classes)
-            class_names = (class_names or ())[:wanted] + tuple(
-                f"class{i}" for i in range(len(class_names or ()), wanted))
-        elif class_names is None:
-            top = max(int(m[m != folders.UNLABELED].max(initial=0)) for m in masks)
-            class_names = ("background", "foreground") if top <= 1 else tuple(
-                f"class{i}" for i in range(top + 1))
-    folders.check_class_ids(masks, samples, len(class_names))
-    return SegData(str(found.root), tuple(images), tuple(masks), tuple(class_names),
-                   images[0].shape[-1], found.layout)
+def _decode(found, samples, cfg: DataConfig, resize_to, channels=None, class_names=None):
+    """The samples in memory, or streamed from disk when decoded they would pass ``cfg.cache_mb``."""
+    samples = tuple(samples)
+    channels = channels or cfg.channels or folders.read_image(samples[0].image).shape[-1]
+    decoded = sum(folders.decoded_bytes(s, channels, resize_to) for s in samples)
+    if decoded > cfg.cache_mb * 2 ** 20:
+        # Too large to hold: read only the masks now (one at a time) to check them.
+        tops = []
+        for sample in samples:
+            folders.check_sizes(sample)
+            tops.append(folders.top_class_id(folders.read_mask(sample, found.layout)))
+        class_names = class_names or _class_names(found, cfg, max(tops))
+        for sample, top in zip(samples, tops):
+            folders.check_class_id(top, sample, len(class_names))
+        return StreamedData(str(found.root), found, samples, tuple(class_names), channels,
+                            resize_to, found.layout)
+    images, masks = folders.load_samples(found, samples, channels, resize_to)
+    tops = [folders.top_class_id(mask) for mask in masks]
+    class_names = class_names or _class_names(found, cfg, max(tops))
+    for sample, top in zip(samples, tops):
+        folders.check_class_id(top, sample, len(class_names))
+    return SegData(str(found.root), tuple(images), tuple(masks), tuple(class_names), channels,
+                   found.layout)
+
+
+def _class_names(found, cfg: DataConfig, top_id: int) -> tuple[str, ...]:
+    """The folder's class list, else ``--num-classes`` generic names, else from the largest id."""
+    class_names = found.class_names
+    if cfg.num_classes is not None:
+        wanted = max(2, cfg.num_classes)
+        return tuple((class_names or ())[:wanted]) + tuple(
+            f"class{i}" for i in range(len(class_names or ()), wanted))
+    if class_names is not None:
+        return tuple(class_names)
+    return ("background", "foreground") if top_id <= 1 else tuple(
+        f"class{i}" for i in range(top_id + 1))
