@@ -10,13 +10,12 @@ graph, so every op is one a delegate can take.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
+from edgeseg._logging import dropping
 from edgeseg.errors import ConfigError
 from edgeseg.files import atomic_write_bytes
 
@@ -44,7 +43,7 @@ def tflite_bytes(model, input_size=None, quant: str = "none",
     concrete = function.get_concrete_function(spec)
     # Without the model as trackable object the converter freezes the graph directly: the same
     # ops, 20x faster than its SavedModel path (TensorFlow logs that this path is deprecated).
-    with _quiet_absl("trackable_obj"):
+    with dropping("absl", "trackable_obj"):
         converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
     if quant != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -69,18 +68,6 @@ def convert_tflite(model, out, input_size=None, quant: str = "none",
                    representative: Iterable[np.ndarray] | None = None) -> Path:
     """Convert and write atomically to ``out`` (nothing is left behind if conversion fails)."""
     return atomic_write_bytes(out, tflite_bytes(model, input_size, quant, representative))
-
-
-@contextlib.contextmanager
-def _quiet_absl(fragment: str):
-    """Drop absl log records that contain ``fragment`` while the block runs."""
-    logger = logging.getLogger("absl")
-    drop = lambda record: fragment not in record.getMessage()  # noqa: E731
-    logger.addFilter(drop)
-    try:
-        yield
-    finally:
-        logger.removeFilter(drop)
 
 
 def _fixed_shape(model, input_size) -> tuple[int, int, int]:

@@ -24,12 +24,12 @@ COMMANDS = {
     "train": ("train", "Train a model from the zoo."),
     "eval": ("eval", "Dice/IoU of a model on a dataset."),
     "data": ("data", "Write a built-in dataset as PNGs; describe a dataset folder."),
+    "optimize": ("optimize", "Prune / QAT / PQAT / cluster a trained model (tfmot)."),
 }
 
 # Commands of the design that are not built yet: listed, and refused with one line when run.
 PLANNED = {
     "run": "The whole pipeline on a dataset: train, optimize, convert, benchmark, report.",
-    "optimize": "Prune / QAT / PQAT / cluster a trained model (tfmot).",
     "convert": "Convert a Keras model to .tflite or .onnx.",
     "inspect": "Ops, dtypes, float islands and MACs of a converted model.",
     "bench": "Benchmark models (latency, size, MACs, Dice) from the host.",

@@ -88,7 +88,24 @@ class TrainConfig(_Json):
     deterministic: bool = False
 
 
-_NESTED = {("TrainConfig", "data"): DataConfig, ("TrainConfig", "model"): ModelConfig}
+@dataclass(frozen=True)
+class OptimizeConfig(_Json):
+    """What ``edgeseg optimize`` does to a trained model; stages chain prune -> cluster -> QAT."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    prune: float | None = None  # target sparsity of the pruned kernels, e.g. 0.5
+    schedule: str = "poly"  # "poly" (PolynomialDecay from 0) or "constant" (ConstantSparsity)
+    structured: str | None = None  # "2:4": two zeros in every four weights along the input axis
+    cluster: int | None = None  # weight clusters per kernel, e.g. 16
+    qat: bool = False  # quantization-aware fine-tune (prune-/cluster-preserving after those)
+    steps: int = 300  # fine-tune steps per stage: about the length of the training run
+    lr: float = 5e-4  # Adam, constant: a tenth of training's peak, enough to recover accuracy
+    batch_size: int = 16
+    seed: int = 0
+
+
+_NESTED = {("TrainConfig", "data"): DataConfig, ("TrainConfig", "model"): ModelConfig,
+           ("OptimizeConfig", "data"): DataConfig}
 
 
 def save_config(config: _Json, path) -> Path:

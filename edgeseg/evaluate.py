@@ -31,9 +31,19 @@ def evaluate(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, ma
     return {**metrics.scores(pred, masks, num_classes), "samples": int(len(images))}
 
 
+def check_classes(model_classes: int, data, model_name) -> None:
+    """Refuse data whose classes the model cannot predict (a binary model has one output)."""
+    from edgeseg.errors import EdgesegError
+
+    if max(2, model_classes) != max(2, data.num_classes, len(data.class_names)):
+        outputs = "1 output (binary)" if model_classes == 1 else f"{model_classes} classes"
+        raise EdgesegError(f"{model_name} predicts {outputs}; {data.name} has "
+                           f"{len(data.class_names)} classes ({', '.join(data.class_names)})")
+
+
 def keras_predictor(model) -> Callable[[np.ndarray], np.ndarray]:
     """A Keras model as a ``predict`` callable, always in inference mode (BatchNorm's moving stats)."""
     return lambda batch: np.asarray(model(batch, training=False))
 
 
-__all__ = ["evaluate", "keras_predictor", "predict_labels"]
+__all__ = ["check_classes", "evaluate", "keras_predictor", "predict_labels"]

@@ -264,3 +264,12 @@ def test_eval_refuses_a_file_that_is_not_a_model(runner, tmp_path):
     result = runner.invoke(cli, ["eval", str(bogus)])
     assert result.exit_code == 2
     assert _lines(result.output)[0].startswith(f"Error: {bogus}: ")
+
+
+def test_eval_refuses_data_with_classes_the_model_cannot_predict(tiny_run, runner):
+    result = runner.invoke(cli, ["eval", str(tiny_run / "model.keras"), "--data", "synthetic-shapes",
+                                 "--n", "2"])
+    assert result.exit_code == 2
+    assert _lines(result.output) == [
+        f"Error: {tiny_run / 'model.keras'} predicts 1 output (binary); synthetic-shapes has 4 "
+        f"classes (background, disc, box, triangle)"]

@@ -33,7 +33,7 @@ def eval_(model_path, source, layout, channels, num_classes, input_size, count, 
     """
     from edgeseg.card import read_card
     from edgeseg.data.source import load_eval_data
-    from edgeseg.evaluate import evaluate, keras_predictor
+    from edgeseg.evaluate import check_classes, evaluate, keras_predictor
     from edgeseg.files import atomic_write_json
     from edgeseg.models.saving import load_model
 
@@ -47,6 +47,7 @@ def eval_(model_path, source, layout, channels, num_classes, input_size, count, 
     size = input_size or _card_size(card) or model.input_shape[1] or 256
     data = load_eval_data(source, size=size, channels=model_channels, layout=layout,
                           num_classes=num_classes or max(2, model_classes), count=count, seed=seed)
+    check_classes(model_classes, data, model_path)
     images, masks = data.arrays(size)
     result = evaluate(keras_predictor(model), images, masks, model_classes, batch_size)
     names = card.get("class_names") or list(data.class_names)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 from edgeseg._keras import keras
@@ -17,7 +18,9 @@ def save_model(model, path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
     try:
-        model.save(str(tmp))
+        with warnings.catch_warnings():  # HDF5 is chosen on purpose for QAT models (see optimize)
+            warnings.filterwarnings("ignore", message="You are saving your model as an HDF5 file")
+            model.save(str(tmp))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -25,14 +28,25 @@ def save_model(model, path) -> Path:
 
 
 def load_model(path, *, unsafe: bool = False):
-    """Load a Keras model saved by edgeseg (safe mode: no Lambda code unless ``unsafe``)."""
+    """Load a Keras model saved by edgeseg, quantization-aware ones included.
+
+    Safe mode: a model that carries code (a Lambda layer) is refused unless ``unsafe``.
+    """
+    from edgeseg.optimize.quantize import quantize_scope
+
     path = Path(path)
     if not path.exists():
         raise EdgesegError(f"{path}: no such model file")
     try:
-        return keras.models.load_model(str(path), compile=False, safe_mode=not unsafe)
+        with quantize_scope():
+            return keras.models.load_model(str(path), compile=False, safe_mode=not unsafe)
     except ValueError as error:
         raise EdgesegError(f"{path}: cannot load this Keras model ({str(error).splitlines()[0]})") \
             from None
     except (OSError, KeyError) as error:
         raise EdgesegError(f"{path}: not a Keras model file ({type(error).__name__})") from None
+
+
+def is_quantization_aware(model) -> bool:
+    """True for a tfmot QAT model (its layers wrapped with fake-quantization)."""
+    return any(type(layer).__name__.startswith("Quantize") for layer in model.layers)

@@ -1,0 +1,86 @@
+"""``edgeseg optimize``: prune, cluster and/or quantization-aware fine-tune a trained model (tfmot)."""
+
+from __future__ import annotations
+
+import click
+
+from edgeseg.commands._options import data_options
+
+
+@click.command(short_help="Prune / QAT / PQAT / cluster a trained model (tfmot).")
+@click.argument("model_path", metavar="MODEL", type=click.Path())
+@data_options
+@click.option("--input-size", type=click.IntRange(min=1),
+              help="Fine-tune crop size [the model's training size].")
+@click.option("--prune", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Magnitude pruning to this sparsity of the pruned kernels, e.g. 0.5.")
+@click.option("--schedule", type=click.Choice(["poly", "constant"]), default="poly",
+              show_default=True, help="PolynomialDecay from 0, or ConstantSparsity.")
+@click.option("--structured", metavar="M:N",
+              help="m-by-n structured sparsity, e.g. 2:4 (two zeros in every four weights).")
+@click.option("--cluster", type=click.IntRange(min=2), help="Weight clusters per kernel, e.g. 16.")
+@click.option("--qat", is_flag=True,
+              help="Quantization-aware fine-tune (prune-/cluster-preserving after those).")
+@click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True,
+              help="Fine-tune steps per stage.")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=5e-4, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder.")
+@click.option("--force", is_flag=True, help="Replace an optimized model in --out.")
+@click.option("--layers", "show_layers", is_flag=True, help="Print the per-layer sparsity table.")
+def optimize(model_path, source, layout, channels, num_classes, input_size, prune, schedule,
+             structured, cluster, qat, steps, lr, batch_size, seed, out, force, show_layers):
+    """Optimize MODEL with tensorflow-model-optimization and write OUT/model.keras with its card.
+
+    Stages chain in the order prune -> cluster -> QAT, each a fine-tune of --steps on --data;
+    QAT after pruning is prune-preserving (PQAT), after clustering cluster-preserving. The Dice on
+    the validation set is measured before and after.
+
+    \b
+    edgeseg optimize runs/nuclei/model.keras --prune 0.5 --out runs/nuclei-pruned50
+    edgeseg optimize runs/nuclei/model.keras --prune 0.75 --qat --out runs/nuclei-pqat
+    edgeseg optimize runs/nuclei/model.keras --structured 2:4 --out runs/nuclei-2of4
+    edgeseg optimize runs/nuclei/model.keras --cluster 16 --qat --out runs/nuclei-cqat
+    """
+    import sys
+
+    from edgeseg.card import read_card
+    from edgeseg.config import DataConfig, OptimizeConfig
+    from edgeseg.optimize import optimize as run
+    from edgeseg.optimize.report import format_sparsity
+
+    data = _data_config(read_card(model_path), source, layout, channels, num_classes, input_size,
+                        DataConfig)
+    cfg = OptimizeConfig(data=data, prune=prune, schedule=schedule, structured=structured,
+                         cluster=cluster, qat=qat, steps=steps, lr=lr, batch_size=batch_size,
+                         seed=seed)
+    result = run(model_path, cfg, out, force=force, verbose=1 if sys.stdout.isatty() else 2)
+    for stage in result.stages:
+        details = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                            for k, v in stage.items() if k not in ("stage", "layers"))
+        click.echo(f"{stage['stage']}: {details}")
+    if result.sparsity and show_layers:
+        click.echo(format_sparsity(result.sparsity))
+    summary = f"{result.variant}: validation Dice {result.dice_before:.4f} -> {result.dice_after:.4f}"
+    summary += f" ({result.dice_after - result.dice_before:+.4f})"
+    if result.sparsity:
+        summary += f", pruned kernels {result.sparsity['selected']['sparsity']:.1%} zero"
+    if result.clusters:
+        per = "output channel" if qat else "kernel"
+        most = result.clusters["max_unique_per_channel" if qat else "max_unique"]
+        summary += f", at most {most} values per {per} of the clustered kernels"
+    click.echo(f"{summary} -> {result.model_path}")
+
+
+def _data_config(card, source, layout, channels, num_classes, input_size, DataConfig):
+    """The model's own training data split when --data names it, else the folder given."""
+    trained = (card.get("recipe") or {}).get("data") or {}
+    if trained.get("source") == source:
+        data = DataConfig.from_dict(trained)
+        return DataConfig.from_dict({**data.to_dict(),
+                                     **({"input_size": input_size} if input_size else {})})
+    size = input_size or (card.get("input_size") or [256])[0]
+    return DataConfig(source=source, input_size=size, layout=layout,
+                      channels=int(channels) if channels else card.get("channels"),
+                      num_classes=num_classes)

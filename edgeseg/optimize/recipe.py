@@ -1,0 +1,181 @@
+"""``optimize()``: prune -> cluster -> QAT on a trained model, each stage measured, one card at the end.
+
+    >>> from edgeseg.config import OptimizeConfig, DataConfig
+    >>> cfg = OptimizeConfig(data=DataConfig("synthetic-nuclei"), prune=0.5, qat=True)
+    >>> result = optimize("runs/nuclei/model.keras", cfg, "runs/nuclei-pqat")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeseg._keras import keras
+from edgeseg.card import card_path, make_card, read_card, write_card
+from edgeseg.config import OptimizeConfig, save_config
+from edgeseg.data.source import load_data
+from edgeseg.errors import ConfigError
+from edgeseg.evaluate import check_classes, evaluate, keras_predictor
+from edgeseg.models.saving import is_quantization_aware, load_model, save_model
+from edgeseg.optimize import cluster, prune
+from edgeseg.optimize.finetune import finetune, plan_steps
+from edgeseg.optimize.quantize import quantize_for_training
+from edgeseg.optimize.report import cluster_report, sparsity_report
+from edgeseg.optimize.selection import KERNELS, find_layer, weight_of
+
+# tfmot's QAT layers do not survive the .keras format (their variables load in the wrong order);
+# HDF5 keeps them, so quantization-aware models are saved as model.h5.
+MODEL_FILES = {False: "model.keras", True: "model.h5"}
+
+
+@dataclass(frozen=True)
+class OptimizeResult:
+    model_path: Path
+    variant: str
+    dice_before: float
+    dice_after: float
+    stages: tuple[dict, ...]
+    sparsity: dict | None  # sparsity_report of the result (None when nothing was pruned)
+    clusters: dict | None
+
+
+def variant_name(cfg: OptimizeConfig) -> str:
+    """``pruned50``, ``pruned2of4``, ``clustered16``, ``qat`` joined by ``-`` in the order applied."""
+    parts = []
+    if cfg.structured:
+        parts.append("pruned" + cfg.structured.replace(":", "of"))
+    elif cfg.prune:
+        parts.append(f"pruned{round(cfg.prune * 100)}")
+    if cfg.cluster:
+        parts.append(f"clustered{cfg.cluster}")
+    if cfg.qat:
+        parts.append("qat")
+    return "-".join(parts)
+
+
+def optimize(model_path, cfg: OptimizeConfig, out, *, force: bool = False,
+             verbose: int = 1) -> OptimizeResult:
+    """Run the stages ``cfg`` asks for on the model at ``model_path``; write it into ``out``.
+
+    The result is a plain Keras model, ``out/model.keras`` (pruning and clustering wrappers
+    stripped); after QAT it is the quantization-aware model, ``out/model.h5``, which converts to
+    an int8 .tflite without calibration data.
+    """
+    if not (cfg.prune or cfg.structured or cfg.cluster or cfg.qat):
+        raise ConfigError("nothing to do: give --prune, --structured, --cluster and/or --qat")
+    out = Path(out)
+    existing = [out / name for name in MODEL_FILES.values() if (out / name).exists()]
+    if existing and not force:
+        raise ConfigError(f"{out}: holds an optimized {existing[0].name}; pass --force to "
+                          f"replace it")
+    model = load_model(model_path)
+    if is_quantization_aware(model):
+        raise ConfigError(f"{model_path}: already quantization-aware; optimize the model it was "
+                          f"made from")
+    source_card = read_card(model_path)
+    train_data, val_data = load_data(cfg.data)
+    if train_data.channels != model.input_shape[-1]:
+        raise ConfigError(f"{model_path} takes {model.input_shape[-1]} channel(s), --data "
+                          f"{cfg.data.source} has {train_data.channels}")
+    size, num_classes = cfg.data.input_size, int(model.output_shape[-1])
+    check_classes(num_classes, train_data, model_path)
+    keras.utils.set_random_seed(cfg.seed)
+    images, masks = val_data.arrays(size)
+
+    def score(m) -> dict:
+        return evaluate(keras_predictor(m), images, masks, num_classes)
+
+    before = score(model)
+    epochs, per_epoch = plan_steps(cfg, len(train_data))
+    run = {"input_size": size, "num_classes": num_classes, "epochs": epochs,
+           "steps_per_epoch": per_epoch, "verbose": verbose}
+    stages, pruned_layers, clustered_layers, axis = [], set(), set(), None
+    sparsity = clusters = None
+
+    if cfg.prune or cfg.structured:
+        started = time.perf_counter()
+        wrapped, plan = prune.apply_pruning(model, sparsity=cfg.prune, schedule=cfg.schedule,
+                                            total_steps=epochs * per_epoch,
+                                            structured=cfg.structured)
+        finetune(wrapped, train_data, cfg, callbacks=prune.pruning_callbacks(), **run)
+        model = prune.strip(wrapped)
+        pruned_layers = set(plan.layers)
+        axis = prune.parse_structured(cfg.structured)[1] if cfg.structured else None
+        sparsity = sparsity_report(model, pruned_layers, axis)
+        prune.check_reached(sparsity, plan)
+        stages.append({"stage": "prune", **plan.to_dict(),
+                       "measured_sparsity": sparsity["selected"]["sparsity"],
+                       "dice": score(model)["dice"],
+                       "seconds": round(time.perf_counter() - started, 1)})
+
+    if cfg.cluster:
+        started = time.perf_counter()
+        wrapped, chosen = cluster.apply_clustering(model, clusters=cfg.cluster,
+                                                   preserve_sparsity=bool(pruned_layers))
+        finetune(wrapped, train_data, cfg, **run)
+        model = cluster.strip(wrapped)
+        clustered_layers = set(chosen)
+        clusters = cluster_report(model, clustered_layers)
+        stages.append({"stage": "cluster", "clusters": cfg.cluster, "layers": sorted(chosen),
+                       "max_unique": clusters["max_unique"], "dice": score(model)["dice"],
+                       "seconds": round(time.perf_counter() - started, 1)})
+
+    if cfg.qat:
+        started = time.perf_counter()
+        scheme = ("prune+cluster" if pruned_layers and clustered_layers else
+                  "prune" if pruned_layers else "cluster" if clustered_layers else "default")
+        zeros_before = _zero_masks(model, pruned_layers)
+        model = quantize_for_training(model, scheme)
+        finetune(model, train_data, cfg, **run)
+        stage = {"stage": "qat", "scheme": scheme, "dice": score(model)["dice"],
+                 "seconds": round(time.perf_counter() - started, 1)}
+        if pruned_layers:
+            stage["zeros_kept"] = _zeros_kept(zeros_before, model)
+            sparsity = sparsity_report(model, pruned_layers, axis)
+        if clustered_layers:
+            clusters = cluster_report(model, clustered_layers)
+            stage["max_unique_per_channel"] = clusters["max_unique_per_channel"]
+        stages.append(stage)
+
+    after = score(model)
+    variant = variant_name(cfg)
+    path = save_model(model, out / MODEL_FILES[cfg.qat])
+    for stale in existing:
+        if stale != path:
+            stale.unlink()
+            card_path(stale).unlink(missing_ok=True)
+    save_config(cfg, out / "optimize.json")
+    write_card(path, make_card(
+        format="keras", variant=variant,
+        input_size=source_card.get("input_size", [size, size]),
+        channels=train_data.channels, num_classes=num_classes,
+        class_names=source_card.get("class_names", list(train_data.class_names)),
+        source={"model": str(model_path), "variant": source_card.get("variant"),
+                "data": cfg.data.source},
+        recipe={"stage": "optimize", **cfg.to_dict(), "stages": stages},
+        quantization_aware=bool(cfg.qat),
+        metrics={"val_before": before, "val": after},
+        sparsity=None if sparsity is None else {k: sparsity[k] for k in ("selected", "kernels", "all")},
+        clusters=clusters, macs=source_card.get("macs"), params=source_card.get("params")))
+    return OptimizeResult(path, variant, before["dice"], after["dice"], tuple(stages), sparsity,
+                          clusters)
+
+
+def _zero_masks(model, names) -> dict[str, np.ndarray]:
+    """Where each pruned kernel is zero, before QAT."""
+    return {name: _kernel(model, name) == 0 for name in names}
+
+
+def _zeros_kept(zeros_before: dict, qat_model) -> float:
+    """The share of the pruned zeros still zero in the QAT model's kernels."""
+    kept = sum(int((_kernel(qat_model, name)[mask] == 0).sum()) for name, mask in zeros_before.items())
+    total = sum(int(mask.sum()) for mask in zeros_before.values())
+    return kept / total if total else 1.0
+
+
+def _kernel(model, name: str) -> np.ndarray:
+    layer = find_layer(model, name)
+    return weight_of(model, name, KERNELS[type(layer).__name__]).numpy()
