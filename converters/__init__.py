@@ -1,1 +1,18 @@
-"""Keras -> .tflite (every quantization mode) and -> .onnx, with parity checks against the source."""
+"""Keras -> .tflite (every quantization mode) and -> .onnx, with parity checks against the source.
+
+``convert`` is the entry point (a model file in, a self-describing, verified file out);
+``converters.tflite`` and ``converters.onnx`` hold the in-memory conversions. Importing this
+package imports neither TensorFlow nor tf2onnx: they load when a conversion runs.
+"""
+
+from __future__ import annotations
+
+
+def convert(*args, **kwargs):
+    """See :func:`converters.export.convert`."""
+    from converters.export import convert as _convert
+
+    return _convert(*args, **kwargs)
+
+
+__all__ = ["convert"]

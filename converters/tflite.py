@@ -1,15 +1,21 @@
-"""Keras -> .tflite (LiteRT) at a fixed batch of 1 and a fixed input size.
+"""Keras -> .tflite (LiteRT) in every quantization mode, at a fixed batch of 1 and a fixed size.
 
 A fixed shape keeps SHAPE/PACK/STRIDED_SLICE ops (what a dynamic batch dimension adds) out of the
-graph, so every op is one a delegate can take.
+graph, so every op is one a delegate can take. Modes:
+
+- ``none``: float32. ``fp16``: float16 weights (dequantized at load on CPUs).
+- ``dynamic``: int8 weights, float activations (no calibration data).
+- ``int8``: full integer, activations calibrated on representative images; a quantization-aware
+  model (``edgeseg optimize --qat``) carries its own ranges and needs none.
+- ``int16x8``: int16 activations, int8 weights (calibrated), for accuracy-sensitive models.
 
     >>> from edgeseg.models import create_model
-    >>> from converters.tflite import convert_tflite
-    >>> convert_tflite(create_model("mobile_unet"), "model.tflite", input_size=256)  # doctest: +SKIP
+    >>> tflite = tflite_bytes(create_model("mobile_unet"), input_size=256)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Iterable
 
@@ -20,27 +26,40 @@ from edgeseg.errors import ConfigError
 from edgeseg.files import atomic_write_bytes
 
 QUANT_MODES = ("none", "fp16", "dynamic", "int8", "int16x8")
+IO_TYPES = ("float", "int8", "uint8")
+
+
+class ConversionError(ConfigError):
+    """The converter or the parity check refused the model; the message says where."""
 
 
 def tflite_bytes(model, input_size=None, quant: str = "none",
-                 representative: Iterable[np.ndarray] | None = None) -> bytes:
+                 representative: Iterable[np.ndarray] | None = None, io: str = "float") -> bytes:
     """Convert a Keras model to a TFLite flatbuffer.
 
     Args:
-        model: a tf_keras model with one NHWC image input.
+        model: a tf_keras model with one NHWC image input (plain or quantization-aware).
         input_size: int or (height, width); required when the model takes any size.
-        quant: ``none`` (float32), ``fp16`` (float16 weights), ``dynamic`` (int8 weights, float
-            activations), ``int8`` (full integer) or ``int16x8`` (int16 activations, int8 weights).
-        representative: float32 images (H, W, C) in [0, 1] for ``int8``/``int16x8`` calibration.
+        quant: one of ``QUANT_MODES``.
+        representative: float32 images (H, W, C) in [0, 1] to calibrate ``int8``/``int16x8``.
+        io: ``float`` (the default), or ``int8``/``uint8`` inputs and outputs (``int8`` only).
     """
     from edgeseg._keras import tf
+    from edgeseg.models.saving import is_quantization_aware
 
     if quant not in QUANT_MODES:
-        raise ConfigError(f"quant must be one of {', '.join(QUANT_MODES)} (got {quant!r})")
-    height, width, channels = _fixed_shape(model, input_size)
+        raise ConfigError(f"--quant must be one of {', '.join(QUANT_MODES)} (got {quant!r})")
+    if io not in IO_TYPES:
+        raise ConfigError(f"--io must be one of {', '.join(IO_TYPES)} (got {io!r})")
+    qat = is_quantization_aware(model)
+    if qat and quant != "int8":
+        raise ConfigError(f"a quantization-aware model converts to int8 only (got --quant {quant})")
+    if io != "float" and quant != "int8":
+        raise ConfigError(f"--io {io} needs --quant int8 (a fully integer model)")
+    height, width, channels = fixed_shape(model, input_size)
     spec = tf.TensorSpec((1, height, width, channels), tf.float32, name="image")
     function = tf.function(lambda image: model(image, training=False))
-    concrete = function.get_concrete_function(spec)
+    concrete = concrete_function(model, function, spec)
     # Without the model as trackable object the converter freezes the graph directly: the same
     # ops, 20x faster than its SavedModel path (TensorFlow logs that this path is deprecated).
     with dropping("absl", "trackable_obj"):
@@ -49,28 +68,66 @@ def tflite_bytes(model, input_size=None, quant: str = "none",
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quant == "fp16":
         converter.target_spec.supported_types = [tf.float16]
-    elif quant in ("int8", "int16x8"):
-        if representative is None:
-            raise ConfigError(f"quant={quant} needs a representative dataset (calibration images)")
-        samples = [np.asarray(s, np.float32) for s in representative]
-        for i, sample in enumerate(samples):
-            if sample.shape != (height, width, channels):
-                raise ConfigError(f"calibration sample {i} has shape {sample.shape}, the model "
-                                  f"takes {(height, width, channels)}")
+    elif quant in ("int8", "int16x8") and not qat:
+        samples = _representative(representative, (height, width, channels), quant)
         converter.representative_dataset = lambda: ([s[None]] for s in samples)
         converter.target_spec.supported_ops = [
             tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if quant == "int8" else
             tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-    return converter.convert()
+    if io != "float":
+        converter.inference_input_type = converter.inference_output_type = getattr(tf, io)
+    try:
+        with warnings.catch_warnings():  # TensorFlow's note on every integer conversion
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+            return converter.convert()
+    except Exception as error:  # the converter's own errors name the op that failed
+        lines = [line for line in str(error).splitlines() if "error" in line.lower()] or \
+            str(error).splitlines() or [type(error).__name__]
+        raise ConversionError(f"{model.name}: TFLite conversion ({quant}) failed: "
+                              f"{lines[0].strip()[:300]}") from None
+
+
+def concrete_function(model, function, spec):
+    """Trace ``function`` at ``spec``; a size the model cannot take is one clear error."""
+    try:
+        return function.get_concrete_function(spec)
+    except ValueError:  # the decoder's concatenations do not line up
+        height, width = spec.shape[1:3]
+        raise ConfigError(f"{model.name} cannot run at {height}x{width}: its sides must divide "
+                          f"by the model's total downsampling (16 for a depth-4 mobile_unet)") \
+            from None
+
+
+def _representative(samples, shape, quant) -> list[np.ndarray]:
+    if samples is None:
+        raise ConfigError(f"--quant {quant} needs calibration images (--calib DATA)")
+    samples = [np.asarray(s, np.float32) for s in samples]
+    if not samples:
+        raise ConfigError(f"--quant {quant} needs at least one calibration image")
+    for i, sample in enumerate(samples):
+        if sample.shape != shape:
+            raise ConfigError(f"calibration image {i} has shape {sample.shape}, the model takes "
+                              f"{shape}")
+        if not np.isfinite(sample).all():
+            raise ConfigError(f"calibration image {i} holds NaN or inf values")
+    return samples
 
 
 def convert_tflite(model, out, input_size=None, quant: str = "none",
-                   representative: Iterable[np.ndarray] | None = None) -> Path:
-    """Convert and write atomically to ``out`` (nothing is left behind if conversion fails)."""
-    return atomic_write_bytes(out, tflite_bytes(model, input_size, quant, representative))
+                   representative: Iterable[np.ndarray] | None = None, io: str = "float") -> Path:
+    """Convert and write atomically to ``out`` (nothing is left behind if conversion fails).
+
+    The file is compacted (shared quantization vectors, short tensor names; see
+    :mod:`converters.flatbuffer`). ``converters.convert`` adds the card and the parity check.
+    """
+    from converters.flatbuffer import rewrite
+
+    return atomic_write_bytes(out, rewrite(tflite_bytes(model, input_size, quant, representative,
+                                                        io)))
 
 
-def _fixed_shape(model, input_size) -> tuple[int, int, int]:
+def fixed_shape(model, input_size) -> tuple[int, int, int]:
+    """(height, width, channels) to convert at: ``input_size``, else the model's own fixed size."""
     _, height, width, channels = model.input_shape
     if input_size is not None:
         size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
@@ -81,3 +138,7 @@ def _fixed_shape(model, input_size) -> tuple[int, int, int]:
     if height is None or width is None:
         raise ConfigError(f"{model.name} takes any input size: give --input-size to convert it")
     return int(height), int(width), int(channels)
+
+
+__all__ = ["ConversionError", "IO_TYPES", "QUANT_MODES", "concrete_function", "convert_tflite",
+           "fixed_shape", "tflite_bytes"]

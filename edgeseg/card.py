@@ -19,6 +19,7 @@ from edgeseg.errors import EdgesegError
 from edgeseg.files import atomic_write_json
 
 SCHEMA = "edgeseg.card/1"
+EMBEDDED_KEY = "edgeseg.card"  # the TFLite metadata name / ONNX metadata_props key inside files
 NORMALIZATION = "float32 RGB or grey in [0, 1]: pixel / 255"
 
 

@@ -25,13 +25,13 @@ COMMANDS = {
     "eval": ("eval", "Dice/IoU of a model on a dataset."),
     "data": ("data", "Write a built-in dataset as PNGs; describe a dataset folder."),
     "optimize": ("optimize", "Prune / QAT / PQAT / cluster a trained model (tfmot)."),
+    "convert": ("convert", "Convert a Keras model to .tflite or .onnx (verified)."),
+    "inspect": ("inspect", "Ops, dtypes, float islands, delegate coverage, MACs of a model file."),
 }
 
 # Commands of the design that are not built yet: listed, and refused with one line when run.
 PLANNED = {
     "run": "The whole pipeline on a dataset: train, optimize, convert, benchmark, report.",
-    "convert": "Convert a Keras model to .tflite or .onnx.",
-    "inspect": "Ops, dtypes, float islands and MACs of a converted model.",
     "bench": "Benchmark models (latency, size, MACs, Dice) from the host.",
     "predict": "Masks and overlays for images of any size (sliding-window tiles).",
     "check": "Accuracy/latency/size regression gate against a baseline.",

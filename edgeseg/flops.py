@@ -161,4 +161,118 @@ def _layer_cost(layer) -> LayerCost:
                      macs=int(macs), ops=int(ops))
 
 
-__all__ = ["LayerCost", "ModelCost", "keras_cost"]
+
+
+# --- counting from converted files (no Keras, no TensorFlow) -------------------------------------
+
+def _file_cost(rows, input_shape) -> ModelCost:
+    return ModelCost(input_shape=tuple(input_shape), layers=tuple(rows))
+
+
+def tflite_cost(source) -> ModelCost:
+    """MACs and params of a .tflite file, per op, by the same conventions as :func:`keras_cost`.
+
+    Params are the elements of the weight and bias tensors of the convolution and dense ops (BatchNorm
+    is folded into them by the converter, so a Keras model's count is a little larger). Weights that
+    a DEQUANTIZE op expands (fp16 models) are counted at their shape.
+    """
+    from edgeseg.formats.tflite import read_tflite
+
+    f = source if hasattr(source, "ops") else read_tflite(source)
+    t = f.tensors
+    rows = []
+    for op in f.ops:
+        out = t[op.outputs[0]].shape if op.outputs else ()
+        n_out = math.prod(out) if out else 0
+        macs = params = 0
+        if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            weights = t[op.inputs[1]].shape
+            bias = t[op.inputs[2]].size if len(op.inputs) > 2 and op.inputs[2] >= 0 else 0
+            params = math.prod(weights) + bias
+            if op.name == "CONV_2D":  # weights (out, kh, kw, in / groups)
+                macs = n_out * math.prod(weights[1:])
+            elif op.name == "DEPTHWISE_CONV_2D":  # weights (1, kh, kw, out)
+                macs = n_out * weights[1] * weights[2]
+            else:  # weights (out, in)
+                macs = n_out * weights[-1]
+        elif op.name == "TRANSPOSE_CONV":  # inputs: output shape, weights (out, kh, kw, in), input
+            weights, source_shape = t[op.inputs[1]].shape, t[op.inputs[2]].shape
+            bias = t[op.inputs[3]].size if len(op.inputs) > 3 and op.inputs[3] >= 0 else 0
+            params = math.prod(weights) + bias
+            macs = math.prod(source_shape) * weights[0] * weights[1] * weights[2]
+        elif op.name == "RESIZE_BILINEAR":
+            macs = 4 * n_out
+        rows.append(LayerCost(name=t[op.outputs[0]].name if op.outputs else op.name, kind=op.name,
+                              output_shape=tuple(out), params=int(params), macs=int(macs), ops=0))
+    return _file_cost(rows, f.inputs[0].shape if f.inputs else ())
+
+
+def onnx_cost(source, input_size=None) -> ModelCost:
+    """MACs and params of an .onnx file, per node, by the same conventions as :func:`keras_cost`.
+
+    Shapes come from ONNX shape inference; a model with a dynamic input is counted at
+    ``input_size`` (int or (height, width)) with batch 1. QDQ weights are counted at their shape.
+    """
+    import onnx
+    from onnx import shape_inference
+
+    proto = source if hasattr(source, "graph") else onnx.load(str(source))
+    proto = onnx.ModelProto.FromString(proto.SerializeToString())  # a copy to fix the input in
+    graph_input = proto.graph.input[0]
+    dims = graph_input.type.tensor_type.shape.dim
+    if any(not d.HasField("dim_value") for d in dims):
+        if input_size is None:
+            raise ValueError("the ONNX model takes any input size: give input_size to count MACs")
+        height, width = (input_size, input_size) if isinstance(input_size, int) else input_size
+        for dim, value in zip(dims, (1, height, width, dims[-1].dim_value or 3)):
+            dim.Clear()
+            dim.dim_value = value
+    inferred = shape_inference.infer_shapes(proto)
+    shapes = {}
+    for value in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+        shapes[value.name] = tuple(d.dim_value for d in value.type.tensor_type.shape.dim)
+    initializers = {init.name: tuple(init.dims) for init in inferred.graph.initializer}
+    shapes.update(initializers)
+    producer = {out: node for node in inferred.graph.node for out in node.output}
+
+    def weight_shape(name):  # through DequantizeLinear (QDQ) to the initializer
+        node = producer.get(name)
+        if node is not None and node.op_type == "DequantizeLinear":
+            return initializers.get(node.input[0], shapes.get(name, ()))
+        return initializers.get(name, shapes.get(name, ()))
+
+    rows = []
+    for node in inferred.graph.node:
+        out = shapes.get(node.output[0], ()) if node.output else ()
+        n_out = math.prod(out) if out else 0
+        macs = params = 0
+        if node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
+            w = weight_shape(node.input[1])
+            bias = math.prod(weight_shape(node.input[2])) if len(node.input) > 2 and \
+                node.input[2] else 0
+            params = (math.prod(w) if w else 0) + bias
+            if node.op_type == "Conv":  # W (out, in / groups, kh, kw)
+                macs = n_out * math.prod(w[1:])
+            elif node.op_type == "ConvTranspose":  # W (in, out / groups, kh, kw)
+                macs = math.prod(shapes.get(node.input[0], ())) * math.prod(w[1:])
+            elif w:
+                macs = n_out * w[0]
+        elif node.op_type == "Resize" and any(
+                a.name == "mode" and a.s == b"linear" for a in node.attribute):
+            macs = 4 * n_out
+        rows.append(LayerCost(name=node.name or node.output[0], kind=node.op_type,
+                              output_shape=tuple(out), params=int(params), macs=int(macs), ops=0))
+    return _file_cost(rows, shapes.get(graph_input.name, ()))
+
+
+def file_cost(path, input_size=None) -> ModelCost:
+    """:func:`tflite_cost` or :func:`onnx_cost` by the file's suffix."""
+    suffix = str(path).lower().rsplit(".", 1)[-1]
+    if suffix == "tflite":
+        return tflite_cost(path)
+    if suffix == "onnx":
+        return onnx_cost(path, input_size)
+    raise ValueError(f"{path}: MACs are read from .tflite and .onnx files")
+
+
+__all__ = ["LayerCost", "ModelCost", "file_cost", "keras_cost", "onnx_cost", "tflite_cost"]

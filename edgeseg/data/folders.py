@@ -60,7 +60,7 @@ class FolderSet:
     split: dict[str, tuple[str, ...]] | None = None  # stem lists given by the dataset itself
 
 
-def _images_in(folder: Path) -> list[Path]:
+def image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
                   and not p.name.startswith("."))
 
@@ -106,7 +106,7 @@ def _pair(images_dir: Path, masks_dir: Path, mask_name) -> list[Sample]:
     masks = {p.name: p for p in masks_dir.iterdir() if p.is_file()}
     by_stem = {p.stem: p for p in masks.values()}
     samples = []
-    for image in _images_in(images_dir):
+    for image in image_files(images_dir):
         wanted = mask_name(image)
         mask = masks.get(wanted) if wanted else by_stem.get(image.stem)
         if mask is None:
@@ -134,10 +134,10 @@ def _oxford(root: Path) -> FolderSet:
 def _dsb2018(root: Path) -> FolderSet:
     samples = []
     for folder in sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")):
-        images = _images_in(folder / "images") if (folder / "images").is_dir() else []
+        images = image_files(folder / "images") if (folder / "images").is_dir() else []
         if not images:
             raise DataError(f"{folder / 'images'}: no image for sample {folder.name}")
-        masks = _images_in(folder / "masks") if (folder / "masks").is_dir() else []
+        masks = image_files(folder / "masks") if (folder / "masks").is_dir() else []
         if not masks:
             raise DataError(f"{images[0]}: no mask for this image (expected {folder / 'masks'}/*.png)")
         samples.append(Sample(images[0], tuple(masks)))
@@ -147,7 +147,7 @@ def _dsb2018(root: Path) -> FolderSet:
 def _voc(root: Path) -> FolderSet:
     masks_dir = root / "SegmentationClass"
     stems = {p.stem for p in masks_dir.iterdir() if p.suffix.lower() == ".png"}
-    images = [p for p in _images_in(root / "JPEGImages") if p.stem in stems]  # VOC has unlabelled JPEGs
+    images = [p for p in image_files(root / "JPEGImages") if p.stem in stems]  # VOC has unlabelled JPEGs
     samples = tuple(Sample(p, (masks_dir / f"{p.stem}.png",)) for p in images)
     lists = root / "ImageSets" / "Segmentation"
     split = None

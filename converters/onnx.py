@@ -1,0 +1,106 @@
+"""Keras -> .onnx with tf2onnx, and int8 QDQ quantization with ONNX Runtime's static quantizer.
+
+    >>> model_bytes = onnx_bytes(keras_model, input_size=256)  # doctest: +SKIP
+    >>> int8_bytes = quantize_onnx(model_bytes, calibration_images)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from converters.tflite import ConversionError, concrete_function, fixed_shape
+from edgeseg.errors import ConfigError
+
+QUANT_MODES = ("none", "int8")
+DEFAULT_OPSET = 17
+
+
+def onnx_bytes(model, input_size=None, *, opset: int = DEFAULT_OPSET, dynamic: bool = False) -> bytes:
+    """A Keras model as an ONNX graph (NHWC input ``image``, output ``probs``).
+
+    Args:
+        input_size: int or (height, width) for a fixed input of batch 1; ignored if ``dynamic``.
+        dynamic: any batch and any size (sides divisible by the model's stride).
+    """
+    import tf2onnx
+
+    from edgeseg._keras import tf
+    from edgeseg.models.saving import is_quantization_aware
+
+    if is_quantization_aware(model):
+        raise ConfigError("a quantization-aware model converts to TFLite int8; for ONNX int8 "
+                          "convert the float model with --quant int8")
+    channels = model.input_shape[-1]
+    shape = (None, None, None, channels) if dynamic else (1, *fixed_shape(model, input_size))
+    spec = (tf.TensorSpec(shape, tf.float32, name="image"),)
+    function = tf.function(lambda image: {"probs": model(image, training=False)})
+    concrete_function(model, function, spec[0])  # a size the model cannot take fails clearly here
+    try:
+        proto, _ = tf2onnx.convert.from_function(function, input_signature=spec, opset=opset)
+    except Exception as error:  # tf2onnx raises many kinds; the first line names the op
+        raise ConversionError(f"{model.name}: ONNX conversion (opset {opset}) failed: "
+                              f"{str(error).splitlines()[0][:300]}") from None
+    return proto.SerializeToString()
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader protocol over float32 images, one per batch."""
+
+    def __init__(self, name: str, images: np.ndarray):
+        self._items = iter([{name: image[None]} for image in images])
+
+    def get_next(self):
+        return next(self._items, None)
+
+    def rewind(self):  # pragma: no cover - not used by the MinMax calibrator
+        raise NotImplementedError
+
+
+def quantize_onnx(float_bytes: bytes, images: np.ndarray) -> bytes:
+    """Static int8 QDQ quantization (per-channel weights, int8 activations) of an ONNX model.
+
+    As ONNX Runtime advises, the model is pre-processed first (symbolic shape inference and
+    graph optimisation), then calibrated with min/max over ``images`` (N, H, W, C) float32.
+    """
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if images is None or len(images) == 0:
+        raise ConfigError("--quant int8 needs calibration images (--calib DATA)")
+    with tempfile.TemporaryDirectory(prefix="edgeseg-onnx-") as tmp:
+        source, prepared, target = (Path(tmp) / n for n in ("float.onnx", "prep.onnx", "int8.onnx"))
+        source.write_bytes(float_bytes)
+        try:
+            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=False)
+        except Exception:  # symbolic inference fails on some graphs; ONNX's own still works
+            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        name = onnx.load(str(prepared)).graph.input[0].name
+        try:
+            quantize_static(str(prepared), str(target), _Reader(name, np.asarray(images, np.float32)),
+                            quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+        except Exception as error:
+            raise ConversionError(f"ONNX int8 quantization failed: "
+                                  f"{str(error).splitlines()[0][:300]}") from None
+        return target.read_bytes()
+
+
+def with_metadata(model_bytes: bytes, entries: dict[str, str]) -> bytes:
+    """The model with ``entries`` in its metadata_props (replacing equal keys)."""
+    import onnx
+
+    proto = onnx.load_from_string(model_bytes)
+    kept = [p for p in proto.metadata_props if p.key not in entries]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    for key, value in entries.items():
+        proto.metadata_props.add(key=key, value=value)
+    proto.producer_name = "edgeseg"
+    return proto.SerializeToString()
+
+
+__all__ = ["DEFAULT_OPSET", "QUANT_MODES", "onnx_bytes", "quantize_onnx", "with_metadata"]

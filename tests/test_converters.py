@@ -1,0 +1,272 @@
+"""Converters: every TFLite mode and ONNX, parity in the real runtimes, cards inside the files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edgeseg.cli import cli
+
+MODES = [("tflite", "none"), ("tflite", "fp16"), ("tflite", "dynamic"), ("tflite", "int8"),
+         ("tflite", "int16x8"), ("onnx", "none"), ("onnx", "int8")]
+
+
+def _lines(output):
+    return [line for line in output.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def converted(tiny_run, tmp_path_factory):
+    """The tiny trained model converted once in every mode through `edgeseg convert`."""
+    from click.testing import CliRunner
+
+    out = tmp_path_factory.mktemp("converted")
+    files = {}
+    for to, quant in MODES:
+        path = out / f"model_{quant}.{to}"
+        result = CliRunner().invoke(cli, ["convert", str(tiny_run / "model.keras"), "--quant", quant,
+                                          "--calib-samples", "8", "--verify-samples", "4",
+                                          "--out", str(path)])
+        assert result.exit_code == 0, (to, quant, result.output)
+        files[(to, quant)] = (path, result.output)
+    return files
+
+
+@pytest.mark.parametrize("to, quant", MODES)
+def test_every_mode_converts_runs_and_passes_parity(converted, to, quant):
+    from edgeseg import runtime
+
+    path, output = converted[(to, quant)]
+    assert "parity on 4 samples" in output
+    model = runtime.load(path)
+    card = model.card  # read from the file itself
+    assert card["format"] == to and card["variant"] == ("fp32" if quant == "none" else quant)
+    assert card["input_size"] == [64, 64] and card["channels"] == 1
+    assert card["class_names"] == ["background", "nucleus"]
+    assert card["parity"]["passed"] and card["parity"]["agreement"] > 0.95
+    if quant in ("none", "fp16"):
+        assert card["parity"]["max_abs_diff"] <= {"none": 1e-4, "fp16": 1e-2}[quant]
+    assert card["macs"] > 0 and card["source"]["variant"] == "fp32"
+    assert json.loads(path.with_name(path.name + ".json").read_text()) == card
+    probs = model.predict(np.random.rand(3, 64, 64, 1).astype("float32"))
+    assert probs.shape == (3, 64, 64, 1) and probs.dtype == np.float32
+    assert not list(path.parent.glob(".*partial*"))  # the trial file is gone
+
+
+def test_the_card_inside_a_file_survives_without_the_json_beside_it(converted, tmp_path):
+    from edgeseg import runtime
+
+    for key in (("tflite", "int8"), ("onnx", "int8")):
+        source, _ = converted[key]
+        alone = tmp_path / source.name
+        alone.write_bytes(source.read_bytes())
+        assert runtime.load(alone).card["variant"] == "int8"
+
+
+def test_int8_weights_take_a_quarter_of_the_float_bytes(converted):
+    """Whole-file ratios are measured on the default model (see the README); a tiny model's file is
+    mostly graph, so here the weights are compared: int8 kernels, int32 biases."""
+    from edgeseg.formats.tflite import read_tflite
+
+    fp32 = read_tflite(converted[("tflite", "none")][0]).bytes_by_kind()["weights"]
+    int8 = read_tflite(converted[("tflite", "int8")][0]).bytes_by_kind()["weights"]
+    assert int8 / fp32 < 0.3
+
+
+def test_macs_read_from_every_file_equal_the_keras_count(converted, tiny_run):
+    from edgeseg.flops import file_cost, keras_cost
+    from edgeseg.models.saving import load_model
+
+    want = keras_cost(load_model(tiny_run / "model.keras"), input_size=64).macs
+    for path, _ in converted.values():
+        assert file_cost(path).macs == want, path.name
+
+
+@pytest.mark.parametrize("upsample", ["bilinear", "nearest", "transpose", "maxunpool"])
+@pytest.mark.parametrize("qat", [False, True], ids=["ptq", "qat"])
+def test_int8_mobile_unet_has_no_float_islands(tmp_path, upsample, qat):
+    from converters.calibration import calibration_images
+    from converters.tflite import convert_tflite
+    from edgeseg.inspection import inspect_file
+    from edgeseg.models import create_model
+    from edgeseg.optimize.quantize import quantize_for_training
+
+    model = create_model("mobile_unet", input_size=32, channels=1, alpha=0.25, upsample=upsample)
+    if qat:
+        model = quantize_for_training(model)
+    images = calibration_images("synthetic-nuclei", size=32, channels=1, count=4)
+    path = convert_tflite(model, tmp_path / "m.tflite", quant="int8",
+                          representative=None if qat else images)
+    report = inspect_file(path)
+    assert report["float_islands"] == []
+    assert report["activation_types"].get("int8", 0) > 10
+    assert report["dynamic_shape"] == []
+    if upsample in ("bilinear", "transpose"):
+        assert report["xnnpack"]["not_delegated"] == {}
+        assert report["xnnpack"]["partitions"] == 1
+
+
+def test_inspect_finds_the_ops_xnnpack_leaves_to_the_builtin_kernels(tmp_path):
+    """XNNPACK has no int8 nearest-neighbour resize: the graph splits around those ops."""
+    from converters.calibration import calibration_images
+    from converters.tflite import convert_tflite
+    from edgeseg.inspection import inspect_file
+    from edgeseg.models import create_model
+
+    model = create_model("mobile_unet", input_size=32, channels=1, alpha=0.25, upsample="nearest")
+    images = calibration_images("synthetic-nuclei", size=32, channels=1, count=2)
+    report = inspect_file(convert_tflite(model, tmp_path / "m.tflite", quant="int8",
+                                         representative=images))
+    assert report["xnnpack"]["not_delegated"] == {"RESIZE_NEAREST_NEIGHBOR": 4}
+    assert report["xnnpack"]["partitions"] == 5
+    assert report["xnnpack"]["delegated_ops"] == report["op_total"] - 4
+
+
+@pytest.mark.parametrize("io", ["int8", "uint8"])
+def test_integer_io_is_quantized_inside_the_runtime(tiny_run, tmp_path, io):
+    from edgeseg import runtime
+
+    path = tmp_path / f"m_{io}.tflite"
+    from converters import convert
+
+    result = convert(tiny_run / "model.keras", path, quant="int8", io=io, calib_samples=8,
+                     verify_samples=4)
+    model = runtime.load(path)
+    assert model.input_dtype == io and model.output_dtype == io
+    assert result.parity.agreement > 0.95
+
+
+def test_onnx_with_a_dynamic_input_takes_any_size(tiny_run, tmp_path):
+    from converters import convert
+    from edgeseg import runtime
+    from edgeseg.flops import onnx_cost
+
+    path = tmp_path / "dyn.onnx"
+    result = convert(tiny_run / "model.keras", path, dynamic=True, verify_samples=2)
+    assert result.card["input_size"] is None
+    model = runtime.load(path)
+    assert model.input_shape == (None, None, None, 1)
+    for size in (32, 96):
+        assert model.predict(np.zeros((2, size, size, 1), np.float32)).shape == (2, size, size, 1)
+    assert onnx_cost(path, input_size=128).macs == 4 * onnx_cost(path, input_size=64).macs
+
+
+def test_compaction_shares_vectors_and_changes_no_output(tiny_run):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from converters.calibration import calibration_images
+    from converters.flatbuffer import rewrite
+    from converters.tflite import tflite_bytes
+    from edgeseg.formats.tflite import read_tflite
+    from edgeseg.models.saving import load_model
+
+    images = calibration_images("synthetic-nuclei", size=64, channels=1, count=4)
+    raw = tflite_bytes(load_model(tiny_run / "model.keras"), 64, "int8", images)
+    plain, tight = rewrite(raw, {"variant": "x"}, compact=False), rewrite(raw, {"variant": "x"})
+    zero_point_bytes = sum(8 * len(t.zero_points) for t in read_tflite(plain).tensors)
+    assert len(plain) - len(tight) > 0.8 * zero_point_bytes  # one copy of each vector is left
+    names = [t.name for t in read_tflite(tight).tensors]
+    assert max(map(len, names)) < 80 and not any(";" in n for n in names)
+    assert len(set(names)) == len(names)
+    x = np.random.default_rng(0).random((1, 64, 64, 1), np.float32)
+    outputs = []
+    for data in (raw, tight):
+        interpreter = Interpreter(model_content=data)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]))
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
+def test_inspect_prints_ops_types_islands_and_bytes(converted, runner):
+    path, _ = converted[("tflite", "int8")]
+    result = runner.invoke(cli, ["inspect", str(path)])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "CONV_2D x" in out and "DEPTHWISE_CONV_2D x" in out and "float islands: none" in out
+    assert "per-channel" in out and "bytes   weights" in out and "XNNPACK" in out
+    report = json.loads(runner.invoke(cli, ["inspect", str(path), "--json"]).output)
+    assert report["inputs"][0]["dtype"] == "float32" and report["card"]["variant"] == "int8"
+    onnx_path, _ = converted[("onnx", "int8")]
+    result = runner.invoke(cli, ["inspect", str(onnx_path)])
+    assert result.exit_code == 0 and "DequantizeLinear x" in result.output
+
+
+def test_device_side_runs_a_tflite_without_tensorflow(converted):
+    path, _ = converted[("tflite", "int8")]
+    code = ("import sys, numpy as np\n"
+            "from edgeseg import runtime\n"
+            "from edgeseg.inspection import inspect_file\n"
+            f"m = runtime.load({str(path)!r})\n"
+            "m.predict(np.zeros((1, 64, 64, 1), np.float32))\n"
+            f"inspect_file({str(path)!r})\n"
+            "print(m.card['variant'], 'tensorflow' in sys.modules, 'tf_keras' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["int8", "False", "False"]
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+def test_bad_model_files_give_one_line(converted, runner, tmp_path):
+    tflite, _ = converted[("tflite", "int8")]
+    onnx_file, _ = converted[("onnx", "none")]
+    truncated = tmp_path / "truncated.tflite"
+    truncated.write_bytes(tflite.read_bytes()[: tflite.stat().st_size // 2])
+    misnamed = tmp_path / "model.tflite"
+    misnamed.write_bytes(onnx_file.read_bytes())
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    for path, message in [(truncated, "corrupt or truncated .tflite file"),
+                          (misnamed, "not a TFLite flatbuffer"),
+                          (tmp_path / "missing.tflite", "no such file"),
+                          (empty, "not a valid ONNX model")]:
+        result = runner.invoke(cli, ["inspect", str(path)])
+        assert result.exit_code == 2, (path, result.output)
+        assert _lines(result.output) == [_lines(result.output)[0]]
+        assert str(path) in result.output and message in result.output, result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["{missing}", "--out", "{tmp}/m.tflite"], "{missing}: no such model file"),
+    (["{model}", "--quant", "int8", "--calib", "{empty}", "--out", "{tmp}/m.tflite"],
+     "{empty}: no images for calibration"),
+    (["{model}", "--quant", "int8", "--calib", "{tmp}/nope/", "--out", "{tmp}/m.tflite"],
+     "{tmp}/nope: no such folder"),
+    (["{model}", "--io", "int8", "--out", "{tmp}/m.tflite"], "--io int8 needs --quant int8"),
+    (["{model}", "--to", "onnx", "--quant", "fp16", "--out", "{tmp}/m.onnx"],
+     "--quant for onnx must be one of none, int8"),
+    (["{model}", "--to", "onnx", "--out", "{tmp}/m.tflite"], "a onnx file must end in .onnx"),
+    (["{model}", "--out", "{tmp}/m.bin"], "give --to tflite|onnx"),
+    (["{model}", "--input-size", "50", "--out", "{tmp}/m.tflite"],
+     "cannot run at 50x50: its sides must divide by the model's total downsampling"),
+])
+def test_bad_conversions_give_one_line_and_write_nothing(tiny_run, runner, tmp_path, args, message):
+    (tmp_path / "empty").mkdir()
+    fill = {"model": str(tiny_run / "model.keras"), "missing": str(tmp_path / "missing.keras"),
+            "empty": str(tmp_path / "empty"), "tmp": str(tmp_path)}
+    result = runner.invoke(cli, ["convert", *[a.format(**fill) for a in args]])
+    assert result.exit_code == 2, result.output
+    assert len(_lines(result.output)) == 1 and "Traceback" not in result.output
+    assert message.format(**fill) in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+
+
+def test_a_qat_model_converts_to_int8_only(tmp_path, runner):
+    from edgeseg.models import create_model
+    from edgeseg.models.saving import save_model
+    from edgeseg.optimize.quantize import quantize_for_training
+
+    path = save_model(quantize_for_training(create_model("mobile_unet", input_size=32,
+                                                          alpha=0.25)), tmp_path / "qat.h5")
+    result = runner.invoke(cli, ["convert", str(path), "--quant", "fp16", "--input-size", "32",
+                                 "--out", str(tmp_path / "q.tflite")])
+    assert result.exit_code == 2 and "converts to int8 only" in result.output
+    result = runner.invoke(cli, ["convert", str(path), "--quant", "int8", "--input-size", "32",
+                                 "--out", str(tmp_path / "q.tflite")])
+    assert result.exit_code == 0, result.output
+    assert "qat-int8" in result.output
