@@ -45,7 +45,7 @@ def convert(model_path, out, *, to: str | None = None, quant: str = "none",
             calib: str | None = None, calib_samples: int = 100, io: str = "float",
             input_size: int | None = None, opset: int = 17, dynamic: bool = False,
             verify: bool = True, verify_samples: int = 16, seed: int = 0,
-            unsafe: bool = False) -> ConvertResult:
+            per_tensor: bool = False, unsafe: bool = False) -> ConvertResult:
     """Convert the Keras model at ``model_path`` to ``out`` (.tflite or .onnx) with its card.
 
     Args:
@@ -57,6 +57,7 @@ def convert(model_path, out, *, to: str | None = None, quant: str = "none",
         input_size: the fixed size to convert at; by default the size the model was trained at.
         dynamic: ONNX only: any batch and size instead of a fixed (1, H, W, C).
         verify: run the file in its runtime and compare it with the Keras model (parity).
+        per_tensor: one weight scale per tensor instead of per channel (smaller files).
 
     Raises:
         EdgesegError: a bad option or file (nothing is written), or a failed float parity.
@@ -97,11 +98,13 @@ def convert(model_path, out, *, to: str | None = None, quant: str = "none",
                                          seed=seed)
 
     if to == "tflite":
-        raw = tflite_conv.tflite_bytes(model, size, quant, calibration, io)
+        raw = tflite_conv.tflite_bytes(model, size, quant, calibration, io, per_tensor)
     else:
         raw = onnx_conv.onnx_bytes(model, size, opset=opset, dynamic=dynamic)
         if quant == "int8":
-            raw = onnx_conv.quantize_onnx(raw, calibration)
+            raw = onnx_conv.quantize_onnx(raw, calibration, per_tensor)
+        elif per_tensor:
+            raise ConfigError("--per-tensor applies to --quant int8")
 
     card = cards.make_card(
         format=to, variant=variant_of(source_card.get("variant"), quant, qat),
@@ -110,6 +113,7 @@ def convert(model_path, out, *, to: str | None = None, quant: str = "none",
         source={"model": str(model_path), "variant": source_card.get("variant"),
                 "recipe": source_card.get("recipe"), "metrics": source_card.get("metrics")},
         recipe={"stage": "convert", "to": to, "quant": quant, "io": io, "quantization_aware": qat,
+                "per_tensor": per_tensor,
                 **({"opset": opset, "dynamic": dynamic} if to == "onnx" else {})},
         calibration=None if calibration is None else {"data": data, "samples": len(calibration),
                                                       "seed": seed})

@@ -59,8 +59,8 @@ class _Reader:
         raise NotImplementedError
 
 
-def quantize_onnx(float_bytes: bytes, images: np.ndarray) -> bytes:
-    """Static int8 QDQ quantization (per-channel weights, int8 activations) of an ONNX model.
+def quantize_onnx(float_bytes: bytes, images: np.ndarray, per_tensor: bool = False) -> bytes:
+    """Static int8 QDQ quantization (per-channel weights unless ``per_tensor``, int8 activations).
 
     As ONNX Runtime advises, the model is pre-processed first (symbolic shape inference and
     graph optimisation), then calibrated with min/max over ``images`` (N, H, W, C) float32.
@@ -81,7 +81,7 @@ def quantize_onnx(float_bytes: bytes, images: np.ndarray) -> bytes:
         name = onnx.load(str(prepared)).graph.input[0].name
         try:
             quantize_static(str(prepared), str(target), _Reader(name, np.asarray(images, np.float32)),
-                            quant_format=QuantFormat.QDQ, per_channel=True,
+                            quant_format=QuantFormat.QDQ, per_channel=not per_tensor,
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
         except Exception as error:
             raise ConversionError(f"ONNX int8 quantization failed: "

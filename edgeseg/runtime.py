@@ -266,8 +266,13 @@ class KerasModel(EdgeModel):
 BACKENDS = {".tflite": LiteRTModel, ".onnx": OnnxModel, ".keras": KerasModel, ".h5": KerasModel}
 
 
-def load(path, *, num_threads: int | None = None, **options) -> EdgeModel:
-    """The model at ``path`` in the runtime its suffix names (a folder: a SavedModel, Keras)."""
+def load(path, *, num_threads: int | None = None, unsafe: bool = False) -> EdgeModel:
+    """The model at ``path`` in the runtime its suffix names (a folder: a SavedModel, Keras).
+
+    Args:
+        num_threads: CPU threads for the runtime (default: its own choice; LiteRT: 1).
+        unsafe: Keras only: allow models that carry code (Lambda layers).
+    """
     path = Path(path)
     if not path.exists():
         raise EdgesegError(f"{path}: no such model file")
@@ -275,7 +280,9 @@ def load(path, *, num_threads: int | None = None, **options) -> EdgeModel:
     if backend is None:
         raise EdgesegError(f"{path}: unknown model format (expected "
                            f"{', '.join(sorted(BACKENDS))} or a SavedModel folder)")
-    return backend(path, num_threads, **options)
+    if backend is KerasModel:
+        return backend(path, num_threads, unsafe=unsafe)
+    return backend(path, num_threads)
 
 
 __all__ = ["BACKENDS", "EdgeModel", "KerasModel", "LiteRTModel", "OnnxModel", "load"]

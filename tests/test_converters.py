@@ -270,3 +270,33 @@ def test_a_qat_model_converts_to_int8_only(tmp_path, runner):
                                  "--out", str(tmp_path / "q.tflite")])
     assert result.exit_code == 0, result.output
     assert "qat-int8" in result.output
+
+
+def test_per_tensor_weights_store_one_scale_per_tensor(tiny_run, tmp_path):
+    from converters import convert
+    from edgeseg.inspection import inspect_file
+
+    per_channel = convert(tiny_run / "model.keras", tmp_path / "c.tflite", quant="int8",
+                          calib_samples=8, verify=False).path
+    per_tensor = convert(tiny_run / "model.keras", tmp_path / "t.tflite", quant="int8",
+                         calib_samples=8, verify_samples=4, per_tensor=True)
+    report = inspect_file(per_tensor.path)
+    assert report["quantized_weights"]["per_channel"] == 0
+    assert inspect_file(per_channel)["quantized_weights"]["per_channel"] > 0
+    assert report["bytes"]["quantization"] < inspect_file(per_channel)["bytes"]["quantization"] / 5
+    assert per_tensor.card["recipe"]["per_tensor"] is True
+
+
+def test_eval_scores_converted_files_in_their_runtimes(converted, runner, tmp_path):
+    scores = {}
+    for key in (("tflite", "none"), ("tflite", "int8"), ("onnx", "int8")):
+        path, _ = converted[key]
+        out = tmp_path / f"{key[0]}-{key[1]}.json"
+        result = runner.invoke(cli, ["eval", str(path), "--n", "8", "--json", str(out)])
+        assert result.exit_code == 0, result.output
+        assert "8 samples at 64x64" in result.output
+        scores[key] = json.loads(out.read_text())["dice"]
+    assert abs(scores[("tflite", "int8")] - scores[("tflite", "none")]) < 0.05
+    path, _ = converted[("tflite", "int8")]
+    result = runner.invoke(cli, ["eval", str(path), "--input-size", "128"])
+    assert result.exit_code == 2 and "is converted for 64x64 inputs" in result.output

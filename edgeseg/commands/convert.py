@@ -18,6 +18,8 @@ import click
 @click.option("--calib-samples", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--io", type=click.Choice(["float", "int8", "uint8"]), default="float",
               show_default=True, help="TFLite input/output type (int8 models).")
+@click.option("--per-tensor", is_flag=True,
+              help="One weight scale per tensor, not per channel: smaller files (check parity).")
 @click.option("--input-size", type=click.IntRange(min=1),
               help="Fixed input size to convert at [the size the model was trained at].")
 @click.option("--opset", type=click.IntRange(min=11), default=17, show_default=True,
@@ -28,8 +30,8 @@ import click
 @click.option("--out", type=click.Path(dir_okay=False), required=True,
               help="Output file (.tflite or .onnx).")
 @click.option("--unsafe", is_flag=True, help="Allow Keras models that carry code (Lambda layers).")
-def convert(model_path, to, quant, calib, calib_samples, io, input_size, opset, dynamic, no_verify,
-            verify_samples, out, unsafe):
+def convert(model_path, to, quant, calib, calib_samples, io, per_tensor, input_size, opset, dynamic,
+            no_verify, verify_samples, out, unsafe):
     """Convert MODEL (.keras/.h5) to OUT, with its card inside and beside it (OUT.json).
 
     After conversion the file runs in its own runtime (LiteRT or ONNX Runtime) and is compared
@@ -44,7 +46,7 @@ def convert(model_path, to, quant, calib, calib_samples, io, input_size, opset, 
     from converters import convert as run
 
     result = run(model_path, out, to=to, quant=quant, calib=calib, calib_samples=calib_samples,
-                 io=io, input_size=input_size, opset=opset, dynamic=dynamic,
+                 io=io, per_tensor=per_tensor, input_size=input_size, opset=opset, dynamic=dynamic,
                  verify=not no_verify, verify_samples=verify_samples, unsafe=unsafe)
     card = result.card
     macs = card["macs"]

@@ -22,7 +22,8 @@ from edgeseg.commands._options import data_options
 @click.option("--unsafe", is_flag=True, help="Allow Keras models that carry code (Lambda layers).")
 def eval_(model_path, source, layout, channels, num_classes, input_size, count, seed, batch_size,
           json_out, unsafe):
-    """Score MODEL on --data: Dice and IoU per class, and their mean over the foreground classes.
+    """Score MODEL (.keras/.h5, .tflite or .onnx) on --data: Dice and IoU per class, and their
+    mean over the foreground classes.
 
     Built-in datasets are scored on samples no training run has seen; a folder on all its samples.
     Pixels labelled 255 take no part; a class absent from both prediction and ground truth scores 1.
@@ -30,26 +31,29 @@ def eval_(model_path, source, layout, channels, num_classes, input_size, count, 
     \b
     edgeseg eval runs/nuclei/model.keras --data synthetic-nuclei
     edgeseg eval runs/nuclei/model.keras --data data/nuclei-test --json scores.json
+    edgeseg eval model_int8.tflite --data synthetic-nuclei --n 200
     """
-    from edgeseg.card import read_card
+    from edgeseg import runtime
     from edgeseg.data.source import load_eval_data
-    from edgeseg.evaluate import check_classes, evaluate, keras_predictor
+    from edgeseg.evaluate import check_classes, evaluate
     from edgeseg.files import atomic_write_json
-    from edgeseg.models.saving import load_model
 
-    model = load_model(model_path, unsafe=unsafe)
-    card = read_card(model_path)
-    model_classes = int(model.output_shape[-1])
-    model_channels = int(model.input_shape[-1])
+    model = runtime.load(model_path, unsafe=unsafe)
+    card = model.card
+    _, fixed, _, model_channels = model.input_shape
+    model_classes = model.num_classes
     if channels and int(channels) != model_channels:
         raise click.BadParameter(f"the model takes {model_channels} channel(s), not {channels}",
                                  param_hint="'--channels'")
-    size = input_size or _card_size(card) or model.input_shape[1] or 256
+    if fixed is not None and input_size not in (None, fixed):
+        raise click.BadParameter(f"{model_path} is converted for {fixed}x{fixed} inputs",
+                                 param_hint="'--input-size'")
+    size = fixed or input_size or _card_size(card) or 256
     data = load_eval_data(source, size=size, channels=model_channels, layout=layout,
                           num_classes=num_classes or max(2, model_classes), count=count, seed=seed)
     check_classes(model_classes, data, model_path)
     images, masks = data.arrays(size)
-    result = evaluate(keras_predictor(model), images, masks, model_classes, batch_size)
+    result = evaluate(model.predict, images, masks, model_classes, batch_size)
     names = card.get("class_names") or list(data.class_names)
 
     click.echo(f"{model_path} on {data.name}: {result['samples']} samples at {size}x{size}")
