@@ -27,12 +27,12 @@ COMMANDS = {
     "optimize": ("optimize", "Prune / QAT / PQAT / cluster a trained model (tfmot)."),
     "convert": ("convert", "Convert a Keras model to .tflite or .onnx (verified)."),
     "inspect": ("inspect", "Ops, dtypes, float islands, delegate coverage, MACs of a model file."),
+    "bench": ("bench", "Benchmark models (latency, size, MACs, Dice) from the host."),
 }
 
 # Commands of the design that are not built yet: listed, and refused with one line when run.
 PLANNED = {
     "run": "The whole pipeline on a dataset: train, optimize, convert, benchmark, report.",
-    "bench": "Benchmark models (latency, size, MACs, Dice) from the host.",
     "predict": "Masks and overlays for images of any size (sliding-window tiles).",
     "check": "Accuracy/latency/size regression gate against a baseline.",
 }

@@ -43,3 +43,23 @@ def tiny_run(tmp_path_factory):
     result = CliRunner().invoke(cli, ["train", *TINY_TRAIN, "--out", str(out)])
     assert result.exit_code == 0, result.output
     return out
+
+
+@pytest.fixture(scope="session")
+def converted(tiny_run, tmp_path_factory):
+    """The tiny trained model converted once in every mode through `edgeseg convert`."""
+    from click.testing import CliRunner
+
+    from edgeseg.cli import cli
+    from tests_support import MODES
+
+    out = tmp_path_factory.mktemp("converted")
+    files = {}
+    for to, quant in MODES:
+        path = out / f"model_{quant}.{to}"
+        result = CliRunner().invoke(cli, ["convert", str(tiny_run / "model.keras"), "--quant", quant,
+                                          "--calib-samples", "8", "--verify-samples", "4",
+                                          "--out", str(path)])
+        assert result.exit_code == 0, (to, quant, result.output)
+        files[(to, quant)] = (path, result.output)
+    return files

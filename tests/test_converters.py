@@ -11,29 +11,11 @@ import pytest
 
 from edgeseg.cli import cli
 
-MODES = [("tflite", "none"), ("tflite", "fp16"), ("tflite", "dynamic"), ("tflite", "int8"),
-         ("tflite", "int16x8"), ("onnx", "none"), ("onnx", "int8")]
+from tests_support import MODES
 
 
 def _lines(output):
     return [line for line in output.splitlines() if line.strip()]
-
-
-@pytest.fixture(scope="module")
-def converted(tiny_run, tmp_path_factory):
-    """The tiny trained model converted once in every mode through `edgeseg convert`."""
-    from click.testing import CliRunner
-
-    out = tmp_path_factory.mktemp("converted")
-    files = {}
-    for to, quant in MODES:
-        path = out / f"model_{quant}.{to}"
-        result = CliRunner().invoke(cli, ["convert", str(tiny_run / "model.keras"), "--quant", quant,
-                                          "--calib-samples", "8", "--verify-samples", "4",
-                                          "--out", str(path)])
-        assert result.exit_code == 0, (to, quant, result.output)
-        files[(to, quant)] = (path, result.output)
-    return files
 
 
 @pytest.mark.parametrize("to, quant", MODES)

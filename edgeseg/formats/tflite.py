@@ -189,4 +189,43 @@ def read_card(source) -> dict:
         raise EdgesegError(f"{source}: the {CARD_KEY} metadata is not valid JSON") from None
 
 
-__all__ = ["CARD_KEY", "Op", "TFLiteFile", "Tensor", "read_card", "read_tflite"]
+_NUMPY = {"float32": np.float32, "float16": np.float16, "int8": np.int8, "uint8": np.uint8,
+          "int16": np.int16, "int32": np.int32, "int64": np.int64}
+WEIGHT_OPS = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1, "TRANSPOSE_CONV": 1}
+
+
+def weight_sparsity(path) -> float:
+    """Share of zero weights in the convolution and dense kernels of a .tflite file.
+
+    A quantized weight counts as zero when it equals its zero point; weights that a DEQUANTIZE op
+    expands (fp16 models) are read at the DEQUANTIZE's input.
+    """
+    data = Path(path).read_bytes()
+    f = read_tflite(data)
+    model = schema().Model.GetRootAsModel(data, 0)
+    graph = model.Subgraphs(0)
+    producer = f.producer()
+    zeros = total = 0
+    for op in f.ops:
+        if op.name not in WEIGHT_OPS:
+            continue
+        index = op.inputs[WEIGHT_OPS[op.name]]
+        if producer.get(index) is not None and producer[index].name == "DEQUANTIZE":
+            index = producer[index].inputs[0]
+        tensor = f.tensors[index]
+        buffer = model.Buffers(graph.Tensors(index).Buffer())
+        if not buffer.DataLength() or tensor.dtype not in _NUMPY:
+            continue
+        values = np.frombuffer(buffer.DataAsNumpy().tobytes(), _NUMPY[tensor.dtype])
+        zero = np.asarray(tensor.zero_points or (0,))
+        if zero.size > 1:  # per-channel zero points along the quantized dimension
+            shape = [1] * len(tensor.shape)
+            shape[tensor.quantized_dimension] = zero.size
+            values = values.reshape(tensor.shape) - zero.reshape(shape)
+            zero = np.asarray(0)
+        zeros += int((values == zero).sum())
+        total += values.size
+    return zeros / total if total else 0.0
+
+
+__all__ = ["CARD_KEY", "Op", "TFLiteFile", "Tensor", "read_card", "read_tflite", "weight_sparsity"]

@@ -1,0 +1,79 @@
+"""The harness's command line, shared by ``python -m benchmarks`` and ``edgeseg bench``."""
+
+from __future__ import annotations
+
+import click
+
+from edgeseg.errors import EdgesegError
+
+
+def _threads(ctx, param, value: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers") from None
+    if not counts or any(c < 1 for c in counts):
+        raise click.BadParameter(f"{value!r}: thread counts must be >= 1")
+    return counts
+
+
+def options(function):
+    """The harness's options (MODEL... and the rest), applied to a click command."""
+    decorators = [
+        click.argument("models", nargs=-1, required=True, metavar="MODEL...",
+                       type=click.Path()),
+        click.option("--data", default="synthetic-nuclei", show_default=True, metavar="NAME|DIR",
+                     help="A built-in dataset (held-out samples) or a labelled folder."),
+        click.option("--layout", help="Folder layout (default: detected)."),
+        click.option("--reference", type=click.Path(), metavar="MODEL",
+                     help="Model for Dice delta and agreement [the first fp32 one]."),
+        click.option("--threads", default="1", show_default=True, callback=_threads,
+                     help="Thread counts, e.g. 1,2."),
+        click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True,
+                     help="Timed round-robin iterations."),
+        click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True),
+        click.option("--samples", type=click.IntRange(min=0), default=32, show_default=True,
+                     help="Images to score (built-in datasets; folders: at most, 0 = all)."),
+        click.option("--image-size", type=click.IntRange(min=8),
+                     help="Built-in datasets: image side [the models' input size]."),
+        click.option("--json", "json_out", type=click.Path(dir_okay=False),
+                     help="Write the bench JSON here."),
+        click.option("--quiet", is_flag=True, help="No progress bar."),
+    ]
+    for decorator in reversed(decorators):
+        function = decorator(function)
+    return function
+
+
+def run(models, data, layout, reference, threads, runs, warmup, samples, image_size, json_out,
+        quiet) -> dict:
+    """Run the harness with parsed options; write the JSON atomically."""
+    from benchmarks.harness import bench
+    from edgeseg.files import atomic_write_json
+
+    report = bench(list(models), data=data, layout=layout, reference=reference, threads=threads,
+                   runs=runs, warmup=warmup, samples=samples, image_size=image_size,
+                   progress=not quiet, echo=click.echo)
+    if json_out:
+        atomic_write_json(json_out, report)
+        click.echo(f"wrote {json_out}")
+    return report
+
+
+@click.command("benchmarks", context_settings={"help_option_names": ["-h", "--help"]})
+@options
+def main(**kwargs):
+    """Benchmark .tflite/.onnx models on this device: latency (round robin), MACs, size, sparsity,
+    and Dice against ground truth and against a reference model. Needs numpy and a runtime only.
+
+    \b
+    python -m benchmarks model_fp32.tflite model_int8.tflite --threads 1,2 --json bench.json
+    python -m benchmarks model_int8.tflite --data my_test_set/ --runs 200
+    """
+    try:
+        run(**kwargs)
+    except EdgesegError as error:
+        raise click.ClickException(str(error)) from None
+
+
+main.exit_code = 2

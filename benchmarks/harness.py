@@ -1,0 +1,298 @@
+"""The benchmark harness: latency, size, MACs, sparsity and Dice of model files, side by side.
+
+Needs numpy and a runtime only (LiteRT for .tflite, ONNX Runtime for .onnx); a Keras model pulls
+in TensorFlow when it is loaded, and only then. Every (model, thread count) pair is one row of the
+bench JSON (``schema: edgeseg.bench/1``, keys as in the design; more may be added).
+
+Latency is measured round robin: each timed iteration runs every loaded model once, in turn, so
+whatever else the machine does slows all of them alike and the ratios between rows hold.
+
+    >>> report = bench(["model_fp32.tflite", "model_int8.tflite"], data="synthetic-nuclei",
+    ...                threads=(1, 2), runs=50)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import gzip
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import machine
+from edgeseg import metrics, runtime
+from edgeseg.errors import EdgesegError
+from edgeseg.tiling import predict_tiled
+
+SCHEMA = "edgeseg.bench/1"
+
+
+@dataclass
+class _Entry:
+    path: Path
+    variant: str
+    model: runtime.EdgeModel
+    threads: int | None
+    load_ms: float
+    times: list = field(default_factory=list)
+
+
+def _rss_mb() -> tuple[float | None, float | None]:
+    """(current, peak) resident memory of this process in MB, from /proc (Linux, Android)."""
+    try:
+        with open("/proc/self/status") as handle:
+            fields = dict(line.split(":", 1) for line in handle if ":" in line)
+        return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
+    except (OSError, KeyError, ValueError):
+        return None, None
+
+
+class Progress:
+    """A one-line progress bar on a terminal, a few plain lines otherwise."""
+
+    def __init__(self, total: int, label: str, enabled: bool = True):
+        self.total, self.label, self.done = max(1, total), label, 0
+        self.enabled, self.tty = enabled, sys.stderr.isatty()
+        self._next_note = 0.25
+
+    def step(self, n: int = 1) -> None:
+        if not self.enabled:
+            return
+        self.done += n
+        share = self.done / self.total
+        if self.tty:
+            bar = "#" * int(30 * share)
+            sys.stderr.write(f"\r{self.label} [{bar:<30}] {self.done}/{self.total}")
+            if self.done >= self.total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+        elif share >= self._next_note:
+            print(f"{self.label}: {share:.0%}", file=sys.stderr, flush=True)
+            self._next_note += 0.25
+
+
+def _variant(model: runtime.EdgeModel) -> str:
+    return model.card.get("variant") or model.path.stem
+
+
+def _size(path: Path) -> tuple[int, int]:
+    if path.is_dir():
+        data = b"".join(p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file())
+    else:
+        data = path.read_bytes()
+    return len(data), len(gzip.compress(data, 9))
+
+
+def _cost(model: runtime.EdgeModel, size: int) -> tuple[int | None, int | None, float | None]:
+    """(MACs, params, weight sparsity), read from the file itself."""
+    from edgeseg import flops
+
+    if model.format == "tflite":
+        from edgeseg.formats.tflite import weight_sparsity
+
+        cost = flops.tflite_cost(model.path)
+        return cost.macs, cost.params, weight_sparsity(model.path)
+    if model.format == "onnx":
+        from edgeseg.formats.onnx import weight_sparsity
+
+        try:
+            cost = flops.onnx_cost(model.path, input_size=size)
+        except ImportError:  # onnx (not only onnxruntime) is needed to read the graph
+            return None, None, None
+        return cost.macs, cost.params, weight_sparsity(model.path)
+    cost = flops.keras_cost(model.model, input_size=size)
+    kernels = [w for layer in model.model.layers for w in layer.weights
+               if w.name.split("/")[-1].split(":")[0] in ("kernel", "depthwise_kernel")]
+    values = np.concatenate([np.ravel(w.numpy()) for w in kernels]) if kernels else np.zeros(0)
+    return cost.macs, cost.params, float((values == 0).mean()) if values.size else 0.0
+
+
+def _predict_image(model: runtime.EdgeModel, image: np.ndarray, overlap: int) -> np.ndarray:
+    """Probabilities of one (H, W, C) image: whole when the model takes it, else tile by tile."""
+    _, height, width, _ = model.input_shape
+    if height is None or image.shape[:2] == (height, width):
+        return model.predict(image[None])[0]
+    return predict_tiled(model.predict, image, (height, width), overlap=overlap)
+
+
+def _load_data(data: str, size: int, channels: int, num_classes: int, samples: int, seed: int,
+               layout: str | None):
+    from edgeseg.data.source import load_eval_data
+
+    dataset = load_eval_data(data, size=None if not _builtin(data) else size, channels=channels,
+                             num_classes=max(2, num_classes), layout=layout, count=samples,
+                             seed=seed)
+    pairs = [(image.astype(np.float32) / 255.0, mask) for image, mask in dataset]
+    return dataset.name, pairs[:samples] if not _builtin(data) and samples else pairs
+
+
+def _builtin(data: str) -> bool:
+    from edgeseg.data.source import is_builtin
+
+    return is_builtin(data)
+
+
+def bench(models, *, data: str = "synthetic-nuclei", reference=None, threads=(1,), runs: int = 50,
+          warmup: int = 5, samples: int = 32, image_size: int | None = None, seed: int = 0,
+          layout: str | None = None, overlap: int = 32, progress: bool = True,
+          echo=print) -> dict:
+    """Benchmark model files side by side; returns the bench JSON (a dict).
+
+    Args:
+        models: paths of .tflite / .onnx (and, where TensorFlow is installed, Keras) models.
+        data: a built-in dataset (held-out samples) or a labelled folder (every image, whole).
+        reference: the model whose predictions give ``dice_delta`` and ``agreement``; by default
+            the first fp32 one, else the first.
+        threads: thread counts to run every model at (Keras uses TensorFlow's own pool).
+        runs, warmup: timed and untimed round-robin iterations.
+        samples: built-in datasets: how many images; folders: at most this many (0: all).
+        image_size: built-in datasets: image side [the models' input size, or 256].
+    """
+    if runs < 1 or warmup < 0:
+        raise EdgesegError(f"--runs must be >= 1 and --warmup >= 0 (got {runs}, {warmup})")
+    if not models:
+        raise EdgesegError("give at least one model file")
+    if any(t < 1 for t in threads):
+        raise EdgesegError(f"--threads must be positive (got {', '.join(map(str, threads))})")
+    started = time.time()
+    paths = [Path(p) for p in models]
+    reference_path = Path(reference) if reference else None
+    if reference_path and reference_path not in paths:
+        paths.append(reference_path)
+
+    entries: list[_Entry] = []
+    first_model: dict[Path, runtime.EdgeModel] = {}
+    for path in paths:
+        for count in threads:
+            t0 = time.perf_counter()
+            model = runtime.load(path, num_threads=count)
+            load_ms = (time.perf_counter() - t0) * 1e3
+            is_keras = model.format == "keras"
+            entries.append(_Entry(path, _variant(model), model, None if is_keras else count,
+                                  load_ms))
+            first_model.setdefault(path, model)
+            if is_keras:  # one pool per process: thread counts make no difference
+                break
+
+    sizes = {m.input_shape[1] for m in first_model.values() if m.input_shape[1] is not None}
+    size = image_size or (max(sizes) if sizes else 256)
+    channels = {m.input_shape[-1] for m in first_model.values()}
+    classes = {m.num_classes for m in first_model.values()}
+    if len(channels) > 1 or len(classes) > 1:
+        raise EdgesegError("the models differ in input channels or classes; bench models of one "
+                           "task together")
+    channels, num_classes = channels.pop(), classes.pop()
+    data_name, pairs = _load_data(data, size, channels, num_classes, samples, seed, layout)
+    if not pairs:
+        raise EdgesegError(f"{data}: no samples to benchmark on")
+    if reference_path is None:
+        reference_path = next((p for p, m in first_model.items() if _variant(m) == "fp32"),
+                              paths[0])
+
+    echo(f"machine: {machine.line(machine.describe())}")
+    echo(f"data: {data_name}, {len(pairs)} images "
+         f"({', '.join(sorted({f'{m.shape[1]}x{m.shape[0]}' for _, m in pairs}))})")
+
+    # --- accuracy: every model once (threads do not change what it predicts) -------------------
+    labels: dict[Path, list[np.ndarray]] = {}
+    bar = Progress(len(first_model) * len(pairs), "predicting", progress)
+    for path, model in first_model.items():
+        labels[path] = []
+        for image, _ in pairs:
+            probs = _predict_image(model, image, overlap)
+            labels[path].append(metrics.labels_from_probs(probs[None])[0])
+            bar.step()
+    truth = [mask for _, mask in pairs]
+    flat_truth = np.concatenate([m.ravel() for m in truth])
+    scores = {}
+    for path in first_model:
+        flat = np.concatenate([l.ravel() for l in labels[path]])
+        scores[path] = metrics.scores(flat, flat_truth, num_classes)
+    reference_flat = np.concatenate([l.ravel() for l in labels[reference_path]])
+
+    # --- latency: round robin over every (model, threads) ---------------------------------------
+    inputs = {}
+    for entry in entries:
+        _, height, width, _ = entry.model.input_shape
+        image = pairs[0][0]
+        if height is not None:
+            image = _fit(image, height, width)
+        inputs[id(entry)] = image[None]
+    bar = Progress((warmup + runs) * len(entries), "timing", progress)
+    for iteration in range(warmup + runs):
+        for entry in entries:
+            x = inputs[id(entry)]
+            t0 = time.perf_counter()
+            entry.model.predict(x)
+            elapsed = time.perf_counter() - t0
+            if iteration >= warmup:
+                entry.times.append(elapsed * 1e3)
+            bar.step()
+    _, peak = _rss_mb()
+
+    results, costs = [], {}
+    for entry in entries:
+        if entry.path not in costs:
+            costs[entry.path] = (*_cost(entry.model, size), *_size(entry.path))
+        macs, params, sparsity, size_bytes, gzip_bytes = costs[entry.path]
+        times = np.asarray(entry.times)
+        p50 = float(np.percentile(times, 50))
+        s = scores[entry.path]
+        flat = np.concatenate([l.ravel() for l in labels[entry.path]])
+        results.append({
+            "variant": entry.variant, "runtime": entry.model.runtime, "path": str(entry.path),
+            "format": entry.model.format, "threads": entry.threads,
+            "input_shape": [1, *(d if d is not None else size for d in entry.model.input_shape[1:3]),
+                            channels],
+            "latency_ms": {"p50": p50, "p90": float(np.percentile(times, 90)),
+                           "mean": float(times.mean()), "std": float(times.std()),
+                           "runs": int(times.size)},
+            "load_ms": entry.load_ms, "macs": macs, "params": params, "size_bytes": size_bytes,
+            "gzip_bytes": gzip_bytes, "sparsity": sparsity, "dice": s["dice"],
+            "dice_per_class": s["dice_per_class"], "iou": s["iou"],
+            "dice_delta": s["dice"] - scores[reference_path]["dice"],
+            "agreement": metrics.agreement(flat, reference_flat, flat_truth),
+            "gmacs_per_s": macs / (p50 / 1e3) / 1e9 if macs and p50 > 0 else None,
+            "reference": entry.path == reference_path,
+        })
+    report = {
+        "schema": SCHEMA, "machine": machine.describe(),
+        "dataset": {"name": data_name, "samples": len(pairs),
+                    "image_sizes": sorted({f"{m.shape[1]}x{m.shape[0]}" for _, m in pairs})},
+        "reference": _variant(first_model[reference_path]),
+        "run": {"runs": runs, "warmup": warmup, "threads": list(threads),
+                "peak_rss_mb": peak, "seconds": round(time.time() - started, 1)},
+        "results": results,
+    }
+    echo(format_table(report))
+    return report
+
+
+def _fit(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The top-left ``height`` x ``width`` of an image (edge-padded when it is smaller)."""
+    pad = [(0, max(0, height - image.shape[0])), (0, max(0, width - image.shape[1])), (0, 0)]
+    return np.pad(image, pad, mode="edge")[:height, :width]
+
+
+def format_table(report: dict) -> str:
+    """The results as a fixed-width table, reference first, then by p50 latency."""
+    rows = sorted(report["results"], key=lambda r: (not r["reference"], r["variant"],
+                                                    r["runtime"], r["threads"] or 0))
+    head = (f"{'variant':<22} {'runtime':<12} {'thr':>3} {'p50 ms':>8} {'p90 ms':>8} "
+            f"{'GMAC/s':>7} {'size KB':>8} {'gzip KB':>8} {'sparse':>6} {'Dice':>7} "
+            f"{'dDice':>8} {'agree':>7}")
+    lines = [head]
+    for r in rows:
+        gm = f"{r['gmacs_per_s']:.2f}" if r["gmacs_per_s"] else "-"
+        sp = f"{r['sparsity']:.0%}" if r["sparsity"] is not None else "-"
+        lines.append(
+            f"{r['variant'][:22]:<22} {r['runtime'][:12]:<12} {r['threads'] or '-':>3} "
+            f"{r['latency_ms']['p50']:>8.2f} {r['latency_ms']['p90']:>8.2f} {gm:>7} "
+            f"{r['size_bytes'] / 1024:>8.1f} {r['gzip_bytes'] / 1024:>8.1f} {sp:>6} "
+            f"{r['dice']:>7.4f} {r['dice_delta']:>+8.4f} {r['agreement']:>7.2%}")
+    return "\n".join(lines)
+
+
+__all__ = ["SCHEMA", "bench", "format_table"]
