@@ -68,6 +68,4 @@ def labelled_samples(data: str, *, size: int, channels: int, num_classes: int, c
                                          num_classes=max(2, num_classes))
     except DataError:
         return calibration_images(data, size=size, channels=channels, count=count, seed=seed), None
-    images, masks = labelled.take(count).arrays(size) if hasattr(labelled, "take") else \
-        labelled.arrays(size)
-    return images[:count], masks[:count]
+    return labelled.arrays(size, limit=count)

@@ -292,3 +292,24 @@ def test_bad_trimap_values(tmp_path):
 
 def test_layouts_are_listed_in_one_place():
     assert folders.LAYOUTS == ("generic", "carvana", "oxford", "dsb2018", "voc")
+
+
+def test_data_synth_and_info_commands(runner, tmp_path):
+    from edgeseg.cli import cli
+
+    out = tmp_path / "shapes"
+    result = runner.invoke(cli, ["data", "synth", "--kind", "shapes", "--n", "3", "--size", "48",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["data", "info", "--data", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == f"{out}: generic layout, 3 samples, 3 channel(s), model outputs 4"
+    assert lines[1] == "image sizes: 48x48"
+    assert [line.split()[1] for line in lines[2:6]] == ["background", "disc", "box", "triangle"]
+    assert "(unlabeled)" in lines[6]
+    again = runner.invoke(cli, ["data", "synth", "--n", "1", "--out", str(out)])
+    assert again.exit_code == 2 and "folder is not empty; pass --force" in again.output
+    assert runner.invoke(cli, ["data", "synth", "--n", "1", "--size", "16", "--out", str(out),
+                               "--force"]).exit_code == 0
+    assert len(list((out / "images").iterdir())) == 1

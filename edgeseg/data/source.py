@@ -39,14 +39,16 @@ class _Samples:
     def __iter__(self):
         return (self.sample(i) for i in range(len(self)))
 
-    def arrays(self, size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def arrays(self, size: int | None = None, limit: int | None = None):
         """(images float32 (N, H, W, C) in [0, 1], masks uint8 (N, H, W)) for evaluation.
 
         With ``size``, every sample is centre-cropped (or padded: image with 0, mask with 255) to
         ``size`` x ``size``, as the evaluation pipeline does; without, all must share a size.
+        ``limit``: the first samples only.
         """
         images, masks = [], []
-        for image, mask in self:
+        for index in range(len(self) if limit is None else min(limit, len(self))):
+            image, mask = self.sample(index)
             if size is not None:
                 image = center_fit(image, size, 0)
                 mask = center_fit(mask[..., None], size, UNLABELED)[..., 0]
