@@ -121,9 +121,10 @@ def read_tflite(source) -> TFLiteFile:
         return _parse(data)
     except EdgesegError:
         raise
-    except Exception as error:  # a truncated or corrupt flatbuffer fails anywhere inside
-        raise EdgesegError(f"{label}: corrupt or truncated .tflite file "
-                           f"({type(error).__name__})") from None
+    except Exception:  # a truncated or corrupt flatbuffer fails anywhere inside
+        raise EdgesegError(f"{label}: corrupt or truncated .tflite file (its tables point past "
+                           f"the end of the {len(data):,} bytes or hold impossible values)") \
+            from None
 
 
 def _parse(data: bytes) -> TFLiteFile:
