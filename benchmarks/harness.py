@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import machine
+from edgeseg import machine
 from edgeseg import metrics, runtime
 from edgeseg.errors import EdgesegError
-from edgeseg.tiling import predict_tiled
+from edgeseg.tiling import predict_image
 
 SCHEMA = "edgeseg.bench/1"
 
@@ -107,14 +107,6 @@ def _cost(model: runtime.EdgeModel, size: int) -> tuple[int | None, int | None, 
                if w.name.split("/")[-1].split(":")[0] in ("kernel", "depthwise_kernel")]
     values = np.concatenate([np.ravel(w.numpy()) for w in kernels]) if kernels else np.zeros(0)
     return cost.macs, cost.params, float((values == 0).mean()) if values.size else 0.0
-
-
-def _predict_image(model: runtime.EdgeModel, image: np.ndarray, overlap: int) -> np.ndarray:
-    """Probabilities of one (H, W, C) image: whole when the model takes it, else tile by tile."""
-    _, height, width, _ = model.input_shape
-    if height is None or image.shape[:2] == (height, width):
-        return model.predict(image[None])[0]
-    return predict_tiled(model.predict, image, (height, width), overlap=overlap)
 
 
 def _load_data(data: str, size: int, channels: int, num_classes: int, samples: int, seed: int,
@@ -201,7 +193,7 @@ def bench(models, *, data: str = "synthetic-nuclei", reference=None, threads=(1,
     for path, model in first_model.items():
         labels[path] = []
         for image, _ in pairs:
-            probs = _predict_image(model, image, overlap)
+            probs = predict_image(model, image, overlap)
             labels[path].append(metrics.labels_from_probs(probs[None])[0])
             bar.step()
     truth = [mask for _, mask in pairs]

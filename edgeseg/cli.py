@@ -18,24 +18,9 @@ import click
 from edgeseg import __version__
 from edgeseg.errors import EdgesegError
 
-# name -> (module in edgeseg.commands, one line of help shown by `edgeseg --help`)
-COMMANDS = {
-    "models": ("models", "List the model zoo with params and MACs at an input size."),
-    "train": ("train", "Train a model from the zoo."),
-    "eval": ("eval", "Dice/IoU of a model on a dataset."),
-    "data": ("data", "Write a built-in dataset as PNGs; describe a dataset folder."),
-    "optimize": ("optimize", "Prune / QAT / PQAT / cluster a trained model (tfmot)."),
-    "convert": ("convert", "Convert a Keras model to .tflite or .onnx (verified)."),
-    "inspect": ("inspect", "Ops, dtypes, float islands, delegate coverage, MACs of a model file."),
-    "bench": ("bench", "Benchmark models (latency, size, MACs, Dice) from the host."),
-}
-
-# Commands of the design that are not built yet: listed, and refused with one line when run.
-PLANNED = {
-    "run": "The whole pipeline on a dataset: train, optimize, convert, benchmark, report.",
-    "predict": "Masks and overlays for images of any size (sliding-window tiles).",
-    "check": "Accuracy/latency/size regression gate against a baseline.",
-}
+# Each command lives in edgeseg/commands/<name>.py, imported only when it is looked up.
+COMMANDS = ("bench", "check", "convert", "data", "eval", "inspect", "models", "optimize",
+            "predict", "run", "train")
 
 
 class UserError(click.ClickException):
@@ -48,14 +33,12 @@ class LazyGroup(click.Group):
     """A group that imports a command's module only when the command is looked up."""
 
     def list_commands(self, ctx):
-        return sorted({*COMMANDS, *PLANNED})
+        return sorted(COMMANDS)
 
     def get_command(self, ctx, name):
         if name in COMMANDS:
-            module = importlib.import_module(f"edgeseg.commands.{COMMANDS[name][0]}")
+            module = importlib.import_module(f"edgeseg.commands.{name}")
             return getattr(module, name, None) or getattr(module, f"{name}_")
-        if name in PLANNED:
-            return _planned(name, PLANNED[name])
         return None
 
     def invoke(self, ctx):
@@ -63,16 +46,6 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except EdgesegError as error:
             raise UserError(str(error)) from None
-
-
-def _planned(name: str, help_text: str) -> click.Command:
-    def callback(**_):
-        raise UserError(f"'edgeseg {name}' is not available in edgeseg {__version__} yet")
-
-    return click.Command(name, callback=callback, help=f"{help_text} (not available yet)",
-                         short_help=f"{help_text} (not available yet)",
-                         context_settings={"ignore_unknown_options": True},
-                         params=[click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)])
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

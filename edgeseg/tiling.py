@@ -74,4 +74,13 @@ def predict_tiled(predict: Callable[[np.ndarray], np.ndarray], image: np.ndarray
     return (total / weight)[:height, :width].astype(np.float32)
 
 
-__all__ = ["blend_window", "predict_tiled", "tile_starts"]
+def predict_image(model, image: np.ndarray, overlap: int = 32) -> np.ndarray:
+    """Probabilities (H, W, K) of one image through an EdgeModel: whole when the model takes its
+    size (or any size), tile by tile otherwise."""
+    _, height, width, _ = model.input_shape
+    if height is None or image.shape[:2] == (height, width):
+        return model.predict(np.asarray(image, np.float32)[None])[0]
+    return predict_tiled(model.predict, image, (height, width), overlap=overlap)
+
+
+__all__ = ["blend_window", "predict_image", "predict_tiled", "tile_starts"]

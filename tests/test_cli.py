@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from edgeseg.cli import COMMANDS, PLANNED, cli
+from edgeseg.cli import COMMANDS, cli
 
-ALL_COMMANDS = sorted({*COMMANDS, *PLANNED})
+ALL_COMMANDS = sorted(COMMANDS)
 
 
 def test_design_commands_are_all_registered():
@@ -89,13 +89,6 @@ def test_bad_input_gives_one_line_and_exit_2(runner, args, message):
     assert message in result.output
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
-
-
-@pytest.mark.parametrize("command", sorted(PLANNED))
-def test_commands_not_built_yet_say_so_and_exit_2(runner, command):
-    result = runner.invoke(cli, [command, "x"])
-    assert result.exit_code == 2
-    assert result.output.strip() == f"Error: 'edgeseg {command}' is not available in edgeseg 0.1.0 yet"
 
 
 def test_console_script_is_installed():

@@ -276,3 +276,17 @@ def test_optimize_a_missing_model(runner, tmp_path):
     result = runner.invoke(cli, ["optimize", str(tmp_path / "none.keras"), "--qat",
                                  "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and f"{tmp_path / 'none.keras'}: no such model file" in result.output
+
+
+def test_qat_on_a_model_pruned_earlier_preserves_its_zeros(tiny_run, runner, tmp_path):
+    pruned, pqat = tmp_path / "pruned", tmp_path / "pqat"
+    for source, args, out in [(tiny_run / "model.keras", ["--prune", "0.5"], pruned),
+                              (pruned / "model.keras", ["--qat"], pqat)]:
+        result = runner.invoke(cli, ["optimize", str(source), *args, "--steps", "8",
+                                     "--batch-size", "8", "--out", str(out)])
+        assert result.exit_code == 0, result.output
+    card = json.loads((pqat / "model.h5.json").read_text())
+    assert card["variant"] == "pruned50-qat"
+    assert [s["stage"] for s in card["recipe"]["stages"]] == ["prune", "qat"]
+    assert card["recipe"]["stages"][-1]["scheme"] == "prune"
+    assert card["recipe"]["stages"][-1]["zeros_kept"] >= 0.99

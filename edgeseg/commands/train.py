@@ -8,9 +8,6 @@ import click
 
 from edgeseg.commands._options import data_options, model_option, parse_model_options
 
-# Built-in datasets train to their acceptance Dice in minutes on 2 CPU cores with these epochs.
-DEFAULT_EPOCHS = {"synthetic-nuclei": 12, "synthetic-shapes": 36}
-
 
 @click.command(short_help="Train a model from the zoo.")
 @data_options
@@ -53,20 +50,20 @@ def train(source, layout, channels, num_classes, val_data, val_fraction, mode, n
     edgeseg train --data path/to/carvana --model mobile_unet -o alpha=0.5 --epochs 30 --out runs/car
     edgeseg train --out runs/nuclei --resume        # after an interrupt
     """
-    from edgeseg.config import DataConfig, ModelConfig, TrainConfig
+    from edgeseg.config import DataConfig, ModelConfig, TrainConfig, train_defaults
     from edgeseg.train import fit
 
-    shapes = source == "synthetic-shapes"
+    defaults = train_defaults(source)
     data = DataConfig(source=source, input_size=input_size, layout=layout,
                       channels=int(channels) if channels else None, num_classes=num_classes,
                       mode=mode, val_source=val_data, val_fraction=val_fraction,
-                      n_train=n_train or (512 if shapes else 400), n_val=n_val, seed=seed)
+                      n_train=n_train or defaults["n_train"], n_val=n_val, seed=seed)
     model_options = parse_model_options(options)
     if num_classes is not None:
         model_options.setdefault("num_classes", num_classes)
     cfg = TrainConfig(data=data, model=ModelConfig(model_name, model_options),
-                      epochs=epochs or DEFAULT_EPOCHS.get(source, 20), steps_per_epoch=steps,
-                      batch_size=batch_size, lr=lr or (5e-3 if shapes else 3e-3), loss=loss,
+                      epochs=epochs or defaults["epochs"], steps_per_epoch=steps,
+                      batch_size=batch_size, lr=lr or defaults["lr"], loss=loss,
                       augment=not no_augment, seed=seed, mixed_precision=mixed_precision, xla=xla,
                       deterministic=deterministic)
     result = fit(cfg, out, resume=resume, force=force, verbose=1 if sys.stdout.isatty() else 2)

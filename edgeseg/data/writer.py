@@ -7,32 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from edgeseg.data import synthetic
-from edgeseg.data.folders import UNLABELED, DataError
+from edgeseg.data.folders import DataError
 from edgeseg.data.source import to_uint8
 from edgeseg.files import atomic_dir
-
-# Mask colours for viewing; the pixel values themselves are the class ids (palette indices).
-_COLOURS = [(0, 0, 0), (230, 25, 75), (60, 180, 75), (0, 130, 200), (255, 225, 25),
-            (145, 30, 180), (70, 240, 240), (240, 50, 230)]
-
-
-def palette() -> list[int]:
-    """A 256-entry palette: distinct colours for the first classes, white for 255 (unlabeled)."""
-    colours = _COLOURS + [(128, 128, 128)] * (256 - len(_COLOURS))
-    colours[UNLABELED] = (255, 255, 255)
-    return [channel for colour in colours for channel in colour]
-
-
-def mask_image(mask: np.ndarray) -> Image.Image:
-    """A class-id mask (H, W) uint8 as a palette PNG image: readable as ids, viewable as colours."""
-    image = Image.fromarray(mask.astype(np.uint8), mode="P")
-    image.putpalette(palette())
-    return image
-
+from edgeseg.visualize import mask_image
 
 def write_synthetic(name: str, out, *, count: int, size: int, seed: int,
                     replace: bool = False) -> Path:
@@ -61,4 +42,4 @@ def write_synthetic(name: str, out, *, count: int, size: int, seed: int,
     return out
 
 
-__all__ = ["mask_image", "palette", "write_synthetic"]
+__all__ = ["write_synthetic"]

@@ -92,7 +92,9 @@ def optimize(model_path, cfg: OptimizeConfig, out, *, force: bool = False,
     epochs, per_epoch = plan_steps(cfg, len(train_data))
     run = {"input_size": size, "num_classes": num_classes, "epochs": epochs,
            "steps_per_epoch": per_epoch, "verbose": verbose}
-    stages, pruned_layers, clustered_layers, axis = [], set(), set(), None
+    stages, axis = [], None
+    # A model pruned or clustered by an earlier `optimize` keeps that under QAT here too.
+    pruned_layers, clustered_layers = _inherited(source_card)
     sparsity = clusters = None
 
     if cfg.prune or cfg.structured:
@@ -142,6 +144,8 @@ def optimize(model_path, cfg: OptimizeConfig, out, *, force: bool = False,
 
     after = score(model)
     variant = variant_name(cfg)
+    if source_card.get("variant") not in (None, "fp32"):
+        variant = f"{source_card['variant']}-{variant}"
     path = save_model(model, out / MODEL_FILES[cfg.qat])
     for stale in existing:
         if stale != path:
@@ -155,13 +159,25 @@ def optimize(model_path, cfg: OptimizeConfig, out, *, force: bool = False,
         class_names=source_card.get("class_names", list(train_data.class_names)),
         source={"model": str(model_path), "variant": source_card.get("variant"),
                 "data": cfg.data.source},
-        recipe={"stage": "optimize", **cfg.to_dict(), "stages": stages},
+        recipe={"stage": "optimize", **cfg.to_dict(),
+                "stages": [*((source_card.get("recipe") or {}).get("stages") or []), *stages]},
         quantization_aware=bool(cfg.qat),
         metrics={"val_before": before, "val": after},
         sparsity=None if sparsity is None else {k: sparsity[k] for k in ("selected", "kernels", "all")},
         clusters=clusters, macs=source_card.get("macs"), params=source_card.get("params")))
     return OptimizeResult(path, variant, before["dice"], after["dice"], tuple(stages), sparsity,
                           clusters)
+
+
+def _inherited(card: dict) -> tuple[set[str], set[str]]:
+    """(pruned, clustered) layer names recorded in the card of a model optimize made."""
+    pruned, clustered = set(), set()
+    for stage in (card.get("recipe") or {}).get("stages") or []:
+        if stage.get("stage") == "prune":
+            pruned |= set(stage.get("layers") or [])
+        elif stage.get("stage") == "cluster":
+            clustered |= set(stage.get("layers") or [])
+    return pruned, clustered
 
 
 def _zero_masks(model, names) -> dict[str, np.ndarray]:

@@ -1,0 +1,50 @@
+"""``edgeseg check``: the regression gate; exit 1 on any regression."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command(short_help="Accuracy/latency/size regression gate against a baseline.")
+@click.argument("report_path", metavar="REPORT", type=click.Path())
+@click.option("--baseline", type=click.Path(), help="A bench JSON to compare with.")
+@click.option("--write-baseline", type=click.Path(dir_okay=False),
+              help="Record REPORT as a baseline here (and check nothing else).")
+@click.option("--max-dice-drop", type=click.FloatRange(min=0), default=0.01, show_default=True,
+              help="Allowed fall of a variant's Dice against the baseline.")
+@click.option("--max-latency-ratio", type=click.FloatRange(min=1), default=1.25, show_default=True,
+              help="Allowed growth of a variant's p50 latency.")
+@click.option("--max-size-ratio", type=click.FloatRange(min=1), default=1.05, show_default=True,
+              help="Allowed growth of a variant's file size.")
+@click.option("--max-dice-delta", type=click.FloatRange(min=0),
+              help="Allowed Dice below the report's own reference, for every variant.")
+def check(report_path, baseline, write_baseline, max_dice_drop, max_latency_ratio, max_size_ratio,
+          max_dice_delta):
+    """Compare REPORT (a bench JSON: report.json of `edgeseg run`, or `bench --json`) per variant,
+    runtime and thread count with --baseline; print each violation; exit 1 if there is any.
+
+    \b
+    edgeseg check runs/nuclei/report.json --write-baseline baselines/nuclei.json
+    edgeseg check runs/nuclei/report.json --baseline baselines/nuclei.json
+    edgeseg check runs/nuclei/report.json --max-dice-delta 0.01
+    """
+    from edgeseg.check import compare, load_report
+    from edgeseg.files import atomic_write_json
+
+    report = load_report(report_path)
+    if write_baseline:
+        atomic_write_json(write_baseline, report)
+        click.echo(f"recorded {len(report['results'])} rows of {report_path} as {write_baseline}")
+        return
+    if baseline is None and max_dice_delta is None:
+        raise click.UsageError("give --baseline, --max-dice-delta or --write-baseline")
+    problems = compare(report, load_report(baseline) if baseline else None,
+                       max_dice_drop=max_dice_drop, max_latency_ratio=max_latency_ratio,
+                       max_size_ratio=max_size_ratio, max_dice_delta=max_dice_delta)
+    for problem in problems:
+        click.echo(f"REGRESSION {problem}")
+    rows = len(report["results"])
+    if problems:
+        click.echo(f"{len(problems)} regression(s) in {rows} rows")
+        raise SystemExit(1)
+    click.echo(f"ok: {rows} rows, no regression")

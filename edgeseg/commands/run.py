@@ -1,0 +1,60 @@
+"""``edgeseg run``: the whole pipeline on a built-in dataset or a folder, with reports."""
+
+from __future__ import annotations
+
+import click
+
+from edgeseg.commands._options import model_option, parse_model_options
+
+
+@click.command(short_help="The whole pipeline: train, optimize, convert, benchmark, report.")
+@click.option("--data", default="synthetic-nuclei", show_default=True, metavar="NAME|DIR",
+              help="synthetic-nuclei, synthetic-shapes, or a dataset folder.")
+@click.option("--layout", help="Folder layout (default: detected).")
+@click.option("--model", "model_name", default="mobile_unet", show_default=True, metavar="NAME")
+@model_option
+@click.option("--input-size", type=click.IntRange(min=16), default=256, show_default=True,
+              help="Deployed input size: what is converted and benchmarked.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Run folder [runs/<data>, runs/<data>-quick with --quick].")
+@click.option("--quick", is_flag=True,
+              help="Every stage, small: a tiny training and few fine-tune and timing steps.")
+@click.option("--threads", default="1,2", show_default=True, help="Thread counts to benchmark.")
+@click.option("--force", is_flag=True, help="Redo every stage, discarding what --out holds.")
+def run(data, layout, model_name, options, input_size, out, quick, threads, force):
+    """Run the pipeline and write OUT/report.{json,md,html} with every artifact:
+
+    \b
+    data      the built-in dataset, or a folder (read and checked)
+    train     the full-precision model (resumes an interrupted run)
+    optimize  50% pruning, QAT, and prune-preserving QAT (tfmot)
+    convert   TFLite fp32, fp16, dynamic, int8, QAT-int8, pruned-int8, pruned-QAT-int8;
+              ONNX fp32 and int8; each verified against its source
+    bench     every file against the Keras model at each thread count
+    report    the table, latency/size-vs-Dice plots, masks of sample images
+
+    A rerun with the same --out skips the stages whose outputs exist.
+
+    \b
+    edgeseg run
+    edgeseg run --quick
+    edgeseg run --data synthetic-shapes -o alpha=0.75 --out runs/shapes
+    """
+    from pathlib import Path
+
+    from edgeseg.config import ModelConfig
+    from edgeseg.pipeline import RunConfig
+    from edgeseg.pipeline import run as pipeline
+
+    try:
+        counts = tuple(int(t) for t in threads.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{threads!r} is not a list like 1,2", param_hint="'--threads'") \
+            from None
+    if not counts or min(counts) < 1:
+        raise click.BadParameter("thread counts must be >= 1", param_hint="'--threads'")
+    name = Path(data.rstrip("/")).name + ("-quick" if quick else "")
+    cfg = RunConfig(data=data, layout=layout,
+                    model=ModelConfig(model_name, parse_model_options(options)),
+                    input_size=input_size, quick=quick, threads=counts)
+    pipeline(cfg, out or Path("runs") / name, force=force, echo=click.echo)

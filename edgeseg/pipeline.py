@@ -1,0 +1,245 @@
+"""``edgeseg run``: data -> train -> optimize -> convert -> benchmark -> report, resumable.
+
+Every stage writes its artifact under ``out`` and is skipped when a rerun finds it there
+(``force=True`` redoes everything); an interrupted training run resumes from its last epoch.
+
+    out/run.json                      the RunConfig
+    out/train/model.keras             the full-precision model (and its logs, checkpoints)
+    out/optimize/<variant>/model.*    pruned50 (.keras), qat and pruned50-qat (.h5, QAT)
+    out/models/<variant>.tflite|.onnx every deployable file, each with its card
+    out/report.json|.md|.html         the bench JSON and the reports
+
+This module is orchestration: it imports ``converters`` and ``benchmarks`` (the design allows
+that here and in the CLI only).
+
+    >>> from edgeseg.pipeline import RunConfig, run
+    >>> paths = run(RunConfig(quick=True), "runs/quick")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from edgeseg.config import DataConfig, ModelConfig, OptimizeConfig, TrainConfig, _Json, train_defaults
+from edgeseg.errors import EdgesegError
+from edgeseg.files import atomic_write_json
+
+
+@dataclass(frozen=True)
+class RunConfig(_Json):
+    """What ``edgeseg run`` does; saved as ``run.json``. ``quick`` shrinks every stage."""
+
+    data: str = "synthetic-nuclei"
+    layout: str | None = None
+    model: ModelConfig = field(default_factory=ModelConfig)
+    input_size: int = 256  # the deployed (converted, benchmarked) size
+    train_size: int = 128  # training crops: the model is fully convolutional
+    quick: bool = False
+    epochs: int | None = None  # None: the dataset's default (quick: 4)
+    steps: int | None = None  # optimize fine-tune steps per stage (None: 300; quick: 30)
+    threads: tuple[int, ...] = (1, 2)
+    runs: int | None = None  # timed bench iterations (None: 50; quick: 10)
+    samples: int | None = None  # bench images (None: 32; quick: 8)
+    calib_samples: int | None = None  # int8 calibration images (None: 100; quick: 16)
+    seed: int = 0
+
+    def resolved(self) -> "RunConfig":
+        """The config with every None replaced by its (quick or full) default."""
+        quick = self.quick
+        return replace(
+            self, epochs=self.epochs or (4 if quick else train_defaults(self.data)["epochs"]),
+            steps=self.steps or (30 if quick else 300), runs=self.runs or (10 if quick else 50),
+            samples=self.samples or (8 if quick else 32),
+            calib_samples=self.calib_samples or (16 if quick else 100),
+            threads=tuple(self.threads))
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        data = dict(data)
+        if isinstance(data.get("model"), dict):
+            data["model"] = ModelConfig.from_dict(data["model"])
+        if "threads" in data:
+            data["threads"] = tuple(data["threads"])
+        return super().from_dict(data)
+
+
+# variant -> (source, to, quant, extra options): what `run` converts, from which model
+CONVERSIONS = {
+    "fp32.tflite": ("train", "tflite", "none"), "fp16.tflite": ("train", "tflite", "fp16"),
+    "dynamic.tflite": ("train", "tflite", "dynamic"), "int8.tflite": ("train", "tflite", "int8"),
+    "qat-int8.tflite": ("qat", "tflite", "int8"),
+    "pruned50-int8.tflite": ("pruned50", "tflite", "int8"),
+    "pruned50-qat-int8.tflite": ("pruned50-qat", "tflite", "int8"),
+    "fp32.onnx": ("train", "onnx", "none"), "int8.onnx": ("train", "onnx", "int8"),
+}
+
+
+class _Stages:
+    """Prints ``[k/n] name: what`` and times each stage."""
+
+    def __init__(self, total: int, echo):
+        self.total, self.done, self.echo = total, 0, echo
+
+    def start(self, name: str, what: str) -> float:
+        self.done += 1
+        self.echo(f"[{self.done}/{self.total}] {name}: {what}")
+        return time.perf_counter()
+
+    def skip(self, name: str, why: str) -> None:
+        self.done += 1
+        self.echo(f"[{self.done}/{self.total}] {name}: {why} (skipped; --force redoes it)")
+
+
+def run(cfg: RunConfig, out, *, force: bool = False, echo=print) -> dict:
+    """Run every stage that has no output in ``out`` yet; returns the paths of the reports."""
+    out = Path(out)
+    cfg = cfg.resolved()
+    _check(cfg)
+    if force and out.exists():
+        for name in ("train", "optimize", "models", "report.json", "report.md", "report.html"):
+            path = out / name
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    saved = out / "run.json"
+    if saved.exists() and not force:
+        previous = RunConfig.from_dict(json.loads(saved.read_text())).resolved()
+        if previous != cfg:
+            raise EdgesegError(f"{out}: holds a run with other settings ({saved}); use another "
+                               f"--out or --force to start over")
+    atomic_write_json(saved, cfg.to_dict())
+    verbose = 1 if sys.stdout.isatty() else 2
+    stages = _Stages(6, echo)
+    started = time.perf_counter()
+
+    stages.start("data", _describe_data(cfg))
+    trained = _train(cfg, out / "train", stages, verbose, echo)
+    optimized = _optimize(cfg, trained, out / "optimize", stages, verbose, echo)
+    files = _convert(cfg, {"train": trained, **optimized}, out / "models", stages, echo)
+    report_json = out / "report.json"
+    if report_json.exists():
+        stages.skip("bench", f"{report_json} exists")
+        report = json.loads(report_json.read_text())
+    else:
+        stages.start("bench", f"{len(files) + 1} models x threads {','.join(map(str, cfg.threads))}"
+                              f", {cfg.runs} runs, {cfg.samples} images at {cfg.input_size}x"
+                              f"{cfg.input_size}")
+        report = _bench(cfg, trained, files, echo)
+        atomic_write_json(report_json, report)
+    stages.start("report", "report.md, report.html")
+    from edgeseg.report import write_reports
+
+    paths = write_reports(report, out, data=cfg.data, layout=cfg.layout)
+    echo("")
+    echo(paths["table"])
+    echo(f"\n{time.perf_counter() - started:.0f} s; reports: {paths['md']}, {paths['html']}, "
+         f"{report_json}")
+    return {"json": report_json, "md": paths["md"], "html": paths["html"]}
+
+
+def _check(cfg: RunConfig) -> None:
+    if cfg.input_size % 16 or cfg.train_size % 16:
+        raise EdgesegError(f"--input-size must be a multiple of 16 (got {cfg.input_size})")
+    for name in ("epochs", "steps", "runs", "samples", "calib_samples"):
+        if getattr(cfg, name) < 1:
+            raise EdgesegError(f"--{name.replace('_', '-')} must be >= 1")
+
+
+def _describe_data(cfg: RunConfig) -> str:
+    from edgeseg.data.source import is_builtin
+
+    if is_builtin(cfg.data):
+        return f"{cfg.data} (built-in, generated from seed {cfg.seed})"
+    return f"{cfg.data} (folder)"
+
+
+def _train_config(cfg: RunConfig) -> TrainConfig:
+    defaults = train_defaults(cfg.data)
+    quick = cfg.quick
+    data = DataConfig(source=cfg.data, layout=cfg.layout,
+                      input_size=64 if quick else cfg.train_size,
+                      n_train=128 if quick else defaults["n_train"], n_val=16 if quick else 64,
+                      seed=cfg.seed)
+    return TrainConfig(data=data, model=cfg.model, epochs=cfg.epochs, lr=defaults["lr"],
+                       seed=cfg.seed, batch_size=16)
+
+
+def _train(cfg: RunConfig, where: Path, stages: _Stages, verbose: int, echo) -> Path:
+    from edgeseg.train import MODEL_FILE, fit
+
+    model = where / MODEL_FILE
+    if model.exists():
+        stages.skip("train", f"{model} exists")
+        return model
+    resume = (where / "backup").is_dir() and any((where / "backup").iterdir())
+    train_cfg = _train_config(cfg)
+    stages.start("train", ("resuming " if resume else "") +
+                 f"{cfg.model.name} on {cfg.data}, {train_cfg.epochs} epochs of "
+                 f"{train_cfg.data.input_size}x{train_cfg.data.input_size} crops")
+    result = fit(train_cfg, where, resume=resume, force=not resume, verbose=verbose)
+    echo(f"  validation Dice {result.dice:.4f} in {result.seconds:.0f} s")
+    return result.model_path
+
+
+def _optimize(cfg: RunConfig, trained: Path, where: Path, stages: _Stages, verbose: int,
+              echo) -> dict[str, Path]:
+    from edgeseg.optimize import optimize
+
+    train_cfg = _train_config(cfg)
+    plan = [("pruned50", trained, {"prune": 0.5}, "model.keras"),
+            ("qat", trained, {"qat": True}, "model.h5"),
+            ("pruned50-qat", where / "pruned50" / "model.keras", {"qat": True}, "model.h5")]
+    todo = [item for item in plan if not (where / item[0] / item[3]).exists()]
+    if not todo:
+        stages.skip("optimize", f"{', '.join(p[0] for p in plan)} exist in {where}")
+    else:
+        stages.start("optimize", ", ".join(p[0] for p in todo) + f" ({cfg.steps} steps each)")
+    results = {}
+    for name, source, options, file in plan:
+        target = where / name / file
+        if not target.exists():
+            opt_cfg = OptimizeConfig(data=train_cfg.data, steps=cfg.steps, seed=cfg.seed,
+                                     **options)
+            result = optimize(source, opt_cfg, where / name, force=True, verbose=verbose)
+            echo(f"  {result.variant}: validation Dice {result.dice_before:.4f} -> "
+                 f"{result.dice_after:.4f}")
+        results[name] = target
+    return results
+
+
+def _convert(cfg: RunConfig, sources: dict[str, Path], where: Path, stages: _Stages,
+             echo) -> list[Path]:
+    from converters import convert
+
+    todo = [name for name in CONVERSIONS if not (where / name).exists()]
+    if not todo:
+        stages.skip("convert", f"all {len(CONVERSIONS)} files exist in {where}")
+    else:
+        stages.start("convert", f"{len(todo)} files at {cfg.input_size}x{cfg.input_size}: "
+                                f"{', '.join(todo)}")
+    for name in todo:
+        source, to, quant = CONVERSIONS[name]
+        result = convert(sources[source], where / name, to=to, quant=quant,
+                         input_size=cfg.input_size, calib_samples=cfg.calib_samples,
+                         verify_samples=8 if cfg.quick else 16, seed=cfg.seed)
+        parity = result.parity
+        echo(f"  {name}: {result.path.stat().st_size:,} bytes, agreement "
+             f"{parity.agreement:.2%}" + (f", Dice {parity.dice_delta:+.4f}"
+                                           if parity.dice_delta is not None else ""))
+    return [where / name for name in CONVERSIONS]
+
+
+def _bench(cfg: RunConfig, trained: Path, files: list[Path], echo) -> dict:
+    from benchmarks.harness import bench
+
+    return bench([trained, *files], data=cfg.data, layout=cfg.layout, reference=trained,
+                 threads=cfg.threads, runs=cfg.runs, warmup=2 if cfg.quick else 5,
+                 samples=cfg.samples, image_size=cfg.input_size, seed=cfg.seed,
+                 echo=lambda line: None)
+
+
+__all__ = ["CONVERSIONS", "RunConfig", "run"]

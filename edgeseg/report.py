@@ -1,0 +1,227 @@
+"""Reports of a bench JSON: a Markdown table, a self-contained HTML page with plots and masks.
+
+The HTML page needs nothing beside it: the plots (latency-vs-Dice and size-vs-Dice, Pareto fronts
+marked) are PNGs made with matplotlib (the ``report`` extra) and the sample masks are PNGs, all
+embedded as data URIs.
+
+    >>> paths = write_reports(json.load(open("report.json")), "runs/nuclei")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from pathlib import Path
+
+from edgeseg.files import atomic_write_text
+
+
+def _rows(report: dict) -> list[dict]:
+    """One row per (variant, runtime), the latency of each thread count side by side."""
+    merged: dict[tuple, dict] = {}
+    for r in report["results"]:
+        key = (r["variant"], r["runtime"])
+        row = merged.setdefault(key, {**r, "latency": {}})
+        row["latency"][r["threads"]] = r["latency_ms"]
+    return sorted(merged.values(), key=lambda r: (not r.get("reference"), r["format"] != "keras",
+                                                   r["variant"], r["runtime"]))
+
+
+def _threads(report: dict) -> list:
+    values = {r["threads"] for r in report["results"]}
+    return sorted(v for v in values if v is not None) or [None]
+
+
+def _cells(row: dict, threads: list) -> list[str]:
+    def latency(t):
+        lat = row["latency"].get(t) or (row["latency"].get(None) if t == threads[0] else None)
+        return f"{lat['p50']:.2f} / {lat['p90']:.2f}" if lat else ""
+
+    macs = f"{row['macs'] / 1e6:,.1f}" if row.get("macs") else ""
+    sparsity = f"{row['sparsity']:.0%}" if row.get("sparsity") is not None else ""
+    name = row["variant"] + (" (reference)" if row.get("reference") else "")
+    return [name, row["runtime"], macs, f"{row['params']:,}" if row.get("params") else "",
+            f"{row['size_bytes'] / 1024:,.1f}", f"{row['gzip_bytes'] / 1024:,.1f}", sparsity,
+            *[latency(t) for t in threads], f"{row['dice']:.4f}", f"{row['dice_delta']:+.4f}",
+            f"{row['agreement']:.2%}"]
+
+
+def _header(threads: list) -> list[str]:
+    lat = [f"p50 / p90 ms ({t} thr)" if t else "p50 / p90 ms" for t in threads]
+    return ["variant", "runtime", "MMACs", "params", "size KB", "gzip KB", "sparsity", *lat,
+            "Dice", "Dice delta", "agreement"]
+
+
+def markdown(report: dict) -> str:
+    """The report as Markdown: the machine, the data, and the table."""
+    from edgeseg.machine import line
+
+    threads = _threads(report)
+    head = _header(threads)
+    lines = [f"# edgeseg report", "",
+             f"Machine: {line(report['machine'])}  ",
+             f"Data: {report['dataset']['name']}, {report['dataset']['samples']} images; "
+             f"reference: {report['reference']}; {report.get('run', {}).get('runs', '?')} timed "
+             f"runs per model, round robin.", "",
+             "| " + " | ".join(head) + " |",
+             "|" + "|".join("---" if i < 2 else "---:" for i in range(len(head))) + "|"]
+    for row in _rows(report):
+        lines.append("| " + " | ".join(_cells(row, threads)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def text_table(report: dict) -> str:
+    """The same table in fixed-width text, for a terminal."""
+    threads = _threads(report)
+    table = [_header(threads), *[_cells(row, threads) for row in _rows(report)]]
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    return "\n".join("  ".join(c.ljust(w) if i < 2 else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(r, widths))) for r in table)
+
+
+def _pareto(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both axes (lower x, higher y)."""
+    front = []
+    for i, (x, y) in enumerate(points):
+        if not any((x2 <= x and y2 >= y) and (x2 < x or y2 > y) for x2, y2 in points):
+            front.append(i)
+    return sorted(front, key=lambda i: points[i][0])
+
+
+def plots(report: dict) -> dict[str, str]:
+    """{"latency": data URI, "size": data URI} of the two Pareto plots ({} without matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return {}
+    import base64
+
+    rows = _rows(report)
+    first = _threads(report)[0]
+    out = {}
+    for key, label, value in (
+            ("latency", f"p50 latency, ms ({first} thread{'s' if first != 1 else ''})",
+             lambda r: (r["latency"].get(first) or r["latency"].get(None) or {}).get("p50")),
+            ("size", "size on disk, KB", lambda r: r["size_bytes"] / 1024)):
+        points = [(value(r), r["dice"]) for r in rows]
+        keep = [i for i, (x, _) in enumerate(points) if x is not None]
+        fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+        for i in keep:
+            r = rows[i]
+            ax.scatter(*points[i], s=36, marker="o" if r["format"] == "tflite" else
+                       "s" if r["format"] == "onnx" else "^")
+            ax.annotate(f"{r['variant']} ({r['runtime']})", points[i], fontsize=7,
+                        xytext=(4, 3), textcoords="offset points")
+        front = _pareto([points[i] for i in keep])
+        if len(front) > 1:
+            xs, ys = zip(*[points[keep[i]] for i in front])
+            ax.plot(xs, ys, "--", color="grey", linewidth=1, label="Pareto front")
+            ax.legend(loc="lower right", fontsize=8)
+        ax.set_xlabel(label)
+        ax.set_ylabel("Dice")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        plt.close(fig)
+        out[key] = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return out
+
+
+def sample_masks(report: dict, data: str, layout: str | None = None, count: int = 3) -> list[dict]:
+    """For ``count`` images of ``data``: the image, its ground truth and each file's mask, as
+    overlay data URIs (every model file in the report run once more, in its runtime)."""
+    import numpy as np
+
+    from edgeseg import metrics, runtime
+    from edgeseg.data.source import load_eval_data
+    from edgeseg.errors import EdgesegError
+    from edgeseg.tiling import predict_image
+    from edgeseg.visualize import overlay, png_data_uri
+
+    models, seen = [], set()
+    for row in _rows(report):
+        if row["path"] in seen:
+            continue
+        seen.add(row["path"])
+        try:
+            models.append((f"{row['variant']} ({row['runtime']})", runtime.load(row["path"])))
+        except EdgesegError:
+            continue  # a file removed since the bench: its column is left out
+    if not models:
+        return []
+    first = models[0][1]
+    size = next((m.input_shape[1] for _, m in models if m.input_shape[1]), 256)
+    dataset = load_eval_data(data, size=size, channels=first.input_shape[-1], layout=layout,
+                             num_classes=max(2, first.num_classes), count=count)
+    samples = []
+    for index in range(min(count, len(dataset))):
+        image, truth = dataset.sample(index)
+        image = image.astype(np.float32) / 255.0
+        cells = [("image", png_data_uri(overlay(image, np.zeros_like(truth)), 256)),
+                 ("ground truth", png_data_uri(overlay(image, truth), 256))]
+        for name, model in models:
+            labels = metrics.labels_from_probs(predict_image(model, image)[None])[0]
+            cells.append((name, png_data_uri(overlay(image, labels), 256)))
+        samples.append({"index": index, "cells": cells})
+    return samples
+
+
+def html_page(report: dict, plot_uris: dict[str, str], samples: list[dict]) -> str:
+    """The self-contained HTML report."""
+    from edgeseg.machine import line
+
+    e = html.escape
+    threads = _threads(report)
+    head = "".join(f"<th>{e(h)}</th>" for h in _header(threads))
+    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in _cells(row, threads)) + "</tr>"
+                   for row in _rows(report))
+    figures = "".join(f'<figure><img alt="{e(k)} vs Dice" src="{uri}"><figcaption>{e(k)} vs Dice'
+                      f"</figcaption></figure>" for k, uri in plot_uris.items()) or \
+        "<p>(plots need matplotlib: pip install edgeseg[report])</p>"
+    grids = ""
+    for sample in samples:
+        cells = "".join(f'<figure><img alt="{e(name)}" src="{uri}"><figcaption>{e(name)}'
+                        f"</figcaption></figure>" for name, uri in sample["cells"])
+        grids += f'<h3>sample {sample["index"]}</h3><div class="grid">{cells}</div>'
+    run = report.get("run", {})
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>edgeseg report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; font-size: 13px; }}
+th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
+th:nth-child(-n+2), td:nth-child(-n+2) {{ text-align: left; }}
+tr:first-child td {{ background: #f4f4f4; }}
+figure {{ display: inline-block; margin: 4px; }}
+figcaption {{ font-size: 12px; text-align: center; }}
+.grid img {{ width: 192px; image-rendering: pixelated; }}
+</style></head><body>
+<h1>edgeseg report</h1>
+<p>Machine: {e(line(report["machine"]))}<br>
+Data: {e(str(report["dataset"]["name"]))}, {report["dataset"]["samples"]} images; reference:
+{e(str(report["reference"]))}; {run.get("runs", "?")} timed runs per model after
+{run.get("warmup", "?")} warm-up, round robin.</p>
+<h2>Results</h2>
+<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+<h2>Latency, size and Dice</h2>
+{figures}
+<h2>Masks</h2>
+{grids or "<p>(no samples)</p>"}
+</body></html>
+"""
+
+
+def write_reports(report: dict, out, *, data: str | None = None, layout: str | None = None) -> dict:
+    """Write ``out/report.md`` and ``out/report.html``; returns their paths and the text table."""
+    out = Path(out)
+    md = atomic_write_text(out / "report.md", markdown(report))
+    samples = sample_masks(report, data, layout) if data else []
+    page = atomic_write_text(out / "report.html", html_page(report, plots(report), samples))
+    return {"md": md, "html": page, "table": text_table(report)}
+
+
+__all__ = ["html_page", "markdown", "plots", "sample_masks", "text_table", "write_reports"]

@@ -1,0 +1,143 @@
+"""The regression gate, the pytest helpers users put in their suites, predict, and the reports."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+from edgeseg.cli import cli
+from edgeseg.testing import assert_dice_close, assert_no_regression
+
+
+@pytest.fixture(scope="module")
+def bench_report(converted, tiny_run, tmp_path_factory):
+    """A real bench JSON of the tiny model's Keras, fp32 and int8 files."""
+    from benchmarks.harness import bench
+
+    files = [tiny_run / "model.keras", converted[("tflite", "none")][0],
+             converted[("tflite", "int8")][0], converted[("onnx", "int8")][0]]
+    return bench(files, runs=3, warmup=1, samples=6, threads=(1,), progress=False,
+                 echo=lambda line: None)
+
+
+def _write(path, report):
+    path.write_text(json.dumps(report))
+    return path
+
+
+def test_an_unchanged_report_passes_and_a_planted_dice_drop_fails(bench_report, runner, tmp_path):
+    report = _write(tmp_path / "report.json", bench_report)
+    baseline = tmp_path / "baseline.json"
+    result = runner.invoke(cli, ["check", str(report), "--write-baseline", str(baseline)])
+    assert result.exit_code == 0 and baseline.exists()
+    result = runner.invoke(cli, ["check", str(report), "--baseline", str(baseline)])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().endswith("no regression")
+
+    worse = copy.deepcopy(bench_report)
+    row = next(r for r in worse["results"] if r["variant"] == "int8" and r["format"] == "tflite")
+    row["dice"] -= 0.05
+    row["size_bytes"] *= 2
+    result = runner.invoke(cli, ["check", str(_write(tmp_path / "worse.json", worse)),
+                                 "--baseline", str(baseline)])
+    assert result.exit_code == 1
+    lines = [l for l in result.output.splitlines() if l.startswith("REGRESSION")]
+    assert len(lines) == 2 and all("int8 (litert, 1 thread(s))" in l for l in lines)
+    assert any("Dice" in l and "allowed -0.01" in l for l in lines)
+    assert any("size" in l and "x2.00" in l for l in lines)
+
+
+def test_latency_is_compared_relative_to_the_reference_across_machines(bench_report):
+    from edgeseg.check import compare
+
+    elsewhere = copy.deepcopy(bench_report)
+    elsewhere["machine"]["cpu"] = "another CPU"
+    for row in elsewhere["results"]:  # every model 3x slower: the machine, not a regression
+        row["latency_ms"]["p50"] *= 3
+    assert [p.rule for p in compare(elsewhere, bench_report)] == []
+    same = copy.deepcopy(bench_report)
+    for row in same["results"]:
+        row["latency_ms"]["p50"] *= 3
+    assert {p.rule for p in compare(same, bench_report)} == {"latency"}
+
+
+def test_max_dice_delta_needs_no_baseline(bench_report, tmp_path, runner):
+    worse = copy.deepcopy(bench_report)
+    next(r for r in worse["results"] if r["format"] == "onnx")["dice_delta"] = -0.2
+    result = runner.invoke(cli, ["check", str(_write(tmp_path / "r.json", worse)),
+                                 "--max-dice-delta", "0.01"])
+    assert result.exit_code == 1 and "REGRESSION int8 (onnxruntime" in result.output
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "no such file"), ("not json", "not JSON"), ('{"a": 1}', "not an edgeseg bench report")])
+def test_check_refuses_what_is_not_a_report(runner, tmp_path, content, message):
+    path = tmp_path / "report.json"
+    if content is not None:
+        path.write_text(content)
+    result = runner.invoke(cli, ["check", str(path), "--max-dice-delta", "0.01"])
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_assert_no_regression_names_the_regressed_variant(bench_report):
+    assert_no_regression(bench_report, bench_report)
+    worse = copy.deepcopy(bench_report)
+    next(r for r in worse["results"] if r["variant"] == "int8")["dice"] -= 0.1
+    with pytest.raises(AssertionError, match=r"1 regression\(s\):\n  int8 \("):
+        assert_no_regression(worse, bench_report)
+
+
+def test_converted_models_keep_the_accuracy_of_their_source(tiny_run, converted):
+    """The project's own accuracy-regression checks, through the helpers users get."""
+    keras = tiny_run / "model.keras"
+    for key, tol in ((("tflite", "none"), 1e-3), (("tflite", "int8"), 0.02),
+                     (("onnx", "int8"), 0.02)):
+        assert_dice_close(keras, converted[key][0], "synthetic-nuclei", tol, count=8)
+
+
+def test_assert_dice_close_fails_on_a_planted_regression(tiny_run, tmp_path):
+    """One layer's weights zeroed: the helper must notice."""
+    from edgeseg.models.saving import load_model, save_model
+
+    model = load_model(tiny_run / "model.keras")
+    layer = model.get_layer("dec0_b0_pw_conv")
+    layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
+    broken = save_model(model, tmp_path / "broken.keras")
+    with pytest.raises(AssertionError, match="differ by"):
+        assert_dice_close(tiny_run / "model.keras", broken, tol=0.01, count=8, size=64)
+
+
+def test_predict_writes_masks_and_overlays_for_any_size(converted, runner, tmp_path):
+    from PIL import Image
+
+    from edgeseg.data.synthetic import nuclei_sample
+
+    image, _ = nuclei_sample(size=150, seed=3)
+    Image.fromarray((image[..., 0] * 255).astype(np.uint8)).save(tmp_path / "scan.png")
+    out = tmp_path / "out"
+    result = runner.invoke(cli, ["predict", str(converted[("tflite", "int8")][0]),
+                                 str(tmp_path / "scan.png"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    mask = Image.open(out / "scan_mask.png")
+    assert mask.mode == "P" and mask.size == (150, 150)
+    assert set(np.unique(np.asarray(mask))) <= {0, 1}
+    assert Image.open(out / "scan_overlay.png").mode == "RGB"
+    missing = runner.invoke(cli, ["predict", str(converted[("tflite", "int8")][0]),
+                                  str(tmp_path / "nope.png"), "--out", str(tmp_path / "o2")])
+    assert missing.exit_code == 2 and "nope.png: no such file" in missing.output
+    assert not (tmp_path / "o2").exists()
+
+
+def test_reports_render_the_table_plots_and_masks(bench_report, tmp_path):
+    from edgeseg.report import markdown, write_reports
+
+    md = markdown(bench_report)
+    assert "| variant | runtime | MMACs |" in md and "fp32 (reference)" in md
+    paths = write_reports(bench_report, tmp_path, data="synthetic-nuclei")
+    page = paths["html"].read_text()
+    assert page.count("data:image/png;base64,") >= 2 + 3 * (2 + 4)  # 2 plots, 3 samples x 6
+    assert "Pareto" not in page or "latency vs Dice" in page
+    assert "<table>" in page and "int8" in page
