@@ -40,7 +40,7 @@ class RunConfig(_Json):
     input_size: int = 256  # the deployed (converted, benchmarked) size
     train_size: int = 128  # training crops: the model is fully convolutional
     quick: bool = False
-    epochs: int | None = None  # None: the dataset's default (quick: 4)
+    epochs: int | None = None  # None: the dataset's default (quick: 6)
     steps: int | None = None  # optimize fine-tune steps per stage (None: 300; quick: 30)
     threads: tuple[int, ...] = (1, 2)
     runs: int | None = None  # timed bench iterations (None: 50; quick: 10)
@@ -52,7 +52,7 @@ class RunConfig(_Json):
         """The config with every None replaced by its (quick or full) default."""
         quick = self.quick
         return replace(
-            self, epochs=self.epochs or (4 if quick else train_defaults(self.data)["epochs"]),
+            self, epochs=self.epochs or (6 if quick else train_defaults(self.data)["epochs"]),
             steps=self.steps or (30 if quick else 300), runs=self.runs or (10 if quick else 50),
             samples=self.samples or (8 if quick else 32),
             calib_samples=self.calib_samples or (16 if quick else 100),
@@ -95,8 +95,15 @@ class _Stages:
         self.echo(f"[{self.done}/{self.total}] {name}: {why} (skipped; --force redoes it)")
 
 
-def run(cfg: RunConfig, out, *, force: bool = False, echo=print) -> dict:
-    """Run every stage that has no output in ``out`` yet; returns the paths of the reports."""
+STAGES = ("data", "train", "optimize", "convert", "bench", "report")
+
+
+def run(cfg: RunConfig, out, *, force: bool = False, until: str = "report", echo=print) -> dict:
+    """Run every stage that has no output in ``out`` yet, up to ``until``; returns the report
+    paths (those that were written)."""
+    if until not in STAGES:
+        raise EdgesegError(f"--until must be one of {', '.join(STAGES)} (got {until!r})")
+    last = STAGES.index(until)
     out = Path(out)
     cfg = cfg.resolved()
     _check(cfg)
@@ -117,9 +124,17 @@ def run(cfg: RunConfig, out, *, force: bool = False, echo=print) -> dict:
     started = time.perf_counter()
 
     stages.start("data", _describe_data(cfg))
+    if last < STAGES.index("train"):
+        return {}
     trained = _train(cfg, out / "train", stages, verbose, echo)
+    if last < STAGES.index("optimize"):
+        return {}
     optimized = _optimize(cfg, trained, out / "optimize", stages, verbose, echo)
+    if last < STAGES.index("convert"):
+        return {}
     files = _convert(cfg, {"train": trained, **optimized}, out / "models", stages, echo)
+    if last < STAGES.index("bench"):
+        return {}
     report_json = out / "report.json"
     if report_json.exists():
         stages.skip("bench", f"{report_json} exists")
@@ -130,6 +145,8 @@ def run(cfg: RunConfig, out, *, force: bool = False, echo=print) -> dict:
                               f"{cfg.input_size}")
         report = _bench(cfg, trained, files, echo)
         atomic_write_json(report_json, report)
+    if last < STAGES.index("report"):
+        return {"json": report_json}
     stages.start("report", "report.md, report.html")
     from edgeseg.report import write_reports
 
@@ -142,11 +159,27 @@ def run(cfg: RunConfig, out, *, force: bool = False, echo=print) -> dict:
 
 
 def _check(cfg: RunConfig) -> None:
+    """Refuse bad settings before anything is written: sizes, the data, the model options."""
+    from edgeseg.data import folders
+    from edgeseg.data.source import is_builtin
+    from edgeseg.models import get_builder, model_options
+
     if cfg.input_size % 16 or cfg.train_size % 16:
         raise EdgesegError(f"--input-size must be a multiple of 16 (got {cfg.input_size})")
     for name in ("epochs", "steps", "runs", "samples", "calib_samples"):
         if getattr(cfg, name) < 1:
             raise EdgesegError(f"--{name.replace('_', '-')} must be >= 1")
+    if not is_builtin(cfg.data):
+        if not Path(cfg.data).exists() and "/" not in cfg.data:
+            raise EdgesegError(f"{cfg.data}: no such folder, and not a built-in dataset")
+        folders.find_samples(cfg.data, cfg.layout)
+    get_builder(cfg.model.name)
+    unknown = set(cfg.model.options) - set(model_options(cfg.model.name))
+    if unknown:
+        raise EdgesegError(f"{cfg.model.name}: unknown option {', '.join(sorted(unknown))}")
+    from edgeseg.models import create_model
+
+    create_model(cfg.model.name, input_size=cfg.input_size, **cfg.model.options)
 
 
 def _describe_data(cfg: RunConfig) -> str:
@@ -162,7 +195,7 @@ def _train_config(cfg: RunConfig) -> TrainConfig:
     quick = cfg.quick
     data = DataConfig(source=cfg.data, layout=cfg.layout,
                       input_size=64 if quick else cfg.train_size,
-                      n_train=128 if quick else defaults["n_train"], n_val=16 if quick else 64,
+                      n_train=256 if quick else defaults["n_train"], n_val=16 if quick else 64,
                       seed=cfg.seed)
     return TrainConfig(data=data, model=cfg.model, epochs=cfg.epochs, lr=defaults["lr"],
                        seed=cfg.seed, batch_size=16)
@@ -242,4 +275,4 @@ def _bench(cfg: RunConfig, trained: Path, files: list[Path], echo) -> dict:
                  echo=lambda line: None)
 
 
-__all__ = ["CONVERSIONS", "RunConfig", "run"]
+__all__ = ["CONVERSIONS", "STAGES", "RunConfig", "run"]

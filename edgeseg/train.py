@@ -178,13 +178,15 @@ def fit(cfg: TrainConfig, out, *, resume: bool = False, force: bool = False, ver
     timer = _Throughput(cfg.batch_size)
     keras_callbacks = [
         _NaNGuard(),  # first: a NaN batch must stop the epoch before anything saves its weights
-        keras.callbacks.BackupAndRestore(str(backup)),
+        # The epoch's log row and best checkpoint are written before the epoch is backed up: a
+        # kill in between redoes the epoch on resume, and its repeated row is dropped afterwards.
+        keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=resume),
         # On resume, the best so far is the bar: the first resumed epoch must beat it to replace it.
         keras.callbacks.ModelCheckpoint(
             str(best), monitor="val_dice", mode="max", save_best_only=True,
             save_weights_only=True,
             initial_value_threshold=_best_so_far(workdir / "history.csv") if resume else None),
-        keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=resume),
+        keras.callbacks.BackupAndRestore(str(backup)),
         keras.callbacks.TensorBoard(str(workdir / "logs"), profile_batch=0),
         timer, *callbacks,
     ]
@@ -209,6 +211,8 @@ def fit(cfg: TrainConfig, out, *, resume: bool = False, force: bool = False, ver
         return TrainResult(out / MODEL_FILE, float("nan"), (), float("nan"), cfg.epochs, seconds,
                            timer.images_per_second)
     shutil.rmtree(backup, ignore_errors=True)  # finished: nothing left to resume
+    if resume:
+        _dedupe_history(workdir / "history.csv")
 
     # A float32 copy outside the strategy, with the best epoch's weights: it converts and deploys as is.
     final = create_model(cfg.model.name, **model_kwargs)
@@ -253,6 +257,25 @@ def _best_so_far(history: Path) -> float | None:
     with history.open(newline="") as handle:
         values = [float(row["val_dice"]) for row in csv.DictReader(handle) if row.get("val_dice")]
     return max(values) if values else None
+
+
+def _dedupe_history(path: Path) -> None:
+    """Keep one row per epoch (the last: an epoch redone after an interrupt), in epoch order."""
+    import csv
+    import io
+
+    from edgeseg.files import atomic_write_text
+
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        fields, rows = reader.fieldnames, {int(row["epoch"]): row for row in reader}
+    if not fields:
+        return
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows[epoch] for epoch in sorted(rows))
+    atomic_write_text(path, buffer.getvalue())
 
 
 def _check(cfg: TrainConfig) -> None:

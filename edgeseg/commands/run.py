@@ -21,7 +21,10 @@ from edgeseg.commands._options import model_option, parse_model_options
               help="Every stage, small: a tiny training and few fine-tune and timing steps.")
 @click.option("--threads", default="1,2", show_default=True, help="Thread counts to benchmark.")
 @click.option("--force", is_flag=True, help="Redo every stage, discarding what --out holds.")
-def run(data, layout, model_name, options, input_size, out, quick, threads, force):
+@click.option("--until", type=click.Choice(["data", "train", "optimize", "convert", "bench",
+                                            "report"]), default="report", show_default=True,
+              help="Stop after this stage (a rerun continues from there).")
+def run(data, layout, model_name, options, input_size, out, quick, threads, force, until):
     """Run the pipeline and write OUT/report.{json,md,html} with every artifact:
 
     \b
@@ -57,4 +60,4 @@ def run(data, layout, model_name, options, input_size, out, quick, threads, forc
     cfg = RunConfig(data=data, layout=layout,
                     model=ModelConfig(model_name, parse_model_options(options)),
                     input_size=input_size, quick=quick, threads=counts)
-    pipeline(cfg, out or Path("runs") / name, force=force, echo=click.echo)
+    pipeline(cfg, out or Path("runs") / name, force=force, until=until, echo=click.echo)

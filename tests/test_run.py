@@ -1,0 +1,70 @@
+"""`edgeseg run`: an interrupted run resumes; its settings are checked; bad options are refused."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from edgeseg.cli import cli
+
+
+def _run_args(out, *extra):
+    return [sys.executable, "-m", "edgeseg.cli", "run", "--quick", "--until", "train", "--out",
+            str(out), "--threads", "1", *extra]
+
+
+def test_a_run_killed_mid_training_resumes_on_rerun(tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen(_run_args(out), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    backup = out / "train" / "backup"
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        if backup.is_dir() and any(backup.rglob("*.index")):  # an epoch is backed up
+            break
+        time.sleep(0.2)
+    if proc.poll() is not None:
+        pytest.fail("the run ended before an epoch was backed up")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "train" / "model.keras").exists()
+
+    done = subprocess.run(_run_args(out), env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "train: resuming mobile_unet" in done.stdout
+    with (out / "train" / "history.csv").open() as handle:
+        epochs = [int(row["epoch"]) for row in csv.DictReader(handle)]
+    assert epochs == list(range(6))  # each epoch once: the rerun did not start over
+    assert (out / "train" / "model.keras").exists()
+
+    again = subprocess.run(_run_args(out), env=env, capture_output=True, text=True, timeout=300)
+    assert "train: " in again.stdout and "exists (skipped; --force redoes it)" in again.stdout
+
+
+def test_a_rerun_with_other_settings_is_refused(tmp_path, runner):
+    out = tmp_path / "run"
+    assert runner.invoke(cli, ["run", "--quick", "--until", "data", "--out", str(out)]).exit_code == 0
+    result = runner.invoke(cli, ["run", "--until", "data", "--out", str(out)])
+    assert result.exit_code == 2
+    assert "holds a run with other settings" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--input-size", "100"], "--input-size must be a multiple of 16"),
+    (["--threads", "0"], "thread counts must be >= 1"),
+    (["--threads", "x"], "is not a list like 1,2"),
+    (["--data", "nowhere"], "nowhere: no such folder, and not a built-in dataset"),
+    (["-o", "upsample=cubic"], "upsample must be one of"),
+])
+def test_bad_run_options(runner, tmp_path, args, message):
+    result = runner.invoke(cli, ["run", "--quick", "--until", "train", "--out",
+                                 str(tmp_path / "r"), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
