@@ -116,10 +116,10 @@ def plots(report: dict) -> dict[str, str]:
             ax.annotate(f"{r['variant']} ({r['runtime']})", points[i], fontsize=7,
                         xytext=(4, 3), textcoords="offset points")
         front = _pareto([points[i] for i in keep])
-        if len(front) > 1:
-            xs, ys = zip(*[points[keep[i]] for i in front])
-            ax.plot(xs, ys, "--", color="grey", linewidth=1, label="Pareto front")
-            ax.legend(loc="lower right", fontsize=8)
+        xs, ys = zip(*[points[keep[i]] for i in front])
+        ax.plot(xs, ys, "--o", color="grey", linewidth=1, markersize=11, markerfacecolor="none",
+                label="Pareto front (nothing is both faster/smaller and better)")
+        ax.legend(loc="lower right", fontsize=8)
         ax.set_xlabel(label)
         ax.set_ylabel("Dice")
         ax.grid(alpha=0.3)
