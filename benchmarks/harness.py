@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg import machine
+from edgeseg.data.source import is_builtin, load_eval_data
 from edgeseg import metrics, runtime
 from edgeseg.errors import EdgesegError
 from edgeseg.tiling import predict_image
@@ -111,19 +112,18 @@ def _cost(model: runtime.EdgeModel, size: int) -> tuple[int | None, int | None, 
 
 def _load_data(data: str, size: int, channels: int, num_classes: int, samples: int, seed: int,
                layout: str | None):
-    from edgeseg.data.source import load_eval_data
-
-    dataset = load_eval_data(data, size=None if not _builtin(data) else size, channels=channels,
+    """(name, [(image float32 in [0, 1], mask)]): held-out built-in images at ``size``, or a
+    folder's images at their own sizes (at most ``samples`` of them, 0 = all)."""
+    builtin = is_builtin(data)
+    dataset = load_eval_data(data, size=size if builtin else None, channels=channels,
                              num_classes=max(2, num_classes), layout=layout, count=samples,
                              seed=seed)
-    pairs = [(image.astype(np.float32) / 255.0, mask) for image, mask in dataset]
-    return dataset.name, pairs[:samples] if not _builtin(data) and samples else pairs
-
-
-def _builtin(data: str) -> bool:
-    from edgeseg.data.source import is_builtin
-
-    return is_builtin(data)
+    count = len(dataset) if builtin or not samples else min(samples, len(dataset))
+    pairs = []
+    for index in range(count):
+        image, mask = dataset.sample(index)
+        pairs.append((image.astype(np.float32) / 255.0, mask))
+    return dataset.name, pairs
 
 
 def bench(models, *, data: str = "synthetic-nuclei", reference=None, threads=(1,), runs: int = 50,

@@ -71,7 +71,7 @@ def _inspect_tflite(path: Path) -> dict:
                               "per_tensor": len(weights) - per_channel},
         "float_islands": islands, "dynamic_shape": dynamic,
         "macs": cost.macs, "params": cost.params, "bytes": f.bytes_by_kind(),
-        "xnnpack": _xnnpack_coverage(path, f), "card": read_card(path),
+        "xnnpack": _xnnpack_coverage(path, f), "card": read_card(f),
     }
 
 

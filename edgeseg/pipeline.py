@@ -161,7 +161,7 @@ def run(cfg: RunConfig, out, *, force: bool = False, until: str = "report", echo
 def _check(cfg: RunConfig) -> None:
     """Refuse bad settings before anything is written: sizes, the data, the model options."""
     from edgeseg.data import folders
-    from edgeseg.data.source import is_builtin
+    from edgeseg.data.source import check_source_name, is_builtin
     from edgeseg.models import get_builder, model_options
 
     if cfg.input_size % 16 or cfg.train_size % 16:
@@ -170,8 +170,7 @@ def _check(cfg: RunConfig) -> None:
         if getattr(cfg, name) < 1:
             raise EdgesegError(f"--{name.replace('_', '-')} must be >= 1")
     if not is_builtin(cfg.data):
-        if not Path(cfg.data).exists() and "/" not in cfg.data:
-            raise EdgesegError(f"{cfg.data}: no such folder, and not a built-in dataset")
+        check_source_name(cfg.data)
         folders.find_samples(cfg.data, cfg.layout)
     get_builder(cfg.model.name)
     unknown = set(cfg.model.options) - set(model_options(cfg.model.name))

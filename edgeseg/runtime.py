@@ -17,6 +17,7 @@ Adding a runtime is one subclass of :class:`EdgeModel` and one entry in ``BACKEN
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -45,7 +46,7 @@ class EdgeModel:
     def num_classes(self) -> int:
         raise NotImplementedError
 
-    @property
+    @functools.cached_property
     def card(self) -> dict:
         """The model card stored in the file, else the ``<file>.json`` beside it, else {}."""
         from edgeseg import card as cards

@@ -154,7 +154,7 @@ def load_data(cfg: DataConfig) -> tuple[SegData, SegData]:
         train = builtin(cfg.source, cfg.n_train, size, cfg.seed, 0, cfg.channels)
         val = builtin(cfg.source, cfg.n_val, size, cfg.seed, VAL_OFFSET, cfg.channels)
         return train, val
-    _check_folder_name(cfg.source)
+    check_source_name(cfg.source)
     resize_to = (cfg.input_size, cfg.input_size) if cfg.mode == "resize" else None
     found = folders.find_samples(cfg.source, cfg.layout)
     if cfg.val_source:
@@ -186,12 +186,13 @@ def load_eval_data(source: str, *, size: int | None, channels: int | None = None
     """
     if is_builtin(source):
         return builtin(source, count, size or 256, seed, VAL_OFFSET, channels)
-    _check_folder_name(source)
+    check_source_name(source)
     return load_folder(source, layout, channels, num_classes,
                        resize_to=(size, size) if size else None)
 
 
-def _check_folder_name(source: str) -> None:
+def check_source_name(source: str) -> None:
+    """A name that is neither a built-in dataset nor an existing path is one clear error."""
     if not Path(source).exists() and not any(sep in source for sep in "/\\."):
         raise DataError(f"{source}: no such folder, and not a built-in dataset "
                         f"({', '.join(synthetic.SYNTHETIC)})")
