@@ -258,7 +258,9 @@ def bench(models, *, data: str = "synthetic-nuclei", reference=None, threads=(1,
                 "peak_rss_mb": peak, "seconds": round(time.time() - started, 1)},
         "results": results,
     }
-    echo(format_table(report))
+    from edgeseg.report import text_table
+
+    echo(text_table(report))
     return report
 
 
@@ -268,23 +270,4 @@ def _fit(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.pad(image, pad, mode="edge")[:height, :width]
 
 
-def format_table(report: dict) -> str:
-    """The results as a fixed-width table, reference first, then by p50 latency."""
-    rows = sorted(report["results"], key=lambda r: (not r["reference"], r["variant"],
-                                                    r["runtime"], r["threads"] or 0))
-    head = (f"{'variant':<22} {'runtime':<12} {'thr':>3} {'p50 ms':>8} {'p90 ms':>8} "
-            f"{'GMAC/s':>7} {'size KB':>8} {'gzip KB':>8} {'sparse':>6} {'Dice':>7} "
-            f"{'dDice':>8} {'agree':>7}")
-    lines = [head]
-    for r in rows:
-        gm = f"{r['gmacs_per_s']:.2f}" if r["gmacs_per_s"] else "-"
-        sp = f"{r['sparsity']:.0%}" if r["sparsity"] is not None else "-"
-        lines.append(
-            f"{r['variant'][:22]:<22} {r['runtime'][:12]:<12} {r['threads'] or '-':>3} "
-            f"{r['latency_ms']['p50']:>8.2f} {r['latency_ms']['p90']:>8.2f} {gm:>7} "
-            f"{r['size_bytes'] / 1024:>8.1f} {r['gzip_bytes'] / 1024:>8.1f} {sp:>6} "
-            f"{r['dice']:>7.4f} {r['dice_delta']:>+8.4f} {r['agreement']:>7.2%}")
-    return "\n".join(lines)
-
-
-__all__ = ["SCHEMA", "bench", "format_table"]
+__all__ = ["SCHEMA", "bench"]

@@ -17,7 +17,7 @@ from converters.calibration import calibration_images, labelled_samples
 from converters.tflite import ConversionError
 from converters.verify import Parity, check_parity, keras_probabilities
 from edgeseg import card as cards
-from edgeseg.errors import ConfigError, EdgesegError
+from edgeseg.errors import ConfigError
 from edgeseg.files import atomic_write_bytes
 
 FORMATS = {"tflite": (".tflite",), "onnx": (".onnx",)}

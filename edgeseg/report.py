@@ -58,7 +58,7 @@ def markdown(report: dict) -> str:
 
     threads = _threads(report)
     head = _header(threads)
-    lines = [f"# edgeseg report", "",
+    lines = ["# edgeseg report", "",
              f"Machine: {line(report['machine'])}  ",
              f"Data: {report['dataset']['name']}, {report['dataset']['samples']} images; "
              f"reference: {report['reference']}; {report.get('run', {}).get('runs', '?')} timed "

@@ -174,10 +174,6 @@ class LiteRTModel(EdgeModel):
             outputs.append(out[:batch - short])
         return np.concatenate(outputs)
 
-    def invoke_only(self) -> None:
-        """Run the loaded input again (the harness times this alone)."""
-        self.interpreter.invoke()
-
 
 class OnnxModel(EdgeModel):
     """An .onnx file in ONNX Runtime's CPU execution provider."""

@@ -10,7 +10,7 @@ from edgeseg.config import DataConfig
 from edgeseg.data import folders
 from edgeseg.data.folders import DataError, detect_layout, find_samples
 from edgeseg.data.source import VAL_OFFSET, builtin, load_data, load_eval_data, load_folder
-from edgeseg.data.synthetic import nuclei_sample, shapes_sample, synthetic_arrays
+from edgeseg.data.synthetic import shapes_sample, synthetic_arrays
 from edgeseg.data.writer import write_synthetic
 from edgeseg.visualize import mask_image
 

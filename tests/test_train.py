@@ -114,7 +114,6 @@ def test_resume_continues_an_interrupted_run_from_its_last_epoch(tmp_path):
 
 def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     from edgeseg._keras import keras
-    from edgeseg.models.saving import load_model  # noqa: F401  (custom objects)
     from edgeseg.train import TrainingError, fit
 
     class Poison(keras.callbacks.Callback):

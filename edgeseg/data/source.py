@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -73,9 +73,6 @@ class SegData(_Samples):
 
     def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         return self.images[index], self.masks[index]
-
-    def take(self, count: int) -> "SegData":
-        return replace(self, images=self.images[:count], masks=self.masks[:count])
 
 
 @dataclass(frozen=True)
