@@ -175,6 +175,18 @@ class LiteRTModel(EdgeModel):
         return np.concatenate(outputs)
 
 
+def onnx_session_options(num_threads=None):
+    """ONNX Runtime session options as edgeseg runs every .onnx: quiet, ``num_threads`` intra-op."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if num_threads:
+        options.intra_op_num_threads = num_threads
+        options.inter_op_num_threads = 1
+    return options
+
+
 class OnnxModel(EdgeModel):
     """An .onnx file in ONNX Runtime's CPU execution provider."""
 
@@ -188,13 +200,8 @@ class OnnxModel(EdgeModel):
         except ImportError:
             raise EdgesegError("running an .onnx needs onnxruntime (pip install onnxruntime)") \
                 from None
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if num_threads:
-            options.intra_op_num_threads = num_threads
-            options.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(str(self.path), options,
+            self.session = ort.InferenceSession(str(self.path), onnx_session_options(num_threads),
                                                 providers=["CPUExecutionProvider"])
         except Exception as error:  # ORT raises its own exception types for bad files
             raise EdgesegError(f"{self.path}: ONNX Runtime cannot load this model "

@@ -116,6 +116,30 @@ def test_alpha_scales_the_width():
     assert narrow.count_params() < wide.count_params() / 3
 
 
+def test_a_full_resolution_stem_keeps_the_output_size_and_costs_more():
+    from edgeseg.flops import keras_cost
+
+    half = create_model("mobile_unet", input_size=SIZE)
+    full = create_model("mobile_unet", input_size=SIZE, stem=1)
+    assert full.get_layer("stem_conv").strides == (1, 1)
+    assert full.output_shape == half.output_shape == (None, SIZE, SIZE, 1)
+    assert not any(layer.name.startswith("head_bilinear") for layer in full.layers)
+    assert keras_cost(full).macs > 2 * keras_cost(half).macs
+    create_model("mobile_unet", input_size=8, depth=4, stem=1)  # three halvings: 8 divides
+
+
+@pytest.mark.parametrize("mode", UPSAMPLES)
+def test_merge_add_adds_skips_of_the_same_width(mode):
+    from edgeseg.flops import keras_cost
+
+    concat = create_model("mobile_unet", input_size=SIZE, upsample=mode)
+    added = create_model("mobile_unet", input_size=SIZE, upsample=mode, merge="add")
+    names = [layer.name for layer in added.layers]
+    assert "dec0_add" in names and not any(name.endswith("_concat") for name in names)
+    assert added.output_shape == concat.output_shape
+    assert keras_cost(added).macs < keras_cost(concat).macs
+
+
 def test_inverted_residual_blocks_add_their_input():
     model = create_model("mobile_unet", input_size=SIZE, block="ir", blocks_per_level=2)
     assert "enc1_b1_add" in [layer.name for layer in model.layers]
@@ -142,6 +166,8 @@ def test_maxunpool_puts_values_at_the_pooling_positions(tf):
     ("tutorial_unet", {"input_size": 48}, "does not divide by 32"),
     ("mobile_unet", {"upsample": "cubic"}, "upsample must be one of bilinear, nearest, transpose, maxunpool"),
     ("mobile_unet", {"block": "v3"}, "block must be one of ds, ir"),
+    ("mobile_unet", {"stem": 4}, "stem must be one of 1, 2"),
+    ("mobile_unet", {"merge": "sum"}, "merge must be one of concat, add"),
     ("mobile_unet", {"alpha": 0}, "alpha must be a positive float"),
     ("mobile_unet", {"dilation": 0}, "dilation must be an integer >= 1"),
     ("mobile_unet", {"num_classes": 0}, "num_classes must be an integer >= 1"),

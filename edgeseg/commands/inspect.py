@@ -10,19 +10,38 @@ import click
 @click.option("--input-size", type=click.IntRange(min=1),
               help="Count MACs of a dynamic-size ONNX model at this size [its card's].")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def inspect(model_path, input_size, as_json):
+@click.option("--profile", is_flag=True,
+              help="Also time every op in the file's runtime (LiteRT or ONNX Runtime).")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --profile: runtime threads.")
+@click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True,
+              help="With --profile: timed runs (medians are reported).")
+def inspect(model_path, input_size, as_json, profile, threads, runs):
     """Describe MODEL from the file alone (no Keras): its ops and their counts, input/output types
     and quantization, tensors left in float inside an integer graph ("float islands"), ops that
     need dynamic shapes, MACs and params, where the bytes go, and for .tflite which ops LiteRT's
-    XNNPACK delegate takes.
+    XNNPACK delegate takes. ``--profile`` adds where the time goes, per op type and for the slowest
+    ops: ONNX Runtime's own profiler for .onnx; for .tflite, differences of graph prefixes timed
+    in LiteRT (its Python interpreter has no op profiler; see edgeseg.profiling).
 
     \b
     edgeseg inspect model_int8.tflite
     edgeseg inspect model_int8.onnx --json
+    edgeseg inspect model_fp32.tflite --profile --threads 1
     """
     import json
 
     from edgeseg.inspection import format_report, inspect_file
 
     report = inspect_file(model_path, input_size)
-    click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
+    if profile:
+        from edgeseg.profiling import format_profile, profile_file
+
+        report["profile"] = profile_file(model_path, threads=threads, runs=runs)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(format_report(report))
+    if profile:
+        click.echo("")
+        click.echo(format_profile(report["profile"]))

@@ -28,8 +28,8 @@ BLOCKS = {"ds": ds_block, "ir": ir_block}
 
 def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alpha: float = 1.0,
                 depth: int = 4, block: str = "ds", upsample: str = "bilinear", skips: bool = True,
-                dilation=1, base_filters: int = 32, blocks_per_level: int = 1,
-                bn_momentum: float = 0.9) -> keras.Model:
+                dilation=1, base_filters: int = 32, blocks_per_level: int = 1, stem: int = 2,
+                merge: str = "concat", bn_momentum: float = 0.9) -> keras.Model:
     """A U-Net with a MobileNet encoder and a depthwise-separable decoder.
 
     The encoder halves the resolution ``depth`` times: a stride-2 3x3 stem, then per level a stride-2
@@ -38,11 +38,15 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
     channels (rounded to a multiple of 8). The deepest level is the bottleneck, where ``dilation``
     (an int, or one rate per extra block) adds atrous blocks to widen the field of view. The decoder
     upsamples, concatenates the encoder feature of the same resolution (``skips=True``; ``False`` gives
-    the plain hour-glass) and applies one depthwise-separable block per level; a 1x1 head gives the
-    class logits at half resolution, upsampled to the input's size.
+    the plain hour-glass) and applies one depthwise-separable block per level; ``merge="add"``
+    instead projects the decoder to the skip's width with a 1x1 conv at the lower resolution and
+    adds the skip after upsampling (LinkNet-style: less memory traffic at the high resolutions); a 1x1 head gives the
+    class logits at half resolution, upsampled to the input's size. ``stem=1`` runs the stem at full
+    resolution instead (the encoder then halves ``depth - 1`` times and the head needs no upsampling):
+    finer boundaries for about 4x the MACs of the first and last levels.
 
     With ``upsample="maxunpool"`` the encoder downsamples by 2x2 max-pooling instead of strides (the
-    stem runs at full resolution) and the decoder puts values back at the pooling positions
+    stem runs at full resolution, whatever ``stem`` says) and the decoder puts values back at the pooling positions
     (SegNet-style), projecting to the encoder's channels first.
 
     Args:
@@ -58,16 +62,23 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
     check_positive(name, "depth", depth)
     check_positive(name, "base_filters", base_filters)
     check_positive(name, "blocks_per_level", blocks_per_level)
+    check_choice(name, "stem", stem, (1, 2))
+    check_choice(name, "merge", merge, ("concat", "add"))
     rates = _dilation_rates(name, dilation)
-    inputs = model_input(name, input_size, channels, 2 ** depth, num_classes)
+    full_resolution = upsample == "maxunpool" or stem == 1  # the decoder ends at the input's size
+    halvings = depth if upsample == "maxunpool" else depth - (stem == 1)
+    inputs = model_input(name, input_size, channels, 2 ** halvings, num_classes)
     filters = [make_divisible(base_filters * 2 ** i * alpha) for i in range(depth)]
     block_fn, bn = BLOCKS[block], {"momentum": bn_momentum}
 
     if upsample == "maxunpool":
-        x = _maxunpool_unet(inputs, filters, block_fn, rates, skips, blocks_per_level, bn)
+        x = _maxunpool_unet(inputs, filters, block_fn, rates, skips, blocks_per_level, bn, merge)
+    else:
+        x = _strided_unet(inputs, filters, block_fn, rates, skips, blocks_per_level, upsample, bn,
+                          stem, merge)
+    if full_resolution:
         logits = classifier(x, num_classes)
     else:
-        x = _strided_unet(inputs, filters, block_fn, rates, skips, blocks_per_level, upsample, bn)
         if upsample == "transpose":
             logits = layers.Conv2DTranspose(num_classes, 2, strides=2, padding="same",
                                             name="head_logits_transpose")(x)
@@ -77,12 +88,13 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
     return keras.Model(inputs, probabilities(logits, num_classes), name=name)
 
 
-def _strided_unet(x, filters, block_fn, rates, skips, blocks_per_level, mode, bn):
-    """Encoder with stride-2 downsampling; returns the decoder output at half the input resolution."""
+def _strided_unet(x, filters, block_fn, rates, skips, blocks_per_level, mode, bn, stem, merge):
+    """Encoder with stride-2 downsampling; returns the decoder output at 1/``stem`` of the input's
+    resolution."""
     features = []
     for level, width in enumerate(filters):
         if level == 0:
-            x = conv_bn_act(x, width, 3, 2, "stem", **bn)
+            x = conv_bn_act(x, width, 3, stem, "stem", **bn)
         else:
             x = block_fn(x, width, 2, f"enc{level}_b0", **bn)
         for b in range(1, blocks_per_level + (level == 0)):
@@ -90,14 +102,21 @@ def _strided_unet(x, filters, block_fn, rates, skips, blocks_per_level, mode, bn
         features.append(x)
     x = _bottleneck(x, filters[-1], block_fn, rates, bn)
     for level in reversed(range(len(filters) - 1)):
+        if skips and merge == "add" and mode != "transpose":  # a transpose projects as it upsamples
+            x = conv_bn_act(x, filters[level], 1, 1, f"dec{level}_proj", **bn)
         x = upsample(x, mode, f"dec{level}_up", filters=filters[level])
-        if skips:
-            x = layers.Concatenate(name=f"dec{level}_concat")([x, features[level]])
+        x = _merge(x, features[level], merge, f"dec{level}") if skips else x
         x = ds_block(x, filters[level], 1, f"dec{level}_b0", **bn)
     return x
 
 
-def _maxunpool_unet(x, filters, block_fn, rates, skips, blocks_per_level, bn):
+def _merge(x, skip, merge, prefix):
+    if merge == "add":
+        return layers.Add(name=f"{prefix}_add")([x, skip])
+    return layers.Concatenate(name=f"{prefix}_concat")([x, skip])
+
+
+def _maxunpool_unet(x, filters, block_fn, rates, skips, blocks_per_level, bn, merge):
     """Encoder with 2x2 max-pooling; decoder unpools at the recorded positions (full resolution out)."""
     pools = []
     for level, width in enumerate(filters):
@@ -116,8 +135,7 @@ def _maxunpool_unet(x, filters, block_fn, rates, skips, blocks_per_level, bn):
         if x.shape[-1] != filters[level]:
             x = conv_bn_act(x, filters[level], 1, 1, f"dec{level}_proj", **bn)
         x = MaxUnpool2D(name=f"dec{level}_unpool")([x, source, pooled])
-        if skips:
-            x = layers.Concatenate(name=f"dec{level}_concat")([x, source])
+        x = _merge(x, source, merge, f"dec{level}") if skips else x
         x = ds_block(x, filters[level], 1, f"dec{level}_b0", **bn)
     return x
 

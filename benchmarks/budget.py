@@ -1,0 +1,107 @@
+"""Train zoo models on one fixed step budget and convert each to the deployable files.
+
+Shared by the peer comparison (``python -m benchmarks.peers``) and the default-model sweep
+(``python -m benchmarks.sweep``): every model sees the same data, the same number of optimizer steps
+of the same batch size, the same schedule and seed, so what differs is the architecture alone.
+These two need TensorFlow (they train); the harness itself does not.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+DATA = "synthetic-nuclei"
+TRAIN_SIZE = 128  # training crops; the models are fully convolutional and deployed at --input-size
+EPOCHS = 12
+
+# file name -> (to, quant): what each trained model is converted to
+FILES = {"fp32.tflite": ("tflite", "none"), "int8.tflite": ("tflite", "int8"),
+         "fp32.onnx": ("onnx", "none"), "int8.onnx": ("onnx", "int8")}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One model to train and convert: a label, a zoo name and its options."""
+
+    label: str
+    model: str
+    options: dict
+    trained: bool = True  # False: random weights, for MACs and latency only
+
+    def describe(self) -> str:
+        options = ", ".join(f"{k}={v}" for k, v in self.options.items())
+        return f"{self.model}({options})" if options else self.model
+
+
+def train(candidate: Candidate, out: Path, steps: int, seed: int = 0, echo=print) -> dict:
+    """Train (or build, when ``trained`` is False) ``candidate`` into ``out/model.keras``.
+
+    ``steps`` optimizer steps of 16 crops, as ``EPOCHS`` epochs of ``ceil(steps / EPOCHS)`` steps.
+    A finished model is reused. Returns ``{"dice": validation Dice or None, "seconds": ...}``.
+    """
+    from edgeseg.config import DataConfig, ModelConfig, TrainConfig, train_defaults
+    from edgeseg.train import MODEL_FILE, fit
+
+    out.mkdir(parents=True, exist_ok=True)
+    summary = out / "budget.json"
+    if (out / MODEL_FILE).exists() and summary.exists():
+        return json.loads(summary.read_text())
+    started = time.perf_counter()
+    if candidate.trained:
+        epochs = min(EPOCHS, steps)
+        cfg = TrainConfig(
+            data=DataConfig(source=DATA, input_size=TRAIN_SIZE, n_train=400, n_val=64, seed=seed),
+            model=ModelConfig(candidate.model, dict(candidate.options)), epochs=epochs,
+            steps_per_epoch=math.ceil(steps / epochs), lr=train_defaults(DATA)["lr"], seed=seed)
+        result = fit(cfg, out, force=True, verbose=0)
+        info = {"dice": result.dice, "seconds": round(result.seconds, 1),
+                "steps": epochs * cfg.steps_per_epoch}
+    else:
+        _untrained(candidate, out / MODEL_FILE, seed)
+        info = {"dice": None, "seconds": 0.0, "steps": 0}
+    info["wall_seconds"] = round(time.perf_counter() - started, 1)
+    summary.write_text(json.dumps(info))
+    echo(f"  {candidate.label}: " + (f"validation Dice {info['dice']:.4f}, {info['seconds']:.0f} s"
+                                     if info["dice"] is not None else "random weights"))
+    return info
+
+
+def _untrained(candidate: Candidate, path: Path, seed: int) -> None:
+    from edgeseg._keras import keras
+    from edgeseg.card import make_card, write_card
+    from edgeseg.models import create_model
+    from edgeseg.models.saving import save_model
+
+    keras.utils.set_random_seed(seed)
+    model = create_model(candidate.model, channels=1, num_classes=1, **candidate.options)
+    saved = save_model(model, path)
+    write_card(saved, make_card(format="keras", variant="fp32", input_size=None, channels=1,
+                                num_classes=1, recipe={"stage": "untrained",
+                                                       "model": candidate.model,
+                                                       "options": candidate.options}))
+
+
+def convert_all(model: Path, out: Path, size: int, files=tuple(FILES), trained: bool = True,
+                seed: int = 0, echo=print) -> list[Path]:
+    """Convert ``model`` to each of ``files`` (names from :data:`FILES`) at ``size``; reuse done ones.
+
+    Parity is checked for trained models (an untrained one's int8 agreement means nothing)."""
+    from converters import convert
+
+    paths = []
+    for name in files:
+        target = out / name
+        if not target.exists():
+            to, quant = FILES[name]
+            convert(model, target, to=to, quant=quant, input_size=size, calib=DATA,
+                    calib_samples=64, verify=trained, verify_samples=16, seed=seed)
+        paths.append(target)
+    echo(f"  {out.name}: " + ", ".join(f"{p.name} {p.stat().st_size / 1024:.0f} KB" for p in paths))
+    return paths
+
+
+__all__ = ["Candidate", "DATA", "FILES", "convert_all", "train"]

@@ -1,0 +1,223 @@
+"""``python -m benchmarks.peers``: the default ``mobile_unet`` against what a user would have built.
+
+Trains ``mobile_unet`` (the default), ``tutorial_unet`` (TensorFlow's tutorial, alpha 1.0),
+``xception_unet`` (the keras.io Oxford-Pets model) and ``unet`` base 16 on the same data and step
+budget (:mod:`benchmarks.budget`); builds ``unet`` base 64 (the paper's width) with random weights,
+for MACs and latency only; converts each to TFLite fp32/int8 and ONNX fp32/int8; benchmarks every
+file in one interleaved run at 1 and 2 threads; measures the machine's single-core GEMM rate (the
+roofline) and the default model's per-op time in each runtime; and checks the goals below, printing
+each ratio. Writes ``peers.json`` (the bench schema plus ``roofline``, ``goals``, ``profile`` and
+``peers``) and ``peers.md``.
+
+A model's *best deployable variant* in a runtime is its fastest file at one thread whose Dice is
+within 0.01 of its own fp32 file's in that runtime.
+
+    python -m benchmarks.peers --out peers/          # ~40 min on 2 cores
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from benchmarks.budget import DATA, FILES, Candidate, convert_all, train
+
+PEERS = (
+    Candidate("mobile_unet", "mobile_unet", {}),
+    Candidate("tutorial_unet", "tutorial_unet", {"alpha": 1.0}),
+    Candidate("xception_unet", "xception_unet", {}),
+    Candidate("unet16", "unet", {"base": 16}),
+    Candidate("unet64", "unet", {"base": 64}, trained=False),
+)
+DEFAULT = "mobile_unet"
+DEPLOYABLE_DICE = 0.01  # a variant is deployable within this much of its model's fp32 Dice
+
+
+def _rows(report, model=None, runtime=None, threads=None):
+    return [r for r in report["results"]
+            if (model is None or r["model"] == model) and (runtime is None or r["runtime"] == runtime)
+            and (threads is None or r["threads"] == threads)]
+
+
+def best_deployable(report: dict, model: str, runtime: str, threads: int = 1) -> dict | None:
+    rows = _rows(report, model, runtime, threads)
+    if not rows:
+        return None
+    fp32 = next((r for r in rows if r["file"].startswith("fp32")), None)
+    ok = [r for r in rows if fp32 is None or r["dice"] is None or fp32["dice"] is None
+          or r["dice"] >= fp32["dice"] - DEPLOYABLE_DICE]
+    return min(ok, key=lambda r: r["latency_ms"]["p50"])
+
+
+def _row(report, model, file, threads=1):
+    return next((r for r in report["results"] if r["model"] == model and r["file"] == file
+                 and r["threads"] == threads), None)
+
+
+def goals(report: dict) -> list[dict]:
+    """The issue's goals, each with its measured value, target and verdict."""
+    out = []
+
+    def goal(name, value, target, passed, detail):
+        out.append({"goal": name, "value": value, "target": target, "passed": passed,
+                    "detail": detail})
+
+    for runtime in ("litert", "onnxruntime"):
+        ours, theirs = (best_deployable(report, m, runtime) for m in (DEFAULT, "tutorial_unet"))
+        if ours and theirs:
+            ratio = theirs["latency_ms"]["p50"] / ours["latency_ms"]["p50"]
+            delta = ours["dice"] - theirs["dice"]
+            goal(f"speedup vs tutorial_unet ({runtime}, 1 thread)", round(ratio, 2), ">= 5x, Dice "
+                 ">= tutorial - 0.005", ratio >= 5 and delta >= -0.005,
+                 f"{ours['file']} {ours['latency_ms']['p50']:.2f} ms Dice {ours['dice']:.4f} vs "
+                 f"{theirs['file']} {theirs['latency_ms']['p50']:.2f} ms Dice "
+                 f"{theirs['dice']:.4f} (Dice {delta:+.4f})")
+    ours, big, small = (_row(report, m, "fp32.tflite") for m in (DEFAULT, "unet64", "unet16"))
+    if ours and big and small:
+        ratio = big["macs"] / ours["macs"]
+        delta = ours["dice"] - small["dice"]
+        goal("fewer MACs than unet base 64", round(ratio, 1), ">= 20x, Dice within 0.01 of unet "
+             "base 16", ratio >= 20 and delta >= -0.01,
+             f"{ours['macs'] / 1e9:.3f} vs {big['macs'] / 1e9:.3f} GMACs; Dice {ours['dice']:.4f} vs "
+             f"unet16 {small['dice']:.4f} ({delta:+.4f})")
+    if ours and ours.get("roofline_fraction") is not None:
+        goal("fp32 TFLite share of the single-core GEMM rate", round(ours["roofline_fraction"], 3),
+             ">= 0.40", ours["roofline_fraction"] >= 0.40,
+             f"2 x {ours['macs'] / 1e9:.3f} GMACs / {ours['latency_ms']['p50']:.2f} ms = "
+             f"{2 * ours['macs'] / ours['latency_ms']['p50'] / 1e6:.1f} GFLOP/s vs GEMM "
+             f"{report['roofline']['gflops']:.1f}")
+    for runtime, fp32_file, int8_file in (("litert", "fp32.tflite", "int8.tflite"),
+                                          ("onnxruntime", "fp32.onnx", "int8.onnx")):
+        fp32, int8 = _row(report, DEFAULT, fp32_file), _row(report, DEFAULT, int8_file)
+        if fp32 and int8:
+            ratio = int8["latency_ms"]["p50"] / fp32["latency_ms"]["p50"]
+            goal(f"int8 / fp32 latency ({runtime}, 1 thread)", round(ratio, 3),
+                 "<= 1.0" if runtime == "litert" else "reported", ratio <= 1.0
+                 if runtime == "litert" else None,
+                 f"{int8['latency_ms']['p50']:.2f} / {fp32['latency_ms']['p50']:.2f} ms")
+    best = best_deployable(report, DEFAULT, "litert")
+    if best:
+        two = _row(report, DEFAULT, best["file"], threads=2)
+        if two:
+            ratio = best["latency_ms"]["p50"] / two["latency_ms"]["p50"]
+            goal("2-thread speedup of the default's best variant", round(ratio, 2), ">= 1.6x",
+                 ratio >= 1.6, f"{best['file']}: {best['latency_ms']['p50']:.2f} -> "
+                               f"{two['latency_ms']['p50']:.2f} ms")
+    return out
+
+
+def markdown(report: dict) -> str:
+    from edgeseg import machine
+
+    tutorial = {rt: best_deployable(report, "tutorial_unet", rt) for rt in ("litert", "onnxruntime")}
+    lines = [f"Machine: {machine.line(report['machine'])}; single-core fp32 GEMM "
+             f"{report['roofline']['gflops']:.1f} GFLOP/s ({report['roofline']['method']}).",
+             f"Each model trained {report['peers'][DEFAULT]['steps']} steps of 16 {DATA} crops; "
+             f"benchmarked at {report['results'][0]['input_shape'][1]}x"
+             f"{report['results'][0]['input_shape'][2]} in one interleaved run; Dice on "
+             f"{report['dataset']['samples']} held-out images (unet64: random weights).", "",
+             "| model | file | GMACs | size KB | p50 1 thr ms | p50 2 thr ms | 2-thr speedup | "
+             "x faster than tutorial best | % of GEMM rate | Dice |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in _rows(report, threads=1):
+        two = _row(report, row["model"], row["file"], threads=2)
+        ref = tutorial.get(row["runtime"])
+        p50 = row["latency_ms"]["p50"]
+        p50_two = two["latency_ms"]["p50"] if two else None
+        cells = [row["model"], row["file"], f"{row['macs'] / 1e9:.3f}",
+                 f"{row['size_bytes'] / 1024:.0f}", f"{p50:.2f}",
+                 f"{p50_two:.2f}" if p50_two else "-", f"{p50 / p50_two:.2f}" if p50_two else "-",
+                 f"{ref['latency_ms']['p50'] / p50:.2f}" if ref else "-",
+                 f"{row['roofline_fraction']:.0%}" if row.get("roofline_fraction") else "-",
+                 f"{row['dice']:.4f}" if row["dice"] is not None else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "| goal | measured | target | met |", "|---|---:|---|:---:|"]
+    for g in report["goals"]:
+        met = {True: "yes", False: "**no**", None: "-"}[g["passed"]]
+        lines.append(f"| {g['goal']} | {g['value']} | {g['target']} | {met} |")
+    lines += [""] + [f"- {g['goal']}: {g['detail']}" for g in report["goals"]]
+    return "\n".join(lines) + "\n"
+
+
+def run_peers(out: Path, *, input_size: int = 256, steps: int = 300, runs: int = 30,
+              samples: int = 32, threads=(1, 2), seed: int = 0, echo=print) -> dict:
+    from benchmarks.harness import bench
+    from benchmarks.roofline import fraction, gemm_rate
+    from edgeseg.files import atomic_write_json, atomic_write_text
+    from edgeseg.profiling import format_profile, profile_file
+
+    started = time.time()
+    echo(f"peers: {', '.join(c.label for c in PEERS)}; {steps} steps of 16 {DATA} crops each, "
+         f"deployed at {input_size}x{input_size}")
+    info, files = {}, []
+    for c in PEERS:
+        info[c.label] = {"model": c.model, "options": c.options, "trained": c.trained,
+                         **train(c, out / c.label, steps, seed, echo)}
+        files += convert_all(out / c.label / "model.keras", out / c.label, input_size,
+                             tuple(FILES), trained=c.trained, seed=seed, echo=echo)
+    echo("measuring the single-core GEMM rate")
+    roofline = gemm_rate()
+    echo(f"  {roofline['gflops']:.1f} GFLOP/s ({roofline['method']})")
+    echo(f"benchmarking {len(files)} files at {', '.join(map(str, threads))} thread(s), {runs} runs, "
+         f"round robin")
+    report = bench(files, data=DATA, threads=threads, runs=runs, samples=samples,
+                   image_size=input_size, seed=seed, echo=lambda line: None,
+                   reference=out / DEFAULT / "fp32.tflite")
+    trained = {c.label: c.trained for c in PEERS}
+    for row in report["results"]:
+        row["model"] = Path(row["path"]).parent.name
+        row["file"] = Path(row["path"]).name
+        row["variant"] = f"{row['model']} {row['variant']}"
+        if not trained[row["model"]]:  # random weights: MACs and latency only
+            for key in ("dice", "dice_per_class", "iou", "dice_delta", "agreement"):
+                row[key] = None
+        row["roofline_fraction"] = fraction(row["macs"], row["latency_ms"]["p50"], roofline) \
+            if row["threads"] == 1 else None
+    report["roofline"] = roofline
+    report["peers"] = info
+    echo("profiling the default model, 1 thread")
+    report["profile"] = []
+    for name in FILES:
+        profile = profile_file(out / DEFAULT / name, threads=1, runs=runs)
+        report["profile"].append(profile)
+        echo(format_profile(profile, top=5))
+    report["goals"] = goals(report)
+    report["run"]["seconds"] = round(time.time() - started)
+    atomic_write_json(out / "peers.json", report)
+    table = markdown(report)
+    atomic_write_text(out / "peers.md", table)
+    echo(table)
+    echo(f"wrote {out / 'peers.json'} and {out / 'peers.md'}")
+    return report
+
+
+@click.command("benchmarks.peers", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--input-size", type=click.IntRange(min=32), default=256, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True,
+              help="Training steps (batches of 16) per model.")
+@click.option("--runs", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--samples", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default="peers", show_default=True)
+def main(input_size, steps, runs, samples, out):
+    """Train, convert and benchmark mobile_unet against the tutorial, Xception and classic U-Nets."""
+    if input_size % 32:
+        raise click.BadParameter(f"{input_size} must divide by 32 (tutorial_unet)",
+                                 param_hint="--input-size")
+    run_peers(Path(out), input_size=input_size, steps=steps, runs=runs, samples=samples,
+              echo=click.echo)
+
+
+if __name__ == "__main__":
+    from edgeseg.errors import EdgesegError
+
+    try:
+        main.main(prog_name="python -m benchmarks.peers", standalone_mode=False)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(2)
+    except EdgesegError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)

@@ -1,0 +1,197 @@
+"""``python -m benchmarks.sweep``: which ``mobile_unet`` should be the default? Latency against Dice.
+
+Trains each configuration below on the same budget (:mod:`benchmarks.budget`), converts it to fp32
+and int8 .tflite, benchmarks every file in one interleaved run at one thread, and draws p50 latency
+against Dice with the Pareto front. A configuration's point is its best deployable file: the
+faster of fp32 and int8, int8 only when its Dice is within 0.01 of the fp32 file's.
+
+The rule for the default: **the fastest configuration whose Dice is within 0.005 of the best Dice
+of the sweep** (0.005 is the accuracy a user gives up without noticing on this task; anything
+faster than that loses visibly, anything slower buys nothing measurable).
+
+    python -m benchmarks.sweep --out sweep/            # ~25 min on 2 cores
+    python -m benchmarks.sweep --only default,add --steps 60 --out /tmp/s
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from benchmarks.budget import DATA, Candidate, convert_all, train
+
+DICE_TOLERANCE = 0.005  # the rule above
+INT8_TOLERANCE = 0.01  # int8 is deployable when it loses at most this much against fp32
+
+CONFIGS = (
+    Candidate("default", "mobile_unet", {}),
+    Candidate("alpha0.5", "mobile_unet", {"alpha": 0.5}),
+    Candidate("alpha0.75", "mobile_unet", {"alpha": 0.75}),
+    Candidate("depth3", "mobile_unet", {"depth": 3}),
+    Candidate("depth5", "mobile_unet", {"depth": 5}),
+    Candidate("ir", "mobile_unet", {"block": "ir"}),
+    Candidate("nearest", "mobile_unet", {"upsample": "nearest"}),
+    Candidate("transpose", "mobile_unet", {"upsample": "transpose"}),
+    Candidate("stem1", "mobile_unet", {"stem": 1}),
+    Candidate("add", "mobile_unet", {"merge": "add"}),
+    Candidate("add-alpha0.75", "mobile_unet", {"merge": "add", "alpha": 0.75}),
+    Candidate("add-alpha0.5", "mobile_unet", {"merge": "add", "alpha": 0.5}),
+)
+
+
+def best_deployable(rows: list[dict]) -> dict:
+    """The fastest of one configuration's rows whose Dice is within INT8_TOLERANCE of its fp32's."""
+    fp32 = next(r for r in rows if r["variant"].endswith("fp32"))
+    ok = [r for r in rows if r["dice"] is None or fp32["dice"] is None
+          or r["dice"] >= fp32["dice"] - INT8_TOLERANCE]
+    return min(ok, key=lambda r: r["latency_ms"]["p50"])
+
+
+def choose(points: dict[str, dict]) -> str:
+    """The label the rule picks from ``{label: {"p50": ms, "dice": ...}}``."""
+    top = max(p["dice"] for p in points.values())
+    good = [label for label, p in points.items() if p["dice"] >= top - DICE_TOLERANCE]
+    return min(good, key=lambda label: points[label]["p50"])
+
+
+def pareto(points: dict[str, dict]) -> list[str]:
+    """Labels no other point beats on both latency (lower) and Dice (higher), fastest first."""
+    front = [a for a, p in points.items()
+             if not any(q["p50"] <= p["p50"] and q["dice"] >= p["dice"] and q != p
+                        for q in points.values())]
+    return sorted(front, key=lambda label: points[label]["p50"])
+
+
+def run_sweep(out: Path, *, input_size: int = 256, steps: int = 300, runs: int = 30,
+              samples: int = 32, only=None, seed: int = 0, echo=print) -> dict:
+    from benchmarks.harness import bench
+    from edgeseg.files import atomic_write_json, atomic_write_text
+
+    configs = [c for c in CONFIGS if not only or c.label in only]
+    started = time.time()
+    echo(f"sweep: {len(configs)} mobile_unet configurations, {steps} steps of 16 {DATA} crops "
+         f"each, deployed at {input_size}x{input_size}")
+    trained, files = {}, []
+    for c in configs:
+        trained[c.label] = train(c, out / c.label, steps, seed, echo)
+        files += convert_all(out / c.label / "model.keras", out / c.label, input_size,
+                             ("fp32.tflite", "int8.tflite"), seed=seed, echo=echo)
+    echo(f"benchmarking {len(files)} files at 1 thread, {runs} runs, round robin")
+    report = bench(files, data=DATA, threads=(1,), runs=runs, samples=samples,
+                   image_size=input_size, seed=seed, echo=lambda line: None,
+                   reference=out / configs[0].label / "fp32.tflite")
+    by_config: dict[str, list[dict]] = {}
+    for row in report["results"]:
+        label = Path(row["path"]).parent.name
+        row["config"] = label
+        row["variant"] = f"{label} {row['variant']}"
+        by_config.setdefault(label, []).append(row)
+    points = {}
+    for c in configs:
+        best = best_deployable(by_config[c.label])
+        points[c.label] = {"options": c.options, "file": Path(best["path"]).name,
+                           "p50": best["latency_ms"]["p50"], "dice": best["dice"],
+                           "macs": best["macs"], "size_bytes": best["size_bytes"],
+                           "validation_dice": trained[c.label]["dice"],
+                           "train_seconds": trained[c.label]["seconds"]}
+    choice = choose(points)
+    report["sweep"] = {"configs": points, "pareto": pareto(points), "choice": choice,
+                       "rule": f"fastest configuration whose Dice is within {DICE_TOLERANCE} of "
+                               f"the best Dice of the sweep", "steps": steps,
+                       "input_size": input_size, "seconds": round(time.time() - started)}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "sweep.json", report)
+    table = markdown(report)
+    atomic_write_text(out / "sweep.md", table)
+    plot(points, report["sweep"]["pareto"], choice, out / "sweep.png")
+    echo(table)
+    echo(f"wrote {out / 'sweep.json'}, {out / 'sweep.md'}, {out / 'sweep.png'}")
+    return report
+
+
+def markdown(report: dict) -> str:
+    from edgeseg import machine
+
+    sweep = report["sweep"]
+    points, front = sweep["configs"], set(sweep["pareto"])
+    reference = points.get("default")
+    lines = [f"Machine: {machine.line(report['machine'])}. {sweep['steps']} training steps each; "
+             f"p50 at {sweep['input_size']}x{sweep['input_size']}, LiteRT, 1 thread, one "
+             f"interleaved run; Dice on {report['dataset']['samples']} held-out images.", "",
+             "| config | options | deployed | GMACs | p50 ms | x default | Dice | Pareto |",
+             "|---|---|---|---:|---:|---:|---:|:---:|"]
+    for label, p in sorted(points.items(), key=lambda item: item[1]["p50"]):
+        options = ", ".join(f"{k}={v}" for k, v in p["options"].items()) or "(defaults)"
+        ratio = f"{reference['p50'] / p['p50']:.2f}" if reference else "-"
+        mark = "**chosen**" if label == sweep["choice"] else ("yes" if label in front else "")
+        lines.append(f"| {label} | {options} | {p['file']} | {p['macs'] / 1e9:.3f} | "
+                     f"{p['p50']:.2f} | {ratio} | {p['dice']:.4f} | {mark} |")
+    lines += ["", f"Rule: {sweep['rule']}; chosen: **{sweep['choice']}**."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(points: dict, front: list[str], choice: str, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for label, p in points.items():
+        ax.scatter(p["p50"], p["dice"], s=36, color="tab:red" if label == choice else "tab:blue")
+        ax.annotate(label, (p["p50"], p["dice"]), fontsize=7, xytext=(4, 3),
+                    textcoords="offset points")
+    ax.plot([points[k]["p50"] for k in front], [points[k]["dice"] for k in front], "--",
+            color="grey", linewidth=1, label="Pareto front")
+    top = max(p["dice"] for p in points.values())
+    ax.axhline(top - DICE_TOLERANCE, color="tab:red", linewidth=0.8, linestyle=":",
+               label=f"best Dice - {DICE_TOLERANCE}")
+    ax.set_xlabel("p50 latency, ms (LiteRT, 1 thread)")
+    ax.set_ylabel("Dice (held-out)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    from edgeseg.files import atomic_write_bytes
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+@click.command("benchmarks.sweep", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--input-size", type=click.IntRange(min=32), default=256, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True,
+              help="Training steps (batches of 16) per configuration.")
+@click.option("--runs", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--samples", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--only", help="Comma-separated labels of the configurations to run.")
+@click.option("--out", type=click.Path(file_okay=False), default="sweep", show_default=True)
+def main(input_size, steps, runs, samples, only, out):
+    """Sweep mobile_unet's options on one training budget; pick the default by latency and Dice."""
+    labels = {c.label for c in CONFIGS}
+    chosen = [s.strip() for s in only.split(",")] if only else None
+    if chosen and set(chosen) - labels:
+        raise click.BadParameter(f"unknown {', '.join(sorted(set(chosen) - labels))}; valid: "
+                                 f"{', '.join(c.label for c in CONFIGS)}", param_hint="--only")
+    run_sweep(Path(out), input_size=input_size, steps=steps, runs=runs, samples=samples,
+              only=chosen, echo=click.echo)
+
+
+if __name__ == "__main__":
+    from edgeseg.errors import EdgesegError
+
+    try:
+        main.main(prog_name="python -m benchmarks.sweep", standalone_mode=False)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(2)
+    except EdgesegError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)

@@ -1,0 +1,169 @@
+"""Issue 8's tools: the per-op profiler, the GEMM roofline, the sweep's rule and the peers' goals.
+
+No latency is asserted here: the speed goals are checked by running the benchmarks.
+"""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgeseg.cli import cli
+
+
+@pytest.mark.parametrize("quant", ["none", "int8"])
+def test_tflite_profile_has_a_row_per_op_and_adds_up_to_the_whole(converted, quant):
+    from edgeseg.formats.tflite import read_tflite
+    from edgeseg.profiling import profile_tflite
+
+    path, _ = converted[("tflite", quant)]
+    profile = profile_tflite(path, threads=1, runs=20)
+    ops = read_tflite(path).ops
+    assert [row["op"] for row in profile["ops"]] == [op.name for op in ops]
+    assert sum(group["count"] for group in profile["by_type"]) == len(ops)
+    assert profile["whole_ms"] > 0
+    # the prefix differences telescope: their medians add up to about the whole model
+    assert 0.5 < profile["sum_over_whole"] < 2.0
+    conv = next(group for group in profile["by_type"] if group["op"] == "CONV_2D")
+    assert conv["macs"] > 0 and conv["gmacs_per_s"] > 0
+
+
+@pytest.mark.parametrize("quant", ["none", "int8"])
+def test_a_graph_cut_after_the_last_op_is_the_whole_model(converted, quant):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgeseg.formats.tflite import schema
+    from edgeseg.profiling import _prefix_model
+
+    path, _ = converted[("tflite", quant)]
+    fb = schema()
+    model = fb.ModelT.InitFromPackedBuf(bytearray(path.read_bytes()), 0)
+    last = len(model.subgraphs[0].operators) - 1
+    image = np.random.default_rng(1).random((1, 64, 64, 1), np.float32)
+    outputs = []
+    for source in ({"model_path": str(path)}, {"model_content": _prefix_model(model, fb, last)}):
+        interpreter = Interpreter(**source)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image)
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]))
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+
+    # a cut in the middle outputs every tensor its own ops produce and do not read
+    middle = _prefix_model(model, fb, 3)
+    cut = fb.ModelT.InitFromPackedBuf(bytearray(middle), 0).subgraphs[0]
+    assert len(cut.operators) == 4
+    assert cut.operators[-1].outputs[0] in cut.outputs.tolist()
+
+
+@pytest.mark.parametrize("quant", ["none", "int8"])
+def test_onnx_profile_reads_ort_node_times(converted, quant):
+    from edgeseg.profiling import profile_onnx
+
+    path, _ = converted[("onnx", quant)]
+    profile = profile_onnx(path, threads=1, runs=5)
+    kinds = {group["op"] for group in profile["by_type"]}
+    assert kinds & {"Conv", "FusedConv", "QLinearConv"}
+    assert all(row["ms"] >= 0 for row in profile["ops"])
+    assert profile["whole_ms"] > 0 and profile["sum_ms"] > 0
+    assert abs(sum(g["share"] for g in profile["by_type"]) - 1) < 1e-9
+
+
+def test_inspect_profile_prints_the_breakdown(converted):
+    path, _ = converted[("tflite", "int8")]
+    result = CliRunner().invoke(cli, ["inspect", str(path), "--profile", "--runs", "3"])
+    assert result.exit_code == 0, result.output
+    assert "op type" in result.output and "slowest" in result.output
+    result = CliRunner().invoke(cli, ["inspect", str(path), "--profile", "--runs", "3", "--json"])
+    report = json.loads(result.output)
+    assert report["profile"]["runtime"] == "litert" and report["profile"]["ops"]
+
+
+def test_inspect_profile_refuses_a_bad_run_count(converted):
+    path, _ = converted[("tflite", "int8")]
+    result = CliRunner().invoke(cli, ["inspect", str(path), "--profile", "--runs", "0"])
+    assert result.exit_code == 2 and "--runs" in result.output
+
+
+def test_gemm_rate_runs_numpy_on_one_thread():
+    from benchmarks.roofline import fraction, gemm_rate
+
+    roofline = gemm_rate(n=256, repeats=3)
+    assert roofline["gflops"] > 0 and roofline["gmacs_per_s"] == pytest.approx(roofline["gflops"] / 2,
+                                                                             abs=0.01)
+    assert "one BLAS thread" in roofline["method"]
+    # 1 GMAC in 20 ms is 100 GFLOP/s: half of a 200 GFLOP/s machine
+    assert fraction(10 ** 9, 20.0, {"gflops": 200.0}) == pytest.approx(0.5)
+    assert fraction(None, 20.0, {"gflops": 200.0}) is None
+
+
+def test_the_sweep_rule_takes_the_fastest_within_the_dice_tolerance():
+    from benchmarks.sweep import choose, pareto
+
+    points = {"big": {"p50": 10.0, "dice": 0.975}, "mid": {"p50": 6.0, "dice": 0.971},
+              "small": {"p50": 4.0, "dice": 0.960}, "slow_bad": {"p50": 12.0, "dice": 0.950}}
+    assert choose(points) == "mid"  # 0.971 >= 0.975 - 0.005; small loses 0.015
+    assert pareto(points) == ["small", "mid", "big"]
+    points["mid"]["dice"] = 0.969
+    assert choose(points) == "big"
+
+
+def _row(model, file, runtime, threads, p50, dice, macs=10 ** 9):
+    return {"model": model, "file": file, "runtime": runtime, "threads": threads,
+            "latency_ms": {"p50": p50}, "dice": dice, "macs": macs,
+            "roofline_fraction": 2 * macs / (p50 / 1e3) / 1e9 / 100 if threads == 1 else None}
+
+
+def test_the_peers_goals_compare_best_deployable_variants():
+    from benchmarks.peers import best_deployable, goals
+
+    rows = [
+        _row("mobile_unet", "fp32.tflite", "litert", 1, 8.0, 0.970, 2 * 10 ** 8),
+        _row("mobile_unet", "int8.tflite", "litert", 1, 6.0, 0.969, 2 * 10 ** 8),
+        _row("mobile_unet", "int8.tflite", "litert", 2, 3.5, 0.969, 2 * 10 ** 8),
+        _row("tutorial_unet", "fp32.tflite", "litert", 1, 50.0, 0.972),
+        _row("tutorial_unet", "int8.tflite", "litert", 1, 30.0, 0.940),  # loses > 0.01: not deployable
+        _row("unet16", "fp32.tflite", "litert", 1, 40.0, 0.975),
+        _row("unet64", "fp32.tflite", "litert", 1, 400.0, None, 48 * 10 ** 9),
+    ]
+    report = {"results": rows, "roofline": {"gflops": 100.0}}
+    assert best_deployable(report, "tutorial_unet", "litert")["file"] == "fp32.tflite"
+    assert best_deployable(report, "mobile_unet", "litert")["file"] == "int8.tflite"
+    result = {g["goal"]: g for g in goals(report)}
+    speed = result["speedup vs tutorial_unet (litert, 1 thread)"]
+    assert speed["value"] == pytest.approx(50 / 6, abs=0.01) and speed["passed"]
+    macs = result["fewer MACs than unet base 64"]
+    assert macs["value"] == 240.0 and macs["passed"]  # Dice 0.970 vs 0.975: within 0.01
+    assert result["fp32 TFLite share of the single-core GEMM rate"]["passed"] is True  # 0.5
+    assert result["int8 / fp32 latency (litert, 1 thread)"]["value"] == 0.75
+    assert result["2-thread speedup of the default's best variant"]["value"] == pytest.approx(1.71,
+                                                                                            abs=0.01)
+    rows[0]["dice"] = rows[1]["dice"] = 0.960  # now 0.015 below unet16 and 0.012 below tutorial
+    result = {g["goal"]: g for g in goals(report)}
+    assert not result["fewer MACs than unet base 64"]["passed"]
+    assert not result["speedup vs tutorial_unet (litert, 1 thread)"]["passed"]
+
+
+@pytest.mark.slow
+def test_the_sweep_command_trains_converts_benchmarks_and_chooses(tmp_path):
+    out = tmp_path / "sweep"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.sweep", "--only", "default,add",
+                           "--steps", "2", "--runs", "2", "--samples", "2", "--input-size", "32",
+                           "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((out / "sweep.json").read_text())
+    assert report["schema"] == "edgeseg.bench/1"
+    assert set(report["sweep"]["configs"]) == {"default", "add"}
+    assert report["sweep"]["choice"] in report["sweep"]["pareto"]
+    assert len(report["results"]) == 4  # fp32 and int8 .tflite of each, one thread
+    assert "chosen" in (out / "sweep.md").read_text() and (out / "sweep.png").stat().st_size > 0
+
+
+def test_the_sweep_refuses_an_unknown_configuration():
+    done = subprocess.run([sys.executable, "-m", "benchmarks.sweep", "--only", "huge"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "--only" in done.stderr and "huge" in done.stderr
