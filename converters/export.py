@@ -66,6 +66,7 @@ def convert(model_path, out, *, to: str | None = None, quant: str = "none",
     from converters import tflite as tflite_conv
     from converters.flatbuffer import rewrite
     from edgeseg.flops import file_cost
+    from edgeseg.safety import trust
     from edgeseg.models.saving import is_quantization_aware, load_model
 
     out = Path(out)
@@ -140,6 +141,7 @@ def convert(model_path, out, *, to: str | None = None, quant: str = "none",
                 print(f"warning: {out}: {parity.warning}", file=sys.stderr)
         path = atomic_write_bytes(out, stamped(card))
         cards.write_card(path, card)
+        trust(path)  # this process wrote it: later loads here need no child-process probe
     finally:
         trial.unlink(missing_ok=True)
     return ConvertResult(path, card, parity)
@@ -156,7 +158,7 @@ def _parity(model, path, data, size, channels, num_classes, quant, count, seed) 
     else:
         images, masks = labelled_samples(data, size=size, channels=channels,
                                          num_classes=num_classes, count=count, seed=seed)
-    converted = runtime.load(path).predict(images)
+    converted = runtime.load(path, trusted=True).predict(images)  # written by this process
     mode = quant if quant in FLOAT_MODES else "quantized"
     return check_parity(keras_probabilities(model, images), converted, mode=mode,
                         num_classes=num_classes, masks=masks)

@@ -81,6 +81,9 @@ def _xnnpack_coverage(path: Path, f) -> dict:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:  # pragma: no cover - tflite_runtime boards
         return {"available": False}
+    from edgeseg.safety import check_untrusted
+
+    check_untrusted(path)  # the structure was read above; now make sure LiteRT survives it
     try:
         interpreter = Interpreter(model_path=str(path))
         interpreter.allocate_tensors()

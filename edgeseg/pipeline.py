@@ -107,17 +107,21 @@ def run(cfg: RunConfig, out, *, force: bool = False, until: str = "report", echo
     out = Path(out)
     cfg = cfg.resolved()
     _check(cfg)
-    if force and out.exists():
-        for name in ("train", "optimize", "models", "report.json", "report.md", "report.html"):
-            path = out / name
-            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
     saved = out / "run.json"
     if saved.exists() and not force:
         previous = RunConfig.from_dict(json.loads(saved.read_text())).resolved()
         if previous != cfg:
             raise EdgesegError(f"{out}: holds a run with other settings ({saved}); use another "
                                f"--out or --force to start over")
+    from edgeseg.data.source import is_builtin, load_data
+
+    if not is_builtin(cfg.data):  # decode the folder once now: bad data leaves nothing behind
+        load_data(_train_config(cfg).data)
+    if force and out.exists():
+        for name in ("train", "optimize", "models", "report.json", "report.md", "report.html"):
+            path = out / name
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(saved, cfg.to_dict())
     verbose = 1 if sys.stdout.isatty() else 2
     stages = _Stages(6, echo)

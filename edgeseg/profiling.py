@@ -43,6 +43,9 @@ def profile_file(path, threads: int = 1, runs: int = 30, warmup: int = 3) -> dic
         raise EdgesegError(f"{path}: no such model file")
     if runs < 1 or warmup < 0:
         raise EdgesegError(f"--runs must be >= 1 (got {runs})")
+    from edgeseg.safety import check_untrusted
+
+    check_untrusted(path)  # native runtimes below: refuse a file that would crash them
     if path.suffix == ".tflite":
         return profile_tflite(path, threads, runs, warmup)
     if path.suffix == ".onnx":

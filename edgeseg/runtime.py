@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.errors import EdgesegError
+from edgeseg.safety import check_untrusted
 
 
 
@@ -118,9 +119,11 @@ class LiteRTModel(EdgeModel):
 
     format = "tflite"
 
-    def __init__(self, path, num_threads=None, *, delegates: bool = True):
+    def __init__(self, path, num_threads=None, *, delegates: bool = True, trusted: bool = False):
         super().__init__(path, num_threads)
         interpreter_class, self.runtime = _tflite_interpreter_class()
+        if not trusted:
+            check_untrusted(self.path)
         kwargs = {"model_path": str(self.path), "num_threads": num_threads or 1}
         if not delegates:
             from ai_edge_litert.interpreter import OpResolverType
@@ -132,7 +135,7 @@ class LiteRTModel(EdgeModel):
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as error:
             raise EdgesegError(f"{self.path}: LiteRT cannot load this model "
-                               f"({str(error).splitlines()[0]})") from None
+                               f"({str(error).splitlines()[0][:200]})") from None
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
 
@@ -193,13 +196,15 @@ class OnnxModel(EdgeModel):
     format = "onnx"
     runtime = "onnxruntime"
 
-    def __init__(self, path, num_threads=None):
+    def __init__(self, path, num_threads=None, *, trusted: bool = False):
         super().__init__(path, num_threads)
         try:
             import onnxruntime as ort
         except ImportError:
             raise EdgesegError("running an .onnx needs onnxruntime (pip install onnxruntime)") \
                 from None
+        if not trusted:
+            check_untrusted(self.path)
         try:
             self.session = ort.InferenceSession(str(self.path), onnx_session_options(num_threads),
                                                 providers=["CPUExecutionProvider"])
@@ -270,12 +275,15 @@ class KerasModel(EdgeModel):
 BACKENDS = {".tflite": LiteRTModel, ".onnx": OnnxModel, ".keras": KerasModel, ".h5": KerasModel}
 
 
-def load(path, *, num_threads: int | None = None, unsafe: bool = False) -> EdgeModel:
+def load(path, *, num_threads: int | None = None, unsafe: bool = False,
+         trusted: bool = False) -> EdgeModel:
     """The model at ``path`` in the runtime its suffix names (a folder: a SavedModel, Keras).
 
     Args:
         num_threads: CPU threads for the runtime (default: its own choice; LiteRT: 1).
         unsafe: Keras only: allow models that carry code (Lambda layers).
+        trusted: .tflite/.onnx: skip the verification and the child-process probe of
+            :mod:`edgeseg.safety` (for files this process has just written or probed).
     """
     path = Path(path)
     if not path.exists():
@@ -286,7 +294,7 @@ def load(path, *, num_threads: int | None = None, unsafe: bool = False) -> EdgeM
                            f"{', '.join(sorted(BACKENDS))} or a SavedModel folder)")
     if backend is KerasModel:
         return backend(path, num_threads, unsafe=unsafe)
-    return backend(path, num_threads)
+    return backend(path, num_threads, trusted=trusted)
 
 
 __all__ = ["BACKENDS", "EdgeModel", "KerasModel", "LiteRTModel", "OnnxModel", "load"]

@@ -191,6 +191,10 @@ def read_image(path, channels: int | None = None) -> np.ndarray:
     image = _open(path)
     if image.mode in ("I;16", "I;16B", "I", "F"):  # 16-bit / float microscopy TIFFs
         array = np.asarray(image, np.float64)
+        if not np.isfinite(array).all():
+            bad = int((~np.isfinite(array)).sum())
+            raise DataError(f"{path}: {bad} pixel(s) are NaN or infinite; an image must hold "
+                            f"finite values")
         top = 65535.0 if image.mode.startswith("I;16") else max(array.max(), 1.0)
         image = Image.fromarray(np.clip(array / top * 255 + 0.5, 0, 255).astype(np.uint8))
     grey = image.mode in ("L", "LA", "1") or (image.mode == "P" and _palette_is_grey(image))

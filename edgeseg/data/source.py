@@ -147,6 +147,9 @@ def load_data(cfg: DataConfig) -> tuple[SegData, SegData]:
     if cfg.channels not in (None, 1, 3):
         raise DataError(f"--channels must be 1 or 3 (got {cfg.channels})")
     if is_builtin(cfg.source):
+        if cfg.val_source:
+            raise DataError(f"--val-data {cfg.val_source}: a built-in dataset draws its own "
+                            f"validation samples; --val-data goes with a folder --data")
         size = cfg.image_size or cfg.input_size
         train = builtin(cfg.source, cfg.n_train, size, cfg.seed, 0, cfg.channels)
         val = builtin(cfg.source, cfg.n_val, size, cfg.seed, VAL_OFFSET, cfg.channels)

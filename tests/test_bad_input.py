@@ -1,0 +1,261 @@
+"""The bad-input matrix: every CLI command against missing, empty, corrupt, truncated and
+wrong-format files, mismatched images and masks, NaN/inf pixels, out-of-range class ids and bad
+option values. Each must give one line naming the file or option and what is wrong, exit 2, no
+traceback, and leave nothing behind.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from edgeseg.cli import cli
+
+
+def _png(path: Path, array: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return path
+
+
+def _folder(root: Path, name: str, image_sizes, mask_sizes=None, mask_value=1, image_mode="L",
+            float_image=None) -> Path:
+    """A generic-layout folder of 4 samples; the first sample is the odd one when asked."""
+    folder = root / name
+    for i in range(4):
+        size = image_sizes[i] if isinstance(image_sizes, list) else image_sizes
+        msize = (mask_sizes[i] if isinstance(mask_sizes, list) else mask_sizes) or size
+        if float_image is not None and i == 0:
+            (folder / "images").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(float_image).save(folder / "images" / f"s{i}.tif")
+        else:
+            channels = {"L": (size, size), "RGB": (size, size, 3)}[image_mode]
+            _png(folder / "images" / f"s{i}.png", np.full(channels, 100, np.uint8))
+        mask = np.zeros((msize, msize), np.uint8)
+        mask[: msize // 2] = mask_value if i == 0 else 1
+        _png(folder / "masks" / f"s{i}.png", mask)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def bad(tmp_path_factory, converted, tiny_run):
+    """Every bad file the matrix uses, made once."""
+    root = tmp_path_factory.mktemp("bad")
+    rng = np.random.default_rng(0)
+    files = {"missing": root / "does-not-exist.tflite", "dir": root}
+    files["empty.tflite"] = root / "empty.tflite"
+    files["empty.tflite"].write_bytes(b"")
+    files["empty.onnx"] = root / "empty.onnx"
+    files["empty.onnx"].write_bytes(b"")
+    files["empty.keras"] = root / "empty.keras"
+    files["empty.keras"].write_bytes(b"")
+    files["random.tflite"] = root / "random.tflite"
+    files["random.tflite"].write_bytes(rng.bytes(4096))
+    files["random.onnx"] = root / "random.onnx"
+    files["random.onnx"].write_bytes(rng.bytes(4096))
+    files["random.keras"] = root / "random.keras"
+    files["random.keras"].write_bytes(rng.bytes(4096))
+    picture = io.BytesIO()
+    Image.fromarray(np.full((64, 64), 50, np.uint8)).save(picture, format="PNG")
+    for suffix in ("tflite", "onnx", "keras"):
+        files[f"png.{suffix}"] = root / f"picture.{suffix}"
+        files[f"png.{suffix}"].write_bytes(picture.getvalue())
+    for (to, quant), (path, _) in converted.items():
+        if quant in ("none", "int8"):
+            data = path.read_bytes()
+            files[f"half-{quant}.{to}"] = root / f"half-{quant}.{to}"
+            files[f"half-{quant}.{to}"].write_bytes(data[: len(data) // 2])
+    keras_bytes = (tiny_run / "model.keras").read_bytes()
+    files["half.keras"] = root / "half.keras"
+    files["half.keras"].write_bytes(keras_bytes[: len(keras_bytes) // 2])
+    files["model.keras"] = tiny_run / "model.keras"
+    files["model.tflite"] = converted[("tflite", "int8")][0]
+
+    # images
+    jpeg = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (64, 64), np.uint8)).save(jpeg, format="JPEG")
+    files["half.jpg"] = root / "half.jpg"
+    files["half.jpg"].write_bytes(jpeg.getvalue()[: len(jpeg.getvalue()) // 2])
+    files["empty.png"] = root / "empty.png"
+    files["empty.png"].write_bytes(b"")
+    files["random.png"] = root / "random.png"
+    files["random.png"].write_bytes(rng.bytes(2048))
+    nan = np.full((64, 64), 0.5, np.float32)
+    nan[10, 10] = np.nan
+    files["nan.tif"] = root / "nan.tif"
+    Image.fromarray(nan).save(files["nan.tif"])
+    inf = np.full((64, 64), 0.5, np.float32)
+    inf[3, 3] = np.inf
+    files["inf.tif"] = root / "inf.tif"
+    Image.fromarray(inf).save(files["inf.tif"])
+
+    # folders
+    files["empty_folder"] = root / "empty_folder"
+    files["empty_folder"].mkdir()
+    files["mismatch"] = _folder(root, "mismatch", 64, [48, 64, 64, 64])
+    files["class_range"] = _folder(root, "class_range", 64, mask_value=9)
+    files["nan_folder"] = _folder(root, "nan_folder", 64, float_image=nan)
+    files["rgb_mask"] = root / "rgb_mask"
+    _folder(root, "rgb_mask", 64)
+    _png(files["rgb_mask"] / "masks" / "s0.png",
+         np.dstack([np.zeros((64, 64), np.uint8), np.ones((64, 64), np.uint8) * 2,
+                    np.ones((64, 64), np.uint8)]))
+    files["no_masks"] = root / "no_masks"
+    _png(files["no_masks"] / "images" / "a.png", np.zeros((64, 64), np.uint8))
+    files["corrupt_image_folder"] = _folder(root, "corrupt_image_folder", 64)
+    (files["corrupt_image_folder"] / "images" / "s1.png").write_bytes(
+        (files["corrupt_image_folder"] / "images" / "s1.png").read_bytes()[:40])
+
+    # reports
+    files["empty.json"] = root / "empty.json"
+    files["empty.json"].write_bytes(b"")
+    files["random.json"] = root / "random.json"
+    files["random.json"].write_bytes(rng.bytes(512))
+    files["half.json"] = root / "half.json"
+    files["half.json"].write_text('{"schema": "edgeseg.bench/1", "results": [{"variant": ')
+    files["wrong.json"] = root / "wrong.json"
+    files["wrong.json"].write_text('{"hello": 1}')
+    return files
+
+
+def _out(f):
+    return str(f["dir"] / "out")
+
+
+# (id, argv from the files, words the one line must name)
+CASES = [
+    # ---- model files: eval, convert, optimize, inspect, bench, predict ----------------------------
+    *[(f"{cmd}-{kind}", (lambda cmd, kind: lambda f: {
+        "eval": ["eval", str(f[kind]), "--n", "2"],
+        "convert": ["convert", str(f[kind]), "--out", str(f["dir"] / "out.tflite")],
+        "optimize": ["optimize", str(f[kind]), "--prune", "0.5", "--out", _out(f)],
+        "inspect": ["inspect", str(f[kind])],
+        "bench": ["bench", str(f[kind]), "--runs", "1", "--samples", "1"],
+        "predict": ["predict", str(f[kind]), str(f["half.jpg"]), "--out", _out(f)],
+    }[cmd])(cmd, kind), kind)
+      for cmd in ("eval", "bench", "predict", "inspect")
+      for kind in ("missing", "empty.tflite", "random.tflite", "png.tflite", "half-int8.tflite",
+                   "empty.onnx", "random.onnx", "png.onnx", "half-none.onnx")],
+    *[(f"{cmd}-{kind}", (lambda cmd, kind: lambda f: {
+        "eval": ["eval", str(f[kind]), "--n", "2"],
+        "convert": ["convert", str(f[kind]), "--out", str(f["dir"] / "out.tflite")],
+        "optimize": ["optimize", str(f[kind]), "--prune", "0.5", "--out", _out(f)],
+        "predict": ["predict", str(f[kind]), str(f["half.jpg"]), "--out", _out(f)],
+    }[cmd])(cmd, kind), kind)
+      for cmd in ("eval", "convert", "optimize", "predict")
+      for kind in ("empty.keras", "random.keras", "png.keras", "half.keras")],
+    ("convert-missing", lambda f: ["convert", str(f["missing"].with_suffix(".keras")), "--out",
+                                   str(f["dir"] / "o.tflite")], "does-not-exist.keras"),
+    ("optimize-missing", lambda f: ["optimize", str(f["missing"].with_suffix(".keras")), "--qat",
+                                    "--out", _out(f)], "does-not-exist.keras"),
+    ("convert-tflite-as-source", lambda f: ["convert", str(f["model.tflite"]), "--out",
+                                            str(f["dir"] / "o.onnx")], "model_int8.tflite"),
+    # ---- images for predict ------------------------------------------------------------------------
+    *[(f"predict-image-{kind}", (lambda kind: lambda f: [
+        "predict", str(f["model.tflite"]), str(f[kind]), "--out", _out(f)])(kind), kind)
+      for kind in ("half.jpg", "empty.png", "random.png", "nan.tif", "inf.tif")],
+    ("predict-image-missing", lambda f: ["predict", str(f["model.tflite"]),
+                                         str(f["dir"] / "nope.png"), "--out", _out(f)], "nope.png"),
+    # ---- data folders: train, eval, bench, convert --calib, run -----------------------------------
+    *[(f"{cmd}-{kind}", (lambda cmd, kind: lambda f: {
+        "train": ["train", "--data", str(f[kind]), "--epochs", "1", "--input-size", "32",
+                  "--batch-size", "2", "--num-classes", "2", "--out", _out(f)],
+        "eval": ["eval", str(f["model.keras"]), "--data", str(f[kind]), "--input-size", "64"],
+        "bench": ["bench", str(f["model.tflite"]), "--data", str(f[kind]), "--runs", "1"],
+        "calib": ["convert", str(f["model.keras"]), "--quant", "int8", "--calib", str(f[kind]),
+                  "--out", str(f["dir"] / "c.tflite")],
+        "run": ["run", "--data", str(f[kind]), "--quick", "--out", _out(f)],
+    }[cmd])(cmd, kind), kind.split("_")[0] if kind != "class_range" else "class")
+      for cmd in ("train", "eval", "bench", "calib", "run")
+      for kind in ("empty_folder", "mismatch", "class_range", "nan_folder", "rgb_mask",
+                   "no_masks", "corrupt_image_folder")
+      if not (cmd == "calib" and kind in ("mismatch", "class_range", "rgb_mask", "no_masks"))
+      and not (cmd == "run" and kind == "class_range")],  # run takes the classes from the masks
+    ("train-missing-data", lambda f: ["train", "--data", str(f["dir"] / "nodata"), "--out", _out(f)],
+     "nodata"),
+    ("train-val-missing", lambda f: ["train", "--data", "synthetic-nuclei", "--val-data",
+                                     str(f["dir"] / "noval"), "--out", _out(f)], "noval"),
+    # ---- reports for check ------------------------------------------------------------------------
+    *[(f"check-{kind}", (lambda kind: lambda f: ["check", str(f[kind])])(kind), kind)
+      for kind in ("empty.json", "random.json", "half.json", "wrong.json")],
+    ("check-missing", lambda f: ["check", str(f["dir"] / "nope.json")], "nope.json"),
+    ("check-bad-baseline", lambda f: ["check", str(f["wrong.json"]), "--baseline",
+                                      str(f["half.json"])], "json"),
+    # ---- bad option values ------------------------------------------------------------------------
+    ("train-bad-model", lambda f: ["train", "--model", "resnet", "--out", _out(f)], "resnet"),
+    ("train-bad-option", lambda f: ["train", "-o", "alpha=-1", "--out", _out(f)], "alpha"),
+    ("train-bad-option-key", lambda f: ["train", "-o", "wings=2", "--out", _out(f)], "wings"),
+    ("train-option-syntax", lambda f: ["train", "-o", "alpha", "--out", _out(f)], "alpha"),
+    ("train-size", lambda f: ["train", "--input-size", "100", "--out", _out(f)], "100"),
+    ("train-batch", lambda f: ["train", "--batch-size", "0", "--out", _out(f)], "--batch-size"),
+    ("train-lr", lambda f: ["train", "--lr", "-1", "--out", _out(f)], "--lr"),
+    ("train-unknown-data", lambda f: ["train", "--data", "synthetic-cats", "--out", _out(f)],
+     "synthetic-cats"),
+    ("optimize-prune", lambda f: ["optimize", str(f["model.keras"]), "--prune", "1.5", "--out",
+                                  _out(f)], "--prune"),
+    ("optimize-structured", lambda f: ["optimize", str(f["model.keras"]), "--structured", "5:4",
+                                       "--out", _out(f)], "--structured"),
+    ("optimize-nothing", lambda f: ["optimize", str(f["model.keras"]), "--out", _out(f)],
+     "--prune"),
+    ("convert-quant", lambda f: ["convert", str(f["model.keras"]), "--quant", "int4", "--out",
+                                 str(f["dir"] / "o.tflite")], "--quant"),
+    ("convert-suffix", lambda f: ["convert", str(f["model.keras"]), "--out",
+                                  str(f["dir"] / "o.pb")], "o.pb"),
+    ("convert-onnx-fp16", lambda f: ["convert", str(f["model.keras"]), "--quant", "fp16",
+                                     "--out", str(f["dir"] / "o.onnx")], "--quant"),
+    ("convert-size", lambda f: ["convert", str(f["model.keras"]), "--input-size", "50", "--out",
+                                str(f["dir"] / "o.tflite")], "50"),
+    ("bench-threads", lambda f: ["bench", str(f["model.tflite"]), "--threads", "0"], "--threads"),
+    ("bench-threads-text", lambda f: ["bench", str(f["model.tflite"]), "--threads", "two"],
+     "--threads"),
+    ("bench-runs", lambda f: ["bench", str(f["model.tflite"]), "--runs", "0"], "--runs"),
+    ("bench-data", lambda f: ["bench", str(f["model.tflite"]), "--data", "synthetic-dogs"],
+     "synthetic-dogs"),
+    ("predict-tile", lambda f: ["predict", str(f["model.tflite"]), str(f["half.jpg"]), "--tile",
+                                "0", "--out", _out(f)], "--tile"),
+    ("predict-threads", lambda f: ["predict", str(f["model.tflite"]), str(f["half.jpg"]),
+                                   "--threads", "0", "--out", _out(f)], "--threads"),
+    ("inspect-runs", lambda f: ["inspect", str(f["model.tflite"]), "--profile", "--runs", "0"],
+     "--runs"),
+    ("check-limit", lambda f: ["check", str(f["wrong.json"]), "--max-dice-drop", "-1"],
+     "--max-dice-drop"),
+    ("run-until", lambda f: ["run", "--until", "deploy", "--out", _out(f)], "--until"),
+    ("run-threads", lambda f: ["run", "--threads", "0", "--out", _out(f)], "--threads"),
+    ("run-model", lambda f: ["run", "--model", "resnet", "--out", _out(f)], "resnet"),
+    ("data-synth-n", lambda f: ["data", "synth", "--n", "0", "--out", _out(f)], "--n"),
+    ("data-synth-kind", lambda f: ["data", "synth", "--kind", "cats", "--out", _out(f)], "--kind"),
+    ("data-info-missing", lambda f: ["data", "info", str(f["dir"] / "nodata")], "nodata"),
+    ("data-info-empty", lambda f: ["data", "info", str(f["empty_folder"])], "empty_folder"),
+    ("unknown-command", lambda f: ["deploy"], "deploy"),
+]
+
+
+def _snapshot(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_gives_one_line_exit_2_and_leaves_nothing(bad, case):
+    name, argv, word = case
+    word = bad[word].name if word in bad else word  # a file's key: its name must be in the line
+    before = _snapshot(bad["dir"])
+    result = CliRunner().invoke(cli, argv(bad))
+    output = result.output
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert result.exit_code == 2, (name, result.exit_code, output, result.exception)
+    assert "Traceback" not in output and not isinstance(result.exception, (AssertionError,
+                                                                           TypeError, KeyError))
+    assert len(lines) == 1 or _is_usage_error(lines), (name, output)
+    assert word.lower() in lines[-1].lower(), (name, word, output)
+    assert _snapshot(bad["dir"]) == before, (name, sorted(map(str, _snapshot(bad["dir"]) - before)))
+
+
+def _is_usage_error(lines):
+    """click's usage errors print the usage and a hint before the one line that says what is wrong."""
+    return lines[0].startswith("Usage:") and lines[-1].startswith("Error:")
