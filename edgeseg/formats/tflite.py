@@ -119,8 +119,8 @@ def read_tflite(source) -> TFLiteFile:
         raise EdgesegError(f"{label}: not a TFLite flatbuffer (no TFL3 identifier)")
     try:
         return _parse(data)
-    except EdgesegError:
-        raise
+    except EdgesegError as error:
+        raise EdgesegError(f"{label}: {error}") from None
     except Exception:  # a truncated or corrupt flatbuffer fails anywhere inside
         raise EdgesegError(f"{label}: corrupt or truncated .tflite file (its tables point past "
                            f"the end of the {len(data):,} bytes or hold impossible values)") \
@@ -131,7 +131,7 @@ def _parse(data: bytes) -> TFLiteFile:
     fb = schema()
     model = fb.Model.GetRootAsModel(data, 0)
     if model.SubgraphsLength() < 1:
-        raise EdgesegError("the .tflite file has no subgraph")
+        raise EdgesegError("not a model (the .tflite file has no subgraph)")
     op_names, type_names = _names(fb.BuiltinOperator), _names(fb.TensorType)
     codes = []
     for i in range(model.OperatorCodesLength()):
