@@ -12,7 +12,7 @@ numpy only.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -44,34 +44,74 @@ def blend_window(height: int, width: int, overlap: int) -> np.ndarray:
     return np.outer(ramp(height), ramp(width))
 
 
-def predict_tiled(predict: Callable[[np.ndarray], np.ndarray], image: np.ndarray,
-                  tile: tuple[int, int], overlap: int = 32, batch_size: int = 4) -> np.ndarray:
-    """Probabilities (H, W, K) float32 of ``image`` (H, W, C) through ``predict`` (a batch of
-    (N, th, tw, C) -> (N, th, tw, K)) on overlapping ``tile`` windows."""
-    image = np.asarray(image, np.float32)
+def tile_bands(predict: Callable[[np.ndarray], np.ndarray], image: np.ndarray,
+               tile: tuple[int, int], overlap: int = 32, batch_size: int = 4,
+               scale: float = 1.0) -> Iterator[tuple[int, np.ndarray]]:
+    """Blended probabilities of ``image`` (H, W, C), band by band: yields ``(row, probs)`` with
+    ``probs`` (rows, W, K) float32 for image rows ``row`` onwards, top to bottom.
+
+    Only one row of tiles is held at a time: the sums cover at most a tile's height of the image,
+    and a band is given out as soon as no later tile can reach it. Tiles are cut from ``image`` as
+    they are needed and multiplied by ``scale`` (1/255 for uint8 pixels), so the image itself can
+    stay 8-bit. Peak memory beyond the image: about ``tile height x W x (K + 1) x 8`` bytes of sums
+    and one batch of tiles.
+    """
+    image = np.asarray(image)
     height, width = image.shape[:2]
     th, tw = tile
     pad_h, pad_w = max(0, th - height), max(0, tw - width)
-    if pad_h or pad_w:
+    if pad_h or pad_w:  # smaller than a tile: padding copies an image no bigger than a tile
         mode = "reflect" if pad_h < height and pad_w < width else "edge"
         image = np.pad(image, [(0, pad_h), (0, pad_w), (0, 0)], mode=mode)
     full_h, full_w = image.shape[:2]
     overlap = min(overlap, th - 1, tw - 1)
-    corners = [(y, x) for y in tile_starts(full_h, th, overlap)
-               for x in tile_starts(full_w, tw, overlap)]
+    rows, columns = tile_starts(full_h, th, overlap), tile_starts(full_w, tw, overlap)
     window = blend_window(th, tw, overlap)[..., None]
+    top = 0  # the first row the sums hold
     total = weight = None
-    for start in range(0, len(corners), batch_size):
-        chunk = corners[start:start + batch_size]
-        batch = np.stack([image[y:y + th, x:x + tw] for y, x in chunk])
-        probs = np.asarray(predict(batch), np.float32)
-        if total is None:
-            total = np.zeros((full_h, full_w, probs.shape[-1]), np.float64)
-            weight = np.zeros((full_h, full_w, 1), np.float64)
-        for (y, x), p in zip(chunk, probs):
-            total[y:y + th, x:x + tw] += window * p
-            weight[y:y + th, x:x + tw] += window
-    return (total / weight)[:height, :width].astype(np.float32)
+    for index, y in enumerate(rows):
+        corners = [(y, x) for x in columns]
+        for start in range(0, len(corners), batch_size):
+            chunk = corners[start:start + batch_size]
+            batch = np.stack([image[y:y + th, x:x + tw] for y, x in chunk]).astype(np.float32)
+            if scale != 1.0:
+                batch *= np.float32(scale)
+            probs = np.asarray(predict(batch), np.float32)
+            if total is None:
+                total = np.zeros((th, full_w, probs.shape[-1]), np.float64)
+                weight = np.zeros((th, full_w, 1), np.float64)
+            for (ty, x), p in zip(chunk, probs):
+                total[ty - top:ty - top + th, x:x + tw] += window * p
+                weight[ty - top:ty - top + th, x:x + tw] += window
+        done = rows[index + 1] if index + 1 < len(rows) else full_h  # no later tile reaches above
+        finished = min(done, height) - top
+        if finished > 0:
+            yield top, (total[:finished, :width] / weight[:finished, :width]).astype(np.float32)
+        shift = done - top  # slide the sums down to start at the next tile row
+        total = np.concatenate([total[shift:], np.zeros_like(total[:shift])])
+        weight = np.concatenate([weight[shift:], np.zeros_like(weight[:shift])])
+        top = done
+
+
+def predict_tiled(predict: Callable[[np.ndarray], np.ndarray], image: np.ndarray,
+                  tile: tuple[int, int], overlap: int = 32, batch_size: int = 4) -> np.ndarray:
+    """Probabilities (H, W, K) float32 of ``image`` (H, W, C) through ``predict`` (a batch of
+    (N, th, tw, C) -> (N, th, tw, K)) on overlapping ``tile`` windows."""
+    return np.concatenate([band for _, band in tile_bands(predict, image, tile, overlap,
+                                                          batch_size)])
+
+
+def predict_labels(predict: Callable[[np.ndarray], np.ndarray], image: np.ndarray,
+                   tile: tuple[int, int], overlap: int = 32, batch_size: int = 4,
+                   scale: float = 1.0 / 255) -> np.ndarray:
+    """Class ids (H, W) uint8 of an 8-bit ``image`` (H, W, C), band by band: the only full-size
+    arrays are the image and the labels (see :func:`tile_bands` for the rest)."""
+    from edgeseg.metrics import labels_from_probs
+
+    labels = np.zeros(image.shape[:2], np.uint8)
+    for row, band in tile_bands(predict, image, tile, overlap, batch_size, scale):
+        labels[row:row + len(band)] = labels_from_probs(band[None])[0]
+    return labels
 
 
 def predict_image(model, image: np.ndarray, overlap: int = 32) -> np.ndarray:
@@ -83,4 +123,5 @@ def predict_image(model, image: np.ndarray, overlap: int = 32) -> np.ndarray:
     return predict_tiled(model.predict, image, (height, width), overlap=overlap)
 
 
-__all__ = ["blend_window", "predict_image", "predict_tiled", "tile_starts"]
+__all__ = ["blend_window", "predict_image", "predict_labels", "predict_tiled", "tile_bands",
+           "tile_starts"]

@@ -94,11 +94,12 @@ def test_peer_layer_names_are_deterministic():
 
 
 def test_skips_false_builds_the_plain_hourglass():
-    with_skips = create_model("mobile_unet", input_size=SIZE)
+    added = create_model("mobile_unet", input_size=SIZE)
+    concatenated = create_model("mobile_unet", input_size=SIZE, merge="concat")
     hourglass = create_model("mobile_unet", input_size=SIZE, skips=False)
     kinds = lambda m: [type(layer).__name__ for layer in m.layers]  # noqa: E731
-    assert kinds(with_skips).count("Concatenate") == 3
-    assert kinds(hourglass).count("Concatenate") == 0
+    assert kinds(added).count("Add") == 3 and kinds(concatenated).count("Concatenate") == 3
+    assert kinds(hourglass).count("Concatenate") == kinds(hourglass).count("Add") == 0
 
 
 def test_dilation_puts_atrous_blocks_in_the_bottleneck():
@@ -132,7 +133,7 @@ def test_a_full_resolution_stem_keeps_the_output_size_and_costs_more():
 def test_merge_add_adds_skips_of_the_same_width(mode):
     from edgeseg.flops import keras_cost
 
-    concat = create_model("mobile_unet", input_size=SIZE, upsample=mode)
+    concat = create_model("mobile_unet", input_size=SIZE, upsample=mode, merge="concat")
     added = create_model("mobile_unet", input_size=SIZE, upsample=mode, merge="add")
     names = [layer.name for layer in added.layers]
     assert "dec0_add" in names and not any(name.endswith("_concat") for name in names)

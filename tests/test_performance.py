@@ -150,13 +150,13 @@ def test_the_peers_goals_compare_best_deployable_variants():
 @pytest.mark.slow
 def test_the_sweep_command_trains_converts_benchmarks_and_chooses(tmp_path):
     out = tmp_path / "sweep"
-    done = subprocess.run([sys.executable, "-m", "benchmarks.sweep", "--only", "default,add",
+    done = subprocess.run([sys.executable, "-m", "benchmarks.sweep", "--only", "concat,add",
                            "--steps", "2", "--runs", "2", "--samples", "2", "--input-size", "32",
                            "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((out / "sweep.json").read_text())
     assert report["schema"] == "edgeseg.bench/1"
-    assert set(report["sweep"]["configs"]) == {"default", "add"}
+    assert set(report["sweep"]["configs"]) == {"concat", "add"}
     assert report["sweep"]["choice"] in report["sweep"]["pareto"]
     assert len(report["results"]) == 4  # fp32 and int8 .tflite of each, one thread
     assert "chosen" in (out / "sweep.md").read_text() and (out / "sweep.png").stat().st_size > 0

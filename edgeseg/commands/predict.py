@@ -23,15 +23,16 @@ def predict(model_path, images, out, tile, overlap, threads):
     \b
     edgeseg predict model_int8.tflite scan_*.png --out masks/
     """
+    import io
     from pathlib import Path
 
     import numpy as np
     from PIL import Image
 
-    from edgeseg import metrics, runtime
+    from edgeseg import runtime
     from edgeseg.data.folders import read_image
     from edgeseg.files import atomic_write_bytes
-    from edgeseg.tiling import predict_tiled
+    from edgeseg.tiling import predict_labels
     from edgeseg.visualize import mask_image, overlay
 
     model = runtime.load(model_path, num_threads=threads)
@@ -44,20 +45,22 @@ def predict(model_path, images, out, tile, overlap, threads):
     if overlap >= min(height, width):
         raise click.BadParameter(f"{overlap} must be smaller than the tile ({height})",
                                  param_hint="'--overlap'")
-    inputs = [read_image(path, channels) for path in images]  # all read before anything is written
+    for path in images:  # every image decodes before anything is written (one at a time)
+        read_image(path, channels)
     out = Path(out)
-    for path, image in zip(images, inputs):
-        pixels = image.astype(np.float32) / 255.0
-        probs = predict_tiled(model.predict, pixels, (height, width), overlap=overlap)
-        labels = metrics.labels_from_probs(probs[None])[0]
+    for path in images:
+        image = read_image(path, channels)  # uint8; tiles are scaled to [0, 1] as they are cut
+        labels = predict_labels(model.predict, image, (height, width), overlap=overlap)
+        painted = np.empty((*labels.shape, 3), np.uint8)
+        for row in range(0, len(labels), 256):  # band by band: no float copy of the whole image
+            band = image[row:row + 256].astype(np.float32) / 255.0
+            painted[row:row + 256] = overlay(band, labels[row:row + 256])
         stem = Path(path).stem
-        for suffix, picture in (("mask", mask_image(labels)),
-                                ("overlay", Image.fromarray(overlay(pixels, labels)))):
-            import io
-
+        for suffix, picture in (("mask", mask_image(labels)), ("overlay", Image.fromarray(painted))):
             buffer = io.BytesIO()
             picture.save(buffer, format="PNG")
             atomic_write_bytes(out / f"{stem}_{suffix}.png", buffer.getvalue())
+            del picture, buffer
         counts = np.bincount(labels.ravel(), minlength=max(2, model.num_classes))
         share = ", ".join(f"{c / labels.size:.1%}" for c in counts[1:])
         click.echo(f"{path}: {image.shape[1]}x{image.shape[0]} -> {out / (stem + '_mask.png')} "

@@ -1,0 +1,156 @@
+"""``python -m benchmarks.endurance MODEL``: memory on big inputs and over long runs.
+
+Two measurements, each in a fresh child process so that one does not inherit the other's heap:
+
+* **big image**: ``edgeseg predict MODEL`` on a SIZE x SIZE image (default 8192, written here as a
+  PNG of tiled synthetic-nuclei samples). The bound it must keep: the decoded 8-bit image, the
+  8-bit labels, the 8-bit RGB overlay and its PNG copy (``H*W*(C + 1 + 3 + 3)`` bytes), plus a tile
+  row of float64 sums (``tile * W * (K + 1) * 8``), plus what the process holds before the image
+  is read (Python, numpy, the runtime and the model). The child's peak RSS is reported against it.
+* **long run**: 10,000 inferences through ``edgeseg.runtime`` (the harness's path) with the
+  resident set sampled every 500; the growth from the first sample (after warm-up) to the last.
+
+Prints both and writes them as JSON (``--json``). Linux (``/proc``) only.
+
+    python -m benchmarks.endurance model_int8.tflite --json endurance.json
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+_RSS_CHILD = r"""
+import json, sys, time
+import numpy as np
+from edgeseg import runtime
+def rss():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+path, count, every = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+model = runtime.load(path, num_threads=1)
+shape = [d if d is not None else 256 for d in model.input_shape]
+x = np.random.default_rng(0).random(shape, dtype=np.float32)
+for _ in range(50):
+    model.predict(x)
+samples, t0 = [(0, rss())], time.perf_counter()
+for i in range(1, count + 1):
+    model.predict(x)
+    if i % every == 0:
+        samples.append((i, rss()))
+print(json.dumps({"samples": samples, "seconds": time.perf_counter() - t0}))
+"""
+
+_BASELINE_CHILD = r"""
+import resource, sys
+import numpy as np
+from edgeseg import runtime
+model = runtime.load(sys.argv[1])
+shape = [d if d is not None else 256 for d in model.input_shape]
+model.predict(np.zeros(shape, np.float32))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def big_image(path: Path, size: int, channels: int) -> Path:
+    """A size x size PNG of synthetic-nuclei samples (256 px, tiled), grey or RGB."""
+    import numpy as np
+    from PIL import Image
+
+    from edgeseg.data.source import builtin
+
+    data = builtin("synthetic-nuclei", 16, 256, 7, 0, channels)
+    tiles = [data.images[i] for i in range(16)]
+    rows = []
+    per_side = -(-size // 256)
+    for r in range(per_side):
+        rows.append(np.concatenate([tiles[(r * per_side + c) % 16] for c in range(per_side)],
+                                   axis=1))
+    image = np.concatenate(rows, axis=0)[:size, :size]
+    Image.fromarray(image[..., 0] if channels == 1 else image).save(path)
+    return path
+
+
+def measure_predict(model: Path, size: int) -> dict:
+    from edgeseg import runtime
+
+    loaded = runtime.load(model)
+    _, height, width, channels = loaded.input_shape
+    tile, classes = height or 256, loaded.num_classes
+    with tempfile.TemporaryDirectory(prefix="edgeseg-endurance-") as folder:
+        image = big_image(Path(folder) / f"big{size}.png", size, channels)
+        baseline = float(subprocess.run([sys.executable, "-c", _BASELINE_CHILD, str(model)],
+                                        capture_output=True, text=True, check=True).stdout.split()[-1])
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        t0 = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "edgeseg", "predict", str(model), str(image),
+                               "--out", str(Path(folder) / "out")], capture_output=True, text=True)
+        seconds = time.perf_counter() - t0
+        if done.returncode != 0:
+            raise click.ClickException(f"edgeseg predict failed: {done.stderr.strip()[-300:]}")
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    peak_mb = max(peak, before) / 1024
+    pixels = size * size
+    bound_mb = baseline + (pixels * (channels + 1 + 3 + 3) + tile * size * (classes + 1) * 8) / 2 ** 20
+    naive_mb = baseline + pixels * (channels * 4 + channels + classes * 8 * 2 + 4 + 1 + 3 * 4) / 2 ** 20
+    return {"size": size, "channels": channels, "tile": tile, "classes": classes,
+            "peak_rss_mb": round(peak_mb, 1), "bound_mb": round(bound_mb, 1),
+            "process_baseline_mb": round(baseline, 1), "within_bound": peak_mb <= bound_mb,
+            "whole_image_float_mb": round(naive_mb, 1), "seconds": round(seconds, 1)}
+
+
+def measure_rss(model: Path, inferences: int, every: int = 500) -> dict:
+    done = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(model), str(inferences),
+                           str(every)], capture_output=True, text=True, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    samples = result["samples"]
+    return {"inferences": inferences, "rss_first_mb": round(samples[0][1], 1),
+            "rss_last_mb": round(samples[-1][1], 1),
+            "growth_mb": round(samples[-1][1] - samples[0][1], 2),
+            "max_mb": round(max(s[1] for s in samples), 1), "samples": samples,
+            "seconds": round(result["seconds"], 1)}
+
+
+@click.command("benchmarks.endurance", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.option("--size", type=click.IntRange(min=64), default=8192, show_default=True,
+              help="Side of the big image for edgeseg predict.")
+@click.option("--inferences", type=click.IntRange(min=1), default=10000, show_default=True)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the results here.")
+def main(model, size, inferences, json_out):
+    """Peak memory of edgeseg predict on a big image, and resident-memory growth over a long run."""
+    from edgeseg import machine
+    from edgeseg.files import atomic_write_json
+
+    model = Path(model)
+    click.echo(f"machine: {machine.line(machine.describe())}")
+    big = measure_predict(model, size)
+    click.echo(f"predict {size}x{size}: peak RSS {big['peak_rss_mb']:.0f} MB (bound "
+               f"{big['bound_mb']:.0f} MB = {big['process_baseline_mb']:.0f} MB process + image, "
+               f"labels, overlay and a tile row; whole-image float buffers would take "
+               f"{big['whole_image_float_mb']:.0f} MB) in {big['seconds']:.0f} s")
+    long = measure_rss(model, inferences)
+    click.echo(f"{inferences} inferences: RSS {long['rss_first_mb']:.1f} -> {long['rss_last_mb']:.1f} MB "
+               f"(growth {long['growth_mb']:+.2f} MB, max {long['max_mb']:.1f}) in "
+               f"{long['seconds']:.0f} s")
+    report = {"machine": machine.describe(), "model": str(model), "predict": big, "long_run": long}
+    if json_out:
+        atomic_write_json(json_out, report)
+        click.echo(f"wrote {json_out}")
+
+
+if __name__ == "__main__":
+    try:
+        main.main(prog_name="python -m benchmarks.endurance", standalone_mode=False)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(2)
