@@ -259,3 +259,26 @@ def test_bad_input_gives_one_line_exit_2_and_leaves_nothing(bad, case):
 def _is_usage_error(lines):
     """click's usage errors print the usage and a hint before the one line that says what is wrong."""
     return lines[0].startswith("Usage:") and lines[-1].startswith("Error:")
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_a_keras_model_that_carries_code_is_refused_unless_unsafe(tmp_path, suffix):
+    """A Lambda layer is Python code: loading it would run it. Refused, unless --unsafe."""
+    from edgeseg._keras import keras, layers
+
+    inputs = layers.Input((16, 16, 1), name="image")
+    x = layers.Conv2D(1, 1, name="head_logits")(inputs)
+    x = layers.Lambda(lambda t: t * 1.0, name="code")(x)
+    model = keras.Model(inputs, layers.Activation("sigmoid", name="probs")(x))
+    path = tmp_path / f"lambda{suffix}"
+    model.save(path)
+    for argv in (["eval", str(path), "--n", "2", "--input-size", "16"],
+                 ["convert", str(path), "--out", str(tmp_path / "m.tflite")]):
+        result = CliRunner().invoke(cli, argv)
+        assert result.exit_code == 2, result.output
+        assert "carries Python code" in result.output and str(path) in result.output
+        assert "--unsafe" in result.output
+    assert not (tmp_path / "m.tflite").exists()
+    result = CliRunner().invoke(cli, ["eval", str(path), "--n", "2", "--input-size", "16",
+                                      "--unsafe"])
+    assert result.exit_code == 0, result.output
