@@ -5,7 +5,8 @@ and that a rerun completes.
 
 Each trial starts one of ``train``, ``optimize``, ``convert``, ``bench`` or ``run`` (tiny settings)
 in a fresh folder set up by an earlier uninterrupted step, sends SIGKILL after a random delay drawn
-from that command's usual duration, and then
+from that command's usual duration (narrowed to the real one once a command finishes before its
+kill), and then
 
 1. opens every artifact left in the folder with the reader a user would use (Keras models, weight
    files, .tflite/.onnx through edgeseg.runtime, JSON, CSV, PNG, Markdown/HTML): each must load or be
@@ -134,16 +135,18 @@ def check_artifacts(folder: Path) -> tuple[int, int, list[str]]:
     return opened, temporaries, corrupt
 
 
-def trial(command: str, base: dict, out: Path, rng: random.Random) -> Outcome:
+def trial(command: str, base: dict, out: Path, rng: random.Random, bounds: dict) -> Outcome:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     argv, rerun, final, usual = commands(base, out)[command]
-    delay = rng.uniform(0.5, usual)
+    delay = rng.uniform(0.5, bounds.setdefault(command, usual))
+    started = time.perf_counter()
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     try:
         process.wait(timeout=delay)
-        killed = False
+        killed = False  # it finished first: later trials draw from within its real duration
+        bounds[command] = 0.95 * (time.perf_counter() - started)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
@@ -172,11 +175,11 @@ def run_trials(work: Path, trials: int, seed: int = 0, commands_=None, echo=prin
     work.mkdir(parents=True, exist_ok=True)
     base = setup(work)
     names = commands_ or ["train", "optimize", "convert", "bench", "run"]
-    outcomes = []
+    outcomes, bounds = [], {}
     for i in range(trials):
         command = names[i % len(names)]
         t0 = time.time()
-        outcome = trial(command, base, work / f"trial{i:02d}-{command}", rng)
+        outcome = trial(command, base, work / f"trial{i:02d}-{command}", rng, bounds)
         outcomes.append(outcome)
         echo(f"trial {i + 1:>2}/{trials} {command:<8} kill after {outcome.delay:5.2f} s: "
              f"{'killed' if outcome.killed else 'finished first'}; {outcome.artifacts} artifacts "

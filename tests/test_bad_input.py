@@ -232,6 +232,9 @@ CASES = [
     ("data-synth-kind", lambda f: ["data", "synth", "--kind", "cats", "--out", _out(f)], "--kind"),
     ("data-info-missing", lambda f: ["data", "info", str(f["dir"] / "nodata")], "nodata"),
     ("data-info-empty", lambda f: ["data", "info", str(f["empty_folder"])], "empty_folder"),
+    ("models-size", lambda f: ["models", "--input-size", "100"], "100"),
+    ("models-name", lambda f: ["models", "--model", "resnet"], "resnet"),
+    ("models-option", lambda f: ["models", "-o", "merge=sum"], "merge"),
     ("unknown-command", lambda f: ["deploy"], "deploy"),
 ]
 
