@@ -77,3 +77,17 @@ def main(**kwargs):
 
 
 main.exit_code = 2
+
+
+def script(command: click.Command, prog_name: str) -> None:
+    """Run a benchmark script's click command: bad input is one line on stderr and exit 2."""
+    import sys
+
+    try:
+        command.main(prog_name=prog_name, standalone_mode=False)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(2)
+    except EdgesegError as error:
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(2)

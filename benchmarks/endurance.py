@@ -149,8 +149,6 @@ def main(model, size, inferences, json_out):
 
 
 if __name__ == "__main__":
-    try:
-        main.main(prog_name="python -m benchmarks.endurance", standalone_mode=False)
-    except click.ClickException as error:
-        error.show()
-        sys.exit(2)
+    from benchmarks.command import script
+
+    script(main, "python -m benchmarks.endurance")

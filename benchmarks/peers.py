@@ -17,7 +17,6 @@ within 0.01 of its own fp32 file's in that runtime.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -211,13 +210,6 @@ def main(input_size, steps, runs, samples, out):
 
 
 if __name__ == "__main__":
-    from edgeseg.errors import EdgesegError
+    from benchmarks.command import script
 
-    try:
-        main.main(prog_name="python -m benchmarks.peers", standalone_mode=False)
-    except click.ClickException as error:
-        error.show()
-        sys.exit(2)
-    except EdgesegError as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(2)
+    script(main, "python -m benchmarks.peers")

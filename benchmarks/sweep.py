@@ -15,7 +15,6 @@ faster than that loses visibly, anything slower buys nothing measurable).
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -188,13 +187,6 @@ def main(input_size, steps, runs, samples, only, out):
 
 
 if __name__ == "__main__":
-    from edgeseg.errors import EdgesegError
+    from benchmarks.command import script
 
-    try:
-        main.main(prog_name="python -m benchmarks.sweep", standalone_mode=False)
-    except click.ClickException as error:
-        error.show()
-        sys.exit(2)
-    except EdgesegError as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(2)
+    script(main, "python -m benchmarks.sweep")

@@ -71,31 +71,18 @@ def _fuzz_model(tmp_path, valid: bytes, suffix: str, data):
     return "loaded"
 
 
-@pytest.mark.parametrize("quant", ["none", "int8"])
-def test_fuzzed_tflite_files_load_or_are_refused(converted, tmp_path, quant):
-    valid = converted[("tflite", quant)][0].read_bytes()
+@pytest.mark.parametrize("to,quant", [("tflite", "none"), ("tflite", "int8"), ("onnx", "none")])
+def test_fuzzed_model_files_load_or_are_refused(converted, tmp_path, to, quant):
+    valid = converted[(to, quant)][0].read_bytes()
     outcomes = []
 
     @FUZZ
     @given(data=st.data())
     def run(data):
-        outcomes.append(_fuzz_model(tmp_path, valid, ".tflite", data))
+        outcomes.append(_fuzz_model(tmp_path, valid, f".{to}", data))
 
     run()
     assert "refused" in outcomes  # the fuzzing reached the checks
-
-
-def test_fuzzed_onnx_files_load_or_are_refused(converted, tmp_path):
-    valid = converted[("onnx", "none")][0].read_bytes()
-    outcomes = []
-
-    @FUZZ
-    @given(data=st.data())
-    def run(data):
-        outcomes.append(_fuzz_model(tmp_path, valid, ".onnx", data))
-
-    run()
-    assert "refused" in outcomes
 
 
 def test_fuzzed_flatbuffers_never_crash_the_python_reader(converted, tmp_path):
