@@ -182,10 +182,7 @@ def fit(cfg: TrainConfig, out, *, resume: bool = False, force: bool = False, ver
         # kill in between redoes the epoch on resume, and its repeated row is dropped afterwards.
         keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=resume),
         # On resume, the best so far is the bar: the first resumed epoch must beat it to replace it.
-        keras.callbacks.ModelCheckpoint(
-            str(best), monitor="val_dice", mode="max", save_best_only=True,
-            save_weights_only=True,
-            initial_value_threshold=_best_so_far(workdir / "history.csv") if resume else None),
+        _BestWeights(best, _best_so_far(workdir / "history.csv") if resume else None),
         keras.callbacks.BackupAndRestore(str(backup)),
         keras.callbacks.TensorBoard(str(workdir / "logs"), profile_batch=0),
         timer, *callbacks,
@@ -303,6 +300,27 @@ def _write_train_card(path, model, cfg, train_data, num_classes, scores, seconds
         metrics={"val": scores}, macs=cost.macs, params=cost.params))
 
 
+class _BestWeights(keras.callbacks.Callback):
+    """Keep the weights of the best epoch by ``val_dice`` in ``path``, written to a temporary file
+    and renamed into place: a kill mid-write leaves the previous best whole (ModelCheckpoint
+    writes the file in place, and a crash trial found it half-written)."""
+
+    def __init__(self, path: Path, best: float | None = None):
+        super().__init__()
+        self.path, self.best = Path(path), best
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get("val_dice")
+        if value is None or (self.best is not None and not value > self.best):
+            return
+        self.best = float(value)
+        partial = self.path.with_name(f".{self.path.name.split('.')[0]}.partial.weights.h5")
+        self.model.save_weights(str(partial))
+        with open(partial, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(partial, self.path)
+
+
 class _Diverged(Exception):
     def __init__(self, epoch: int, batch: int):
         super().__init__(f"NaN/inf loss at epoch {epoch + 1}, batch {batch + 1}")
@@ -312,8 +330,8 @@ class _Diverged(Exception):
 class _NaNGuard(keras.callbacks.Callback):
     """Stop at the first NaN/inf loss, before the epoch ends: checkpoints never hold NaN weights.
 
-    Keras' TerminateOnNaN only sets ``stop_training``, so the epoch still ends and ModelCheckpoint
-    and BackupAndRestore save the diverged weights; raising here keeps the last good ones.
+    Keras' TerminateOnNaN only sets ``stop_training``, so the epoch still ends and the checkpoint
+    callbacks save the diverged weights; raising here keeps the last good ones.
     """
 
     def __init__(self):
