@@ -4,8 +4,11 @@ Needs numpy and a runtime only (LiteRT for .tflite, ONNX Runtime for .onnx); a K
 in TensorFlow when it is loaded, and only then. Every (model, thread count) pair is one row of the
 bench JSON (``schema: edgeseg.bench/1``, keys as in the design; more may be added).
 
-Latency is measured round robin: each timed iteration runs every loaded model once, in turn, so
-whatever else the machine does slows all of them alike and the ratios between rows hold.
+Latency is measured round robin: each timed iteration runs every loaded model, in turn, so
+whatever else the machine does slows all of them alike and the ratios between rows hold. Each
+timed run comes right after an untimed run of the same model: as on a device that runs one model
+in a loop, its weights and buffers are in cache, not flushed by the model before it (a 120 MB model
+in the round robin otherwise added 30% to a 0.5 MB model's time).
 
     >>> report = bench(["model_fp32.tflite", "model_int8.tflite"], data="synthetic-nuclei",
     ...                threads=(1, 2), runs=50)  # doctest: +SKIP
@@ -216,6 +219,7 @@ def bench(models, *, data: str = "synthetic-nuclei", reference=None, threads=(1,
     for iteration in range(warmup + runs):
         for entry in entries:
             x = inputs[id(entry)]
+            entry.model.predict(x)  # untimed: the model's own weights back in cache (see above)
             t0 = time.perf_counter()
             entry.model.predict(x)
             elapsed = time.perf_counter() - t0

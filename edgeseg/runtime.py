@@ -179,7 +179,8 @@ class LiteRTModel(EdgeModel):
 
 
 def onnx_session_options(num_threads=None):
-    """ONNX Runtime session options as edgeseg runs every .onnx: quiet, ``num_threads`` intra-op."""
+    """ONNX Runtime session options as edgeseg runs every .onnx: quiet, ``num_threads`` intra-op,
+    pool threads that sleep rather than spin between runs."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -187,6 +188,11 @@ def onnx_session_options(num_threads=None):
     if num_threads:
         options.intra_op_num_threads = num_threads
         options.inter_op_num_threads = 1
+    # ORT's pool threads spin for a while after each run by default: on a 2-core machine they take
+    # the second core from whatever runs next (the harness's round robin measured LiteRT's 2-thread
+    # fp32 at 5.0 ms next to spinning ORT sessions, 2.0 ms without them). They sleep instead.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return options
 
 

@@ -48,6 +48,7 @@ class Outcome:
     command: str
     delay: float
     killed: bool
+    exit_code: int | None = None  # of a command that finished before its kill
     artifacts: int = 0
     temporaries: int = 0
     corrupt: list = field(default_factory=list)
@@ -81,8 +82,8 @@ def commands(base: dict, out: Path) -> dict:
                              "--force"), out / "model.keras", 30.0),
         "convert": (edgeseg("convert", base["model"], "--quant", "int8", "--calib-samples", "16",
                             "--out", out / "m.tflite"), None, out / "m.tflite", 15.0),
-        "bench": (edgeseg("bench", base["tflite"], "--runs", "300", "--samples", "4", "--json",
-                          out / "bench.json", "--quiet"), None, out / "bench.json", 10.0),
+        "bench": (edgeseg("bench", base["tflite"], "--runs", "5000", "--samples", "4", "--json",
+                          out / "bench.json", "--quiet"), None, out / "bench.json", 6.0),
         "run": (edgeseg("run", "--quick", "--threads", "1", "--out", out), None,
                 out / "report.json", 90.0),
     }
@@ -151,7 +152,7 @@ def trial(command: str, base: dict, out: Path, rng: random.Random, bounds: dict)
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         killed = True
-    outcome = Outcome(command, round(delay, 2), killed)
+    outcome = Outcome(command, round(delay, 2), killed, None if killed else process.returncode)
     outcome.artifacts, outcome.temporaries, outcome.corrupt = check_artifacts(out)
     again = rerun or argv
     if command == "train":
@@ -182,7 +183,8 @@ def run_trials(work: Path, trials: int, seed: int = 0, commands_=None, echo=prin
         outcome = trial(command, base, work / f"trial{i:02d}-{command}", rng, bounds)
         outcomes.append(outcome)
         echo(f"trial {i + 1:>2}/{trials} {command:<8} kill after {outcome.delay:5.2f} s: "
-             f"{'killed' if outcome.killed else 'finished first'}; {outcome.artifacts} artifacts "
+             f"{'killed' if outcome.killed else f'finished first (exit {outcome.exit_code})'}; "
+             f"{outcome.artifacts} artifacts "
              f"open, {outcome.temporaries} temporaries, corrupt {len(outcome.corrupt)}; rerun "
              f"{'ok' if outcome.rerun_ok else 'FAILED'}{' (' + outcome.rerun + ')' if outcome.rerun else ''}"
              f" [{time.time() - t0:.0f} s]")
