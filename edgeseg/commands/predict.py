@@ -23,7 +23,6 @@ def predict(model_path, images, out, tile, overlap, threads):
     \b
     edgeseg predict model_int8.tflite scan_*.png --out masks/
     """
-    import io
     from pathlib import Path
 
     import numpy as np
@@ -31,7 +30,7 @@ def predict(model_path, images, out, tile, overlap, threads):
 
     from edgeseg import runtime
     from edgeseg.data.folders import read_image
-    from edgeseg.files import atomic_write_bytes
+    from edgeseg.files import atomic_file
     from edgeseg.tiling import predict_labels
     from edgeseg.visualize import mask_image, overlay
 
@@ -56,11 +55,10 @@ def predict(model_path, images, out, tile, overlap, threads):
             band = image[row:row + 256].astype(np.float32) / 255.0
             painted[row:row + 256] = overlay(band, labels[row:row + 256])
         stem = Path(path).stem
-        for suffix, picture in (("mask", mask_image(labels)), ("overlay", Image.fromarray(painted))):
-            buffer = io.BytesIO()
-            picture.save(buffer, format="PNG")
-            atomic_write_bytes(out / f"{stem}_{suffix}.png", buffer.getvalue())
-            del picture, buffer
+        for suffix, picture in (("mask", lambda: mask_image(labels)),
+                                ("overlay", lambda: Image.fromarray(painted))):
+            with atomic_file(out / f"{stem}_{suffix}.png") as handle:  # encoded straight to disk
+                picture().save(handle, format="PNG")
         counts = np.bincount(labels.ravel(), minlength=max(2, model.num_classes))
         share = ", ".join(f"{c / labels.size:.1%}" for c in counts[1:])
         click.echo(f"{path}: {image.shape[1]}x{image.shape[0]} -> {out / (stem + '_mask.png')} "
