@@ -51,15 +51,16 @@ def predict(model_path, images, out, tile, overlap, threads):
         image = read_image(path, channels)  # uint8; tiles are scaled to [0, 1] as they are cut
         labels = predict_labels(model.predict, image, (height, width), overlap=overlap)
         painted = np.empty((*labels.shape, 3), np.uint8)
+        counts = np.zeros(max(2, model.num_classes, int(labels.max()) + 1), np.int64)
         for row in range(0, len(labels), 256):  # band by band: no float copy of the whole image
             band = image[row:row + 256].astype(np.float32) / 255.0
             painted[row:row + 256] = overlay(band, labels[row:row + 256])
+            counts += np.bincount(labels[row:row + 256].ravel(), minlength=len(counts))
         stem = Path(path).stem
         for suffix, picture in (("mask", lambda: mask_image(labels)),
                                 ("overlay", lambda: Image.fromarray(painted))):
             with atomic_file(out / f"{stem}_{suffix}.png") as handle:  # encoded straight to disk
                 picture().save(handle, format="PNG")
-        counts = np.bincount(labels.ravel(), minlength=max(2, model.num_classes))
         share = ", ".join(f"{c / labels.size:.1%}" for c in counts[1:])
         click.echo(f"{path}: {image.shape[1]}x{image.shape[0]} -> {out / (stem + '_mask.png')} "
                    f"(foreground {share})")
