@@ -12,7 +12,7 @@ each ratio. Writes ``peers.json`` (the bench schema plus ``roofline``, ``goals``
 A model's *best deployable variant* in a runtime is its fastest file at one thread whose Dice is
 within 0.01 of its own fp32 file's in that runtime.
 
-    python -m benchmarks.peers --out peers/          # ~40 min on 2 cores
+    python -m benchmarks.peers --out peers/          # ~30 min on 2 cores
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ The rule for the default: **the fastest configuration whose Dice is within 0.005
 of the sweep** (0.005 is the accuracy a user gives up without noticing on this task; anything
 faster than that loses visibly, anything slower buys nothing measurable).
 
-    python -m benchmarks.sweep --out sweep/            # ~25 min on 2 cores
+    python -m benchmarks.sweep --out sweep/            # ~22 min on 2 cores
     python -m benchmarks.sweep --only concat,add --steps 60 --out /tmp/s
 """
 
