@@ -171,6 +171,15 @@ def bench(models, *, data: str = "synthetic-nuclei", reference=None, threads=(1,
             if is_keras:  # one pool per process: thread counts make no difference
                 break
 
+    # Files of different models may carry the same variant name ("int8"): rows must stay apart.
+    paths_of: dict[tuple, set] = {}
+    for entry in entries:
+        paths_of.setdefault((entry.variant, entry.model.runtime), set()).add(entry.path)
+    for entry in entries:
+        if len(paths_of[(entry.variant, entry.model.runtime)]) > 1:
+            where = entry.path.resolve()
+            entry.variant = f"{entry.variant} ({where.parent.name}/{where.name})"
+
     sizes = {m.input_shape[1] for m in first_model.values() if m.input_shape[1] is not None}
     size = image_size or (max(sizes) if sizes else 256)
     channels = {m.input_shape[-1] for m in first_model.values()}
@@ -257,7 +266,7 @@ def bench(models, *, data: str = "synthetic-nuclei", reference=None, threads=(1,
         "schema": SCHEMA, "machine": machine.describe(),
         "dataset": {"name": data_name, "samples": len(pairs),
                     "image_sizes": sorted({f"{m.shape[1]}x{m.shape[0]}" for _, m in pairs})},
-        "reference": _variant(first_model[reference_path]),
+        "reference": next(e.variant for e in entries if e.path == reference_path),
         "run": {"runs": runs, "warmup": warmup, "threads": list(threads),
                 "peak_rss_mb": peak, "seconds": round(time.time() - started, 1)},
         "results": results,

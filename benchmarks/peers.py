@@ -169,7 +169,7 @@ def run_peers(out: Path, *, input_size: int = 256, steps: int = 300, runs: int =
     for row in report["results"]:
         row["model"] = Path(row["path"]).parent.name
         row["file"] = Path(row["path"]).name
-        row["variant"] = f"{row['model']} {row['variant']}"
+        row["variant"] = f"{row['model']} {Path(row['path']).stem}"
         if not trained[row["model"]]:  # random weights: MACs and latency only
             for key in ("dice", "dice_per_class", "iou", "dice_delta", "agreement"):
                 row[key] = None

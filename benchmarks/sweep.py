@@ -89,7 +89,7 @@ def run_sweep(out: Path, *, input_size: int = 256, steps: int = 300, runs: int =
     for row in report["results"]:
         label = Path(row["path"]).parent.name
         row["config"] = label
-        row["variant"] = f"{label} {row['variant']}"
+        row["variant"] = f"{label} {Path(row['path']).stem}"
         by_config.setdefault(label, []).append(row)
     points = {}
     for c in configs:

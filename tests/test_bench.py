@@ -116,3 +116,22 @@ def test_bench_refuses_a_corrupt_model_with_one_line(converted, runner, tmp_path
     assert [l for l in result.output.splitlines() if l.strip()] == [
         l for l in result.output.splitlines() if l.startswith("Error:")]
     assert str(broken) in result.output
+
+
+def test_files_with_one_variant_name_stay_separate_rows(converted, tmp_path):
+    """Two models' int8 files both say variant "int8": the rows and the table keep them apart."""
+    import shutil
+
+    from benchmarks.harness import bench
+    from edgeseg.report import text_table
+
+    source, _ = converted[("tflite", "int8")]
+    paths = []
+    for folder in ("model_a", "model_b"):
+        (tmp_path / folder).mkdir()
+        paths.append(shutil.copy(source, tmp_path / folder / "int8.tflite"))
+    report = bench(paths, runs=2, warmup=0, samples=1, progress=False, echo=lambda line: None)
+    variants = {row["variant"] for row in report["results"]}
+    assert variants == {"int8 (model_a/int8.tflite)", "int8 (model_b/int8.tflite)"}
+    table = text_table(report)
+    assert "model_a/int8.tflite" in table and "model_b/int8.tflite" in table
