@@ -32,9 +32,36 @@ class Candidate:
     options: dict
     trained: bool = True  # False: random weights, for MACs and latency only
 
-    def describe(self) -> str:
-        options = ", ".join(f"{k}={v}" for k, v in self.options.items())
-        return f"{self.model}({options})" if options else self.model
+
+DEPLOYABLE_DICE = 0.01  # a file is deployable within this much of its own model's fp32 Dice
+
+
+def best_deployable(rows: list[dict]) -> dict | None:
+    """The fastest of one model's bench rows (each with ``file``) whose Dice is within
+    DEPLOYABLE_DICE of that model's fp32 file's; None for no rows."""
+    if not rows:
+        return None
+    fp32 = next((r for r in rows if r["file"].startswith("fp32")), None)
+    ok = [r for r in rows if fp32 is None or r["dice"] is None or fp32["dice"] is None
+          or r["dice"] >= fp32["dice"] - DEPLOYABLE_DICE]
+    return min(ok, key=lambda r: r["latency_ms"]["p50"])
+
+
+def options(function):
+    """The budget's command-line options (--input-size, --steps, --runs, --samples)."""
+    import click
+
+    for decorator in reversed([
+            click.option("--input-size", type=click.IntRange(min=32), default=256,
+                         show_default=True, help="The size models are converted and timed at."),
+            click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True,
+                         help="Training steps (batches of 16) per model."),
+            click.option("--runs", type=click.IntRange(min=1), default=30, show_default=True,
+                         help="Timed round-robin iterations."),
+            click.option("--samples", type=click.IntRange(min=1), default=32, show_default=True,
+                         help="Held-out images to score.")]):
+        function = decorator(function)
+    return function
 
 
 def train(candidate: Candidate, out: Path, steps: int, seed: int = 0, echo=print) -> dict:
@@ -104,4 +131,4 @@ def convert_all(model: Path, out: Path, size: int, files=tuple(FILES), trained: 
     return paths
 
 
-__all__ = ["Candidate", "DATA", "FILES", "convert_all", "train"]
+__all__ = ["Candidate", "DATA", "FILES", "best_deployable", "convert_all", "options", "train"]

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import click
 
+from benchmarks import budget
 from benchmarks.budget import DATA, FILES, Candidate, convert_all, train
 
 PEERS = (
@@ -32,7 +33,6 @@ PEERS = (
     Candidate("unet64", "unet", {"base": 64}, trained=False),
 )
 DEFAULT = "mobile_unet"
-DEPLOYABLE_DICE = 0.01  # a variant is deployable within this much of its model's fp32 Dice
 
 
 def _rows(report, model=None, runtime=None, threads=None):
@@ -42,13 +42,8 @@ def _rows(report, model=None, runtime=None, threads=None):
 
 
 def best_deployable(report: dict, model: str, runtime: str, threads: int = 1) -> dict | None:
-    rows = _rows(report, model, runtime, threads)
-    if not rows:
-        return None
-    fp32 = next((r for r in rows if r["file"].startswith("fp32")), None)
-    ok = [r for r in rows if fp32 is None or r["dice"] is None or fp32["dice"] is None
-          or r["dice"] >= fp32["dice"] - DEPLOYABLE_DICE]
-    return min(ok, key=lambda r: r["latency_ms"]["p50"])
+    """``model``'s best deployable file in ``runtime`` at ``threads`` (see budget.best_deployable)."""
+    return budget.best_deployable(_rows(report, model, runtime, threads))
 
 
 def _row(report, model, file, threads=1):
@@ -194,11 +189,7 @@ def run_peers(out: Path, *, input_size: int = 256, steps: int = 300, runs: int =
 
 
 @click.command("benchmarks.peers", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--input-size", type=click.IntRange(min=32), default=256, show_default=True)
-@click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True,
-              help="Training steps (batches of 16) per model.")
-@click.option("--runs", type=click.IntRange(min=1), default=30, show_default=True)
-@click.option("--samples", type=click.IntRange(min=1), default=32, show_default=True)
+@budget.options
 @click.option("--out", type=click.Path(file_okay=False), default="peers", show_default=True)
 def main(input_size, steps, runs, samples, out):
     """Train, convert and benchmark mobile_unet against the tutorial, Xception and classic U-Nets."""

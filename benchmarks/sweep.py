@@ -3,7 +3,8 @@
 Trains each configuration below on the same budget (:mod:`benchmarks.budget`), converts it to fp32
 and int8 .tflite, benchmarks every file in one interleaved run at one thread, and draws p50 latency
 against Dice with the Pareto front. A configuration's point is its best deployable file: the
-faster of fp32 and int8, int8 only when its Dice is within 0.01 of the fp32 file's.
+faster of fp32 and int8, int8 only when its Dice is within 0.01 of the fp32 file's
+(:func:`benchmarks.budget.best_deployable`).
 
 The rule for the default: **the fastest configuration whose Dice is within 0.005 of the best Dice
 of the sweep** (0.005 is the accuracy a user gives up without noticing on this task; anything
@@ -20,10 +21,10 @@ from pathlib import Path
 
 import click
 
+from benchmarks import budget
 from benchmarks.budget import DATA, Candidate, convert_all, train
 
 DICE_TOLERANCE = 0.005  # the rule above
-INT8_TOLERANCE = 0.01  # int8 is deployable when it loses at most this much against fp32
 
 # Options are spelled out in full (not left to the defaults), so the sweep measures the same
 # networks whatever the defaults become. "concat" is the U-Net form; the others change one thing.
@@ -44,14 +45,6 @@ CONFIGS = (
 )
 
 
-def best_deployable(rows: list[dict]) -> dict:
-    """The fastest of one configuration's rows whose Dice is within INT8_TOLERANCE of its fp32's."""
-    fp32 = next(r for r in rows if r["variant"].endswith("fp32"))
-    ok = [r for r in rows if r["dice"] is None or fp32["dice"] is None
-          or r["dice"] >= fp32["dice"] - INT8_TOLERANCE]
-    return min(ok, key=lambda r: r["latency_ms"]["p50"])
-
-
 def choose(points: dict[str, dict]) -> str:
     """The label the rule picks from ``{label: {"p50": ms, "dice": ...}}``."""
     top = max(p["dice"] for p in points.values())
@@ -61,10 +54,11 @@ def choose(points: dict[str, dict]) -> str:
 
 def pareto(points: dict[str, dict]) -> list[str]:
     """Labels no other point beats on both latency (lower) and Dice (higher), fastest first."""
-    front = [a for a, p in points.items()
-             if not any(q["p50"] <= p["p50"] and q["dice"] >= p["dice"] and q != p
-                        for q in points.values())]
-    return sorted(front, key=lambda label: points[label]["p50"])
+    from edgeseg.report import pareto_front
+
+    labels = list(points)
+    return [labels[i] for i in pareto_front([(points[k]["p50"], points[k]["dice"])
+                                             for k in labels])]
 
 
 def run_sweep(out: Path, *, input_size: int = 256, steps: int = 300, runs: int = 30,
@@ -88,12 +82,12 @@ def run_sweep(out: Path, *, input_size: int = 256, steps: int = 300, runs: int =
     by_config: dict[str, list[dict]] = {}
     for row in report["results"]:
         label = Path(row["path"]).parent.name
-        row["config"] = label
+        row["config"], row["file"] = label, Path(row["path"]).name
         row["variant"] = f"{label} {Path(row['path']).stem}"
         by_config.setdefault(label, []).append(row)
     points = {}
     for c in configs:
-        best = best_deployable(by_config[c.label])
+        best = budget.best_deployable(by_config[c.label])
         points[c.label] = {"options": c.options, "file": Path(best["path"]).name,
                            "p50": best["latency_ms"]["p50"], "dice": best["dice"],
                            "macs": best["macs"], "size_bytes": best["size_bytes"],
@@ -168,11 +162,7 @@ def plot(points: dict, front: list[str], choice: str, path: Path) -> None:
 
 
 @click.command("benchmarks.sweep", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--input-size", type=click.IntRange(min=32), default=256, show_default=True)
-@click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True,
-              help="Training steps (batches of 16) per configuration.")
-@click.option("--runs", type=click.IntRange(min=1), default=30, show_default=True)
-@click.option("--samples", type=click.IntRange(min=1), default=32, show_default=True)
+@budget.options
 @click.option("--only", help="Comma-separated labels of the configurations to run.")
 @click.option("--out", type=click.Path(file_okay=False), default="sweep", show_default=True)
 def main(input_size, steps, runs, samples, only, out):

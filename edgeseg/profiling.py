@@ -32,17 +32,13 @@ import numpy as np
 
 from edgeseg.errors import EdgesegError
 
-_NUMPY_TYPES = {"FLOAT32": np.float32, "FLOAT16": np.float16, "INT8": np.int8, "UINT8": np.uint8,
-                "INT16": np.int16, "INT32": np.int32, "INT64": np.int64, "BOOL": np.bool_}
-
-
 def profile_file(path, threads: int = 1, runs: int = 30, warmup: int = 3) -> dict:
     """Per-op latency of a .tflite or .onnx file (see the module's notes on method)."""
     path = Path(path)
     if not path.is_file():
         raise EdgesegError(f"{path}: no such model file")
     if runs < 1 or warmup < 0:
-        raise EdgesegError(f"--runs must be >= 1 (got {runs})")
+        raise EdgesegError(f"--runs must be >= 1 and the warm-up >= 0 (got {runs}, {warmup})")
     from edgeseg.safety import check_untrusted
 
     check_untrusted(path)  # native runtimes below: refuse a file that would crash them
@@ -53,7 +49,7 @@ def profile_file(path, threads: int = 1, runs: int = 30, warmup: int = 3) -> dic
     raise EdgesegError(f"{path}: --profile times .tflite and .onnx files")
 
 
-# --- LiteRT: one-op models ----------------------------------------------------------------------
+# --- LiteRT: graph prefixes -------------------------------------------------------------------------
 
 def _is_constant(model, tensor) -> bool:
     if not tensor.buffer:
@@ -69,10 +65,9 @@ def _prefix_model(model, fb, stop: int) -> bytes:
 
     graph = model.subgraphs[0]
     ops = graph.operators[: stop + 1]
-    produced, consumed, used = set(), set(), []
+    consumed, used = set(), []
     for op in ops:
         consumed.update(i for i in op.inputs.tolist() if i >= 0)
-        produced.update(op.outputs.tolist())
         used += [i for i in [*op.inputs.tolist(), *op.outputs.tolist()] if i >= 0]
     used = list(dict.fromkeys([*graph.inputs.tolist(), *used]))
     remap = {old: new for new, old in enumerate(used)}
@@ -166,23 +161,14 @@ def profile_tflite(path, threads: int = 1, runs: int = 50, warmup: int = 3) -> d
 
 def profile_onnx(path, threads: int = 1, runs: int = 30, warmup: int = 3) -> dict:
     """Per-node latency of an .onnx file from ONNX Runtime's profiler (the nodes after fusion)."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise EdgesegError("profiling an .onnx needs onnxruntime (pip install onnxruntime)") \
-            from None
-    from edgeseg.runtime import onnx_session_options
+    from edgeseg.runtime import onnx_session, onnx_session_options
 
     path = Path(path)
     with tempfile.TemporaryDirectory(prefix="edgeseg-profile-") as folder:
         options = onnx_session_options(threads)
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(folder) / "ort")
-        try:
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as error:  # ORT's own exception types for bad files
-            raise EdgesegError(f"{path}: ONNX Runtime cannot load this model "
-                               f"({str(error).splitlines()[0][:200]})") from None
+        session = onnx_session(path, options)
         feed = {}
         rng = np.random.default_rng(0)
         for arg in session.get_inputs():

@@ -79,7 +79,7 @@ def text_table(report: dict) -> str:
                                for i, (c, w) in enumerate(zip(r, widths))) for r in table)
 
 
-def _pareto(points: list[tuple[float, float]]) -> list[int]:
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     """Indices of the points no other point beats on both axes (lower x, higher y)."""
     front = []
     for i, (x, y) in enumerate(points):
@@ -115,7 +115,7 @@ def plots(report: dict) -> dict[str, str]:
                        "s" if r["format"] == "onnx" else "^")
             ax.annotate(f"{r['variant']} ({r['runtime']})", points[i], fontsize=7,
                         xytext=(4, 3), textcoords="offset points")
-        front = _pareto([points[i] for i in keep])
+        front = pareto_front([points[i] for i in keep])
         xs, ys = zip(*[points[keep[i]] for i in front])
         ax.plot(xs, ys, "--o", color="grey", linewidth=1, markersize=11, markerfacecolor="none",
                 label="Pareto front (nothing is both faster/smaller and better)")
@@ -224,4 +224,4 @@ def write_reports(report: dict, out, *, data: str | None = None, layout: str | N
     return {"md": md, "html": page, "table": text_table(report)}
 
 
-__all__ = ["html_page", "markdown", "plots", "sample_masks", "text_table", "write_reports"]
+__all__ = ["html_page", "markdown", "pareto_front", "plots", "sample_masks", "text_table", "write_reports"]

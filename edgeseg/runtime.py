@@ -27,7 +27,6 @@ from edgeseg.errors import EdgesegError
 from edgeseg.safety import check_untrusted
 
 
-
 class EdgeModel:
     """A loaded model: ``predict``, its input shape, class count and card."""
 
@@ -178,10 +177,28 @@ class LiteRTModel(EdgeModel):
         return np.concatenate(outputs)
 
 
+def _onnxruntime():
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise EdgesegError("running an .onnx needs onnxruntime (pip install onnxruntime)") from None
+    return ort
+
+
+def onnx_session(path, options):
+    """An ONNX Runtime CPU session of ``path``; a file ORT refuses is one EdgesegError."""
+    ort = _onnxruntime()
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # ORT raises its own exception types for bad files
+        raise EdgesegError(f"{path}: ONNX Runtime cannot load this model "
+                           f"({str(error).splitlines()[0][:200]})") from None
+
+
 def onnx_session_options(num_threads=None):
     """ONNX Runtime session options as edgeseg runs every .onnx: quiet, ``num_threads`` intra-op,
     pool threads that sleep rather than spin between runs."""
-    import onnxruntime as ort
+    ort = _onnxruntime()
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
@@ -204,19 +221,10 @@ class OnnxModel(EdgeModel):
 
     def __init__(self, path, num_threads=None, *, trusted: bool = False):
         super().__init__(path, num_threads)
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise EdgesegError("running an .onnx needs onnxruntime (pip install onnxruntime)") \
-                from None
+        _onnxruntime()  # a missing runtime is said before the file is probed
         if not trusted:
             check_untrusted(self.path)
-        try:
-            self.session = ort.InferenceSession(str(self.path), onnx_session_options(num_threads),
-                                                providers=["CPUExecutionProvider"])
-        except Exception as error:  # ORT raises its own exception types for bad files
-            raise EdgesegError(f"{self.path}: ONNX Runtime cannot load this model "
-                               f"({str(error).splitlines()[0][:200]})") from None
+        self.session = onnx_session(self.path, onnx_session_options(num_threads))
         self._input = self.session.get_inputs()[0]
         self._output = self.session.get_outputs()[0]
 
