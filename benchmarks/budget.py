@@ -9,14 +9,12 @@ These two need TensorFlow (they train); the harness itself does not.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 DATA = "synthetic-nuclei"
 TRAIN_SIZE = 128  # training crops; the models are fully convolutional and deployed at --input-size
-EPOCHS = 12
 
 # file name -> (to, quant): what each trained model is converted to
 FILES = {"fp32.tflite": ("tflite", "none"), "int8.tflite": ("tflite", "int8"),
@@ -67,8 +65,7 @@ def options(function):
 def train(candidate: Candidate, out: Path, steps: int, seed: int = 0, echo=print) -> dict:
     """Train (or build, when ``trained`` is False) ``candidate`` into ``out/model.keras``.
 
-    ``steps`` optimizer steps of 16 crops, as ``EPOCHS`` epochs of ``ceil(steps / EPOCHS)`` steps.
-    A finished model is reused. Returns ``{"dice": validation Dice or None, "seconds": ...}``.
+    ``steps`` optimizer steps of 16 crops. A finished model is reused. Returns ``{"dice": validation Dice or None, "seconds": ...}``.
     """
     from edgeseg.config import DataConfig, ModelConfig, TrainConfig, train_defaults
     from edgeseg.train import MODEL_FILE, fit
@@ -79,14 +76,12 @@ def train(candidate: Candidate, out: Path, steps: int, seed: int = 0, echo=print
         return json.loads(summary.read_text())
     started = time.perf_counter()
     if candidate.trained:
-        epochs = min(EPOCHS, steps)
         cfg = TrainConfig(
             data=DataConfig(source=DATA, input_size=TRAIN_SIZE, n_train=400, n_val=64, seed=seed),
-            model=ModelConfig(candidate.model, dict(candidate.options)), epochs=epochs,
-            steps_per_epoch=math.ceil(steps / epochs), lr=train_defaults(DATA)["lr"], seed=seed)
-        result = fit(cfg, out, force=True, verbose=0)
-        info = {"dice": result.dice, "seconds": round(result.seconds, 1),
-                "steps": epochs * cfg.steps_per_epoch}
+            model=ModelConfig(candidate.model, dict(candidate.options)), steps=steps,
+            lr=train_defaults(DATA)["lr"], seed=seed)
+        result = fit(cfg, out, force=True, verbose=0, echo=lambda line: None)
+        info = {"dice": result.dice, "seconds": round(result.seconds, 1), "steps": result.steps}
     else:
         _untrained(candidate, out / MODEL_FILE, seed)
         info = {"dice": None, "seconds": 0.0, "steps": 0}

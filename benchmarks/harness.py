@@ -25,10 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg import machine
+from edgeseg.card import input_fit_of, normalization_of
 from edgeseg.data.source import is_builtin, load_eval_data
 from edgeseg import metrics, runtime
 from edgeseg.errors import EdgesegError
-from edgeseg.tiling import predict_image
+from edgeseg.preprocess import normalize
+from edgeseg.tiling import predict_image, resized_input
 
 SCHEMA = "edgeseg.bench/1"
 
@@ -113,23 +115,27 @@ def _cost(model: runtime.EdgeModel, size: int) -> tuple[int | None, int | None, 
     return cost.macs, cost.params, float((values == 0).mean()) if values.size else 0.0
 
 
-def _load_data(data: str, size: int, channels: int, num_classes: int, samples: int, seed: int,
+def _load_data(data, size: int, channels: int, num_classes: int, samples: int, seed: int,
                layout: str | None):
-    """(name, [(image float32 in [0, 1], mask)]): held-out built-in images at ``size``, or a
-    folder's images at their own sizes (at most ``samples`` of them, 0 = all)."""
-    builtin = is_builtin(data)
-    dataset = load_eval_data(data, size=size if builtin else None, channels=channels,
-                             num_classes=max(2, num_classes), layout=layout, count=samples,
-                             seed=seed)
+    """(name, [(image, mask)]): held-out built-in images at ``size``, or a folder's images at
+    their own sizes (at most ``samples`` of them, 0 = all), or those of a dataset already loaded
+    (``edgeseg run`` passes a folder's validation split); images raw (8- or 16-bit, as decoded):
+    each model normalises them as its card says."""
+    if isinstance(data, str):
+        builtin = is_builtin(data)
+        dataset = load_eval_data(data, size=size if builtin else None, channels=channels,
+                                 num_classes=max(2, num_classes), layout=layout, count=samples,
+                                 seed=seed)
+        name = dataset.name
+    else:
+        builtin, dataset = False, data
+        name = f"{dataset.name} (validation split: images no stage trained, selected or " \
+               f"calibrated on)"
     count = len(dataset) if builtin or not samples else min(samples, len(dataset))
-    pairs = []
-    for index in range(count):
-        image, mask = dataset.sample(index)
-        pairs.append((image.astype(np.float32) / 255.0, mask))
-    return dataset.name, pairs
+    return name, [dataset.sample(index) for index in range(count)]
 
 
-def bench(models, *, data: str = "synthetic-nuclei", reference=None, threads=(1,), runs: int = 50,
+def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs: int = 50,
           warmup: int = 5, samples: int = 32, image_size: int | None = None, seed: int = 0,
           layout: str | None = None, overlap: int = 32, progress: bool = True,
           echo=print) -> dict:
@@ -137,7 +143,8 @@ def bench(models, *, data: str = "synthetic-nuclei", reference=None, threads=(1,
 
     Args:
         models: paths of .tflite / .onnx (and, where TensorFlow is installed, Keras) models.
-        data: a built-in dataset (held-out samples) or a labelled folder (every image, whole).
+        data: a built-in dataset (held-out samples), a labelled folder (every image, whole), or
+            a dataset already loaded (its images, whole).
         reference: the model whose predictions give ``dice_delta`` and ``agreement``; by default
             the first fp32 one, else the first.
         threads: thread counts to run every model at (Keras uses TensorFlow's own pool).
@@ -220,9 +227,12 @@ def bench(models, *, data: str = "synthetic-nuclei", reference=None, threads=(1,
     inputs = {}
     for entry in entries:
         _, height, width, _ = entry.model.input_shape
-        image = pairs[0][0]
-        if height is not None:
-            image = _fit(image, height, width)
+        if input_fit_of(entry.model.card) == "resize":
+            image = resized_input(entry.model, pairs[0][0], size)
+        else:
+            image = normalize(pairs[0][0], normalization_of(entry.model.card))
+            if height is not None:
+                image = _fit(image, height, width)
         inputs[id(entry)] = image[None]
     bar = Progress((warmup + runs) * len(entries), "timing", progress)
     for iteration in range(warmup + runs):

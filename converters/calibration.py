@@ -1,7 +1,12 @@
 """Images for calibration (int8 ranges) and for parity checks, from a built-in dataset or a folder.
 
-A calibration folder may hold images alone (no masks are needed to calibrate): its ``images/``
-sub-folder when there is one, else the images in it. numpy + Pillow only.
+Both are normalised as the model's card says (:mod:`edgeseg.preprocess`), and cut as the model
+will see them: crops at the images' own resolution for a model that runs tile by tile, whole
+images resized to the input for one that resizes. Calibration never uses images that score the
+model: for the data a model was trained on it draws from the training split (built-in: the
+training indices; folder: the split its training config recorded), and parity uses the held-out
+ones. A calibration folder may hold images alone (no masks are needed to calibrate): its
+``images/`` sub-folder when there is one, else the images in it. numpy + Pillow only.
 """
 
 from __future__ import annotations
@@ -9,32 +14,82 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
+from edgeseg.card import Normalization
+from edgeseg.config import DataConfig
 from edgeseg.data import folders, source
 from edgeseg.data.folders import DataError
+from edgeseg.preprocess import normalize, resize
 
 
-def calibration_images(data: str, *, size: int, channels: int, count: int = 100,
-                       seed: int = 0) -> np.ndarray:
-    """``count`` images (N, size, size, channels) float32 in [0, 1], drawn reproducibly.
+def calibration_images(data: str, *, size: int, channels: int, count: int = 100, seed: int = 0,
+                       normalization: Normalization | None = None, fit: str = "tile",
+                       trained_on: DataConfig | None = None) -> np.ndarray:
+    """``count`` model inputs (N, size, size, channels) float32, drawn reproducibly.
 
-    Built-in datasets give training-distribution samples (the first ``count``); a folder gives a
-    seeded choice of its images, each resized to ``size`` x ``size``.
+    Built-in datasets give training-distribution samples (the first ``count``); the folder the
+    model was trained on (``trained_on``) its training split; another folder a seeded choice of
+    its images.
     """
     if count < 1:
         raise DataError(f"--calib-samples must be >= 1 (got {count})")
+    norm = normalization or Normalization()
     if source.is_builtin(data):
-        return source.builtin(data, count, size, seed, 0, channels).arrays()[0]
+        return source.builtin(data, count, size, seed, 0, channels).arrays(normalization=norm)[0]
+    if trained_on is not None and _same_folder(data, trained_on.source):
+        train, _ = source.load_data(trained_on)
+        raws = (train.sample(i)[0] for i in range(len(train)))
+        return _cut(raws, len(train), size, count, seed, norm, fit)
     paths = _image_files(Path(data))
-    chosen = sorted(np.random.default_rng(seed).permutation(len(paths))[:count].tolist())
-    images = []
-    for index in chosen:
-        image = folders.read_image(paths[index], channels)
-        pil = Image.fromarray(image[..., 0] if channels == 1 else image)
-        image = np.asarray(pil.resize((size, size), Image.BILINEAR))
-        images.append(image[..., None] if channels == 1 else image)
-    return np.stack(images).astype(np.float32) / 255.0
+    order = np.random.default_rng(seed).permutation(len(paths))
+    raws = (folders.read_raw(paths[i], channels) for i in order)
+    return _cut(raws, len(paths), size, count, seed, norm, fit)
+
+
+def calibration_source(data: str, trained_on: DataConfig | None) -> str:
+    """Which images :func:`calibration_images` draws from ``data``, in words (for the card)."""
+    if source.is_builtin(data):
+        return "training indices of the built-in dataset"
+    if trained_on is not None and _same_folder(data, trained_on.source):
+        return "the training split of the folder the model was trained on"
+    return "a seeded choice of the folder's images"
+
+
+def _cut(raws, available: int, size: int, count: int, seed: int, norm, fit: str) -> np.ndarray:
+    """``count`` inputs from raw images: each normalised whole, then resized (``resize`` fit) or
+    cropped at random (``tile``); with fewer images than ``count``, each gives several crops."""
+    rng = np.random.default_rng(seed + 1)
+    per_image = -(-count // max(1, available))
+    inputs = []
+    for raw in raws:
+        image = normalize(raw, norm)
+        if fit == "resize":
+            inputs.append(resize(image, size, size))
+        else:
+            for _ in range(per_image):
+                inputs.append(_random_crop(image, size, rng))
+        if len(inputs) >= count:
+            break
+    return np.stack(inputs[:count])
+
+
+def _random_crop(image: np.ndarray, size: int, rng) -> np.ndarray:
+    pad_h, pad_w = max(0, size - image.shape[0]), max(0, size - image.shape[1])
+    if pad_h or pad_w:  # smaller than the input: padded with 0, as training pads
+        image = np.pad(image, [(pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2),
+                               (0, 0)])
+    top = int(rng.integers(0, image.shape[0] - size + 1))
+    left = int(rng.integers(0, image.shape[1] - size + 1))
+    return image[top:top + size, left:left + size]
+
+
+def _same_folder(a: str, b: str | None) -> bool:
+    if b is None or source.is_builtin(a) or source.is_builtin(b):
+        return False
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -57,15 +112,23 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 def labelled_samples(data: str, *, size: int, channels: int, num_classes: int, count: int,
-                     seed: int = 0):
-    """(images, masks or None): held-out labelled samples when ``data`` has masks, else images."""
+                     seed: int = 0, normalization: Normalization | None = None,
+                     trained_on: DataConfig | None = None):
+    """(images, masks or None) at ``size``: held-out labelled samples when ``data`` has masks
+    (built-in: past every training index; the folder the model was trained on: its validation
+    split), else images."""
+    norm = normalization or Normalization()
     if source.is_builtin(data):
         held_out = source.load_eval_data(data, size=size, channels=channels, count=count,
                                          seed=seed)
-        return held_out.arrays(size)
+        return held_out.arrays(size, normalization=norm)
+    if trained_on is not None and _same_folder(data, trained_on.source):
+        _, val = source.load_data(trained_on)
+        return val.arrays(size, limit=count, normalization=norm)
     try:
         labelled = source.load_eval_data(data, size=size, channels=channels,
                                          num_classes=max(2, num_classes))
     except DataError:
-        return calibration_images(data, size=size, channels=channels, count=count, seed=seed), None
-    return labelled.arrays(size, limit=count)
+        return calibration_images(data, size=size, channels=channels, count=count, seed=seed,
+                                  normalization=norm), None
+    return labelled.arrays(size, limit=count, normalization=norm)

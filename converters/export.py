@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from converters.calibration import calibration_images, labelled_samples
+from converters.calibration import calibration_images, calibration_source, labelled_samples
 from converters.tflite import ConversionError
 from converters.verify import Parity, check_parity, keras_probabilities
 from edgeseg import card as cards
@@ -88,6 +88,8 @@ def convert(model_path, out, *, to: str | None = None, quant: str = "none",
         raise ConfigError(f"{model_path} takes any input size: give --input-size")
     channels, num_classes = int(model.input_shape[-1]), int(model.output_shape[-1])
     data = calib or _trained_on(source_card)
+    trained_on = _trained_config(source_card)
+    norm, fit = cards.normalization_of(source_card), cards.input_fit_of(source_card)
 
     needs_calib = (to == "tflite" and quant in ("int8", "int16x8") and not qat) or \
         (to == "onnx" and quant == "int8")
@@ -96,7 +98,8 @@ def convert(model_path, out, *, to: str | None = None, quant: str = "none",
         if data is None:
             raise ConfigError(f"--quant {quant} needs calibration data: give --calib DATA")
         calibration = calibration_images(data, size=size, channels=channels, count=calib_samples,
-                                         seed=seed)
+                                         seed=seed, normalization=norm, fit=fit,
+                                         trained_on=trained_on)
 
     if to == "tflite":
         raw = tflite_conv.tflite_bytes(model, size, quant, calibration, io, per_tensor)
@@ -110,14 +113,15 @@ def convert(model_path, out, *, to: str | None = None, quant: str = "none",
     card = cards.make_card(
         format=to, variant=variant_of(source_card.get("variant"), quant, qat),
         input_size=None if dynamic else [size, size], channels=channels, num_classes=num_classes,
-        class_names=source_card.get("class_names"),
+        class_names=source_card.get("class_names"), **cards.contract(source_card),
         source={"model": str(model_path), "variant": source_card.get("variant"),
                 "recipe": source_card.get("recipe"), "metrics": source_card.get("metrics")},
         recipe={"stage": "convert", "to": to, "quant": quant, "io": io, "quantization_aware": qat,
                 "per_tensor": per_tensor,
                 **({"opset": opset, "dynamic": dynamic} if to == "onnx" else {})},
-        calibration=None if calibration is None else {"data": data, "samples": len(calibration),
-                                                      "seed": seed})
+        calibration=None if calibration is None else {
+            "data": data, "samples": len(calibration), "seed": seed,
+            "images": calibration_source(data, trained_on)})
 
     def stamped(card_: dict) -> bytes:
         if to == "tflite":
@@ -133,7 +137,7 @@ def convert(model_path, out, *, to: str | None = None, quant: str = "none",
         parity = None
         if verify:
             parity = _parity(model, trial, data, size, channels, num_classes, quant,
-                             verify_samples, seed)
+                             verify_samples, seed, norm, trained_on)
             card["parity"] = parity.to_dict()
             if not parity.passed:
                 raise ConversionError(f"{out}: parity check failed: {parity.summary()}")
@@ -147,7 +151,8 @@ def convert(model_path, out, *, to: str | None = None, quant: str = "none",
     return ConvertResult(path, card, parity)
 
 
-def _parity(model, path, data, size, channels, num_classes, quant, count, seed) -> Parity:
+def _parity(model, path, data, size, channels, num_classes, quant, count, seed, norm,
+            trained_on) -> Parity:
     from edgeseg import runtime
 
     if data is None:
@@ -157,7 +162,8 @@ def _parity(model, path, data, size, channels, num_classes, quant, count, seed) 
         masks = None
     else:
         images, masks = labelled_samples(data, size=size, channels=channels,
-                                         num_classes=num_classes, count=count, seed=seed)
+                                         num_classes=num_classes, count=count, seed=seed,
+                                         normalization=norm, trained_on=trained_on)
     converted = runtime.load(path, trusted=True).predict(images)  # written by this process
     mode = quant if quant in FLOAT_MODES else "quantized"
     return check_parity(keras_probabilities(model, images), converted, mode=mode,
@@ -167,6 +173,19 @@ def _parity(model, path, data, size, channels, num_classes, quant, count, seed) 
 def _card_size(card: dict) -> int | None:
     size = card.get("input_size")
     return int(size[0]) if isinstance(size, list) and size else None
+
+
+def _trained_config(card: dict):
+    """The DataConfig the model's training (or fine-tune) read, when its card records one."""
+    from edgeseg.config import DataConfig
+
+    data = (card.get("recipe") or {}).get("data")
+    if not isinstance(data, dict):
+        return None
+    try:
+        return DataConfig.from_dict(data)
+    except TypeError:
+        return None
 
 
 def _trained_on(card: dict) -> str | None:

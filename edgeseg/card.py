@@ -6,13 +6,25 @@ to normalise images, its class names, how it was made, what it scored.
 
 Keys (more may be added, none renamed): ``schema``, ``format``, ``variant``, ``input_size``
 ([height, width] it was trained/converted at; Keras models run at any multiple of ``stride``),
-``channels``, ``num_classes``, ``class_names``, ``normalization``, ``source`` (what it was made
-from), ``recipe`` (how), ``metrics`` (validation Dice, IoU, ...), ``macs``, ``params``.
+``channels``, ``num_classes``, ``class_names``, ``normalization`` (a :class:`Normalization` as a
+dict), ``input_fit`` (``tile`` or ``resize``: how an image of another size reaches the model),
+``source`` (what it was made from), ``recipe`` (how), ``metrics`` (validation Dice, IoU, ...),
+``status`` (``ok``, or ``failed`` with ``failure``: a trained model that learned nothing),
+``macs``, ``params``.
+
+The I/O contract is defined here; :mod:`edgeseg.preprocess` applies it (numpy only, on the device).
+
+    >>> Normalization.parse("percentile").describe()
+    'per-image percentiles 1-99.8 to 0-1'
+    >>> normalization_of({"normalization": "float32 RGB or grey in [0, 1]: pixel / 255"}).kind
+    'scale'
 """
 
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgeseg.errors import EdgesegError
@@ -20,7 +32,110 @@ from edgeseg.files import atomic_write_json
 
 SCHEMA = "edgeseg.card/1"
 EMBEDDED_KEY = "edgeseg.card"  # the TFLite metadata name / ONNX metadata_props key inside files
-NORMALIZATION = "float32 RGB or grey in [0, 1]: pixel / 255"
+
+NORMALIZATIONS = ("scale", "percentile", "meanstd")
+# How an image whose size differs from the model's input reaches it: ``tile`` runs the model on
+# overlapping windows at the image's own resolution (models trained on native-resolution crops),
+# ``resize`` scales the whole image to the input and the prediction back (models trained on
+# whole images resized to their input).
+INPUT_FITS = ("tile", "resize")
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """How raw pixels become the model's float32 input; every choice is an affine map per image.
+
+    - ``scale``: pixel / the type's maximum (255 for 8-bit, 65535 for 16-bit): [0, 1].
+    - ``percentile``: per image, the ``low``-th percentile to 0 and the ``high``-th to 1 (the
+      fluorescence-microscopy convention of csbdeep and StarDist; not clipped).
+    - ``meanstd``: (pixel / type maximum - ``mean``) / ``std``, per channel (fixed values).
+    """
+
+    kind: str = "scale"
+    low: float = 1.0
+    high: float = 99.8
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def __post_init__(self):
+        if self.kind not in NORMALIZATIONS:
+            raise EdgesegError(f"--normalize must be one of {', '.join(NORMALIZATIONS)} "
+                               f"(got {self.kind!r})")
+        if self.kind == "percentile" and not 0 <= self.low < self.high <= 100:
+            raise EdgesegError(f"--normalize percentile: need 0 <= low < high <= 100 (got "
+                               f"{self.low:g}, {self.high:g})")
+        if self.kind == "meanstd":
+            if not self.mean or not self.std or len(self.mean) != len(self.std):
+                raise EdgesegError("--normalize meanstd: give as many means as deviations, "
+                                   "e.g. meanstd:0.485,0.456,0.406/0.229,0.224,0.225")
+            if not all(math.isfinite(v) for v in (*self.mean, *self.std)) or \
+                    min(self.std) <= 0:
+                raise EdgesegError("--normalize meanstd: means must be finite and deviations "
+                                   "positive")
+
+    @classmethod
+    def parse(cls, text: str) -> "Normalization":
+        """``scale``, ``percentile``, ``percentile:1,99.8``, ``meanstd:M[,M,M]/S[,S,S]``."""
+        kind, _, args = text.strip().partition(":")
+        try:
+            if kind == "percentile" and args:
+                low, high = (float(v) for v in args.split(","))
+                return cls("percentile", low, high)
+            if kind == "meanstd" and args:
+                means, _, stds = args.partition("/")
+                return cls("meanstd", mean=tuple(float(v) for v in means.split(",")),
+                           std=tuple(float(v) for v in stds.split(",")))
+        except ValueError:
+            raise EdgesegError(f"--normalize {text}: not of the form percentile:LOW,HIGH or "
+                               f"meanstd:M,M,M/S,S,S") from None
+        if args:
+            raise EdgesegError(f"--normalize {text}: {kind} takes no values")
+        return cls(kind)
+
+    @classmethod
+    def from_dict(cls, value) -> "Normalization":
+        """From a card's ``normalization`` (a dict; the old string form means ``scale``)."""
+        if not isinstance(value, dict):
+            return cls()
+        try:
+            return cls(str(value.get("kind", "scale")), float(value.get("low", 1.0)),
+                       float(value.get("high", 99.8)),
+                       tuple(value["mean"]) if value.get("mean") is not None else None,
+                       tuple(value["std"]) if value.get("std") is not None else None)
+        except (TypeError, ValueError):
+            raise EdgesegError(f"a model card's normalization is malformed: {value!r}") from None
+
+    def to_dict(self) -> dict:
+        out = {"kind": self.kind, "description": self.describe()}
+        if self.kind == "percentile":
+            out.update(low=self.low, high=self.high)
+        if self.kind == "meanstd":
+            out.update(mean=list(self.mean), std=list(self.std))
+        return out
+
+    def describe(self) -> str:
+        if self.kind == "percentile":
+            return f"per-image percentiles {self.low:g}-{self.high:g} to 0-1"
+        if self.kind == "meanstd":
+            values = lambda v: ",".join(f"{x:g}" for x in v)  # noqa: E731
+            return f"(pixel/max - {values(self.mean)}) / {values(self.std)}"
+        return "pixel / type maximum (255 for 8-bit, 65535 for 16-bit) to 0-1"
+
+
+def normalization_of(card: dict) -> Normalization:
+    """The normalisation a model expects, from its card (``scale`` when it says none)."""
+    return Normalization.from_dict(card.get("normalization"))
+
+
+def input_fit_of(card: dict) -> str:
+    """``tile`` or ``resize`` (``tile`` when the card says none)."""
+    fit = card.get("input_fit")
+    return fit if fit in INPUT_FITS else "tile"
+
+
+def contract(card: dict) -> dict:
+    """The I/O-contract keys of a card, to copy into the card of a file made from it."""
+    return {"normalization": normalization_of(card).to_dict(), "input_fit": input_fit_of(card)}
 
 
 def card_path(artifact) -> Path:
@@ -29,8 +144,9 @@ def card_path(artifact) -> Path:
 
 
 def make_card(**fields) -> dict:
-    """A card with the schema and the default normalisation filled in."""
-    return {"schema": SCHEMA, "normalization": NORMALIZATION, **fields}
+    """A card with the schema and the default contract (``scale``, ``tile``) filled in."""
+    return {"schema": SCHEMA, "normalization": Normalization().to_dict(), "input_fit": "tile",
+            **fields}
 
 
 def write_card(artifact, card: dict) -> Path:

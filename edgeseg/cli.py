@@ -24,9 +24,14 @@ COMMANDS = ("bench", "check", "convert", "data", "eval", "inspect", "models", "o
 
 
 class UserError(click.ClickException):
-    """Bad input: printed as one ``Error: ...`` line, exit status 2."""
+    """Bad input: printed as one ``Error: ...`` line, exit status 2 (or the error's own: 1 for a
+    result that failed its check, such as a model that learned nothing)."""
 
     exit_code = 2
+
+    def __init__(self, message: str, exit_code: int = 2):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class LazyGroup(click.Group):
@@ -45,7 +50,7 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except EdgesegError as error:
-            raise UserError(str(error)) from None
+            raise UserError(str(error), getattr(error, "exit_code", 2)) from None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

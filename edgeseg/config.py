@@ -22,14 +22,22 @@ class _Json:
 
     @classmethod
     def from_dict(cls, data: dict):
+        data = cls._upgrade(dict(data))
         kwargs = {}
         for f in dataclasses.fields(cls):
             if f.name not in data:
                 continue
             value = data[f.name]
             sub = _NESTED.get((cls.__name__, f.name))
-            kwargs[f.name] = sub.from_dict(value) if sub and isinstance(value, dict) else value
+            kwargs[f.name] = sub.from_dict(value) if sub and isinstance(value, (dict, bool)) \
+                else value
         return cls(**kwargs)
+
+
+    @classmethod
+    def _upgrade(cls, data: dict) -> dict:
+        """Keys of configs written by earlier versions, in today's terms."""
+        return data
 
 
 def _plain(value):
@@ -60,7 +68,10 @@ class DataConfig(_Json):
     layout: str | None = None  # folders: detected when None
     channels: int | None = None  # None: the dataset's own (1 for nuclei/grey, 3 for RGB)
     num_classes: int | None = None  # None: from the dataset (class list or largest id)
-    mode: str = "resize"  # folders: "resize" whole images to input_size, or random "crop"s
+    # folders: random "crop"s at the images' own resolution (the model then runs tile by tile),
+    # or "resize" whole images to input_size (and every image at inference); "auto": crop unless
+    # the objects are larger than a crop (measured on the masks)
+    mode: str = "auto"
     val_source: str | None = None  # a second folder for validation; else a seeded split
     val_fraction: float = 0.2
     n_train: int = 400  # built-in datasets: how many samples to draw
@@ -71,21 +82,64 @@ class DataConfig(_Json):
 
 
 @dataclass(frozen=True)
+class Augment(_Json):
+    """Random changes to each training crop, seeded; label 255 stays unlabeled through all of them.
+
+    Geometric ones move image and mask together; photometric ones act on the normalised image.
+    The defaults are mild: they widen what a few dozen images teach without changing the task.
+    """
+
+    flip: bool = True  # left-right and up-down
+    rotate: bool = True  # multiples of 90 degrees
+    scale: float = 0.15  # zoom by a factor in [1/(1+s), 1+s], log-uniform (0: off)
+    brightness: float = 0.05  # add U(-b, b)
+    contrast: float = 0.15  # stretch about the crop's mean by U(1-c, 1+c)
+    gamma: float = 0.15  # x ** exp(U(-g, g))
+    noise: float = 0.01  # Gaussian noise, standard deviation U(0, n)
+
+    @classmethod
+    def off(cls) -> "Augment":
+        return cls(False, False, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+    @classmethod
+    def from_dict(cls, data):
+        if isinstance(data, bool):  # configs written before augmentation had options
+            return cls() if data else cls.off()
+        return super().from_dict(data)
+
+    def describe(self) -> str:
+        parts = [name for name, on in (("flips", self.flip), ("rot90", self.rotate)) if on]
+        parts += [f"{name} {getattr(self, name):g}" for name in
+                  ("scale", "brightness", "contrast", "gamma", "noise") if getattr(self, name)]
+        return ", ".join(parts) or "none"
+
+
+@dataclass(frozen=True)
 class TrainConfig(_Json):
     """Everything ``edgeseg train`` needs; saved as ``config.json`` beside the model."""
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    epochs: int = 12
-    steps_per_epoch: int | None = None  # None: one pass over the training set
+    # The budget: None and None lets edgeseg.plan choose the optimizer steps from the data; else
+    # ``steps`` (optimizer steps) or ``epochs`` (passes over the training set), not both.
+    steps: int | None = None
+    epochs: int | None = None
     batch_size: int = 16
     lr: float = 3e-3  # Adam with cosine decay to 1% over the run
     loss: str = "dice+ce"
-    augment: bool = True  # flips and 90-degree rotations
+    augment: Augment = field(default_factory=Augment)
+    normalize: str = "auto"  # "auto": percentile for 16-bit/float images, else scale (see card)
     seed: int = 0
     mixed_precision: bool | None = None  # None: on when a GPU is visible
     xla: bool = False
     deterministic: bool = False
+
+    @classmethod
+    def _upgrade(cls, data: dict) -> dict:
+        per_epoch = data.pop("steps_per_epoch", None)  # before budgets: epochs x steps per epoch
+        if per_epoch and data.get("epochs") and not data.get("steps"):
+            data["steps"], data["epochs"] = per_epoch * data["epochs"], None
+        return data
 
 
 @dataclass(frozen=True)
@@ -104,22 +158,22 @@ class OptimizeConfig(_Json):
     seed: int = 0
 
 
-# Per-dataset training defaults: the built-in sets reach their target Dice in minutes on 2 CPU
-# cores with these (synthetic-shapes has three classes and needs a longer, hotter run).
+# Per-dataset training defaults: how many built-in samples to draw. The budget (steps) comes
+# from edgeseg.plan for every dataset alike.
 TRAIN_DEFAULTS = {
-    "synthetic-nuclei": {"epochs": 12, "n_train": 400, "lr": 3e-3},
-    "synthetic-shapes": {"epochs": 36, "n_train": 512, "lr": 5e-3},
+    "synthetic-nuclei": {"n_train": 400, "lr": 3e-3},
+    "synthetic-shapes": {"n_train": 512, "lr": 3e-3},
 }
-FOLDER_DEFAULTS = {"epochs": 20, "n_train": 400, "lr": 3e-3}
+FOLDER_DEFAULTS = {"n_train": 400, "lr": 3e-3}
 
 
 def train_defaults(source: str) -> dict:
-    """``{"epochs", "n_train", "lr"}`` for a dataset (a built-in name or a folder)."""
+    """``{"n_train", "lr"}`` for a dataset (a built-in name or a folder)."""
     return dict(TRAIN_DEFAULTS.get(source, FOLDER_DEFAULTS))
 
 
 _NESTED = {("TrainConfig", "data"): DataConfig, ("TrainConfig", "model"): ModelConfig,
-           ("OptimizeConfig", "data"): DataConfig}
+           ("TrainConfig", "augment"): Augment, ("OptimizeConfig", "data"): DataConfig}
 
 
 def save_config(config: _Json, path) -> Path:

@@ -46,4 +46,53 @@ def keras_predictor(model) -> Callable[[np.ndarray], np.ndarray]:
     return lambda batch: np.asarray(model(batch, training=False))
 
 
-__all__ = ["check_classes", "evaluate", "keras_predictor", "predict_labels"]
+class KerasInMemory:
+    """A Keras model object with the part of the EdgeModel interface that scoring uses
+    (``input_shape``, ``num_classes``, ``card``, ``predict`` in inference mode)."""
+
+    format = runtime = "keras"
+
+    def __init__(self, model, card: dict):
+        self.model, self.card = model, card
+        self.predict = keras_predictor(model)
+
+    @property
+    def input_shape(self) -> tuple:
+        return (None, *self.model.input_shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.model.output_shape[-1])
+
+
+def score_model(model, data, *, limit: int | None = None, overlap: int = 32,
+                tile: int | None = None) -> dict:
+    """Dice/IoU of a model (an EdgeModel, or :class:`KerasInMemory`) on a dataset's whole images,
+    each fed as the model's card says (:func:`edgeseg.tiling.predict_image`: normalised, then run
+    whole, tiled or resized), pooled over the images. Adds ``samples``, ``dice_interval`` (a 95%
+    bootstrap interval over the images), ``chance_dice`` (:func:`edgeseg.metrics.chance_dice`),
+    ``predicted_classes`` (the classes predicted anywhere) and ``image_sizes``.
+    """
+    from edgeseg.tiling import predict_image
+
+    classes = max(2, model.num_classes)
+    count = len(data) if limit is None else min(limit, len(data))
+    confusions, predicted, sizes = [], np.zeros(classes, bool), set()
+    for index in range(count):
+        image, mask = data.sample(index)
+        sizes.add(f"{mask.shape[1]}x{mask.shape[0]}")
+        labels = metrics.labels_from_probs(predict_image(model, image, overlap, tile)[None])[0]
+        confusions.append(metrics.confusion_matrix(labels, mask, classes))
+        predicted |= confusions[-1].sum(0) > 0
+    if not confusions:
+        raise ValueError("no samples to score")
+    pooled = np.sum(confusions, axis=0)
+    return {**metrics.scores_from_confusion(pooled), "samples": count,
+            "dice_interval": list(metrics.dice_interval(confusions)),
+            "chance_dice": metrics.chance_dice(pooled),
+            "predicted_classes": [int(c) for c in np.flatnonzero(predicted)],
+            "image_sizes": sorted(sizes)}
+
+
+__all__ = ["KerasInMemory", "check_classes", "evaluate", "keras_predictor", "predict_labels",
+           "score_model"]

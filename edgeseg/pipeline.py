@@ -36,11 +36,13 @@ class RunConfig(_Json):
 
     data: str = "synthetic-nuclei"
     layout: str | None = None
+    test_data: str | None = None  # a labelled folder to score on; else the held-out images
     model: ModelConfig = field(default_factory=ModelConfig)
     input_size: int = 256  # the deployed (converted, benchmarked) size
     train_size: int = 128  # training crops: the model is fully convolutional
     quick: bool = False
-    epochs: int | None = None  # None: the dataset's default (quick: 6)
+    epochs: int | None = None  # training passes; None: the budget edgeseg.plan chooses
+    train_steps: int | None = None  # training optimizer steps instead (quick: 96)
     steps: int | None = None  # optimize fine-tune steps per stage (None: 300; quick: 30)
     threads: tuple[int, ...] = (1, 2)
     runs: int | None = None  # timed bench iterations (None: 50; quick: 10)
@@ -51,8 +53,9 @@ class RunConfig(_Json):
     def resolved(self) -> "RunConfig":
         """The config with every None replaced by its (quick or full) default."""
         quick = self.quick
+        train_steps = self.train_steps or (96 if quick and not self.epochs else None)
         return replace(
-            self, epochs=self.epochs or (6 if quick else train_defaults(self.data)["epochs"]),
+            self, train_steps=train_steps,
             steps=self.steps or (30 if quick else 300), runs=self.runs or (10 if quick else 50),
             samples=self.samples or (8 if quick else 32),
             calib_samples=self.calib_samples or (16 if quick else 100),
@@ -154,7 +157,7 @@ def run(cfg: RunConfig, out, *, force: bool = False, until: str = "report", echo
     stages.start("report", "report.md, report.html")
     from edgeseg.report import write_reports
 
-    paths = write_reports(report, out, data=cfg.data, layout=cfg.layout)
+    paths = write_reports(report, out, data=held_out(cfg), layout=cfg.layout)
     echo("")
     echo(paths["table"])
     echo(f"\n{time.perf_counter() - started:.0f} s; reports: {paths['md']}, {paths['html']}, "
@@ -170,12 +173,20 @@ def _check(cfg: RunConfig) -> None:
 
     if cfg.input_size % 16 or cfg.train_size % 16:
         raise EdgesegError(f"--input-size must be a multiple of 16 (got {cfg.input_size})")
-    for name in ("epochs", "steps", "runs", "samples", "calib_samples"):
-        if getattr(cfg, name) < 1:
+    for name in ("epochs", "train_steps", "steps", "runs", "samples", "calib_samples"):
+        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
             raise EdgesegError(f"--{name.replace('_', '-')} must be >= 1")
+    if cfg.epochs and cfg.train_steps:
+        raise EdgesegError("give --epochs or --train-steps, not both")
     if not is_builtin(cfg.data):
         check_source_name(cfg.data)
         folders.find_samples(cfg.data, cfg.layout)
+    if cfg.test_data:
+        if is_builtin(cfg.test_data):
+            raise EdgesegError(f"--test-data {cfg.test_data}: give a labelled folder (built-in "
+                               f"data is scored on its own held-out samples)")
+        check_source_name(cfg.test_data)
+        folders.find_samples(cfg.test_data, cfg.layout)
     get_builder(cfg.model.name)
     unknown = set(cfg.model.options) - set(model_options(cfg.model.name))
     if unknown:
@@ -190,7 +201,9 @@ def _describe_data(cfg: RunConfig) -> str:
 
     if is_builtin(cfg.data):
         return f"{cfg.data} (built-in, generated from seed {cfg.seed})"
-    return f"{cfg.data} (folder)"
+    scored = (f"scored on {cfg.test_data}" if cfg.test_data else
+              "scored on its validation split, which no stage trains, selects or calibrates on")
+    return f"{cfg.data} (folder; {scored})"
 
 
 def _train_config(cfg: RunConfig) -> TrainConfig:
@@ -200,24 +213,36 @@ def _train_config(cfg: RunConfig) -> TrainConfig:
                       input_size=64 if quick else cfg.train_size,
                       n_train=256 if quick else defaults["n_train"], n_val=16 if quick else 64,
                       seed=cfg.seed)
-    return TrainConfig(data=data, model=cfg.model, epochs=cfg.epochs, lr=defaults["lr"],
-                       seed=cfg.seed, batch_size=16)
+    return TrainConfig(data=data, model=cfg.model, epochs=cfg.epochs, steps=cfg.train_steps,
+                       lr=defaults["lr"], seed=cfg.seed, batch_size=16)
 
 
 def _train(cfg: RunConfig, where: Path, stages: _Stages, verbose: int, echo) -> Path:
-    from edgeseg.train import MODEL_FILE, fit
+    from edgeseg.card import read_card
+    from edgeseg.train import MODEL_FILE, TrainingFailed, fit
 
     model = where / MODEL_FILE
     if model.exists():
+        card = read_card(model)
+        if card.get("status") == "failed":  # a rerun stops where the first run stopped
+            raise TrainingFailed(f"{model}: the model learned nothing useful: "
+                                 f"{card.get('failure')}; nothing was optimized, converted or "
+                                 f"benchmarked (--force retrains)")
         stages.skip("train", f"{model} exists")
         return model
     resume = (where / "backup").is_dir() and any((where / "backup").iterdir())
     train_cfg = _train_config(cfg)
+    size = train_cfg.data.input_size
     stages.start("train", ("resuming " if resume else "") +
-                 f"{cfg.model.name} on {cfg.data}, {train_cfg.epochs} epochs of "
-                 f"{train_cfg.data.input_size}x{train_cfg.data.input_size} crops")
-    result = fit(train_cfg, where, resume=resume, force=not resume, verbose=verbose)
-    echo(f"  validation Dice {result.dice:.4f} in {result.seconds:.0f} s")
+                 f"{cfg.model.name} on {cfg.data}, {size}x{size} inputs")
+    try:
+        result = fit(train_cfg, where, resume=resume, force=not resume, verbose=verbose,
+                     echo=lambda line: echo(f"  {line}"))
+    except TrainingFailed as failed:
+        raise TrainingFailed(f"{failed}; stopped before optimizing, converting and "
+                             f"benchmarking") from None
+    echo(f"  validation Dice {result.dice:.4f} on {result.val_images} images in "
+         f"{result.seconds:.0f} s")
     return result.model_path
 
 
@@ -269,13 +294,25 @@ def _convert(cfg: RunConfig, sources: dict[str, Path], where: Path, stages: _Sta
     return [where / name for name in CONVERSIONS]
 
 
+def held_out(cfg: RunConfig):
+    """What the report scores: built-in data's held-out samples (by name), ``--test-data``, or
+    the validation split of the folder (loaded: no stage trains, selects or calibrates on it)."""
+    from edgeseg.data.source import is_builtin, load_data
+
+    if is_builtin(cfg.data):
+        return cfg.data
+    if cfg.test_data:
+        return cfg.test_data
+    return load_data(_train_config(cfg).data)[1]
+
+
 def _bench(cfg: RunConfig, trained: Path, files: list[Path], echo) -> dict:
     from benchmarks.harness import bench
 
-    return bench([trained, *files], data=cfg.data, layout=cfg.layout, reference=trained,
+    return bench([trained, *files], data=held_out(cfg), layout=cfg.layout, reference=trained,
                  threads=cfg.threads, runs=cfg.runs, warmup=2 if cfg.quick else 5,
                  samples=cfg.samples, image_size=cfg.input_size, seed=cfg.seed,
                  echo=lambda line: None)
 
 
-__all__ = ["CONVERSIONS", "STAGES", "RunConfig", "run"]
+__all__ = ["CONVERSIONS", "STAGES", "RunConfig", "held_out", "run"]

@@ -137,7 +137,9 @@ def sample_masks(report: dict, data: str, layout: str | None = None, count: int 
     import numpy as np
 
     from edgeseg import metrics, runtime
+    from edgeseg.card import normalization_of
     from edgeseg.data.source import load_eval_data
+    from edgeseg.preprocess import normalize
     from edgeseg.errors import EdgesegError
     from edgeseg.tiling import predict_image
     from edgeseg.visualize import overlay, png_data_uri
@@ -155,16 +157,17 @@ def sample_masks(report: dict, data: str, layout: str | None = None, count: int 
         return []
     first = models[0][1]
     size = next((m.input_shape[1] for _, m in models if m.input_shape[1]), 256)
-    dataset = load_eval_data(data, size=size, channels=first.input_shape[-1], layout=layout,
-                             num_classes=max(2, first.num_classes), count=count)
+    dataset = data if not isinstance(data, str) else load_eval_data(
+        data, size=size, channels=first.input_shape[-1], layout=layout,
+        num_classes=max(2, first.num_classes), count=count)
     samples = []
     for index in range(min(count, len(dataset))):
-        image, truth = dataset.sample(index)
-        image = image.astype(np.float32) / 255.0
+        raw, truth = dataset.sample(index)
+        image = np.clip(normalize(raw, normalization_of(first.card)), 0, 1)  # as the model sees it
         cells = [("image", png_data_uri(overlay(image, np.zeros_like(truth)), 256)),
                  ("ground truth", png_data_uri(overlay(image, truth), 256))]
         for name, model in models:
-            labels = metrics.labels_from_probs(predict_image(model, image)[None])[0]
+            labels = metrics.labels_from_probs(predict_image(model, raw)[None])[0]
             cells.append((name, png_data_uri(overlay(image, labels), 256)))
         samples.append({"index": index, "cells": cells})
     return samples

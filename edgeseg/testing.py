@@ -39,7 +39,7 @@ def dice_of(model, data: str = "synthetic-nuclei", *, count: int = 16, size: int
     preds, truth = [], []
     for index in range(min(count, len(dataset))):
         image, mask = dataset.sample(index)
-        probs = predict_image(model, image.astype(np.float32) / 255.0)
+        probs = predict_image(model, image)  # normalised as the model's card says
         preds.append(metrics.labels_from_probs(probs[None])[0].ravel())
         truth.append(mask.ravel())
     return metrics.dice(np.concatenate(preds), np.concatenate(truth), model.num_classes)

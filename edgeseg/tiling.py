@@ -46,15 +46,16 @@ def blend_window(height: int, width: int, overlap: int) -> np.ndarray:
 
 def tile_bands(predict: Callable[[np.ndarray], np.ndarray], image: np.ndarray,
                tile: tuple[int, int], overlap: int = 32, batch_size: int = 4,
-               scale: float = 1.0) -> Iterator[tuple[int, np.ndarray]]:
+               affine=None) -> Iterator[tuple[int, np.ndarray]]:
     """Blended probabilities of ``image`` (H, W, C), band by band: yields ``(row, probs)`` with
     ``probs`` (rows, W, K) float32 for image rows ``row`` onwards, top to bottom.
 
     Only one row of tiles is held at a time: the sums cover at most a tile's height of the image,
     and a band is given out as soon as no later tile can reach it. Tiles are cut from ``image`` as
-    they are needed and multiplied by ``scale`` (1/255 for uint8 pixels), so the image itself can
-    stay 8-bit. Peak memory beyond the image: about ``tile height x W x (K + 1) x 8`` bytes of sums
-    and one batch of tiles.
+    they are needed. Peak memory beyond the image: about ``tile height x W x (K + 1) x 8`` bytes of sums
+    and one batch of tiles. ``affine``: ``(a, b)`` of :func:`edgeseg.preprocess.affine`, applied
+    to each tile as it is cut (the image's normalisation, computed on the whole image), so the
+    image can stay in its own 8- or 16-bit type.
     """
     image = np.asarray(image)
     height, width = image.shape[:2]
@@ -74,8 +75,8 @@ def tile_bands(predict: Callable[[np.ndarray], np.ndarray], image: np.ndarray,
         for start in range(0, len(corners), batch_size):
             chunk = corners[start:start + batch_size]
             batch = np.stack([image[y:y + th, x:x + tw] for y, x in chunk]).astype(np.float32)
-            if scale != 1.0:
-                batch *= np.float32(scale)
+            if affine is not None:
+                batch = batch * affine[0] + affine[1]
             probs = np.asarray(predict(batch), np.float32)
             if total is None:
                 total = np.zeros((th, full_w, probs.shape[-1]), np.float64)
@@ -103,25 +104,76 @@ def predict_tiled(predict: Callable[[np.ndarray], np.ndarray], image: np.ndarray
 
 def predict_labels(predict: Callable[[np.ndarray], np.ndarray], image: np.ndarray,
                    tile: tuple[int, int], overlap: int = 32, batch_size: int = 4,
-                   scale: float = 1.0 / 255) -> np.ndarray:
-    """Class ids (H, W) uint8 of an 8-bit ``image`` (H, W, C), band by band: the only full-size
+                   affine=None) -> np.ndarray:
+    """Class ids (H, W) uint8 of a raw ``image`` (H, W, C), band by band: the only full-size
     arrays are the image and the labels (see :func:`tile_bands` for the rest)."""
     from edgeseg.metrics import labels_from_probs
 
     labels = np.zeros(image.shape[:2], np.uint8)
-    for row, band in tile_bands(predict, image, tile, overlap, batch_size, scale):
+    for row, band in tile_bands(predict, image, tile, overlap, batch_size, affine):
         labels[row:row + len(band)] = labels_from_probs(band[None])[0]
     return labels
 
 
-def predict_image(model, image: np.ndarray, overlap: int = 32) -> np.ndarray:
-    """Probabilities (H, W, K) of one image through an EdgeModel: whole when the model takes its
-    size (or any size), tile by tile otherwise."""
+def model_tile(model, tile: int | None = None) -> tuple[int, int]:
+    """The window a model runs on: its fixed input, else ``tile`` (default: its card's size, else
+    256)."""
     _, height, width, _ = model.input_shape
-    if height is None or image.shape[:2] == (height, width):
-        return model.predict(np.asarray(image, np.float32)[None])[0]
-    return predict_tiled(model.predict, image, (height, width), overlap=overlap)
+    if height is not None and width is not None:
+        return height, width
+    size = tile or (model.card.get("input_size") or [256])[0]
+    return int(size), int(size)
 
 
-__all__ = ["blend_window", "predict_image", "predict_labels", "predict_tiled", "tile_bands",
-           "tile_starts"]
+def resized_input(model, image: np.ndarray, tile: int | None = None):
+    """A ``resize``-fit model's view of an image: the whole image scaled to its input, normalised."""
+    from edgeseg.card import normalization_of
+    from edgeseg.preprocess import normalize, resize
+
+    height, width = model_tile(model, tile)
+    return normalize(resize(image, height, width), normalization_of(model.card))
+
+
+def predict_image(model, image: np.ndarray, overlap: int = 32, tile: int | None = None,
+                  normalization=None) -> np.ndarray:
+    """Probabilities (H, W, K) of one raw image (H, W, C; uint8, uint16 or float32) through an
+    EdgeModel, fed as its card says: normalised (:mod:`edgeseg.preprocess`), then resized whole
+    (``input_fit: resize``) or run whole when the model takes its size (or any size: padded to a
+    multiple of 32) and tile by tile otherwise (``tile``, the default)."""
+    from edgeseg.card import input_fit_of, normalization_of
+    from edgeseg.preprocess import affine, resize
+
+    norm = normalization or normalization_of(model.card)
+    if input_fit_of(model.card) == "resize":
+        probs = model.predict(resized_input(model, image, tile)[None])[0]
+        return resize(probs, *image.shape[:2])
+    a, b = affine(image, norm)
+    _, height, width, _ = model.input_shape
+    if height is None or width is None:
+        pad_h, pad_w = -image.shape[0] % 32, -image.shape[1] % 32
+        padded = np.pad(image, [(0, pad_h), (0, pad_w), (0, 0)], mode="reflect" if
+                        pad_h < image.shape[0] and pad_w < image.shape[1] else "edge")
+        probs = model.predict((padded.astype(np.float32) * a + b)[None])[0]
+        return probs[:image.shape[0], :image.shape[1]]
+    if image.shape[:2] == (height, width):
+        return model.predict((image.astype(np.float32) * a + b)[None])[0]
+    return np.concatenate([band for _, band in tile_bands(model.predict, image, (height, width),
+                                                          overlap, affine=(a, b))])
+
+
+def segment_labels(model, image: np.ndarray, overlap: int = 32, tile: int | None = None,
+                   batch_size: int = 4) -> np.ndarray:
+    """Class ids (H, W) uint8 of one raw image, as :func:`predict_image` feeds it, but band by band
+    for a tiled model: the only full-size arrays are the image and the labels."""
+    from edgeseg.card import input_fit_of, normalization_of
+    from edgeseg.metrics import labels_from_probs
+    from edgeseg.preprocess import affine
+
+    if input_fit_of(model.card) == "resize":
+        return labels_from_probs(predict_image(model, image, overlap, tile)[None])[0]
+    return predict_labels(model.predict, image, model_tile(model, tile), overlap, batch_size,
+                          affine(image, normalization_of(model.card)))
+
+
+__all__ = ["blend_window", "model_tile", "predict_image", "predict_labels", "predict_tiled",
+           "segment_labels", "tile_bands", "tile_starts"]

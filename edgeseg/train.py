@@ -2,9 +2,9 @@
 
 Devices: every visible GPU through MirroredStrategy, MultiWorkerMirroredStrategy when ``TF_CONFIG``
 names a cluster, the default (CPU) strategy otherwise. Mixed precision (float16 on GPUs) keeps the
-output layer in float32. Callbacks: BackupAndRestore (resume after an interrupt), the best
-checkpoint by validation Dice, a CSV log, TensorBoard, and a NaN guard that stops with a clear
-message and keeps the last good checkpoint.
+output layer in float32. Callbacks: BackupAndRestore (resume after an interrupt), the last
+chunk's weights, a CSV log, TensorBoard, and a NaN guard that stops with a clear message and
+keeps the last good checkpoint.
 
     edgeseg train --data synthetic-nuclei --out runs/nuclei
     python -c "from edgeseg.train import fit; from edgeseg.config import TrainConfig; fit(TrainConfig(), 'out')"
@@ -20,22 +20,34 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from edgeseg._keras import keras, tf
-from edgeseg.config import TrainConfig, load_config, save_config
+from edgeseg.batchnorm import recalibrate
+from edgeseg.card import Normalization, make_card
+from edgeseg.config import Augment, TrainConfig, load_config, save_config
 from edgeseg.data.folders import DataError
 from edgeseg.data.pipeline import make_dataset
-from edgeseg.data.source import load_data
+from edgeseg.data.source import SegData, load_data
 from edgeseg.errors import EdgesegError
-from edgeseg.evaluate import evaluate, keras_predictor
+from edgeseg.evaluate import KerasInMemory, score_model
+from edgeseg.guard import advice, check_learned
 from edgeseg.losses import DiceMetric, segmentation_loss
 from edgeseg.models import create_model
 from edgeseg.models.saving import save_model
+from edgeseg.plan import plan_training, views_of
 
 MODEL_FILE = "model.keras"
 
 
 class TrainingError(EdgesegError):
     """Training cannot start or did not finish (diverged, nothing to resume, ...)."""
+
+
+class TrainingFailed(EdgesegError):
+    """Training finished but the model learned nothing useful (its files stay, marked failed)."""
+
+    exit_code = 1
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,11 @@ class TrainResult:
     epochs: int
     seconds: float
     images_per_second: float
+    steps: int = 0
+    train_dice: float = float("nan")
+    dice_interval: tuple[float, float] = (float("nan"), float("nan"))
+    val_images: int = 0
+    failure: str | None = None  # why the model is useless (its card says failed), else None
 
 
 def choose_strategy(gpus: list[str], tf_config: str | None) -> str:
@@ -100,16 +117,25 @@ def _is_chief(strategy) -> bool:
 
 
 def fit(cfg: TrainConfig, out, *, resume: bool = False, force: bool = False, verbose: int = 1,
-        callbacks=()) -> TrainResult:
+        callbacks=(), echo=print, check: bool = True) -> TrainResult:
     """Train ``cfg.model`` on ``cfg.data`` and write ``out/model.keras`` with its card.
+
+    The budget is :func:`edgeseg.plan.plan_training`'s (steps chosen from the data, unless
+    ``cfg.steps`` or ``cfg.epochs`` say); the plan is echoed in one line before training, with the
+    time a short measured warm-up predicts. The model kept is the last one (no epoch is picked on
+    the validation images, so their score stays honest), with its BatchNorm statistics recomputed
+    over training batches (:mod:`edgeseg.batchnorm`); then :mod:`edgeseg.guard` checks in
+    inference mode that it learned something.
 
     Writes ``config.json``, ``history.csv``, ``logs/`` (TensorBoard), ``checkpoints/`` and, while
     running, ``backup/`` (BackupAndRestore). ``resume=True`` continues an interrupted run from its
-    last completed epoch, with the config it was started with; ``force=True`` starts over.
-    ``callbacks`` are added to Keras' (the tests interrupt a run with one).
+    last completed chunk, with the config it was started with; ``force=True`` starts over.
+    ``callbacks`` are added to Keras' (the tests interrupt a run with one). ``check=False`` keeps
+    a model that learned nothing without raising (its card still says ``failed``).
 
     Raises:
         TrainingError: bad options, an ``out`` that holds another run, or a run that diverged.
+        TrainingFailed: the model learned nothing (its files are written, their card says so).
         DataError: the dataset cannot be read (nothing is written then).
     """
     out = Path(out)
@@ -125,9 +151,12 @@ def fit(cfg: TrainConfig, out, *, resume: bool = False, force: bool = False, ver
                                 f"to start over")
     _check(cfg)
     train_data, val_data = load_data(cfg.data)  # before anything is written: bad data leaves no trace
-    if cfg.steps_per_epoch is None and len(train_data) < cfg.batch_size:
-        raise TrainingError(f"--batch-size {cfg.batch_size} is larger than the training set "
-                            f"({len(train_data)} samples)")
+    norm = resolve_normalization(cfg.normalize, train_data)
+    size = cfg.data.input_size
+    plan = plan_training(images=len(train_data), val_images=len(val_data),
+                         views=_views(train_data, size), batch_size=cfg.batch_size,
+                         augmented=cfg.augment != Augment.off(), steps=cfg.steps,
+                         epochs=cfg.epochs)
     num_classes = cfg.model.options.get("num_classes", train_data.num_classes)
     model_kwargs = {"channels": train_data.channels, "num_classes": num_classes,
                     **cfg.model.options}
@@ -139,11 +168,9 @@ def fit(cfg: TrainConfig, out, *, resume: bool = False, force: bool = False, ver
     keras.utils.set_random_seed(cfg.seed)
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
-    size = cfg.data.input_size
-    steps = cfg.steps_per_epoch or max(1, len(train_data) // cfg.batch_size)
     train_ds = make_dataset(train_data, size, cfg.batch_size, training=True, augment=cfg.augment,
-                            seed=cfg.seed, repeat=True)
-    val_ds = make_dataset(val_data, size, cfg.batch_size, training=False)
+                            normalization=norm, seed=cfg.seed, repeat=True)
+    val_ds = make_dataset(val_data, size, cfg.batch_size, training=False, normalization=norm)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     train_ds, val_ds = train_ds.with_options(options), val_ds.with_options(options)
@@ -154,8 +181,7 @@ def fit(cfg: TrainConfig, out, *, resume: bool = False, force: bool = False, ver
     try:
         with strategy.scope():  # trained at the crop size: a bad size is refused here
             model = create_model(cfg.model.name, input_size=size, **model_kwargs)
-            schedule = keras.optimizers.schedules.CosineDecay(cfg.lr, cfg.epochs * steps,
-                                                              alpha=0.01)
+            schedule = keras.optimizers.schedules.CosineDecay(cfg.lr, plan.steps, alpha=0.01)
             # Under mixed_float16, compile wraps Adam in a LossScaleOptimizer.
             model.compile(optimizer=keras.optimizers.Adam(schedule),
                           loss=segmentation_loss(cfg.loss), metrics=[DiceMetric(num_classes)],
@@ -173,28 +199,33 @@ def fit(cfg: TrainConfig, out, *, resume: bool = False, force: bool = False, ver
     workdir.mkdir(parents=True, exist_ok=True)
     if chief and not resume:
         save_config(cfg, out / "config.json")
-    best = workdir / "checkpoints" / "best.weights.h5"
-    best.parent.mkdir(parents=True, exist_ok=True)
+    if chief:
+        echo(f"data: {train_data.fit_note or 'built-in images, generated at the input size'}; "
+             f"{norm.describe()}; augmentation: {cfg.augment.describe()}")
+    per_step = None if resume or strategy_kind == "multi_worker" else _warm_up(model, train_ds)
+    if chief:
+        echo(f"plan: {plan.describe(per_step)}")
+    last = workdir / "checkpoints" / "last.weights.h5"
+    last.parent.mkdir(parents=True, exist_ok=True)
     timer = _Throughput(cfg.batch_size)
     keras_callbacks = [
-        _NaNGuard(),  # first: a NaN batch must stop the epoch before anything saves its weights
-        # The epoch's log row and best checkpoint are written before the epoch is backed up: a
-        # kill in between redoes the epoch on resume, and its repeated row is dropped afterwards.
+        _NaNGuard(),  # first: a NaN batch must stop the chunk before anything saves its weights
+        # The chunk's log row and checkpoint are written before it is backed up: a kill in
+        # between redoes the chunk on resume, and its repeated row is dropped afterwards.
         keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=resume),
-        # On resume, the best so far is the bar: the first resumed epoch must beat it to replace it.
-        _BestWeights(best, _best_so_far(workdir / "history.csv") if resume else None),
+        _LastWeights(last),
         keras.callbacks.BackupAndRestore(str(backup)),
         keras.callbacks.TensorBoard(str(workdir / "logs"), profile_batch=0),
         timer, *callbacks,
     ]
     started = time.perf_counter()
     try:
-        history = model.fit(train_ds, epochs=cfg.epochs, steps_per_epoch=steps,
+        history = model.fit(train_ds, epochs=plan.chunks, steps_per_epoch=plan.steps_per_chunk,
                             validation_data=val_ds, callbacks=keras_callbacks, verbose=verbose)
     except tf.errors.OpError as error:  # a streamed file that broke while training
         raise _data_error(error) from None
     except _Diverged as diverged:
-        kept = f"the last good checkpoint is kept at {best}" if best.exists() else \
+        kept = f"the last good checkpoint is kept at {last}" if last.exists() else \
             "no epoch finished, so there is no checkpoint"
         raise TrainingError(f"training diverged: the loss became NaN/inf at epoch "
                             f"{diverged.epoch + 1}, batch {diverged.batch + 1}; {kept}; "
@@ -205,26 +236,108 @@ def fit(cfg: TrainConfig, out, *, resume: bool = False, force: bool = False, ver
     weights = model.get_weights()
     if not chief:
         shutil.rmtree(workdir, ignore_errors=True)
-        return TrainResult(out / MODEL_FILE, float("nan"), (), float("nan"), cfg.epochs, seconds,
-                           timer.images_per_second)
+        return TrainResult(out / MODEL_FILE, float("nan"), (), float("nan"), plan.chunks,
+                           seconds, timer.images_per_second, plan.steps)
     shutil.rmtree(backup, ignore_errors=True)  # finished: nothing left to resume
     if resume:
         _dedupe_history(workdir / "history.csv")
 
-    # A float32 copy outside the strategy, with the best epoch's weights: it converts and deploys as is.
+    # A float32 copy outside the strategy with the final weights: it converts and deploys as is.
     final = create_model(cfg.model.name, **model_kwargs)
     final.set_weights(weights)
-    if best.exists():
-        final.load_weights(str(best))
-    images, masks = val_data.arrays(size)
-    scores = evaluate(keras_predictor(final), images, masks, num_classes)
+    bn_batches = recalibrate(final, make_dataset(train_data, size, cfg.batch_size, training=True,
+                                                 augment=cfg.augment, normalization=norm,
+                                                 seed=cfg.seed + 1, repeat=True))
+    card = make_card(format="keras", variant="fp32", input_size=[size, size],
+                     channels=train_data.channels, num_classes=num_classes,
+                     class_names=list(train_data.class_names), normalization=norm.to_dict(),
+                     input_fit=train_data.fit)
+    scored = KerasInMemory(final, card)
+    val_scores = score_model(scored, val_data, tile=size)
+    train_scores = score_model(scored, train_data, limit=64, tile=size)
+    failure = check_learned(train_scores, val_scores, train_data.class_names)
     path = save_model(final, out / MODEL_FILE)
-    epochs_run = len(history.history.get("loss", [])) or cfg.epochs
     devices = {"strategy": strategy_kind, "replicas": strategy.num_replicas_in_sync,
                "precision": policy}
-    _write_train_card(path, final, cfg, train_data, num_classes, scores, seconds, timer, devices)
-    return TrainResult(path, scores["dice"], tuple(scores["dice_per_class"]), scores["iou"],
-                       epochs_run, seconds, timer.images_per_second)
+    card.update(
+        source={"data": cfg.data.source, "model": cfg.model.name},
+        recipe={"stage": "train", **cfg.to_dict(), "plan": plan.to_dict(),
+                "seconds": round(seconds, 1), "images_per_second": round(timer.images_per_second, 1),
+                "batchnorm_recalibrated_batches": bn_batches,
+                "weights": "last (no checkpoint picked on the validation images)", **devices},
+        metrics={"val": val_scores, "train": _brief(train_scores)},
+        status="failed" if failure else "ok", **({"failure": failure} if failure else {}))
+    _write_train_card(path, final, card, size)
+    if failure and check:
+        raise TrainingFailed(f"{path}: the model learned nothing useful: {failure}; "
+                             f"{advice(failure)} (the files stay in {out}, marked failed)")
+    return TrainResult(path, val_scores["dice"], tuple(val_scores["dice_per_class"]),
+                       val_scores["iou"], len(history.history.get("loss", [])) or plan.chunks,
+                       seconds, timer.images_per_second, plan.steps, train_scores["dice"],
+                       tuple(val_scores["dice_interval"]), val_scores["samples"], failure)
+
+
+def resolve_normalization(choice: str, data) -> Normalization:
+    """The normalisation ``--normalize`` names for this data: ``auto`` is ``percentile`` for
+    16-bit or float images (the microscopy convention) and ``scale`` for 8-bit ones; ``meanstd``
+    without values takes the training images' own mean and deviation per channel, fixed from then
+    on (in the card)."""
+    from edgeseg.preprocess import type_max
+
+    if choice == "auto":
+        return Normalization("scale" if data.dtype == np.uint8 else "percentile")
+    norm = Normalization.parse(choice) if choice != "meanstd" else None
+    if norm is not None:
+        return norm
+    total, squares, count = 0.0, 0.0, 0
+    for index in range(len(data)):
+        image = data.sample(index)[0]
+        scaled = image.astype(np.float64) / type_max(image)
+        total = total + scaled.sum(axis=(0, 1))
+        squares = squares + (scaled ** 2).sum(axis=(0, 1))
+        count += image.shape[0] * image.shape[1]
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean ** 2, 1e-12))
+    return Normalization("meanstd", mean=tuple(round(float(m), 6) for m in mean),
+                         std=tuple(round(float(v), 6) for v in std))
+
+
+def _views(data, size: int) -> float:
+    """Input-sized crops in the training images (from the decoded images, or a streamed
+    folder's file headers)."""
+    if isinstance(data, SegData):
+        return views_of([image.shape[:2] for image in data.images], size)
+    from edgeseg.data.folders import header_size
+
+    return views_of([data.resize_to or header_size(s.image)[::-1] for s in data.samples], size)
+
+
+def _warm_up(model, dataset, steps: int = 5) -> float | None:
+    """Seconds per training step, timed over ``steps`` steps after one that traces the step
+    function (which ``fit`` then reuses); the weights and the optimizer are put back as they were,
+    so the run is the same as without the warm-up."""
+    try:
+        weights = model.get_weights()
+        train = model.make_train_function()
+        iterator = iter(dataset)
+        train(iterator)  # traces and compiles
+        started = time.perf_counter()
+        for _ in range(steps):
+            logs = train(iterator)
+        float(logs["loss"])  # wait for the last step
+        per_step = (time.perf_counter() - started) / steps
+        model.set_weights(weights)
+        optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+        for variable in optimizer.variables:
+            variable.assign(tf.zeros_like(variable))
+        model.reset_metrics()
+        return per_step
+    except (tf.errors.OpError, TypeError, AttributeError):  # a strategy that will not do it
+        return None
+
+
+def _brief(scores: dict) -> dict:
+    return {key: scores[key] for key in ("dice", "dice_per_class", "iou", "samples")}
 
 
 def _data_error(error: Exception) -> Exception:
@@ -243,17 +356,6 @@ def _card_name() -> str:
     from edgeseg.card import card_path
 
     return card_path(MODEL_FILE).name
-
-
-def _best_so_far(history: Path) -> float | None:
-    """The best validation Dice an interrupted run logged (None when it logged none)."""
-    import csv
-
-    if not history.exists():
-        return None
-    with history.open(newline="") as handle:
-        values = [float(row["val_dice"]) for row in csv.DictReader(handle) if row.get("val_dice")]
-    return max(values) if values else None
 
 
 def _dedupe_history(path: Path) -> None:
@@ -276,44 +378,36 @@ def _dedupe_history(path: Path) -> None:
 
 
 def _check(cfg: TrainConfig) -> None:
-    for name, value in (("--epochs", cfg.epochs), ("--batch-size", cfg.batch_size)):
-        if value < 1:
+    for name, value in (("--epochs", cfg.epochs), ("--steps", cfg.steps),
+                        ("--batch-size", cfg.batch_size)):
+        if value is not None and value < 1:
             raise TrainingError(f"{name} must be >= 1 (got {value})")
-    if cfg.steps_per_epoch is not None and cfg.steps_per_epoch < 1:
-        raise TrainingError(f"--steps must be >= 1 (got {cfg.steps_per_epoch})")
+    if cfg.steps is not None and cfg.epochs is not None:
+        raise TrainingError("give --steps or --epochs, not both")
+    if cfg.normalize not in ("auto", "meanstd"):
+        Normalization.parse(cfg.normalize)  # a bad value: one clear error before any work
     if not cfg.lr > 0 or not math.isfinite(cfg.lr):
         raise TrainingError(f"--lr must be a positive number (got {cfg.lr})")
 
 
-def _write_train_card(path, model, cfg, train_data, num_classes, scores, seconds, timer, devices):
-    from edgeseg.card import make_card, write_card
+def _write_train_card(path, model, card: dict, size: int) -> None:
+    from edgeseg.card import write_card
     from edgeseg.flops import keras_cost
 
-    size = cfg.data.input_size
     cost = keras_cost(model, input_size=size)
-    write_card(path, make_card(
-        format="keras", variant="fp32", input_size=[size, size], channels=train_data.channels,
-        num_classes=num_classes, class_names=list(train_data.class_names),
-        source={"data": cfg.data.source, "model": cfg.model.name},
-        recipe={"stage": "train", **cfg.to_dict(), "seconds": round(seconds, 1),
-                "images_per_second": round(timer.images_per_second, 1), **devices},
-        metrics={"val": scores}, macs=cost.macs, params=cost.params))
+    write_card(path, {**card, "macs": cost.macs, "params": cost.params})
 
 
-class _BestWeights(keras.callbacks.Callback):
-    """Keep the weights of the best epoch by ``val_dice`` in ``path``, written to a temporary file
-    and renamed into place: a kill mid-write leaves the previous best whole (ModelCheckpoint
+class _LastWeights(keras.callbacks.Callback):
+    """Keep the weights of the last finished chunk in ``path``, written to a temporary file and
+    renamed into place: a kill mid-write leaves the previous one whole (Keras' ModelCheckpoint
     writes the file in place, and a crash trial found it half-written)."""
 
-    def __init__(self, path: Path, best: float | None = None):
+    def __init__(self, path: Path):
         super().__init__()
-        self.path, self.best = Path(path), best
+        self.path = Path(path)
 
     def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get("val_dice")
-        if value is None or (self.best is not None and not value > self.best):
-            return
-        self.best = float(value)
         partial = self.path.with_name(f".{self.path.name.split('.')[0]}.partial.weights.h5")
         self.model.save_weights(str(partial))
         with open(partial, "rb+") as handle:

@@ -184,7 +184,7 @@ def test_voc_layout_reads_palette_masks_classes_and_split(tmp_path):
     lists.mkdir(parents=True)
     (lists / "train.txt").write_text("2007_000032\n2007_000039\n")
     (lists / "val.txt").write_text("2007_000063\n")
-    train, val = load_data(DataConfig(str(tmp_path), input_size=32))
+    train, val = load_data(DataConfig(str(tmp_path), input_size=32, mode="resize"))
     assert train.layout == "voc" and len(train) == 2 and len(val) == 1
     assert len(train.class_names) == 21 and train.class_names[15] == "person"
     assert set(np.unique(train.masks[0])) == {0, 15, 255}

@@ -26,21 +26,72 @@ def _coded(n=6, h=40, w=48):
 
 def test_training_batches_are_float_images_and_uint8_masks(make_dataset):
     data = _coded()
-    batch_images, batch_masks = next(iter(make_dataset(data, 32, 4, training=True, seed=1)))
+    batch_images, batch_masks = next(iter(make_dataset(data, 32, 4, training=True, seed=1,
+                                                       augment=False)))
     assert batch_images.shape == (4, 32, 32, 3) and batch_images.dtype.name == "float32"
     assert batch_masks.shape == (4, 32, 32, 1) and batch_masks.dtype.name == "uint8"
     assert 0.0 <= float(batch_images.numpy().min()) and float(batch_images.numpy().max()) <= 1.0
 
 
+GEOMETRIC = dict(scale=0.0, brightness=0.0, contrast=0.0, gamma=0.0, noise=0.0)
+
+
 def test_crops_flips_and_rotations_move_image_and_mask_together(make_dataset):
+    from edgeseg.config import Augment
+
     data = _coded()
     seen = set()
-    for images, masks in make_dataset(data, 24, 6, training=True, seed=2, augment=True):
+    for images, masks in make_dataset(data, 24, 6, training=True, seed=2,
+                                      augment=Augment(**GEOMETRIC)):
         images, masks = images.numpy(), masks.numpy()
         np.testing.assert_array_equal(np.round(images[..., 0] * 255).astype(np.uint8),
                                       masks[..., 0])
         seen.update(int(m[0, 0, 0]) for m in masks)
     assert len(seen) > 1  # random crops: not always the same corner
+
+
+def test_zoom_keeps_unlabeled_pixels_unlabeled_and_invents_no_class(make_dataset):
+    from edgeseg.config import Augment
+
+    rng = np.random.default_rng(0)
+    masks = tuple(rng.choice(np.array([0, 2, 255], np.uint8), (40, 40)) for _ in range(4))
+    images = tuple(np.repeat(m[..., None], 3, -1) for m in masks)  # the image encodes the label
+    data = SegData("zoom", images, masks, ("a", "b", "c"), 3)
+    zoomed = make_dataset(data, 32, 4, training=True, seed=5,
+                          augment=Augment(**{**GEOMETRIC, "scale": 0.5}))
+    plain = make_dataset(data, 32, 4, training=True, seed=5, augment=Augment(**GEOMETRIC))
+    (_, labels), = zoomed.take(1)
+    (_, unzoomed), = plain.take(1)
+    assert set(np.unique(labels.numpy())) <= {0, 2, 255}
+    assert (labels.numpy() != unzoomed.numpy()).mean() > 0.1  # the zoom changed the crops
+
+
+def test_photometric_augmentation_changes_images_not_masks_and_repeats_with_the_seed(make_dataset):
+    from edgeseg.config import Augment
+
+    data = _coded()
+    plain = Augment(**GEOMETRIC)
+    strong = Augment(brightness=0.3, contrast=0.3, gamma=0.3, noise=0.05, scale=0.0)
+    (a_images, a_masks), = make_dataset(data, 32, 6, training=True, seed=3, augment=plain).take(1)
+    (b_images, b_masks), = make_dataset(data, 32, 6, training=True, seed=3, augment=strong).take(1)
+    (c_images, _), = make_dataset(data, 32, 6, training=True, seed=3, augment=strong).take(1)
+    np.testing.assert_array_equal(a_masks.numpy(), b_masks.numpy())  # same crops and turns
+    assert np.abs(a_images.numpy() - b_images.numpy()).mean() > 0.01
+    np.testing.assert_array_equal(b_images.numpy(), c_images.numpy())  # seeded
+
+
+def test_percentile_normalisation_of_16_bit_images_matches_the_numpy_path(make_dataset):
+    from edgeseg.card import Normalization
+
+    rng = np.random.default_rng(1)
+    images = tuple((rng.random((40, 40, 1)) * 3000 + 200).astype(np.uint16) for _ in range(3))
+    masks = tuple(np.zeros((40, 40), np.uint8) for _ in range(3))
+    data = SegData("deep", images, masks, ("bg", "fg"), 1)
+    norm = Normalization("percentile")
+    batch, _ = next(iter(make_dataset(data, 32, 3, training=False, normalization=norm)))
+    want, _ = data.arrays(32, normalization=norm)  # what eval, the harness and predict compute
+    np.testing.assert_array_equal(batch.numpy(), want)
+    assert -0.05 < want.min() < 0.05 and 0.95 < want.max() < 1.05
 
 
 def test_evaluation_is_centred_and_in_order(make_dataset):

@@ -17,7 +17,7 @@ def _lines(output: str) -> list[str]:
 
 def test_train_writes_the_model_its_card_config_and_history(tiny_run):
     for name in ("model.keras", "model.keras.json", "config.json", "history.csv",
-                 "checkpoints/best.weights.h5"):
+                 "checkpoints/last.weights.h5"):
         assert (tiny_run / name).exists(), name
     assert not (tiny_run / "backup").exists()  # a finished run leaves nothing to resume
     card = json.loads((tiny_run / "model.keras.json").read_text())
@@ -44,12 +44,14 @@ def test_eval_prints_per_class_scores_that_match_the_card(tiny_run, runner, tmp_
                                  "--json", str(out)])
     assert result.exit_code == 0, result.output
     lines = _lines(result.output)
-    assert lines[0].endswith("16 samples at 64x64")
+    assert ": 16 images (64x64), pixel / type maximum" in lines[0]
     assert lines[2].split()[0] == "background" and lines[3].split()[0] == "nucleus"
     scores = json.loads(out.read_text())
     card = json.loads((tiny_run / "model.keras.json").read_text())
     assert scores["dice"] == pytest.approx(card["metrics"]["val"]["dice"], abs=1e-9)
-    assert f"{scores['dice']:.4f}" in lines[-1]
+    assert f"{scores['dice']:.4f}" in lines[-2]
+    low, high = scores["dice_interval"]
+    assert low <= scores["dice"] <= high and lines[-1].endswith(f"{low:.4f} - {high:.4f}")
 
 
 def test_eval_on_a_folder_written_by_data_synth(tiny_run, runner, tmp_path):
@@ -59,7 +61,7 @@ def test_eval_on_a_folder_written_by_data_synth(tiny_run, runner, tmp_path):
     result = runner.invoke(cli, ["eval", str(tiny_run / "model.keras"), "--data", str(folder),
                                  "--input-size", "96"])
     assert result.exit_code == 0, result.output
-    assert "4 samples at 96x96" in result.output
+    assert ": 4 images (96x96)" in result.output
 
 
 def test_train_refuses_to_overwrite_a_run_without_force(tiny_run, tiny_train_args, runner):
@@ -99,11 +101,11 @@ def test_resume_continues_an_interrupted_run_from_its_last_epoch(tmp_path):
     from edgeseg.train import TrainingError, fit
 
     with pytest.raises(_Interrupt):
-        fit(_tiny_cfg(), tmp_path, verbose=0, callbacks=[_InterruptAfter(1)])
+        fit(_tiny_cfg(), tmp_path, verbose=0, callbacks=[_InterruptAfter(1)], check=False)
     assert any((tmp_path / "backup").iterdir())
     with pytest.raises(TrainingError, match="holds an interrupted run; pass --resume"):
         fit(_tiny_cfg(), tmp_path, verbose=0)
-    result = fit(_tiny_cfg(epochs=99), tmp_path, resume=True, verbose=0)  # the saved config wins
+    result = fit(_tiny_cfg(epochs=99), tmp_path, resume=True, verbose=0, check=False)  # saved config wins
     with (tmp_path / "history.csv").open() as handle:
         epochs = [int(row["epoch"]) for row in csv.DictReader(handle)]
     assert epochs == [0, 1, 2]  # epochs 0-1 before the interrupt, only epoch 2 after it
@@ -125,12 +127,12 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
                 kernel.assign(kernel * np.nan)
 
     with pytest.raises(TrainingError, match=r"loss became NaN/inf at epoch 2, batch 1; the last "
-                                            r"good checkpoint is kept at .*best\.weights\.h5"):
+                                            r"good checkpoint is kept at .*last\.weights\.h5"):
         fit(_tiny_cfg(), tmp_path, verbose=0, callbacks=[Poison()])
     from edgeseg.models import create_model
 
     model = create_model("mobile_unet", input_size=32, channels=1, alpha=0.25)
-    model.load_weights(str(tmp_path / "checkpoints" / "best.weights.h5"))
+    model.load_weights(str(tmp_path / "checkpoints" / "last.weights.h5"))
     assert all(np.isfinite(w).all() for w in model.get_weights())
     assert not (tmp_path / "model.keras").exists()
 
@@ -195,7 +197,7 @@ def test_mixed_precision_computes_in_half_and_outputs_float32(policy, upsample):
 def test_mixed_precision_training_step_runs_on_cpu(tmp_path):
     from edgeseg.train import fit
 
-    result = fit(_tiny_cfg(epochs=1, mixed_precision=True), tmp_path, verbose=0)
+    result = fit(_tiny_cfg(epochs=1, mixed_precision=True), tmp_path, verbose=0, check=False)
     card = json.loads((tmp_path / "model.keras.json").read_text())
     assert card["recipe"]["precision"] == "mixed_bfloat16" and np.isfinite(result.dice)
 

@@ -11,22 +11,24 @@ from edgeseg.commands._options import data_options
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=True))
 @data_options
 @click.option("--input-size", type=click.IntRange(min=1),
-              help="Score at this size (folders are resized to it) [the model card's].")
+              help="Built-in images' size, and the tile of a model that takes any size [the "
+                   "model card's].")
 @click.option("--n", "count", type=click.IntRange(min=1), default=64, show_default=True,
               help="Built-in datasets: held-out samples to score.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Built-in datasets: the seed they are drawn from.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False),
               help="Also write the scores to this JSON file.")
 @click.option("--unsafe", is_flag=True, help="Allow Keras models that carry code (Lambda layers).")
-def eval_(model_path, source, layout, channels, num_classes, input_size, count, seed, batch_size,
+def eval_(model_path, source, layout, channels, num_classes, input_size, count, seed,
           json_out, unsafe):
     """Score MODEL (.keras/.h5, .tflite or .onnx) on --data: Dice and IoU per class, and their
     mean over the foreground classes.
 
-    Built-in datasets are scored on samples no training run has seen; a folder on all its samples.
-    Pixels labelled 255 take no part; a class absent from both prediction and ground truth scores 1.
+    Built-in datasets are scored on samples no training run has seen; a folder on all its images,
+    whole, each fed as the model's card says (normalised; tiled at its own resolution, or resized
+    for a model trained on resized images). Pixels labelled 255 take no part; a class absent from
+    both prediction and ground truth scores 1.
 
     \b
     edgeseg eval runs/nuclei/model.keras --data synthetic-nuclei
@@ -34,8 +36,9 @@ def eval_(model_path, source, layout, channels, num_classes, input_size, count, 
     edgeseg eval model_int8.tflite --data synthetic-nuclei --n 200
     """
     from edgeseg import runtime
-    from edgeseg.data.source import load_eval_data
-    from edgeseg.evaluate import check_classes, evaluate
+    from edgeseg.card import input_fit_of, normalization_of
+    from edgeseg.data.source import is_builtin, load_eval_data
+    from edgeseg.evaluate import check_classes, score_model
     from edgeseg.files import atomic_write_json
 
     model = runtime.load(model_path, unsafe=unsafe)
@@ -49,20 +52,25 @@ def eval_(model_path, source, layout, channels, num_classes, input_size, count, 
         raise click.BadParameter(f"{model_path} is converted for {fixed}x{fixed} inputs",
                                  param_hint="'--input-size'")
     size = fixed or input_size or _card_size(card) or 256
-    data = load_eval_data(source, size=size, channels=model_channels, layout=layout,
+    data = load_eval_data(source, size=size if is_builtin(source) else None,
+                          channels=model_channels, layout=layout,
                           num_classes=num_classes or max(2, model_classes), count=count, seed=seed)
     check_classes(model_classes, data, model_path)
-    images, masks = data.arrays(size)
-    result = evaluate(model.predict, images, masks, model_classes, batch_size)
+    result = score_model(model, data, tile=size)
     names = card.get("class_names") or list(data.class_names)
 
-    click.echo(f"{model_path} on {data.name}: {result['samples']} samples at {size}x{size}")
+    sizes = result["image_sizes"]
+    low, high = result["dice_interval"]
+    click.echo(f"{model_path} on {data.name}: {result['samples']} images "
+               f"({', '.join(sizes[:3])}{', ...' if len(sizes) > 3 else ''}), "
+               f"{normalization_of(card).describe()}, {input_fit_of(card)}")
     click.echo(f"{'class':<20} {'Dice':>8} {'IoU':>8} {'pixels':>12}")
     for i, (d, j, n) in enumerate(zip(result["dice_per_class"], result["iou_per_class"],
                                       result["pixels_per_class"])):
         name = names[i] if i < len(names) else f"class{i}"
         click.echo(f"{name:<20} {d:>8.4f} {j:>8.4f} {n:>12,}")
     click.echo(f"{'mean (foreground)':<20} {result['dice']:>8.4f} {result['iou']:>8.4f}")
+    click.echo(f"Dice 95% interval over the images (bootstrap): {low:.4f} - {high:.4f}")
     if json_out:
         atomic_write_json(json_out, {"model": str(model_path), "data": data.name,
                                      "input_size": [size, size], "class_names": names, **result})

@@ -29,12 +29,15 @@ def predict(model_path, images, out, tile, overlap, threads):
     from PIL import Image
 
     from edgeseg import runtime
-    from edgeseg.data.folders import read_image
+    from edgeseg.card import normalization_of
+    from edgeseg.data.folders import read_raw
     from edgeseg.files import atomic_file
-    from edgeseg.tiling import predict_labels
+    from edgeseg.preprocess import affine, type_max
+    from edgeseg.tiling import segment_labels
     from edgeseg.visualize import mask_image, overlay
 
     model = runtime.load(model_path, num_threads=threads)
+    model_norm = normalization_of(model.card)
     _, height, width, channels = model.input_shape
     if height is None:
         side = tile or 256
@@ -45,15 +48,19 @@ def predict(model_path, images, out, tile, overlap, threads):
         raise click.BadParameter(f"{overlap} must be smaller than the tile ({height})",
                                  param_hint="'--overlap'")
     for path in images:  # every image decodes before anything is written (one at a time)
-        read_image(path, channels)
+        read_raw(path, channels)
     out = Path(out)
     for path in images:
-        image = read_image(path, channels)  # uint8; tiles are scaled to [0, 1] as they are cut
-        labels = predict_labels(model.predict, image, (height, width), overlap=overlap)
+        image = read_raw(path, channels)  # its own depth; normalised tile by tile as the card says
+        labels = segment_labels(model, image, overlap=overlap, tile=height)
         painted = np.empty((*labels.shape, 3), np.uint8)
         counts = np.zeros(max(2, model.num_classes, int(labels.max()) + 1), np.int64)
+        # the overlay shows the image as the model saw it, clipped to [0, 1] (plain scaling for
+        # a mean/std model, whose inputs are not in [0, 1])
+        a, b = affine(image, model_norm) if model_norm.kind == "percentile" else \
+            (np.float32(1.0 / type_max(image)), np.float32(0.0))
         for row in range(0, len(labels), 256):  # band by band: no float copy of the whole image
-            band = image[row:row + 256].astype(np.float32) / 255.0
+            band = np.clip(image[row:row + 256].astype(np.float32) * a + b, 0, 1)
             painted[row:row + 256] = overlay(band, labels[row:row + 256])
             counts += np.bincount(labels[row:row + 256].ravel(), minlength=len(counts))
         stem = Path(path).stem

@@ -11,6 +11,9 @@ from edgeseg.commands._options import model_option, parse_model_options
 @click.option("--data", default="synthetic-nuclei", show_default=True, metavar="NAME|DIR",
               help="synthetic-nuclei, synthetic-shapes, or a dataset folder.")
 @click.option("--layout", help="Folder layout (default: detected).")
+@click.option("--test-data", metavar="DIR",
+              help="A labelled folder to score every variant on [a folder --data: its "
+                   "validation split, which no stage trains, selects or calibrates on].")
 @click.option("--model", "model_name", default="mobile_unet", show_default=True, metavar="NAME")
 @model_option
 @click.option("--input-size", type=click.IntRange(min=16), default=256, show_default=True,
@@ -24,7 +27,8 @@ from edgeseg.commands._options import model_option, parse_model_options
 @click.option("--until", type=click.Choice(["data", "train", "optimize", "convert", "bench",
                                             "report"]), default="report", show_default=True,
               help="Stop after this stage (a rerun continues from there).")
-def run(data, layout, model_name, options, input_size, out, quick, threads, force, until):
+def run(data, layout, test_data, model_name, options, input_size, out, quick, threads, force,
+        until):
     """Run the pipeline and write OUT/report.{json,md,html} with every artifact:
 
     \b
@@ -36,7 +40,8 @@ def run(data, layout, model_name, options, input_size, out, quick, threads, forc
     bench     every file against the Keras model at each thread count
     report    the table, latency/size-vs-Dice plots, masks of sample images
 
-    A rerun with the same --out skips the stages whose outputs exist.
+    A rerun with the same --out skips the stages whose outputs exist. A model that learned
+    nothing stops the run after training (exit status 1), before anything is converted.
 
     \b
     edgeseg run
@@ -57,7 +62,7 @@ def run(data, layout, model_name, options, input_size, out, quick, threads, forc
     if not counts or min(counts) < 1:
         raise click.BadParameter("thread counts must be >= 1", param_hint="'--threads'")
     name = Path(data.rstrip("/")).name + ("-quick" if quick else "")
-    cfg = RunConfig(data=data, layout=layout,
+    cfg = RunConfig(data=data, layout=layout, test_data=test_data,
                     model=ModelConfig(model_name, parse_model_options(options)),
                     input_size=input_size, quick=quick, threads=counts)
     pipeline(cfg, out or Path("runs") / name, force=force, until=until, echo=click.echo)

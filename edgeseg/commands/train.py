@@ -7,6 +7,7 @@ import sys
 import click
 
 from edgeseg.commands._options import data_options, model_option, parse_model_options
+from edgeseg.guard import SMALL_VALIDATION
 
 
 @click.command(short_help="Train a model from the zoo.")
@@ -14,8 +15,15 @@ from edgeseg.commands._options import data_options, model_option, parse_model_op
 @click.option("--val-data", metavar="DIR", help="A folder for validation (default: a seeded split).")
 @click.option("--val-fraction", type=float, default=0.2, show_default=True,
               help="Share of a folder held out for validation.")
-@click.option("--mode", type=click.Choice(["resize", "crop"]), default="resize", show_default=True,
-              help="Folders: resize whole images to --input-size, or train on random crops.")
+@click.option("--mode", type=click.Choice(["auto", "crop", "resize"]), default="auto",
+              show_default=True,
+              help="Folders: random crops at the images' resolution (tiled at inference), or whole "
+                   "images resized to --input-size (and at inference); auto: crop unless the "
+                   "objects are larger than a crop.")
+@click.option("--normalize", default="auto", show_default=True, metavar="KIND",
+              help="scale (pixel/255, 16-bit /65535), percentile[:1,99.8] (per image), "
+                   "meanstd[:M,../S,..] (values, or the training images'); auto: percentile for "
+                   "16-bit/float images, else scale. Recorded in the card; every command obeys it.")
 @click.option("--n-train", type=click.IntRange(min=1), default=None,
               help="Built-in datasets: training samples [400; shapes 512].")
 @click.option("--n-val", type=click.IntRange(min=1), default=64, show_default=True,
@@ -25,13 +33,18 @@ from edgeseg.commands._options import data_options, model_option, parse_model_op
 @model_option
 @click.option("--input-size", type=click.IntRange(min=1), default=128, show_default=True,
               help="Training input (crop) size; the model runs at any size afterwards.")
-@click.option("--epochs", type=click.IntRange(min=1), help="Epochs [nuclei 12, shapes 36, else 20].")
-@click.option("--steps", type=click.IntRange(min=1), help="Steps per epoch [one pass over the data].")
+@click.option("--steps", type=click.IntRange(min=1),
+              help="Optimizer steps [chosen from the data: see the plan line].")
+@click.option("--epochs", type=click.IntRange(min=1),
+              help="Passes over the training set, instead of --steps.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--lr", type=float, default=None, help="Peak learning rate (Adam, cosine decay) [3e-3; shapes 5e-3].")
 @click.option("--loss", type=click.Choice(["dice+ce", "dice", "ce"]), default="dice+ce",
               show_default=True)
-@click.option("--no-augment", is_flag=True, help="No flips or rotations.")
+@click.option("--augment", "augment_options", multiple=True, metavar="KEY=VALUE",
+              help="An augmentation setting: flip, rotate (true/false), scale, brightness, "
+                   "contrast, gamma, noise (0 turns one off), e.g. --augment gamma=0.")
+@click.option("--no-augment", is_flag=True, help="No augmentation at all.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--mixed-precision/--no-mixed-precision", default=None,
               help="float16 compute on GPUs (bfloat16 on CPUs) [on when a GPU is visible].")
@@ -39,18 +52,27 @@ from edgeseg.commands._options import data_options, model_option, parse_model_op
 @click.option("--deterministic", is_flag=True, help="Deterministic ops: a repeatable CPU run.")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
+@click.option("--no-check", is_flag=True,
+              help="Exit 0 even when the model learned nothing (its card still says failed).")
 @click.option("--force", is_flag=True, help="Start over, replacing what --out holds.")
-def train(source, layout, channels, num_classes, val_data, val_fraction, mode, n_train, n_val,
-          model_name, options, input_size, epochs, steps, batch_size, lr, loss, no_augment, seed,
-          mixed_precision, xla, deterministic, out, resume, force):
+def train(source, layout, channels, num_classes, val_data, val_fraction, mode, normalize, n_train,
+          n_val, model_name, options, input_size, steps, epochs, batch_size, lr, loss,
+          augment_options, no_augment, seed, mixed_precision, xla, deterministic, out, resume,
+          no_check, force):
     """Train a zoo model and write OUT/model.keras, its card, config.json and history.csv.
 
     \b
+    The number of optimizer steps is chosen from the data (printed before training, with the
+    time a short warm-up predicts); the final model's BatchNorm statistics are recomputed, and a
+    model that learned nothing ends the command with one line and exit status 1.
+
+    \b
     edgeseg train --data synthetic-nuclei --out runs/nuclei
-    edgeseg train --data path/to/carvana --model mobile_unet -o alpha=0.5 --epochs 30 --out runs/car
+    edgeseg train --data path/to/carvana --model mobile_unet -o alpha=0.5 --out runs/car
+    edgeseg train --data cells/ --normalize percentile --augment noise=0.03 --out runs/cells
     edgeseg train --out runs/nuclei --resume        # after an interrupt
     """
-    from edgeseg.config import DataConfig, ModelConfig, TrainConfig, train_defaults
+    from edgeseg.config import Augment, DataConfig, ModelConfig, TrainConfig, train_defaults
     from edgeseg.train import fit
 
     defaults = train_defaults(source)
@@ -61,13 +83,47 @@ def train(source, layout, channels, num_classes, val_data, val_fraction, mode, n
     model_options = parse_model_options(options)
     if num_classes is not None:
         model_options.setdefault("num_classes", num_classes)
-    cfg = TrainConfig(data=data, model=ModelConfig(model_name, model_options),
-                      epochs=epochs or defaults["epochs"], steps_per_epoch=steps,
-                      batch_size=batch_size, lr=lr or defaults["lr"], loss=loss,
-                      augment=not no_augment, seed=seed, mixed_precision=mixed_precision, xla=xla,
-                      deterministic=deterministic)
-    result = fit(cfg, out, resume=resume, force=force, verbose=1 if sys.stdout.isatty() else 2)
+    if steps and epochs:
+        raise click.UsageError("give --steps or --epochs, not both")
+    augment = Augment.off() if no_augment else _augment(augment_options)
+    cfg = TrainConfig(data=data, model=ModelConfig(model_name, model_options), steps=steps,
+                      epochs=epochs, batch_size=batch_size, lr=lr or defaults["lr"], loss=loss,
+                      augment=augment, normalize=normalize, seed=seed,
+                      mixed_precision=mixed_precision, xla=xla, deterministic=deterministic)
+    result = fit(cfg, out, resume=resume, force=force, verbose=1 if sys.stdout.isatty() else 2,
+                 echo=click.echo, check=not no_check)
     per_class = ", ".join(f"{d:.4f}" for d in result.dice_per_class)
-    click.echo(f"validation Dice {result.dice:.4f} (per class: {per_class}), IoU {result.iou:.4f}; "
-               f"{result.epochs} epochs in {result.seconds:.1f} s, "
-               f"{result.images_per_second:.0f} training images/s -> {result.model_path}")
+    low, high = result.dice_interval
+    small = f"; only {result.val_images} validation images: 95% interval {low:.4f}-{high:.4f}" \
+        if result.val_images < SMALL_VALIDATION else ""
+    click.echo(f"validation Dice {result.dice:.4f} (per class: {per_class}), IoU {result.iou:.4f}"
+               f"{small}; training images {result.train_dice:.4f}; {result.steps} steps in "
+               f"{result.seconds:.1f} s, {result.images_per_second:.0f} training images/s -> "
+               f"{result.model_path}")
+    if result.failure:
+        click.echo(f"warning: the model learned nothing useful: {result.failure} (its card says "
+                   f"failed)", err=True)
+
+
+def _augment(pairs):
+    """``("gamma=0", "flip=false")`` -> an Augment with those settings changed."""
+    import dataclasses
+
+    from edgeseg.commands._options import parse_model_options
+    from edgeseg.config import Augment
+
+    changes = parse_model_options(pairs)
+    fields = {f.name: f.type for f in dataclasses.fields(Augment)}
+    for key, value in changes.items():
+        if key not in fields:
+            raise click.BadParameter(f"unknown setting {key!r} (one of {', '.join(fields)})",
+                                     param_hint="'--augment'")
+        wanted = bool if key in ("flip", "rotate") else float
+        if wanted is bool and not isinstance(value, bool) or wanted is float and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
+                or value != value or value > 10):
+            kind = "true or false" if wanted is bool else "a number from 0 to 10"
+            raise click.BadParameter(f"{key} must be {kind} (got {value!r})",
+                                     param_hint="'--augment'")
+        changes[key] = wanted(value)
+    return Augment(**changes)

@@ -185,24 +185,46 @@ def _open(path: Path, decode: bool = True) -> Image.Image:
         raise DataError(f"{path}: cannot read image ({reason})") from None
 
 
-def read_image(path, channels: int | None = None) -> np.ndarray:
-    """An image as uint8 (H, W, channels); ``channels`` 1 (grey) or 3 (RGB), None keeps the file's."""
+def read_raw(path, channels: int | None = None) -> np.ndarray:
+    """An image as (H, W, channels) in its own depth: uint8, uint16 (16-bit PNG/TIFF) or float32
+    (float TIFF); ``channels`` 1 (grey) or 3 (RGB), None keeps the file's. Normalisation to the
+    model's input is :func:`edgeseg.preprocess.normalize`'s job, as the model's card says."""
     path = Path(path)
     image = _open(path)
-    if image.mode in ("I;16", "I;16B", "I", "F"):  # 16-bit / float microscopy TIFFs
-        array = np.asarray(image, np.float64)
-        if not np.isfinite(array).all():
-            bad = int((~np.isfinite(array)).sum())
-            raise DataError(f"{path}: {bad} pixel(s) are NaN or infinite; an image must hold "
-                            f"finite values")
-        top = 65535.0 if image.mode.startswith("I;16") else max(array.max(), 1.0)
-        image = Image.fromarray(np.clip(array / top * 255 + 0.5, 0, 255).astype(np.uint8))
+    if channels not in (None, 1, 3):
+        raise DataError(f"--channels must be 1 or 3 (got {channels})")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit / float microscopy images
+        array = np.asarray(image)
+        if image.mode == "F" or array.min(initial=0) < 0 or array.max(initial=0) > 65535:
+            array = array.astype(np.float32)
+            if not np.isfinite(array).all():
+                bad = int((~np.isfinite(array)).sum())
+                raise DataError(f"{path}: {bad} pixel(s) are NaN or infinite; an image must hold "
+                                f"finite values")
+        else:
+            array = array.astype(np.uint16)
+        array = array[..., None]
+        return np.repeat(array, 3, axis=-1) if channels == 3 else array
     grey = image.mode in ("L", "LA", "1") or (image.mode == "P" and _palette_is_grey(image))
     channels = channels or (1 if grey else 3)
-    if channels not in (1, 3):
-        raise DataError(f"--channels must be 1 or 3 (got {channels})")
     array = np.asarray(image.convert("L" if channels == 1 else "RGB"), np.uint8)
     return array[..., None] if channels == 1 else array
+
+
+def read_image(path, channels: int | None = None) -> np.ndarray:
+    """An image as uint8 (H, W, channels), for display: deeper images are scaled by their type's
+    range (16-bit / 65535) or a float image's maximum. Models take :func:`read_raw`'s pixels."""
+    return to_8bit(read_raw(path, channels))
+
+
+def to_8bit(image: np.ndarray) -> np.ndarray:
+    """An image of any depth as uint8, scaled by its type's range (for display and overlays)."""
+    if image.dtype == np.uint8:
+        return image
+    from edgeseg.preprocess import type_max
+
+    scaled = image.astype(np.float64) / type_max(image) * 255 + 0.5
+    return np.clip(scaled, 0, 255).astype(np.uint8)
 
 
 def _palette_is_grey(image: Image.Image) -> bool:
@@ -260,19 +282,19 @@ def _odd(values, allowed) -> str:
 
 def load_sample(sample: Sample, layout: str, channels: int | None,
                 resize_to: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Decode and check one sample; optionally resize it (image bilinear, mask nearest)."""
-    image = read_image(sample.image, channels)
+    """Decode and check one sample (the image in its own depth, see :func:`read_raw`);
+    optionally resize it (image bilinear, mask nearest)."""
+    from edgeseg.preprocess import resize
+
+    image = read_raw(sample.image, channels)
     mask = read_mask(sample, layout)
     if image.shape[:2] != mask.shape:
         raise DataError(f"{sample.masks[0]}: mask is {_size(mask)}, its image {sample.image} is "
                         f"{_size(image)}")
     if resize_to is not None and image.shape[:2] != tuple(resize_to):
         height, width = resize_to
-        squeeze = image.shape[-1] == 1
-        pil = Image.fromarray(image[..., 0] if squeeze else image)
-        image = np.asarray(pil.resize((width, height), Image.BILINEAR))
-        image = image[..., None] if squeeze else image
-        mask = np.asarray(Image.fromarray(mask).resize((width, height), Image.NEAREST))
+        image = resize(image, height, width)
+        mask = resize(mask[..., None], height, width, nearest=True)[..., 0]
     return image, mask
 
 
@@ -281,7 +303,7 @@ def load_samples(found: FolderSet, samples, channels: int | None, resize_to=None
     """Decode samples in parallel (Pillow releases the GIL); all images get the same channel count."""
     samples = list(samples)
     if channels is None and samples:
-        channels = read_image(samples[0].image).shape[-1]
+        channels = read_raw(samples[0].image).shape[-1]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pairs = list(pool.map(lambda s: load_sample(s, found.layout, channels, resize_to), samples))
     return [p[0] for p in pairs], [p[1] for p in pairs]
@@ -311,8 +333,16 @@ def check_sizes(sample: Sample) -> None:
 
 def decoded_bytes(sample: Sample, channels: int, resize_to=None) -> int:
     """Bytes the decoded image and mask take in memory (from the image header, or ``resize_to``)."""
-    height, width = resize_to or _header_size(sample.image)[::-1]
-    return height * width * (channels + 1)
+    with _open(sample.image, decode=False) as image:
+        width, height = image.size
+        depth = {"I;16": 2, "I;16B": 2, "I;16L": 2, "I": 2, "F": 4}.get(image.mode, 1)
+    height, width = resize_to or (height, width)
+    return height * width * (channels * depth + 1)
+
+
+def header_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image file, from its header alone."""
+    return _header_size(path)
 
 
 def _header_size(path: Path) -> tuple[int, int]:

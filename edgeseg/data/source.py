@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,27 +39,39 @@ class _Samples:
     def __iter__(self):
         return (self.sample(i) for i in range(len(self)))
 
-    def arrays(self, size: int | None = None, limit: int | None = None):
-        """(images float32 (N, H, W, C) in [0, 1], masks uint8 (N, H, W)) for evaluation.
+    @property
+    def dtype(self) -> np.dtype:
+        """The images' decoded type: uint8, uint16 (16-bit files) or float32."""
+        return self.sample(0)[0].dtype if len(self) else np.dtype(np.uint8)
 
-        With ``size``, every sample is centre-cropped (or padded: image with 0, mask with 255) to
-        ``size`` x ``size``, as the evaluation pipeline does; without, all must share a size.
+    def arrays(self, size: int | None = None, limit: int | None = None, normalization=None):
+        """(images float32 (N, H, W, C), masks uint8 (N, H, W)) for evaluation.
+
+        Each whole image is normalised (``normalization``, default ``scale``: [0, 1]) and then,
+        with ``size``, centre-cropped (or padded: image with 0, mask with 255) to ``size`` x
+        ``size``, as the evaluation pipeline does; without, all must share a size.
         ``limit``: the first samples only.
         """
+        from edgeseg.card import Normalization
+        from edgeseg.preprocess import normalize
+
+        norm = normalization or Normalization()
         images, masks = [], []
         for index in range(len(self) if limit is None else min(limit, len(self))):
             image, mask = self.sample(index)
+            image = normalize(image, norm)
             if size is not None:
                 image = center_fit(image, size, 0)
                 mask = center_fit(mask[..., None], size, UNLABELED)[..., 0]
             images.append(image)
             masks.append(mask)
-        return np.stack(images).astype(np.float32) / 255.0, np.stack(masks)
+        return np.stack(images), np.stack(masks)
 
 
 @dataclass(frozen=True)
 class SegData(_Samples):
-    """A dataset held in memory: images (H, W, C) uint8 and masks (H, W) uint8 class ids (255 = unlabeled)."""
+    """A dataset held in memory: images (H, W, C) as decoded (uint8, or uint16/float32 for deeper
+    files) and masks (H, W) uint8 class ids (255 = unlabeled)."""
 
     name: str
     images: tuple[np.ndarray, ...]
@@ -67,6 +79,8 @@ class SegData(_Samples):
     class_names: tuple[str, ...]
     channels: int
     layout: str = "built-in"
+    fit: str = "tile"  # how a trained model takes images: "tile" (crops) or "resize"
+    fit_note: str = ""  # why (see edgeseg.data.sizing)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -90,6 +104,8 @@ class StreamedData(_Samples):
     channels: int
     resize_to: tuple[int, int] | None
     layout: str = "generic"
+    fit: str = "tile"
+    fit_note: str = ""
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -155,17 +171,40 @@ def load_data(cfg: DataConfig) -> tuple[SegData, SegData]:
         val = builtin(cfg.source, cfg.n_val, size, cfg.seed, VAL_OFFSET, cfg.channels)
         return train, val
     check_source_name(cfg.source)
-    resize_to = (cfg.input_size, cfg.input_size) if cfg.mode == "resize" else None
+    if cfg.mode not in MODES:
+        raise DataError(f"--mode must be one of {', '.join(MODES)} (got {cfg.mode!r})")
     found = folders.find_samples(cfg.source, cfg.layout)
     if cfg.val_source:
         val_found = folders.find_samples(cfg.val_source, cfg.layout or found.layout)
         train_samples, val_samples = found.samples, val_found.samples
     else:
         train_samples, val_samples = _split(found, cfg.val_fraction, cfg.seed)
-    train = _decode(found, train_samples, cfg, resize_to)
-    val = _decode(found, val_samples, cfg, resize_to, channels=train.channels,
-                  class_names=train.class_names)
+    mode, note = _mode(cfg, found, train_samples)
+    resize_to = (cfg.input_size, cfg.input_size) if mode == "resize" else None
+    fit = {"fit": "resize" if mode == "resize" else "tile", "fit_note": note}
+    train = replace(_decode(found, train_samples, cfg, resize_to), **fit)
+    val = replace(_decode(found, val_samples, cfg, resize_to, channels=train.channels,
+                          class_names=train.class_names), **fit)
     return train, val
+
+
+MODES = ("auto", "crop", "resize")
+
+
+def _mode(cfg: DataConfig, found, samples) -> tuple[str, str]:
+    """``crop`` or ``resize`` for training on ``samples`` (``auto``: by the objects' size on up
+    to 32 masks, see :mod:`edgeseg.data.sizing`), and why."""
+    from edgeseg.data.sizing import choose_mode
+
+    sizes = np.array([folders.header_size(s.image)[::-1] for s in samples])
+    median = tuple(int(v) for v in np.median(sizes, axis=0))
+    if cfg.mode != "auto":
+        how = ("whole images resized to the input, and at inference too" if cfg.mode == "resize"
+               else "random crops at the images' resolution, tiled at inference")
+        return cfg.mode, f"--mode {cfg.mode}: {how}"
+    chosen = np.random.default_rng(cfg.seed).permutation(len(samples))[:32]
+    masks = [folders.read_mask(samples[i], found.layout) for i in sorted(chosen)]
+    return choose_mode(masks, median, cfg.input_size)
 
 
 def load_folder(source, layout: str | None = None, channels: int | None = None,
@@ -221,7 +260,7 @@ def _split(found: folders.FolderSet, fraction: float, seed: int):
 def _decode(found, samples, cfg: DataConfig, resize_to, channels=None, class_names=None):
     """The samples in memory, or streamed from disk when decoded they would pass ``cfg.cache_mb``."""
     samples = tuple(samples)
-    channels = channels or cfg.channels or folders.read_image(samples[0].image).shape[-1]
+    channels = channels or cfg.channels or folders.read_raw(samples[0].image).shape[-1]
     decoded = sum(folders.decoded_bytes(s, channels, resize_to) for s in samples)
     if decoded > cfg.cache_mb * 2 ** 20:
         # Too large to hold: read only the masks now (one at a time) to check them.

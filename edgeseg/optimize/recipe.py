@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg._keras import keras
-from edgeseg.card import card_path, make_card, read_card, write_card
-from edgeseg.config import OptimizeConfig, save_config
+from edgeseg.card import card_path, contract, make_card, normalization_of, read_card, write_card
+from edgeseg.config import Augment, OptimizeConfig, save_config
 from edgeseg.data.source import load_data
 from edgeseg.errors import ConfigError
 from edgeseg.evaluate import check_classes, evaluate, keras_predictor
@@ -83,7 +83,8 @@ def optimize(model_path, cfg: OptimizeConfig, out, *, force: bool = False,
     size, num_classes = cfg.data.input_size, int(model.output_shape[-1])
     check_classes(num_classes, train_data, model_path)
     keras.utils.set_random_seed(cfg.seed)
-    images, masks = val_data.arrays(size)
+    norm = normalization_of(source_card)
+    images, masks = val_data.arrays(size, normalization=norm)
 
     def score(m) -> dict:
         return evaluate(keras_predictor(m), images, masks, num_classes)
@@ -91,7 +92,8 @@ def optimize(model_path, cfg: OptimizeConfig, out, *, force: bool = False,
     before = score(model)
     epochs, per_epoch = plan_steps(cfg, len(train_data))
     run = {"input_size": size, "num_classes": num_classes, "epochs": epochs,
-           "steps_per_epoch": per_epoch, "verbose": verbose}
+           "steps_per_epoch": per_epoch, "verbose": verbose, "normalization": norm,
+           "augment": _augment_of(source_card)}
     stages, axis = [], None
     # A model pruned or clustered by an earlier `optimize` keeps that under QAT here too.
     pruned_layers, clustered_layers = _inherited(source_card)
@@ -157,6 +159,7 @@ def optimize(model_path, cfg: OptimizeConfig, out, *, force: bool = False,
         input_size=source_card.get("input_size", [size, size]),
         channels=train_data.channels, num_classes=num_classes,
         class_names=source_card.get("class_names", list(train_data.class_names)),
+        **contract(source_card),
         source={"model": str(model_path), "variant": source_card.get("variant"),
                 "data": cfg.data.source},
         recipe={"stage": "optimize", **cfg.to_dict(),
@@ -167,6 +170,15 @@ def optimize(model_path, cfg: OptimizeConfig, out, *, force: bool = False,
         clusters=clusters, macs=source_card.get("macs"), params=source_card.get("params")))
     return OptimizeResult(path, variant, before["dice"], after["dice"], tuple(stages), sparsity,
                           clusters)
+
+
+def _augment_of(card: dict) -> Augment:
+    """The augmentation the model was trained with (its card's recipe), else the default."""
+    recipe = card.get("recipe") or {}
+    augment = recipe.get("augment")
+    if augment is None:  # an optimized model's card records its own stage; the trained one's is gone
+        return Augment()
+    return Augment.from_dict(augment)
 
 
 def _inherited(card: dict) -> tuple[set[str], set[str]]:
