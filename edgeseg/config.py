@@ -87,11 +87,13 @@ class Augment(_Json):
 
     Geometric ones move image and mask together; photometric ones act on the normalised image.
     The defaults are mild: they widen what a few dozen images teach without changing the task.
+    Zoom is off by default: where object size tells classes apart it cost synthetic-shapes 0.02
+    Dice (0.9478 without, 0.9304 with 0.15), and a microscope's magnification is fixed.
     """
 
     flip: bool = True  # left-right and up-down
     rotate: bool = True  # multiples of 90 degrees
-    scale: float = 0.15  # zoom by a factor in [1/(1+s), 1+s], log-uniform (0: off)
+    scale: float = 0.0  # zoom by a factor in [1/(1+s), 1+s], log-uniform (0: off)
     brightness: float = 0.05  # add U(-b, b)
     contrast: float = 0.15  # stretch about the crop's mean by U(1-c, 1+c)
     gamma: float = 0.15  # x ** exp(U(-g, g))
@@ -162,7 +164,7 @@ class OptimizeConfig(_Json):
 # from edgeseg.plan for every dataset alike.
 TRAIN_DEFAULTS = {
     "synthetic-nuclei": {"n_train": 400, "lr": 3e-3},
-    "synthetic-shapes": {"n_train": 512, "lr": 3e-3},
+    "synthetic-shapes": {"n_train": 512, "lr": 5e-3},  # three classes: a hotter run
 }
 FOLDER_DEFAULTS = {"n_train": 400, "lr": 3e-3}
 

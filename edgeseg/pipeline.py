@@ -18,6 +18,7 @@ that here and in the CLI only).
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import sys
@@ -116,10 +117,10 @@ def run(cfg: RunConfig, out, *, force: bool = False, until: str = "report", echo
         if previous != cfg:
             raise EdgesegError(f"{out}: holds a run with other settings ({saved}); use another "
                                f"--out or --force to start over")
-    from edgeseg.data.source import is_builtin, load_data
+    from edgeseg.data.source import is_builtin
 
     if not is_builtin(cfg.data):  # decode the folder once now: bad data leaves nothing behind
-        load_data(_train_config(cfg).data)
+        _train_config(cfg)
     if force and out.exists():
         for name in ("train", "optimize", "models", "report.json", "report.md", "report.html"):
             path = out / name
@@ -206,13 +207,28 @@ def _describe_data(cfg: RunConfig) -> str:
     return f"{cfg.data} (folder; {scored})"
 
 
+@functools.lru_cache(maxsize=4)
+def _load(data: DataConfig):
+    """A folder decoded once per process, however many stages ask for it."""
+    from edgeseg.data.source import load_data
+
+    return load_data(data)
+
+
 def _train_config(cfg: RunConfig) -> TrainConfig:
+    """What the train stage runs. A folder whose objects are larger than a training crop is
+    trained on whole images resized to the deployed size (the size every image is then resized
+    to at inference), not to the smaller training size."""
+    from edgeseg.data.source import is_builtin
+
     defaults = train_defaults(cfg.data)
     quick = cfg.quick
     data = DataConfig(source=cfg.data, layout=cfg.layout,
                       input_size=64 if quick else cfg.train_size,
                       n_train=256 if quick else defaults["n_train"], n_val=16 if quick else 64,
                       seed=cfg.seed)
+    if not is_builtin(cfg.data) and _load(data)[0].fit == "resize":
+        data = replace(data, mode="resize", input_size=cfg.input_size)
     return TrainConfig(data=data, model=cfg.model, epochs=cfg.epochs, steps=cfg.train_steps,
                        lr=defaults["lr"], seed=cfg.seed, batch_size=16)
 
@@ -297,13 +313,13 @@ def _convert(cfg: RunConfig, sources: dict[str, Path], where: Path, stages: _Sta
 def held_out(cfg: RunConfig):
     """What the report scores: built-in data's held-out samples (by name), ``--test-data``, or
     the validation split of the folder (loaded: no stage trains, selects or calibrates on it)."""
-    from edgeseg.data.source import is_builtin, load_data
+    from edgeseg.data.source import is_builtin
 
     if is_builtin(cfg.data):
         return cfg.data
     if cfg.test_data:
         return cfg.test_data
-    return load_data(_train_config(cfg).data)[1]
+    return _load(_train_config(cfg).data)[1]
 
 
 def _bench(cfg: RunConfig, trained: Path, files: list[Path], echo) -> dict:

@@ -4,11 +4,15 @@ A fixed epoch count gives 20 images 20 optimizer steps and 20,000 images 25,000:
 anything, and more than the data needs. edgeseg counts the *views* a training set holds — crops
 of the input size in its images (an image of four times the input's area holds four) — and gives
 
-    steps = clamp(STEPS_PER_ROOT_VIEW * sqrt(views), MIN_STEPS, MAX_STEPS)
+    steps = min(max(STEPS_PER_ROOT_VIEW * sqrt(views), MIN_STEPS) * min(3, 1 + (k - 1) / 2),
+                MAX_STEPS)
 
-optimizer steps: a floor that lets a few dozen augmented images train (random crops, flips,
-rotations, zoom and photometric changes make every step's batch new), then growth with the
-square root of the data, so ten times the images costs about three times the time. Without
+optimizer steps for ``k`` foreground classes: a floor that lets a few dozen augmented images
+train (random crops, flips, rotations, zoom and photometric changes make every step's batch new),
+then growth with the square root of the data, so ten times the images costs about three times
+the time; every class beyond the first adds half, up to three times in all (telling classes
+apart takes longer than finding objects: synthetic-shapes' three classes need twice nuclei's
+steps). Without
 augmentation a small set would only be memorised: the budget is capped at MAX_PASSES_UNAUGMENTED
 passes. ``--steps`` or ``--epochs`` (passes over the training set) replace the rule.
 
@@ -69,9 +73,10 @@ class TrainingPlan:
 
 
 def plan_training(*, images: int, val_images: int, views: float, batch_size: int,
-                  augmented: bool = True, steps: int | None = None,
+                  augmented: bool = True, classes: int = 1, steps: int | None = None,
                   epochs: int | None = None) -> TrainingPlan:
-    """The budget for ``images`` training images holding ``views`` input-sized crops.
+    """The budget for ``images`` training images holding ``views`` input-sized crops of
+    ``classes`` foreground classes.
 
     ``steps`` (optimizer steps) or ``epochs`` (passes, each ``images // batch_size`` steps, at
     least one) override the rule; with ``epochs`` the run is validated after each pass.
@@ -87,8 +92,8 @@ def plan_training(*, images: int, val_images: int, views: float, batch_size: int
     if steps is not None:
         why = "--steps"
     else:
-        steps = round(STEPS_PER_ROOT_VIEW * math.sqrt(max(views, 1.0)))
-        steps = min(MAX_STEPS, max(MIN_STEPS, steps))
+        steps = max(MIN_STEPS, STEPS_PER_ROOT_VIEW * math.sqrt(max(views, 1.0)))
+        steps = round(min(MAX_STEPS, steps * min(3.0, 1 + (max(1, classes) - 1) / 2)))
         if not augmented:
             steps = min(steps, MAX_PASSES_UNAUGMENTED * per_pass)
         why = "chosen from the data"

@@ -155,7 +155,8 @@ def fit(cfg: TrainConfig, out, *, resume: bool = False, force: bool = False, ver
     size = cfg.data.input_size
     plan = plan_training(images=len(train_data), val_images=len(val_data),
                          views=_views(train_data, size), batch_size=cfg.batch_size,
-                         augmented=cfg.augment != Augment.off(), steps=cfg.steps,
+                         augmented=cfg.augment != Augment.off(),
+                         classes=len(train_data.class_names) - 1, steps=cfg.steps,
                          epochs=cfg.epochs)
     num_classes = cfg.model.options.get("num_classes", train_data.num_classes)
     model_kwargs = {"channels": train_data.channels, "num_classes": num_classes,
@@ -202,7 +203,9 @@ def fit(cfg: TrainConfig, out, *, resume: bool = False, force: bool = False, ver
     if chief:
         echo(f"data: {train_data.fit_note or 'built-in images, generated at the input size'}; "
              f"{norm.describe()}; augmentation: {cfg.augment.describe()}")
-    per_step = None if resume or strategy_kind == "multi_worker" else _warm_up(model, train_ds)
+    # Timed on one device only: under several replicas the step function wants distributed data.
+    one_device = strategy_kind in ("default", "one_device")
+    per_step = _warm_up(model, train_ds) if one_device and not resume else None
     if chief:
         echo(f"plan: {plan.describe(per_step)}")
     last = workdir / "checkpoints" / "last.weights.h5"

@@ -276,7 +276,7 @@ def test_eval_scores_converted_files_in_their_runtimes(converted, runner, tmp_pa
         out = tmp_path / f"{key[0]}-{key[1]}.json"
         result = runner.invoke(cli, ["eval", str(path), "--n", "8", "--json", str(out)])
         assert result.exit_code == 0, result.output
-        assert "8 samples at 64x64" in result.output
+        assert ": 8 images (64x64)" in result.output
         scores[key] = json.loads(out.read_text())["dice"]
     assert abs(scores[("tflite", "int8")] - scores[("tflite", "none")]) < 0.05
     path, _ = converted[("tflite", "int8")]

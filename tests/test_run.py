@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -41,7 +42,8 @@ def test_a_run_killed_mid_training_resumes_on_rerun(tmp_path):
     assert "train: resuming mobile_unet" in done.stdout
     with (out / "train" / "history.csv").open() as handle:
         epochs = [int(row["epoch"]) for row in csv.DictReader(handle)]
-    assert epochs == list(range(6))  # each epoch once: the rerun did not start over
+    chunks = json.loads((out / "train" / "model.keras.json").read_text())["recipe"]["plan"]["chunks"]
+    assert epochs == list(range(chunks))  # each chunk once: the rerun did not start over
     assert (out / "train" / "model.keras").exists()
 
     again = subprocess.run(_run_args(out), env=env, capture_output=True, text=True, timeout=300)
@@ -68,3 +70,28 @@ def test_bad_run_options(runner, tmp_path, args, message):
                                  str(tmp_path / "r"), *args])
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_a_run_on_a_folder_scores_only_images_no_stage_learned_from(tmp_path, runner):
+    from edgeseg.data.writer import write_synthetic
+
+    folder = write_synthetic("synthetic-nuclei", tmp_path / "cells", count=20, size=64, seed=5)
+    out = tmp_path / "run"
+    result = runner.invoke(cli, ["run", "--data", str(folder), "--quick", "--input-size", "64",
+                                 "--threads", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "scored on its validation split" in result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["dataset"]["samples"] == 4  # the validation split: 20% of 20
+    assert "validation split" in report["dataset"]["name"]
+    card = json.loads((out / "models" / "int8.tflite.json").read_text())
+    assert card["calibration"]["images"].startswith("the training split")
+    assert all(row["dice"] > 0.5 for row in report["results"])
+
+    test_folder = write_synthetic("synthetic-nuclei", tmp_path / "test", count=6, size=64, seed=9)
+    result = runner.invoke(cli, ["run", "--data", str(folder), "--test-data", str(test_folder),
+                                 "--quick", "--input-size", "64", "--threads", "1", "--until",
+                                 "bench", "--out", str(tmp_path / "run2")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run2" / "report.json").read_text())["dataset"]["samples"] == 6

@@ -41,6 +41,9 @@ def synth(kind, count, size, seed, out, force):
     click.echo(f"wrote {count} {kind} samples of {size}x{size} to {path}")
 
 
+DEPTHS = {"uint8": "8-bit", "uint16": "16-bit", "float32": "float"}
+
+
 @data.command(short_help="Describe a dataset folder: layout, samples, classes, sizes.")
 @data_options
 def info(source, layout, channels, num_classes):
@@ -52,19 +55,31 @@ def info(source, layout, channels, num_classes):
     import numpy as np
 
     from edgeseg.data.folders import UNLABELED
+    from edgeseg.data.sizing import object_extent
     from edgeseg.data.source import load_eval_data
 
     data_ = load_eval_data(source, size=None, layout=layout, num_classes=num_classes,
                            channels=int(channels) if channels else None)
     click.echo(f"{data_.name}: {data_.layout} layout, {len(data_)} samples, "
                f"{data_.channels} channel(s), model outputs {data_.num_classes}")
-    sizes, pixels = set(), np.zeros(256, np.int64)
-    for image, mask in data_:  # one at a time: a folder too large for memory is streamed
+    sizes, pixels, depths, sampled = set(), np.zeros(256, np.int64), set(), []
+    for index, (image, mask) in enumerate(data_):  # one at a time: large folders are streamed
         sizes.add(image.shape[:2])
+        depths.add(image.dtype.name)
         pixels += np.bincount(mask.ravel(), minlength=256)
+        if index < 32:
+            sampled.append(mask)
     sizes = sorted(sizes)
     shown = ", ".join(f"{w}x{h}" for h, w in sizes[:5]) + (" ..." if len(sizes) > 5 else "")
     click.echo(f"image sizes: {shown}")
+    deep = depths != {"uint8"}
+    click.echo(f"pixels: {', '.join(sorted(DEPTHS.get(d, d) for d in depths))}; "
+               f"`train --normalize auto` uses "
+               f"{'per-image percentiles' if deep else 'pixel / 255'}")
+    extent = object_extent(sampled)
+    click.echo(f"objects: about {extent:.0f} px across (90% of object pixels); `train --mode "
+               f"auto` crops at --input-size >= {max(16, int(np.ceil(extent / 16)) * 16)}, "
+               f"resizes whole images below that")
     total = pixels.sum()
     for class_id, name in enumerate(data_.class_names):
         click.echo(f"  {class_id:>3} {name:<20} {100 * pixels[class_id] / total:6.2f}% of pixels")

@@ -11,14 +11,17 @@ import click
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder.")
 @click.option("--tile", type=click.IntRange(min=16),
               help="Tile side for models that take any size [256]; fixed-size models use theirs.")
-@click.option("--overlap", type=click.IntRange(min=0), default=32, show_default=True,
-              help="Pixels shared by neighbouring tiles (blended).")
+@click.option("--overlap", type=click.IntRange(min=0), default=None,
+              help="Pixels shared by neighbouring tiles (blended) [32, at most a quarter tile].")
 @click.option("--threads", type=click.IntRange(min=1), help="Runtime threads.")
 def predict(model_path, images, out, tile, overlap, threads):
     """Segment IMAGE... with MODEL (.tflite, .onnx, .keras/.h5) and write OUT/<name>_mask.png
     (class ids as a palette PNG) and OUT/<name>_overlay.png for each.
 
-    Images of any size run through overlapping tiles of the model's input size, blended back.
+    Images are fed as the model's card says: normalised (x/255, per-image percentiles or mean/std;
+    16-bit images read in their own depth), then run through overlapping tiles of the model's
+    input size at their own resolution and blended back, or, for a model trained on whole
+    resized images, resized to its input and the mask back.
 
     \b
     edgeseg predict model_int8.tflite scan_*.png --out masks/
@@ -44,7 +47,9 @@ def predict(model_path, images, out, tile, overlap, threads):
         if side % 16:
             raise click.BadParameter(f"{side} must be a multiple of 16", param_hint="'--tile'")
         height = width = side
-    if overlap >= min(height, width):
+    if overlap is None:
+        overlap = min(32, min(height, width) // 4)
+    elif overlap >= min(height, width):
         raise click.BadParameter(f"{overlap} must be smaller than the tile ({height})",
                                  param_hint="'--overlap'")
     for path in images:  # every image decodes before anything is written (one at a time)

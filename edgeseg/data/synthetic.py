@@ -26,49 +26,59 @@ def _rng(seed: int, index: int, kind: int) -> np.random.Generator:
 def nuclei_sample(size: int = 256, seed: int = 0, index: int = 0):
     """One fluorescence-microscopy-like image (H, W, 1) float32 in [0, 1] and its binary mask (H, W).
 
-    A dark, uneven background (vignetting, out-of-focus haze); 6-40 elliptical nuclei of varied
-    size, brightness and chromatin texture, some touching or overlapping, with soft edges; a few
-    very small, very bright condensed (mitotic) nuclei; then optical blur, shot noise and read noise.
-    Nuclei sizes are in pixels, not fractions of the image, so crops and larger images look alike.
+    Modelled on the fluorescence fields of the 2018 Data Science Bowl (stage 1): a near-black
+    background under uneven illumination (a vignette and a tilt); many nuclei, clustered, touching
+    and overlapping, whose size follows the field's magnification; brightness spread over an order
+    of magnitude within a field, so the dimmest nuclei stand only a little above the background;
+    chromatin texture and a brighter rim; some nuclei out of focus (individually blurred); a few
+    small, saturating mitotic nuclei; then optical blur, shot noise and read noise. Sizes are in
+    pixels, not fractions of the image, so crops and larger images look alike.
     """
     rng = _rng(seed, index, 1)
     h = w = size
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
 
-    background = 0.02 + 0.08 * rng.random() * smooth_noise(rng, (h, w), cells=3)
+    background = 0.01 + 0.05 * rng.random() * smooth_noise(rng, (h, w), cells=3)
     cy, cx = rng.uniform(0, h), rng.uniform(0, w)
-    vignette = 1.0 - 0.5 * rng.random() * ((yy - cy) ** 2 + (xx - cx) ** 2) / (h * h + w * w)
+    vignette = 1.0 - 0.6 * rng.random() * ((yy - cy) ** 2 + (xx - cx) ** 2) / (h * h + w * w)
+    tilt_angle, tilt = rng.uniform(0, 2 * np.pi), 0.3 * rng.random()
+    ramp = (np.cos(tilt_angle) * xx + np.sin(tilt_angle) * yy) / max(h, w)
+    illumination = vignette * (1.0 - tilt * (ramp - ramp.min()) / max(np.ptp(ramp), 1e-6))
     signal = np.zeros((h, w), np.float32)
     mask = np.zeros((h, w), np.uint8)
 
-    density = rng.uniform(0.4, 1.6)
-    count = max(1, int(rng.poisson(density * 18 * (h * w) / (256 * 256))))
+    magnification = float(np.exp(rng.uniform(np.log(0.85), np.log(1.8))))
+    level = rng.uniform(0.35, 0.9)  # the field's brightest nuclei
+    density = rng.uniform(0.5, 2.5)
+    count = max(1, int(rng.poisson(density * 30 * (h * w) / (256 * 256) / magnification ** 2)))
     clusters = rng.uniform(0, [h, w], size=(max(1, count // 6), 2))
     for _ in range(count):
         if rng.random() < 0.5:  # nuclei cluster: touching and overlapping neighbours
-            centre = clusters[rng.integers(len(clusters))] + rng.normal(0, 14, 2)
+            centre = clusters[rng.integers(len(clusters))] + rng.normal(0, 14 * magnification, 2)
         else:
             centre = rng.uniform(0, [h, w])
-        radius = rng.uniform(5.0, 13.0)
+        radius = rng.uniform(5.0, 12.0) * magnification
+        brightness = level * 10 ** rng.uniform(-0.7, 0.0)  # dim ones a little above background
+        focus = rng.uniform(0.8, 2.0) * magnification ** 0.5 if rng.random() < 0.1 else 0.0
         _add_nucleus(rng, signal, mask, yy, xx, centre, radius, radius * rng.uniform(0.55, 1.0),
-                     brightness=rng.uniform(0.25, 0.85), texture=rng.uniform(0.1, 0.45))
+                     brightness=brightness, texture=rng.uniform(0.1, 0.45), defocus=focus)
     for _ in range(rng.integers(0, 4)):  # mitotic: small, condensed, saturating
-        radius = rng.uniform(2.0, 3.5)
+        radius = rng.uniform(2.0, 3.5) * magnification
         _add_nucleus(rng, signal, mask, yy, xx, rng.uniform(0, [h, w]), radius,
                      radius * rng.uniform(0.6, 1.0), brightness=rng.uniform(0.9, 1.2), texture=0.05)
 
-    image = (background + signal) * vignette
-    image = gaussian_blur(image, rng.uniform(0.6, 1.6))
-    photons = rng.uniform(80, 400)  # shot noise: Poisson in photon counts
+    image = (background + signal) * illumination
+    image = gaussian_blur(image, rng.uniform(0.5, 1.2))
+    photons = rng.uniform(100, 500)  # shot noise: Poisson in photon counts
     image = rng.poisson(np.clip(image, 0, None) * photons) / photons
-    image = image + rng.normal(0, rng.uniform(0.003, 0.02), image.shape)
+    image = image + rng.normal(0, rng.uniform(0.002, 0.012), image.shape)
     return np.clip(image, 0, 1).astype(np.float32)[..., None], mask
 
 
-def _add_nucleus(rng, signal, mask, yy, xx, centre, a, b, *, brightness, texture):
+def _add_nucleus(rng, signal, mask, yy, xx, centre, a, b, *, brightness, texture, defocus=0.0):
     theta = rng.uniform(0, np.pi)
     cos, sin = np.cos(theta), np.sin(theta)
-    r0 = int(max(a, b)) + 4
+    r0 = int(max(a, b) + 4 + 3 * defocus)
     y0, x0 = int(centre[0]), int(centre[1])
     ys = slice(max(0, y0 - r0), min(signal.shape[0], y0 + r0 + 1))
     xs = slice(max(0, x0 - r0), min(signal.shape[1], x0 + r0 + 1))
@@ -82,6 +92,8 @@ def _add_nucleus(rng, signal, mask, yy, xx, centre, a, b, *, brightness, texture
     chromatin = 1.0 + texture * (smooth_noise(rng, dist.shape, cells=max(2, int(a / 2.5))) - 0.5) * 2
     rim = 1.0 - 0.25 * rng.random() * np.clip(1.0 - dist, 0, 1)  # brighter rim, dimmer centre
     nucleus = brightness * edge * chromatin * rim
+    if defocus:  # out of focus: its light spread, its outline (the mask) where the nucleus is
+        nucleus = gaussian_blur(nucleus, defocus)
     signal[ys, xs] = np.maximum(signal[ys, xs], nucleus)
     mask[ys, xs] |= (dist <= 1.0).astype(np.uint8)
 
