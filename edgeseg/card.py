@@ -45,7 +45,8 @@ INPUT_FITS = ("tile", "resize")
 class Normalization:
     """How raw pixels become the model's float32 input; every choice is an affine map per image.
 
-    - ``scale``: pixel / the type's maximum (255 for 8-bit, 65535 for 16-bit): [0, 1].
+    - ``scale``: pixel / the type's maximum (255 for 8-bit, 65535 for 16-bit; a float image's
+      own maximum, at least 1): [0, 1].
     - ``percentile``: per image, the ``low``-th percentile to 0 and the ``high``-th to 1 (the
       fluorescence-microscopy convention of csbdeep and StarDist; not clipped).
     - ``meanstd``: (pixel / type maximum - ``mean``) / ``std``, per channel (fixed values).
@@ -59,7 +60,7 @@ class Normalization:
 
     def __post_init__(self):
         if self.kind not in NORMALIZATIONS:
-            raise EdgesegError(f"--normalize must be one of {', '.join(NORMALIZATIONS)} "
+            raise EdgesegError(f"--normalize must be auto or one of {', '.join(NORMALIZATIONS)} "
                                f"(got {self.kind!r})")
         if self.kind == "percentile" and not 0 <= self.low < self.high <= 100:
             raise EdgesegError(f"--normalize percentile: need 0 <= low < high <= 100 (got "
@@ -68,15 +69,19 @@ class Normalization:
             if not self.mean or not self.std or len(self.mean) != len(self.std):
                 raise EdgesegError("--normalize meanstd: give as many means as deviations, "
                                    "e.g. meanstd:0.485,0.456,0.406/0.229,0.224,0.225")
-            if not all(math.isfinite(v) for v in (*self.mean, *self.std)) or \
-                    min(self.std) <= 0:
-                raise EdgesegError("--normalize meanstd: means must be finite and deviations "
-                                   "positive")
+            # on pixels scaled to [0, 1]: anything far outside these bounds is a typo
+            if not all(math.isfinite(v) and abs(v) <= 1e3 for v in self.mean) or \
+                    not all(math.isfinite(v) and 1e-4 <= v <= 1e3 for v in self.std):
+                raise EdgesegError("--normalize meanstd: means must be finite (|mean| <= 1000) "
+                                   "and deviations positive (1e-4 to 1000), on pixels scaled to "
+                                   "[0, 1]")
 
     @classmethod
     def parse(cls, text: str) -> "Normalization":
         """``scale``, ``percentile``, ``percentile:1,99.8``, ``meanstd:M[,M,M]/S[,S,S]``."""
-        kind, _, args = text.strip().partition(":")
+        kind, colon, args = text.strip().partition(":")
+        if colon and not args:
+            raise EdgesegError(f"--normalize {text}: give values after ':' or none at all")
         try:
             if kind == "percentile" and args:
                 low, high = (float(v) for v in args.split(","))
@@ -102,8 +107,11 @@ class Normalization:
                        float(value.get("high", 99.8)),
                        tuple(value["mean"]) if value.get("mean") is not None else None,
                        tuple(value["std"]) if value.get("std") is not None else None)
-        except (TypeError, ValueError):
-            raise EdgesegError(f"a model card's normalization is malformed: {value!r}") from None
+        except (TypeError, ValueError, EdgesegError) as error:
+            reason = str(error).split(": ", 1)[-1] if isinstance(error, EdgesegError) else \
+                "not numbers"
+            raise EdgesegError(f"the model card's normalization {value!r} is not valid "
+                               f"({reason})") from None
 
     def to_dict(self) -> dict:
         out = {"kind": self.kind, "description": self.describe()}
@@ -119,12 +127,23 @@ class Normalization:
         if self.kind == "meanstd":
             values = lambda v: ",".join(f"{x:g}" for x in v)  # noqa: E731
             return f"(pixel/max - {values(self.mean)}) / {values(self.std)}"
-        return "pixel / type maximum (255 for 8-bit, 65535 for 16-bit) to 0-1"
+        return ("pixel / type maximum (255 for 8-bit, 65535 for 16-bit, a float image's own "
+                "maximum) to 0-1")
 
 
 def normalization_of(card: dict) -> Normalization:
     """The normalisation a model expects, from its card (``scale`` when it says none)."""
     return Normalization.from_dict(card.get("normalization"))
+
+
+def contract_note(card: dict) -> str | None:
+    """What is assumed for a model whose card does not state its input contract, else None."""
+    if isinstance(card.get("normalization"), dict):
+        return None
+    if card:
+        return None  # an older edgeseg card: pixel / 255 and tiles, as edgeseg then did
+    return ("no model card (in the file or beside it as <file>.json): assuming pixel / 255 "
+            "and tiles at the image's resolution")
 
 
 def input_fit_of(card: dict) -> str:

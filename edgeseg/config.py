@@ -99,6 +99,18 @@ class Augment(_Json):
     gamma: float = 0.15  # x ** exp(U(-g, g))
     noise: float = 0.01  # Gaussian noise, standard deviation U(0, n)
 
+    # the largest sensible value of each strength (contrast 1 would flatten a crop, more invert it)
+    LIMITS = {"scale": 1.0, "brightness": 1.0, "contrast": 0.9, "gamma": 1.0, "noise": 1.0}
+
+    def __post_init__(self):
+        from edgeseg.errors import ConfigError
+
+        for name, top in self.LIMITS.items():
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 <= value <= top):
+                raise ConfigError(f"--augment {name} must be a number from 0 to {top:g} "
+                                  f"(got {value!r})")
+
     @classmethod
     def off(cls) -> "Augment":
         return cls(False, False, 0.0, 0.0, 0.0, 0.0, 0.0)

@@ -49,8 +49,8 @@ def advice(reason: str) -> str:
     if reason.startswith("fits its training"):
         return ("too few or unrepresentative training images: add images, or check that the "
                 "validation images are of the same kind")
-    return ("check that each mask matches its image (edgeseg data info), train longer (--steps), "
-            "or lower --lr")
+    return ("check that each mask matches its image (edgeseg data info --data DIR), or train "
+            "longer or more gently (edgeseg train --steps N, --lr)")
 
 
 def _name(class_names, index: int) -> str:

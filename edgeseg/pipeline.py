@@ -119,8 +119,10 @@ def run(cfg: RunConfig, out, *, force: bool = False, until: str = "report", echo
                                f"--out or --force to start over")
     from edgeseg.data.source import is_builtin
 
-    if not is_builtin(cfg.data):  # decode the folder once now: bad data leaves nothing behind
+    if not is_builtin(cfg.data):  # decode the folders now: bad data leaves nothing behind
         _train_config(cfg)
+    if cfg.test_data:
+        _test_data(cfg)
     if force and out.exists():
         for name in ("train", "optimize", "models", "report.json", "report.md", "report.html"):
             path = out / name
@@ -308,6 +310,14 @@ def _convert(cfg: RunConfig, sources: dict[str, Path], where: Path, stages: _Sta
              f"{parity.agreement:.2%}" + (f", Dice {parity.dice_delta:+.4f}"
                                            if parity.dice_delta is not None else ""))
     return [where / name for name in CONVERSIONS]
+
+
+def _test_data(cfg: RunConfig):
+    """``--test-data``, decoded and checked (with the training data's classes)."""
+    from edgeseg.data.source import is_builtin, load_eval_data
+
+    classes = None if is_builtin(cfg.data) else len(_load(_train_config(cfg).data)[0].class_names)
+    return load_eval_data(cfg.test_data, size=None, layout=cfg.layout, num_classes=classes)
 
 
 def held_out(cfg: RunConfig):

@@ -307,8 +307,16 @@ def load(path, *, num_threads: int | None = None, unsafe: bool = False,
         raise EdgesegError(f"{path}: unknown model format (expected "
                            f"{', '.join(sorted(BACKENDS))} or a SavedModel folder)")
     if backend is KerasModel:
-        return backend(path, num_threads, unsafe=unsafe)
-    return backend(path, num_threads, trusted=trusted)
+        model = backend(path, num_threads, unsafe=unsafe)
+    else:
+        model = backend(path, num_threads, trusted=trusted)
+    from edgeseg.card import normalization_of
+
+    try:
+        normalization_of(model.card)  # a card that cannot be obeyed: said now, naming the file
+    except EdgesegError as error:
+        raise EdgesegError(f"{path}: {error}") from None
+    return model
 
 
 __all__ = ["BACKENDS", "EdgeModel", "KerasModel", "LiteRTModel", "OnnxModel", "load"]

@@ -112,6 +112,14 @@ def bad(tmp_path_factory, converted, tiny_run):
     (files["corrupt_image_folder"] / "images" / "s1.png").write_bytes(
         (files["corrupt_image_folder"] / "images" / "s1.png").read_bytes()[:40])
 
+    files["good"] = _folder(root, "good", 64)
+    files["bg_only"] = root / "bg_only"
+    for i in range(4):
+        _png(files["bg_only"] / "images" / f"s{i}.png", np.full((64, 64), 100, np.uint8))
+        _png(files["bg_only"] / "masks" / f"s{i}.png", np.zeros((64, 64), np.uint8))
+    for side in ("a", "b"):  # two images with one name
+        files[f"same_{side}"] = _png(root / side / "x.png", np.full((64, 64), 90, np.uint8))
+
     # reports
     files["empty.json"] = root / "empty.json"
     files["empty.json"].write_bytes(b"")
@@ -179,6 +187,18 @@ CASES = [
       and not (cmd == "run" and kind == "class_range")],  # run takes the classes from the masks
     ("train-missing-data", lambda f: ["train", "--data", str(f["dir"] / "nodata"), "--out", _out(f)],
      "nodata"),
+    ("train-no-objects", lambda f: ["train", "--data", str(f["bg_only"]), "--input-size", "32",
+                                    "--out", _out(f)], "bg_only"),
+    ("train-val-fraction", lambda f: ["train", "--data", str(f["good"]), "--val-fraction", "0.99",
+                                      "--input-size", "32", "--out", _out(f)], "--val-fraction"),
+    ("data-info-wrong-layout", lambda f: ["data", "info", str(f["good"]), "--layout", "voc"],
+     "JPEGImages"),
+    ("run-bad-test-data", lambda f: ["run", "--data", str(f["good"]), "--test-data",
+                                     str(f["mismatch"]), "--quick", "--out", _out(f)], "mismatch"),
+    ("run-builtin-test-data", lambda f: ["run", "--test-data", "synthetic-shapes", "--quick",
+                                         "--out", _out(f)], "--test-data"),
+    ("predict-same-name", lambda f: ["predict", str(f["model.tflite"]), str(f["same_a"]),
+                                     str(f["same_b"]), "--out", _out(f)], "would both write"),
     ("train-val-missing", lambda f: ["train", "--data", "synthetic-nuclei", "--val-data",
                                      str(f["dir"] / "noval"), "--out", _out(f)], "noval"),
     # ---- reports for check ------------------------------------------------------------------------
@@ -197,6 +217,19 @@ CASES = [
     ("train-lr", lambda f: ["train", "--lr", "-1", "--out", _out(f)], "--lr"),
     ("train-unknown-data", lambda f: ["train", "--data", "synthetic-cats", "--out", _out(f)],
      "synthetic-cats"),
+    ("train-augment-range", lambda f: ["train", "--augment", "contrast=2", "--out", _out(f)],
+     "contrast"),
+    ("train-augment-key", lambda f: ["train", "--augment", "hue=0.1", "--out", _out(f)], "hue"),
+    ("train-augment-syntax", lambda f: ["train", "--augment", "noise", "--out", _out(f)],
+     "--augment"),
+    ("train-normalize-kind", lambda f: ["train", "--normalize", "zscore", "--out", _out(f)],
+     "--normalize"),
+    ("train-normalize-empty", lambda f: ["train", "--normalize", "percentile:", "--out", _out(f)],
+     "--normalize"),
+    ("train-normalize-tiny-std", lambda f: ["train", "--normalize", "meanstd:0.5/1e-40", "--out",
+                                            _out(f)], "--normalize"),
+    ("train-steps-and-epochs", lambda f: ["train", "--steps", "5", "--epochs", "1", "--out",
+                                          _out(f)], "--steps"),
     ("optimize-prune", lambda f: ["optimize", str(f["model.keras"]), "--prune", "1.5", "--out",
                                   _out(f)], "--prune"),
     ("optimize-structured", lambda f: ["optimize", str(f["model.keras"]), "--structured", "5:4",

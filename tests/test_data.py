@@ -307,8 +307,10 @@ def test_data_synth_and_info_commands(runner, tmp_path):
     lines = result.output.splitlines()
     assert lines[0] == f"{out}: generic layout, 3 samples, 3 channel(s), model outputs 4"
     assert lines[1] == "image sizes: 48x48"
-    assert [line.split()[1] for line in lines[2:6]] == ["background", "disc", "box", "triangle"]
-    assert "(unlabeled)" in lines[6]
+    assert lines[2].startswith("pixels: 8-bit; `train --normalize auto` uses pixel / 255")
+    assert lines[3].startswith("objects: about ") and "`train --mode auto` crops" in lines[3]
+    assert [line.split()[1] for line in lines[4:8]] == ["background", "disc", "box", "triangle"]
+    assert "(unlabeled)" in lines[8]
     again = runner.invoke(cli, ["data", "synth", "--n", "1", "--out", str(out)])
     assert again.exit_code == 2 and "folder is not empty; pass --force" in again.output
     assert runner.invoke(cli, ["data", "synth", "--n", "1", "--size", "16", "--out", str(out),

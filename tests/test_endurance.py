@@ -36,5 +36,5 @@ def test_streamed_labels_equal_the_whole_image_blend():
         return np.concatenate([batch, batch ** 2, 1 - batch], axis=-1) * weights
 
     whole = labels_from_probs(predict_tiled(model, image.astype(np.float32) / 255, (64, 64), 16)[None])[0]
-    streamed = predict_labels(model, image, (64, 64), 16)
+    streamed = predict_labels(model, image, (64, 64), 16, affine=(np.float32(1 / 255), 0.0))
     np.testing.assert_array_equal(streamed, whole)

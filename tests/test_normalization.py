@@ -39,7 +39,7 @@ def test_an_old_card_means_pixel_over_255():
 
 
 @pytest.mark.parametrize("text, message", [
-    ("cubic", "must be one of scale, percentile, meanstd"),
+    ("cubic", "must be auto or one of scale, percentile, meanstd"),
     ("percentile:99,1", "need 0 <= low < high <= 100"),
     ("meanstd:0.5,0.5/0.1", "as many means as deviations"),
     ("meanstd:0.5/0", "deviations positive"),
@@ -233,3 +233,37 @@ def test_a_resize_model_is_fed_whole_resized_images_everywhere(big_objects, runn
     assert runner.invoke(cli, ["predict", str(tflite), str(image), "--out",
                                str(tmp_path / "p")]).exit_code == 0
     assert np.asarray(Image.open(tmp_path / "p" / "0_mask.png")).shape == (96, 128)
+
+
+def test_a_model_without_a_card_is_run_with_a_warning_that_says_what_is_assumed(deep_model,
+                                                                               deep_folders,
+                                                                               tmp_path):
+    import shutil
+
+    from click.testing import CliRunner
+
+    out, _ = deep_model
+    bare = tmp_path / "bare.keras"
+    shutil.copy(out / "model.keras", bare)  # its card (model.keras.json) left behind
+    result = CliRunner().invoke(cli, ["eval", str(bare), "--data", str(deep_folders[0]),
+                                      "--input-size", "64"])
+    assert result.exit_code == 0, result.output
+    assert "no model card" in result.stderr and "assuming pixel / 255" in result.stderr
+
+
+def test_predict_tiles_a_dynamic_model_at_its_card_size_like_eval(deep_model, deep_folders,
+                                                                   runner, tmp_path):
+    from edgeseg import runtime
+    from edgeseg.data.folders import read_raw
+    from edgeseg.tiling import predict_image
+    from edgeseg.metrics import labels_from_probs
+
+    out, _ = deep_model
+    image = sorted((deep_folders[1] / "images").iterdir())[1]
+    result = runner.invoke(cli, ["predict", str(out / "model.keras"), str(image), "--out",
+                                 str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    written = np.asarray(Image.open(tmp_path / f"{image.stem}_mask.png"))
+    model = runtime.load(out / "model.keras")
+    direct = labels_from_probs(predict_image(model, read_raw(image))[None])[0]
+    assert (written == direct).mean() > 0.99

@@ -9,7 +9,7 @@ import click
 from edgeseg.data.folders import LAYOUTS
 
 
-def parse_model_options(pairs: tuple[str, ...]) -> dict[str, object]:
+def parse_model_options(pairs: tuple[str, ...], option: str = "-o/--option") -> dict[str, object]:
     """``("alpha=0.5", "upsample=transpose", "dilation=[2,4]")`` -> {"alpha": 0.5, ...}.
 
     Values are read as JSON where they parse (numbers, true/false, lists), as strings otherwise.
@@ -18,7 +18,7 @@ def parse_model_options(pairs: tuple[str, ...]) -> dict[str, object]:
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="'-o/--option'")
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=f"'{option}'")
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:

@@ -45,9 +45,10 @@ DEPTHS = {"uint8": "8-bit", "uint16": "16-bit", "float32": "float"}
 
 
 @data.command(short_help="Describe a dataset folder: layout, samples, classes, sizes.")
+@click.argument("folder", required=False, metavar="[DIR]")
 @data_options
-def info(source, layout, channels, num_classes):
-    """Read every sample of --data the way training would and summarise it.
+def info(folder, source, layout, channels, num_classes):
+    """Read every sample of DIR (or --data) the way training would and summarise it.
 
     Every image and mask is decoded and checked, so this is also a quick way to find the one
     corrupt or mismatched file in a large folder.
@@ -58,6 +59,8 @@ def info(source, layout, channels, num_classes):
     from edgeseg.data.sizing import object_extent
     from edgeseg.data.source import load_eval_data
 
+    if folder:
+        source = folder
     data_ = load_eval_data(source, size=None, layout=layout, num_classes=num_classes,
                            channels=int(channels) if channels else None)
     click.echo(f"{data_.name}: {data_.layout} layout, {len(data_)} samples, "

@@ -36,13 +36,15 @@ def eval_(model_path, source, layout, channels, num_classes, input_size, count, 
     edgeseg eval model_int8.tflite --data synthetic-nuclei --n 200
     """
     from edgeseg import runtime
-    from edgeseg.card import input_fit_of, normalization_of
+    from edgeseg.card import contract_note, input_fit_of, normalization_of
     from edgeseg.data.source import is_builtin, load_eval_data
     from edgeseg.evaluate import check_classes, score_model
     from edgeseg.files import atomic_write_json
 
     model = runtime.load(model_path, unsafe=unsafe)
     card = model.card
+    if contract_note(card):
+        click.echo(f"warning: {model_path}: {contract_note(card)}", err=True)
     _, fixed, _, model_channels = model.input_shape
     model_classes = model.num_classes
     if channels and int(channels) != model_channels:

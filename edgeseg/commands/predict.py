@@ -10,7 +10,8 @@ import click
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE...", type=click.Path())
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder.")
 @click.option("--tile", type=click.IntRange(min=16),
-              help="Tile side for models that take any size [256]; fixed-size models use theirs.")
+              help="Tile side for models that take any size [the size in the model card, else "
+                   "256]; fixed-size models use theirs.")
 @click.option("--overlap", type=click.IntRange(min=0), default=None,
               help="Pixels shared by neighbouring tiles (blended) [32, at most a quarter tile].")
 @click.option("--threads", type=click.IntRange(min=1), help="Runtime threads.")
@@ -32,7 +33,7 @@ def predict(model_path, images, out, tile, overlap, threads):
     from PIL import Image
 
     from edgeseg import runtime
-    from edgeseg.card import normalization_of
+    from edgeseg.card import contract_note, normalization_of
     from edgeseg.data.folders import read_raw
     from edgeseg.files import atomic_file
     from edgeseg.preprocess import affine, type_max
@@ -42,8 +43,11 @@ def predict(model_path, images, out, tile, overlap, threads):
     model = runtime.load(model_path, num_threads=threads)
     model_norm = normalization_of(model.card)
     _, height, width, channels = model.input_shape
+    note = contract_note(model.card)
+    if note:
+        click.echo(f"warning: {model_path}: {note}", err=True)
     if height is None:
-        side = tile or 256
+        side = tile or (model.card.get("input_size") or [256])[0]
         if side % 16:
             raise click.BadParameter(f"{side} must be a multiple of 16", param_hint="'--tile'")
         height = width = side
@@ -52,6 +56,13 @@ def predict(model_path, images, out, tile, overlap, threads):
     elif overlap >= min(height, width):
         raise click.BadParameter(f"{overlap} must be smaller than the tile ({height})",
                                  param_hint="'--overlap'")
+    stems = {}
+    for path in images:  # two images must not write one mask
+        other = stems.setdefault(Path(path).stem, path)
+        if other != path:
+            raise click.BadParameter(f"{other} and {path} would both write "
+                                     f"{Path(out) / (Path(path).stem + '_mask.png')}; predict "
+                                     f"them into different --out folders", param_hint="IMAGE")
     for path in images:  # every image decodes before anything is written (one at a time)
         read_raw(path, channels)
     out = Path(out)

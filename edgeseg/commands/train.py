@@ -112,7 +112,7 @@ def _augment(pairs):
     from edgeseg.commands._options import parse_model_options
     from edgeseg.config import Augment
 
-    changes = parse_model_options(pairs)
+    changes = parse_model_options(pairs, "--augment")
     fields = {f.name: f.type for f in dataclasses.fields(Augment)}
     for key, value in changes.items():
         if key not in fields:
@@ -120,10 +120,9 @@ def _augment(pairs):
                                      param_hint="'--augment'")
         wanted = bool if key in ("flip", "rotate") else float
         if wanted is bool and not isinstance(value, bool) or wanted is float and (
-                isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
-                or value != value or value > 10):
-            kind = "true or false" if wanted is bool else "a number from 0 to 10"
+                isinstance(value, bool) or not isinstance(value, (int, float))):
+            kind = "true or false" if wanted is bool else "a number"
             raise click.BadParameter(f"{key} must be {kind} (got {value!r})",
                                      param_hint="'--augment'")
         changes[key] = wanted(value)
-    return Augment(**changes)
+    return Augment(**changes)  # checks the ranges

@@ -146,6 +146,9 @@ def _dsb2018(root: Path) -> FolderSet:
 
 def _voc(root: Path) -> FolderSet:
     masks_dir = root / "SegmentationClass"
+    for folder in (root / "JPEGImages", masks_dir):
+        if not folder.is_dir():
+            raise DataError(f"{folder}: no such folder")
     stems = {p.stem for p in masks_dir.iterdir() if p.suffix.lower() == ".png"}
     images = [p for p in image_files(root / "JPEGImages") if p.stem in stems]  # VOC has unlabelled JPEGs
     samples = tuple(Sample(p, (masks_dir / f"{p.stem}.png",)) for p in images)

@@ -60,9 +60,12 @@ def choose_mode(masks, image_size: tuple[int, int], input_size: int) -> tuple[st
         return "resize", (f"objects of about {extent:.0f} px do not fit {input_size}-px crops: "
                           f"whole {width}x{height} images resized to {input_size}x{input_size}, "
                           f"and at inference too")
-    where = "padded" if max(height, width) < input_size else "native resolution"
+    if max(height, width) < input_size:
+        return "crop", (f"{width}x{height} images, smaller than the {input_size}-px input: "
+                        f"padded at their own resolution (the padding unlabeled), tiled at "
+                        f"inference")
     return "crop", (f"objects of about {extent:.0f} px fit {input_size}-px crops: random crops of "
-                    f"{width}x{height} images at {where}, tiled at inference")
+                    f"{width}x{height} images at their own resolution, tiled at inference")
 
 
 __all__ = ["choose_mode", "object_extent"]

@@ -185,7 +185,21 @@ def load_data(cfg: DataConfig) -> tuple[SegData, SegData]:
     train = replace(_decode(found, train_samples, cfg, resize_to), **fit)
     val = replace(_decode(found, val_samples, cfg, resize_to, channels=train.channels,
                           class_names=train.class_names), **fit)
+    if not any(_has_objects(mask) for mask in _masks(train)):
+        raise DataError(f"{found.root}: no training mask has a pixel of any class but background "
+                        f"(0) or unlabeled (255): there is nothing to learn")
     return train, val
+
+
+def _has_objects(mask: np.ndarray) -> bool:
+    return bool(((mask != 0) & (mask != UNLABELED)).any())
+
+
+def _masks(data):
+    """Every mask of a dataset (a streamed one's decoded one at a time)."""
+    if isinstance(data, SegData):
+        return data.masks
+    return (folders.read_mask(sample, data.layout) for sample in data.samples)
 
 
 MODES = ("auto", "crop", "resize")
@@ -251,6 +265,9 @@ def _split(found: folders.FolderSet, fraction: float, seed: int):
     if len(order) < 2:
         raise DataError(f"{found.root}: one sample cannot be split into training and validation; "
                         f"add images or give --val-data")
+    if n_val >= len(order):
+        raise DataError(f"--val-fraction {fraction:g} leaves no training images ({len(order)} "
+                        f"samples in {found.root})")
     val_idx = set(order[:n_val].tolist())
     samples = found.samples
     return ([s for i, s in enumerate(samples) if i not in val_idx],
