@@ -38,7 +38,8 @@ def calibration_images(data: str, *, size: int, channels: int, count: int = 100,
         return source.builtin(data, count, size, seed, 0, channels).arrays(normalization=norm)[0]
     if trained_on is not None and _same_folder(data, trained_on.source):
         train, _ = source.load_data(trained_on)
-        raws = (train.sample(i)[0] for i in range(len(train)))
+        order = np.random.default_rng(seed).permutation(len(train))
+        raws = (train.sample(int(i))[0] for i in order)
         return _cut(raws, len(train), size, count, seed, norm, fit)
     paths = _image_files(Path(data))
     order = np.random.default_rng(seed).permutation(len(paths))
@@ -62,10 +63,10 @@ def _cut(raws, available: int, size: int, count: int, seed: int, norm, fit: str)
     per_image = -(-count // max(1, available))
     inputs = []
     for raw in raws:
-        image = normalize(raw, norm)
-        if fit == "resize":
-            inputs.append(resize(image, size, size))
+        if fit == "resize":  # as the model will see it: resized, then normalised
+            inputs.append(normalize(resize(raw, size, size), norm))
         else:
+            image = normalize(raw, norm)
             for _ in range(per_image):
                 inputs.append(_random_crop(image, size, rng))
         if len(inputs) >= count:

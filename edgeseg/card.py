@@ -147,9 +147,16 @@ def contract_note(card: dict) -> str | None:
 
 
 def input_fit_of(card: dict) -> str:
-    """``tile`` or ``resize`` (``tile`` when the card says none)."""
+    """``tile`` or ``resize``; a card from before ``input_fit`` existed says it by the mode its
+    training read the folder in (``resize`` was then the default for folders), else ``tile``."""
     fit = card.get("input_fit")
-    return fit if fit in INPUT_FITS else "tile"
+    if fit in INPUT_FITS:
+        return fit
+    data = ((card.get("recipe") or {}).get("data") or {})
+    source = data.get("source") or ""
+    if data.get("mode", "resize") == "resize" and source and not source.startswith("synthetic-"):
+        return "resize"
+    return "tile"
 
 
 def contract(card: dict) -> dict:

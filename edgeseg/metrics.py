@@ -84,13 +84,6 @@ def scores_from_confusion(cm: np.ndarray) -> dict:
             "pixels_per_class": [int(n) for n in actual]}
 
 
-def foreground_dice(cm: np.ndarray) -> float:
-    """Mean foreground Dice of a confusion matrix."""
-    cm = np.asarray(cm, np.float64)
-    tp, total = np.diag(cm), cm.sum(0) + cm.sum(1)
-    return float(np.where(total > 0, 2 * tp / np.maximum(total, 1), 1.0)[1:].mean())
-
-
 def dice_interval(confusions, level: float = 0.95, rounds: int = 2000,
                   seed: int = 0) -> tuple[float, float]:
     """A bootstrap interval of the pooled foreground Dice: images drawn with replacement
@@ -108,7 +101,7 @@ def dice_interval(confusions, level: float = 0.95, rounds: int = 2000,
     draws = rng.integers(0, len(stack), (rounds, len(stack)))
     counts = np.stack([np.bincount(draw, minlength=len(stack)) for draw in draws])
     pooled = np.einsum("rn,nij->rij", counts, stack)
-    values = [foreground_dice(cm) for cm in pooled]
+    values = [scores_from_confusion(cm)["dice"] for cm in pooled]
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return float(low), float(high)
@@ -134,5 +127,5 @@ def agreement(pred_a, pred_b, true=None) -> float:
 
 
 __all__ = ["agreement", "chance_dice", "confusion_matrix", "dice", "dice_interval",
-           "dice_per_class", "foreground_dice", "iou", "iou_per_class", "labels_from_probs",
+           "dice_per_class", "iou", "iou_per_class", "labels_from_probs",
            "scores", "scores_from_confusion"]

@@ -151,8 +151,7 @@ def run(cfg: RunConfig, out, *, force: bool = False, until: str = "report", echo
         report = json.loads(report_json.read_text())
     else:
         stages.start("bench", f"{len(files) + 1} models x threads {','.join(map(str, cfg.threads))}"
-                              f", {cfg.runs} runs, {cfg.samples} images at {cfg.input_size}x"
-                              f"{cfg.input_size}")
+                              f", {cfg.runs} runs, {_scored_on(cfg)}")
         report = _bench(cfg, trained, files, echo)
         atomic_write_json(report_json, report)
     if last < STAGES.index("report"):
@@ -320,6 +319,17 @@ def _test_data(cfg: RunConfig):
     return load_eval_data(cfg.test_data, size=None, layout=cfg.layout, num_classes=classes)
 
 
+def _scored_on(cfg: RunConfig) -> str:
+    from edgeseg.data.source import is_builtin
+
+    if is_builtin(cfg.data):
+        return f"{cfg.samples} held-out images at {cfg.input_size}x{cfg.input_size}"
+    if cfg.test_data:
+        return f"up to {cfg.samples} images of {cfg.test_data}, whole"
+    count = min(cfg.samples, len(held_out(cfg)))
+    return f"{count} images of the validation split, whole"
+
+
 def held_out(cfg: RunConfig):
     """What the report scores: built-in data's held-out samples (by name), ``--test-data``, or
     the validation split of the folder (loaded: no stage trains, selects or calibrates on it)."""
@@ -329,7 +339,9 @@ def held_out(cfg: RunConfig):
         return cfg.data
     if cfg.test_data:
         return cfg.test_data
-    return _load(_train_config(cfg).data)[1]
+    from edgeseg.data.source import at_own_size
+
+    return at_own_size(_load(_train_config(cfg).data)[1])
 
 
 def _bench(cfg: RunConfig, trained: Path, files: list[Path], echo) -> dict:

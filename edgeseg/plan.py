@@ -16,7 +16,8 @@ steps). Without
 augmentation a small set would only be memorised: the budget is capped at MAX_PASSES_UNAUGMENTED
 passes. ``--steps`` or ``--epochs`` (passes over the training set) replace the rule.
 
-Validation runs at ``chunks`` points of the run (Keras epochs of ``steps_per_chunk`` steps).
+Validation runs at ``chunks`` points of the run (Keras epochs of ``steps_per_chunk`` steps); a
+budget is rounded up to whole chunks (``--steps 610`` runs 620, and the plan line says so).
 
     >>> plan = plan_training(images=21, val_images=5, views=21, batch_size=16)
     >>> plan.steps, plan.chunks, plan.steps_per_chunk
@@ -95,7 +96,7 @@ def plan_training(*, images: int, val_images: int, views: float, batch_size: int
         steps = max(MIN_STEPS, STEPS_PER_ROOT_VIEW * math.sqrt(max(views, 1.0)))
         steps = round(min(MAX_STEPS, steps * min(3.0, 1 + (max(1, classes) - 1) / 2)))
         if not augmented:
-            steps = min(steps, MAX_PASSES_UNAUGMENTED * per_pass)
+            steps = min(steps, math.ceil(MAX_PASSES_UNAUGMENTED * images / batch_size))
         why = "chosen from the data"
     chunks = max(1, min(MAX_CHUNKS, steps // MIN_STEPS_PER_CHUNK))
     per_chunk = -(-steps // chunks)

@@ -24,6 +24,9 @@ import numpy as np
 from edgeseg.card import Normalization
 
 
+SPAN_FLOOR = 0.01  # the least percentile span, as a share of the image's range above it
+
+
 def type_max(image: np.ndarray) -> float:
     """What ``scale`` divides by: the integer type's maximum, or a float image's own (at least 1)."""
     if np.issubdtype(image.dtype, np.integer):
@@ -52,7 +55,11 @@ def affine(image: np.ndarray, norm: Normalization) -> tuple[np.ndarray, np.ndarr
     channels = image.shape[-1]
     if norm.kind == "percentile":
         low, high = percentiles(image, (norm.low, norm.high))
-        span = max(float(high - low), 1e-6)  # a flat image maps to 0, not to infinity
+        # at least 1% of the image's own range above the low percentile (a dark field with a few
+        # bright pixels would reach 1e9 otherwise); relative, so the same image in 8 and 16 bits
+        # normalises alike
+        top = float(np.max(image, initial=0))
+        span = max(float(high - low), SPAN_FLOOR * (top - low), 1e-6)
         a, b = np.full(channels, 1.0 / span), np.full(channels, -low / span)
     elif norm.kind == "meanstd":
         mean, std = _per_channel(norm.mean, channels), _per_channel(norm.std, channels)
@@ -66,6 +73,13 @@ def normalize(image: np.ndarray, norm: Normalization) -> np.ndarray:
     """The image as the model's float32 input."""
     a, b = affine(image, norm)
     return image.astype(np.float32) * a + b
+
+
+def display_affine(image: np.ndarray, norm: Normalization) -> tuple[np.ndarray, np.ndarray]:
+    """``(a, b)`` that show an image as the model sees it, in [0, 1] once clipped: its own
+    normalisation for ``scale`` and ``percentile``, plain scaling for ``meanstd`` (whose inputs are
+    centred on 0)."""
+    return affine(image, norm if norm.kind != "meanstd" else Normalization())
 
 
 def _per_channel(values, channels: int) -> np.ndarray:
@@ -103,4 +117,5 @@ def resize(image: np.ndarray, height: int, width: int, nearest: bool = False) ->
     return np.stack(planes, axis=-1)
 
 
-__all__ = ["affine", "normalize", "percentiles", "resize", "type_max"]
+__all__ = ["SPAN_FLOOR", "affine", "display_affine", "normalize", "percentiles", "resize",
+           "type_max"]

@@ -139,7 +139,7 @@ def sample_masks(report: dict, data: str, layout: str | None = None, count: int 
     from edgeseg import metrics, runtime
     from edgeseg.card import normalization_of
     from edgeseg.data.source import load_eval_data
-    from edgeseg.preprocess import normalize
+    from edgeseg.preprocess import display_affine
     from edgeseg.errors import EdgesegError
     from edgeseg.tiling import predict_image
     from edgeseg.visualize import overlay, png_data_uri
@@ -163,7 +163,8 @@ def sample_masks(report: dict, data: str, layout: str | None = None, count: int 
     samples = []
     for index in range(min(count, len(dataset))):
         raw, truth = dataset.sample(index)
-        image = np.clip(normalize(raw, normalization_of(first.card)), 0, 1)  # as the model sees it
+        a, b = display_affine(raw, normalization_of(first.card))  # as the model sees it
+        image = np.clip(raw.astype(np.float32) * a + b, 0, 1)
         cells = [("image", png_data_uri(overlay(image, np.zeros_like(truth)), 256)),
                  ("ground truth", png_data_uri(overlay(image, truth), 256))]
         for name, model in models:

@@ -134,12 +134,26 @@ def resized_input(model, image: np.ndarray, tile: int | None = None):
     return normalize(resize(image, height, width), normalization_of(model.card))
 
 
+# A model that takes any size runs an image whole up to this many pixels (no seams), tile by tile
+# beyond (bounded memory): the same rule in every path, so eval, the harness and predict agree.
+WHOLE_LIMIT = 1024 * 1024
+
+
+def runs_whole(model, image: np.ndarray) -> bool:
+    """Whether :func:`predict_image` runs ``image`` in one piece (its size is the model's, or the
+    model takes any size and the image is at most :data:`WHOLE_LIMIT` pixels)."""
+    _, height, width, _ = model.input_shape
+    if height is None or width is None:
+        return image.shape[0] * image.shape[1] <= WHOLE_LIMIT
+    return image.shape[:2] == (height, width)
+
+
 def predict_image(model, image: np.ndarray, overlap: int = 32, tile: int | None = None,
                   normalization=None) -> np.ndarray:
     """Probabilities (H, W, K) of one raw image (H, W, C; uint8, uint16 or float32) through an
     EdgeModel, fed as its card says: normalised (:mod:`edgeseg.preprocess`), then resized whole
-    (``input_fit: resize``) or run whole when the model takes its size (or any size: padded to a
-    multiple of 32) and tile by tile otherwise (``tile``, the default)."""
+    (``input_fit: resize``), or run whole (:func:`runs_whole`; a model that takes any size gets
+    the image padded to a multiple of 32), or tile by tile (:func:`model_tile`)."""
     from edgeseg.card import input_fit_of, normalization_of
     from edgeseg.preprocess import affine, resize
 
@@ -148,32 +162,31 @@ def predict_image(model, image: np.ndarray, overlap: int = 32, tile: int | None 
         probs = model.predict(resized_input(model, image, tile)[None])[0]
         return resize(probs, *image.shape[:2])
     a, b = affine(image, norm)
-    _, height, width, _ = model.input_shape
-    if height is None or width is None:
-        pad_h, pad_w = -image.shape[0] % 32, -image.shape[1] % 32
-        padded = np.pad(image, [(0, pad_h), (0, pad_w), (0, 0)], mode="reflect" if
-                        pad_h < image.shape[0] and pad_w < image.shape[1] else "edge")
-        probs = model.predict((padded.astype(np.float32) * a + b)[None])[0]
-        return probs[:image.shape[0], :image.shape[1]]
-    if image.shape[:2] == (height, width):
-        return model.predict((image.astype(np.float32) * a + b)[None])[0]
-    return np.concatenate([band for _, band in tile_bands(model.predict, image, (height, width),
-                                                          overlap, affine=(a, b))])
+    if not runs_whole(model, image):
+        return np.concatenate([band for _, band in tile_bands(
+            model.predict, image, model_tile(model, tile), overlap, affine=(a, b))])
+    height, width = image.shape[:2]
+    pad_h, pad_w = (-height % 32, -width % 32) if model.input_shape[1] is None else (0, 0)
+    if pad_h or pad_w:
+        mode = "reflect" if pad_h < height and pad_w < width else "edge"
+        image = np.pad(image, [(0, pad_h), (0, pad_w), (0, 0)], mode=mode)
+    probs = model.predict((image.astype(np.float32) * a + b)[None])[0]
+    return probs[:height, :width]
 
 
 def segment_labels(model, image: np.ndarray, overlap: int = 32, tile: int | None = None,
                    batch_size: int = 4) -> np.ndarray:
-    """Class ids (H, W) uint8 of one raw image, as :func:`predict_image` feeds it, but band by band
-    for a tiled model: the only full-size arrays are the image and the labels."""
+    """Class ids (H, W) uint8 of one raw image, fed as :func:`predict_image` feeds it, but band
+    by band when it is tiled: the only full-size arrays are then the image and the labels."""
     from edgeseg.card import input_fit_of, normalization_of
     from edgeseg.metrics import labels_from_probs
     from edgeseg.preprocess import affine
 
-    if input_fit_of(model.card) == "resize":
+    if input_fit_of(model.card) == "resize" or runs_whole(model, image):
         return labels_from_probs(predict_image(model, image, overlap, tile)[None])[0]
     return predict_labels(model.predict, image, model_tile(model, tile), overlap, batch_size,
                           affine(image, normalization_of(model.card)))
 
 
-__all__ = ["blend_window", "model_tile", "predict_image", "predict_labels", "predict_tiled",
-           "segment_labels", "tile_bands", "tile_starts"]
+__all__ = ["WHOLE_LIMIT", "blend_window", "model_tile", "predict_image", "predict_labels",
+           "predict_tiled", "runs_whole", "segment_labels", "tile_bands", "tile_starts"]

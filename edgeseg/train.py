@@ -28,7 +28,7 @@ from edgeseg.card import Normalization, make_card
 from edgeseg.config import Augment, TrainConfig, load_config, save_config
 from edgeseg.data.folders import DataError
 from edgeseg.data.pipeline import make_dataset
-from edgeseg.data.source import SegData, load_data
+from edgeseg.data.source import SegData, at_own_size, load_data
 from edgeseg.errors import EdgesegError
 from edgeseg.evaluate import KerasInMemory, score_model
 from edgeseg.guard import advice, check_learned
@@ -241,7 +241,6 @@ def fit(cfg: TrainConfig, out, *, resume: bool = False, force: bool = False, ver
         shutil.rmtree(workdir, ignore_errors=True)
         return TrainResult(out / MODEL_FILE, float("nan"), (), float("nan"), plan.chunks,
                            seconds, timer.images_per_second, plan.steps)
-    shutil.rmtree(backup, ignore_errors=True)  # finished: nothing left to resume
     if resume:
         _dedupe_history(workdir / "history.csv")
 
@@ -255,9 +254,9 @@ def fit(cfg: TrainConfig, out, *, resume: bool = False, force: bool = False, ver
                      channels=train_data.channels, num_classes=num_classes,
                      class_names=list(train_data.class_names), normalization=norm.to_dict(),
                      input_fit=train_data.fit)
-    scored = KerasInMemory(final, card)
-    val_scores = score_model(scored, val_data, tile=size)
-    train_scores = score_model(scored, train_data, limit=64, tile=size)
+    scored = KerasInMemory(final, card)  # scored as deployed: whole images at their own size
+    val_scores = score_model(scored, at_own_size(val_data), tile=size)
+    train_scores = score_model(scored, at_own_size(train_data, 64), limit=64, tile=size)
     failure = check_learned(train_scores, val_scores, train_data.class_names)
     path = save_model(final, out / MODEL_FILE)
     devices = {"strategy": strategy_kind, "replicas": strategy.num_replicas_in_sync,
@@ -271,6 +270,9 @@ def fit(cfg: TrainConfig, out, *, resume: bool = False, force: bool = False, ver
         metrics={"val": val_scores, "train": _brief(train_scores)},
         status="failed" if failure else "ok", **({"failure": failure} if failure else {}))
     _write_train_card(path, final, card, size)
+    # Only now is the run finished: a kill before this resumes, finds every chunk done, and
+    # goes straight to the recalibration, the scores and the card.
+    shutil.rmtree(backup, ignore_errors=True)
     if failure and check:
         raise TrainingFailed(f"{path}: the model learned nothing useful: {failure}; "
                              f"{advice(failure)} (the files stay in {out}, marked failed)")
@@ -317,10 +319,12 @@ def _views(data, size: int) -> float:
 
 def _warm_up(model, dataset, steps: int = 5) -> float | None:
     """Seconds per training step, timed over ``steps`` steps after one that traces the step
-    function (which ``fit`` then reuses); the weights and the optimizer are put back as they were,
-    so the run is the same as without the warm-up."""
+    function (which ``fit`` then reuses). The weights and the optimizer (its step count, so the
+    learning-rate schedule, and Adam's moments) are put back as they were, whatever happens; the
+    data order of the run differs from a run without the warm-up (the dataset reshuffles per
+    iterator), as between any two seeds of the shuffle."""
+    weights = model.get_weights()
     try:
-        weights = model.get_weights()
         train = model.make_train_function()
         iterator = iter(dataset)
         train(iterator)  # traces and compiles
@@ -328,15 +332,15 @@ def _warm_up(model, dataset, steps: int = 5) -> float | None:
         for _ in range(steps):
             logs = train(iterator)
         float(logs["loss"])  # wait for the last step
-        per_step = (time.perf_counter() - started) / steps
+        return (time.perf_counter() - started) / steps
+    except (tf.errors.OpError, TypeError, AttributeError, KeyError, ValueError):
+        return None  # a strategy or model that will not be timed this way: no estimate
+    finally:
         model.set_weights(weights)
         optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
         for variable in optimizer.variables:
             variable.assign(tf.zeros_like(variable))
         model.reset_metrics()
-        return per_step
-    except (tf.errors.OpError, TypeError, AttributeError):  # a strategy that will not do it
-        return None
 
 
 def _brief(scores: dict) -> dict:

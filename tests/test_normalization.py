@@ -192,9 +192,9 @@ def big_objects(tmp_path_factory):
     (folder / "images").mkdir(parents=True)
     (folder / "masks").mkdir()
     rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:96, 0:128]
+    yy, xx = np.mgrid[0:128, 0:160]
     for i in range(12):
-        cy, cx, ry, rx = 48 + rng.integers(-8, 8), 64 + rng.integers(-10, 10), 35, 50
+        cy, cx, ry, rx = 64 + rng.integers(-8, 8), 80 + rng.integers(-10, 10), 30, 45
         inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
         image = np.where(inside, 170, 60) + rng.normal(0, 12, inside.shape)
         Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(folder / "images" / f"{i}.png")
@@ -210,7 +210,7 @@ def test_objects_larger_than_a_crop_make_training_resize_whole_images(big_object
     assert train.fit == "resize" and train.images[0].shape[:2] == (32, 32)
     assert "do not fit 32-px crops" in train.fit_note
     small, _ = load_data(DataConfig(str(big_objects), input_size=128))
-    assert small.fit == "tile" and small.images[0].shape[:2] == (96, 128)
+    assert small.fit == "tile" and small.images[0].shape[:2] == (128, 160)
 
 
 def test_a_resize_model_is_fed_whole_resized_images_everywhere(big_objects, runner, tmp_path):
@@ -219,7 +219,7 @@ def test_a_resize_model_is_fed_whole_resized_images_everywhere(big_objects, runn
                                  "-o", "alpha=0.25", "--steps", "150", "--lr", "0.01",
                                  "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "whole 128x96 images resized to 32x32" in result.output
+    assert "whole 160x128 images resized to 32x32" in result.output
     assert json.loads((out / "model.keras.json").read_text())["input_fit"] == "resize"
     tflite = tmp_path / "m.tflite"
     assert runner.invoke(cli, ["convert", str(out / "model.keras"), "--out",
@@ -232,7 +232,7 @@ def test_a_resize_model_is_fed_whole_resized_images_everywhere(big_objects, runn
     image = big_objects / "images" / "0.png"
     assert runner.invoke(cli, ["predict", str(tflite), str(image), "--out",
                                str(tmp_path / "p")]).exit_code == 0
-    assert np.asarray(Image.open(tmp_path / "p" / "0_mask.png")).shape == (96, 128)
+    assert np.asarray(Image.open(tmp_path / "p" / "0_mask.png")).shape == (128, 160)
 
 
 def test_a_model_without_a_card_is_run_with_a_warning_that_says_what_is_assumed(deep_model,
@@ -267,3 +267,21 @@ def test_predict_tiles_a_dynamic_model_at_its_card_size_like_eval(deep_model, de
     model = runtime.load(out / "model.keras")
     direct = labels_from_probs(predict_image(model, read_raw(image))[None])[0]
     assert (written == direct).mean() > 0.99
+
+
+def test_a_nearly_empty_field_is_not_stretched_to_infinity():
+    image = np.zeros((64, 64, 1), np.uint16)
+    image[:3, :3] = 1000  # nine bright pixels: the 1st and 99.8th percentiles are both 0
+    out = normalize(image, Normalization("percentile"))
+    assert np.isfinite(out).all() and out.max() <= 100  # span: at least 1% of the image's range
+
+
+def test_regions_that_span_the_images_are_learned_from_crops():
+    from edgeseg.data.sizing import choose_mode
+
+    land = np.zeros((300, 400), np.uint8)
+    land[:, :250], land[150:] = 1, 2  # fields and water across the whole frame
+    assert choose_mode([land], (300, 400), 128)[0] == "crop"
+    car = np.zeros((300, 400), np.uint8)
+    car[60:240, 80:330] = 1
+    assert choose_mode([car], (300, 400), 128)[0] == "resize"

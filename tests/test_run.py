@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -90,8 +91,13 @@ def test_a_run_on_a_folder_scores_only_images_no_stage_learned_from(tmp_path, ru
     assert all(row["dice"] > 0.5 for row in report["results"])
 
     test_folder = write_synthetic("synthetic-nuclei", tmp_path / "test", count=6, size=64, seed=9)
+    again = tmp_path / "run2"  # the same models (their stages are skipped), scored elsewhere
+    shutil.copytree(out, again)
+    for name in ("run.json", "report.json", "report.md", "report.html"):
+        (again / name).unlink()
     result = runner.invoke(cli, ["run", "--data", str(folder), "--test-data", str(test_folder),
                                  "--quick", "--input-size", "64", "--threads", "1", "--until",
-                                 "bench", "--out", str(tmp_path / "run2")])
+                                 "bench", "--out", str(again)])
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "run2" / "report.json").read_text())["dataset"]["samples"] == 6
+    assert "train: " in result.output and "exists (skipped" in result.output
+    assert json.loads((again / "report.json").read_text())["dataset"]["samples"] == 6

@@ -80,7 +80,10 @@ def _data_config(card, source, layout, channels, num_classes, input_size, DataCo
         data = DataConfig.from_dict(trained)
         return DataConfig.from_dict({**data.to_dict(),
                                      **({"input_size": input_size} if input_size else {})})
+    from edgeseg.card import input_fit_of
+
     size = input_size or (card.get("input_size") or [256])[0]
     return DataConfig(source=source, input_size=size, layout=layout,
                       channels=int(channels) if channels else card.get("channels"),
-                      num_classes=num_classes)
+                      num_classes=num_classes,
+                      mode="resize" if input_fit_of(card) == "resize" else "crop")

@@ -10,8 +10,9 @@ import click
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE...", type=click.Path())
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder.")
 @click.option("--tile", type=click.IntRange(min=16),
-              help="Tile side for models that take any size [the size in the model card, else "
-                   "256]; fixed-size models use theirs.")
+              help="Tile side for models that take any size, on images over 1024x1024 pixels "
+                   "(smaller ones run whole) [the size in the model card, else 256]; fixed-size "
+                   "models use theirs.")
 @click.option("--overlap", type=click.IntRange(min=0), default=None,
               help="Pixels shared by neighbouring tiles (blended) [32, at most a quarter tile].")
 @click.option("--threads", type=click.IntRange(min=1), help="Runtime threads.")
@@ -36,8 +37,8 @@ def predict(model_path, images, out, tile, overlap, threads):
     from edgeseg.card import contract_note, normalization_of
     from edgeseg.data.folders import read_raw
     from edgeseg.files import atomic_file
-    from edgeseg.preprocess import affine, type_max
-    from edgeseg.tiling import segment_labels
+    from edgeseg.preprocess import display_affine
+    from edgeseg.tiling import model_tile, segment_labels
     from edgeseg.visualize import mask_image, overlay
 
     model = runtime.load(model_path, num_threads=threads)
@@ -47,7 +48,7 @@ def predict(model_path, images, out, tile, overlap, threads):
     if note:
         click.echo(f"warning: {model_path}: {note}", err=True)
     if height is None:
-        side = tile or (model.card.get("input_size") or [256])[0]
+        side = model_tile(model, tile)[0]
         if side % 16:
             raise click.BadParameter(f"{side} must be a multiple of 16", param_hint="'--tile'")
         height = width = side
@@ -71,10 +72,7 @@ def predict(model_path, images, out, tile, overlap, threads):
         labels = segment_labels(model, image, overlap=overlap, tile=height)
         painted = np.empty((*labels.shape, 3), np.uint8)
         counts = np.zeros(max(2, model.num_classes, int(labels.max()) + 1), np.int64)
-        # the overlay shows the image as the model saw it, clipped to [0, 1] (plain scaling for
-        # a mean/std model, whose inputs are not in [0, 1])
-        a, b = affine(image, model_norm) if model_norm.kind == "percentile" else \
-            (np.float32(1.0 / type_max(image)), np.float32(0.0))
+        a, b = display_affine(image, model_norm)  # the image as the model saw it, in [0, 1]
         for row in range(0, len(labels), 256):  # band by band: no float copy of the whole image
             band = np.clip(image[row:row + 256].astype(np.float32) * a + b, 0, 1)
             painted[row:row + 256] = overlay(band, labels[row:row + 256])

@@ -30,6 +30,8 @@ from PIL import Image, UnidentifiedImageError
 from edgeseg.errors import EdgesegError
 
 UNLABELED = 255
+# Pillow modes read in their own depth (bytes a pixel a channel once decoded: "I" holds 16-bit PNGs)
+DEEP_MODES = {"I;16": 2, "I;16B": 2, "I;16L": 2, "I": 2, "F": 4}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
 LAYOUTS = ("generic", "carvana", "oxford", "dsb2018", "voc")
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
@@ -196,7 +198,7 @@ def read_raw(path, channels: int | None = None) -> np.ndarray:
     image = _open(path)
     if channels not in (None, 1, 3):
         raise DataError(f"--channels must be 1 or 3 (got {channels})")
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit / float microscopy images
+    if image.mode in DEEP_MODES:  # 16-bit / float microscopy images
         array = np.asarray(image)
         if image.mode == "F" or array.min(initial=0) < 0 or array.max(initial=0) > 65535:
             array = array.astype(np.float32)
@@ -338,7 +340,7 @@ def decoded_bytes(sample: Sample, channels: int, resize_to=None) -> int:
     """Bytes the decoded image and mask take in memory (from the image header, or ``resize_to``)."""
     with _open(sample.image, decode=False) as image:
         width, height = image.size
-        depth = {"I;16": 2, "I;16B": 2, "I;16L": 2, "I": 2, "F": 4}.get(image.mode, 1)
+        depth = DEEP_MODES.get(image.mode, 1)
     height, width = resize_to or (height, width)
     return height * width * (channels * depth + 1)
 

@@ -5,7 +5,8 @@ Crops keep the images' own resolution, and the trained model then runs on any im
 larger than a crop: a model that never sees a whole car cannot learn its outline. So ``auto``
 measures the objects on the masks (the length of the runs of labelled pixels along rows and
 columns) and resizes whole images to the input only when the typical object is larger than it
-(``input_fit: resize``: every image is then resized at inference too). numpy only.
+(``input_fit: resize``: every image is then resized at inference too), unless the labelled
+regions span the images (land cover, tissue: learned from texture, so crops). numpy only.
 
     >>> mask = np.zeros((300, 300), np.uint8); mask[100:250, 50:280] = 1
     >>> int(object_extent([mask]))
@@ -23,6 +24,9 @@ from edgeseg.data.folders import UNLABELED
 # The share of object pixels whose run is at most the extent: the typical large object, not the
 # single largest.
 EXTENT_QUANTILE = 0.9
+# Regions as wide as this share of the image's short side span it: land cover, tissue, sky
+# ("stuff", not objects) is learned from texture at its own resolution, so crops, not resizing.
+SPANNING = 0.9
 
 
 def _runs(labels: np.ndarray) -> np.ndarray:
@@ -56,6 +60,10 @@ def choose_mode(masks, image_size: tuple[int, int], input_size: int) -> tuple[st
     median) whose objects ``masks`` show."""
     extent = object_extent(masks)
     height, width = image_size
+    if extent >= SPANNING * min(height, width):  # regions across the image: texture, not shapes
+        return "crop", (f"labelled regions span the images (about {extent:.0f} px of "
+                        f"{width}x{height}): random crops at the images' own resolution, tiled "
+                        f"at inference")
     if extent > input_size and max(height, width) > input_size:
         return "resize", (f"objects of about {extent:.0f} px do not fit {input_size}-px crops: "
                           f"whole {width}x{height} images resized to {input_size}x{input_size}, "

@@ -81,6 +81,7 @@ class SegData(_Samples):
     layout: str = "built-in"
     fit: str = "tile"  # how a trained model takes images: "tile" (crops) or "resize"
     fit_note: str = ""  # why (see edgeseg.data.sizing)
+    sources: tuple = ()  # a folder's samples (folders.Sample), to decode again at their own size
 
     def __len__(self) -> int:
         return len(self.images)
@@ -296,7 +297,21 @@ def _decode(found, samples, cfg: DataConfig, resize_to, channels=None, class_nam
     for sample, top in zip(samples, tops):
         folders.check_class_id(top, sample, len(class_names))
     return SegData(str(found.root), tuple(images), tuple(masks), tuple(class_names), channels,
-                   found.layout)
+                   found.layout, sources=samples)
+
+
+def at_own_size(data, limit: int | None = None):
+    """The dataset with its images and masks at their own size: a ``resize``-fit folder is held
+    resized to the input for training; scores are measured on the original masks, with each
+    image resized as the model's card says (as ``edgeseg eval`` and the harness do). ``limit``:
+    the first samples only."""
+    if data.fit != "resize":
+        return data
+    if isinstance(data, StreamedData):
+        return replace(data, resize_to=None, samples=data.samples[:limit])
+    pairs = [folders.load_sample(sample, data.layout, data.channels)
+             for sample in data.sources[:limit]]
+    return replace(data, images=tuple(p[0] for p in pairs), masks=tuple(p[1] for p in pairs))
 
 
 def _class_names(found, cfg: DataConfig, top_id: int) -> tuple[str, ...]:

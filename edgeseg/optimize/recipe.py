@@ -16,9 +16,9 @@ import numpy as np
 from edgeseg._keras import keras
 from edgeseg.card import card_path, contract, make_card, normalization_of, read_card, write_card
 from edgeseg.config import Augment, OptimizeConfig, save_config
-from edgeseg.data.source import load_data
+from edgeseg.data.source import at_own_size, load_data
 from edgeseg.errors import ConfigError
-from edgeseg.evaluate import check_classes, evaluate, keras_predictor
+from edgeseg.evaluate import KerasInMemory, check_classes, score_model
 from edgeseg.models.saving import is_quantization_aware, load_model, save_model
 from edgeseg.optimize import cluster, prune
 from edgeseg.optimize.finetune import finetune, plan_steps
@@ -84,10 +84,10 @@ def optimize(model_path, cfg: OptimizeConfig, out, *, force: bool = False,
     check_classes(num_classes, train_data, model_path)
     keras.utils.set_random_seed(cfg.seed)
     norm = normalization_of(source_card)
-    images, masks = val_data.arrays(size, normalization=norm)
+    held_out = at_own_size(val_data)
 
-    def score(m) -> dict:
-        return evaluate(keras_predictor(m), images, masks, num_classes)
+    def score(m) -> dict:  # as training scores: whole validation images, fed as deployed
+        return score_model(KerasInMemory(m, source_card), held_out, tile=size)
 
     before = score(model)
     epochs, per_epoch = plan_steps(cfg, len(train_data))
@@ -106,6 +106,7 @@ def optimize(model_path, cfg: OptimizeConfig, out, *, force: bool = False,
                                             structured=cfg.structured)
         finetune(wrapped, train_data, cfg, callbacks=prune.pruning_callbacks(), **run)
         model = prune.strip(wrapped)
+        _recalibrate(model, train_data, cfg, run)
         pruned_layers = set(plan.layers)
         axis = prune.parse_structured(cfg.structured)[1] if cfg.structured else None
         sparsity = sparsity_report(model, pruned_layers, axis)
@@ -121,6 +122,7 @@ def optimize(model_path, cfg: OptimizeConfig, out, *, force: bool = False,
                                                    preserve_sparsity=bool(pruned_layers))
         finetune(wrapped, train_data, cfg, **run)
         model = cluster.strip(wrapped)
+        _recalibrate(model, train_data, cfg, run)
         clustered_layers = set(chosen)
         clusters = cluster_report(model, clustered_layers)
         stages.append({"stage": "cluster", "clusters": cfg.cluster, "layers": sorted(chosen),
@@ -170,6 +172,16 @@ def optimize(model_path, cfg: OptimizeConfig, out, *, force: bool = False,
         clusters=clusters, macs=source_card.get("macs"), params=source_card.get("params")))
     return OptimizeResult(path, variant, before["dice"], after["dice"], tuple(stages), sparsity,
                           clusters)
+
+
+def _recalibrate(model, train_data, cfg: OptimizeConfig, run: dict) -> None:
+    """BatchNorm statistics for the fine-tuned weights (see :mod:`edgeseg.batchnorm`)."""
+    from edgeseg.batchnorm import recalibrate
+    from edgeseg.data.pipeline import make_dataset
+
+    recalibrate(model, make_dataset(train_data, run["input_size"], cfg.batch_size, training=True,
+                                    augment=run["augment"], normalization=run["normalization"],
+                                    seed=cfg.seed + 1, repeat=True))
 
 
 def _augment_of(card: dict) -> Augment:
