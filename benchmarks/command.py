@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from edgeseg.commands._options import contract_from, contract_options, keras_options
 from edgeseg.errors import EdgesegError
 
 
@@ -39,6 +40,8 @@ def options(function):
         click.option("--json", "json_out", type=click.Path(dir_okay=False),
                      help="Write the bench JSON here."),
         click.option("--quiet", is_flag=True, help="No progress bar."),
+        keras_options,
+        contract_options,
     ]
     for decorator in reversed(decorators):
         function = decorator(function)
@@ -46,14 +49,15 @@ def options(function):
 
 
 def run(models, data, layout, reference, threads, runs, warmup, samples, image_size, json_out,
-        quiet) -> dict:
+        quiet, unsafe=False, **contract) -> dict:
     """Run the harness with parsed options; write the JSON atomically."""
     from benchmarks.harness import bench
     from edgeseg.files import atomic_write_json
 
     report = bench(list(models), data=data, layout=layout, reference=reference, threads=threads,
                    runs=runs, warmup=warmup, samples=samples, image_size=image_size,
-                   progress=not quiet, echo=click.echo)
+                   progress=not quiet, contract=contract_from(**contract), unsafe=unsafe,
+                   echo=click.echo)
     if json_out:
         atomic_write_json(json_out, report)
         click.echo(f"wrote {json_out}")

@@ -91,30 +91,6 @@ def _size(path: Path) -> tuple[int, int]:
     return len(data), len(gzip.compress(data, 9))
 
 
-def _cost(model: runtime.EdgeModel, size: int) -> tuple[int | None, int | None, float | None]:
-    """(MACs, params, weight sparsity), read from the file itself."""
-    from edgeseg import flops
-
-    if model.format == "tflite":
-        from edgeseg.formats.tflite import weight_sparsity
-
-        cost = flops.tflite_cost(model.path)
-        return cost.macs, cost.params, weight_sparsity(model.path)
-    if model.format == "onnx":
-        from edgeseg.formats.onnx import weight_sparsity
-
-        try:
-            cost = flops.onnx_cost(model.path, input_size=size)
-        except ImportError:  # onnx (not only onnxruntime) is needed to read the graph
-            return None, None, None
-        return cost.macs, cost.params, weight_sparsity(model.path)
-    cost = flops.keras_cost(model.model, input_size=size)
-    kernels = [w for layer in model.model.layers for w in layer.weights
-               if w.name.split("/")[-1].split(":")[0] in ("kernel", "depthwise_kernel")]
-    values = np.concatenate([np.ravel(w.numpy()) for w in kernels]) if kernels else np.zeros(0)
-    return cost.macs, cost.params, float((values == 0).mean()) if values.size else 0.0
-
-
 def _load_data(data, size: int, channels: int, num_classes: int, samples: int, seed: int,
                layout: str | None):
     """(name, [(image, mask)]): held-out built-in images at ``size``, or a folder's images at
@@ -138,7 +114,7 @@ def _load_data(data, size: int, channels: int, num_classes: int, samples: int, s
 def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs: int = 50,
           warmup: int = 5, samples: int = 32, image_size: int | None = None, seed: int = 0,
           layout: str | None = None, overlap: int = 32, progress: bool = True,
-          echo=print) -> dict:
+          contract: dict | None = None, unsafe: bool = False, echo=print) -> dict:
     """Benchmark model files side by side; returns the bench JSON (a dict).
 
     Args:
@@ -150,7 +126,9 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
         threads: thread counts to run every model at (Keras uses TensorFlow's own pool).
         runs, warmup: timed and untimed round-robin iterations.
         samples: built-in datasets: how many images; folders: at most this many (0: all).
-        image_size: built-in datasets: image side [the models' input size, or 256].
+        image_size: built-in datasets: image side [the models' longest input side, or 256].
+        contract: I/O-contract keys over every model's card (:func:`edgeseg.runtime.load`).
+        unsafe: Keras models only: allow Lambda layers.
     """
     if runs < 1 or warmup < 0:
         raise EdgesegError(f"--runs must be >= 1 and --warmup >= 0 (got {runs}, {warmup})")
@@ -169,7 +147,7 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
     for path in paths:
         for count in threads:
             t0 = time.perf_counter()
-            model = runtime.load(path, num_threads=count)
+            model = runtime.load(path, num_threads=count, contract=contract, unsafe=unsafe)
             load_ms = (time.perf_counter() - t0) * 1e3
             is_keras = model.format == "keras"
             entries.append(_Entry(path, _variant(model), model, None if is_keras else count,
@@ -187,7 +165,8 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
             where = entry.path.resolve()
             entry.variant = f"{entry.variant} ({where.parent.name}/{where.name})"
 
-    sizes = {m.input_shape[1] for m in first_model.values() if m.input_shape[1] is not None}
+    sizes = {max(m.input_shape[1:3]) for m in first_model.values()
+             if m.input_shape[1] is not None}
     size = image_size or (max(sizes) if sizes else 256)
     channels = {m.input_shape[-1] for m in first_model.values()}
     classes = {m.num_classes for m in first_model.values()}
@@ -250,7 +229,7 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
     results, costs = [], {}
     for entry in entries:
         if entry.path not in costs:
-            costs[entry.path] = (*_cost(entry.model, size), *_size(entry.path))
+            costs[entry.path] = (*entry.model.cost((size, size)), *_size(entry.path))
         macs, params, sparsity, size_bytes, gzip_bytes = costs[entry.path]
         times = np.asarray(entry.times)
         p50 = float(np.percentile(times, 50))

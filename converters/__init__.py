@@ -15,4 +15,12 @@ def convert(*args, **kwargs):
     return _convert(*args, **kwargs)
 
 
-__all__ = ["convert"]
+def __getattr__(name):
+    if name == "ConvertConfig":  # a dataclass of plain fields: importing it imports no TensorFlow
+        from converters.export import ConvertConfig
+
+        return ConvertConfig
+    raise AttributeError(name)
+
+
+__all__ = ["ConvertConfig", "convert"]

@@ -15,17 +15,18 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.card import Normalization
+from edgeseg.card import Normalization, parse_size
 from edgeseg.config import DataConfig
 from edgeseg.data import folders, source
 from edgeseg.data.folders import DataError
 from edgeseg.preprocess import normalize, resize
 
 
-def calibration_images(data: str, *, size: int, channels: int, count: int = 100, seed: int = 0,
+def calibration_images(data: str, *, size, channels: int, count: int = 100, seed: int = 0,
                        normalization: Normalization | None = None, fit: str = "tile",
                        trained_on: DataConfig | None = None) -> np.ndarray:
-    """``count`` model inputs (N, size, size, channels) float32, drawn reproducibly.
+    """``count`` model inputs (N, height, width, channels) float32, drawn reproducibly; ``size``
+    is a side or (height, width).
 
     Built-in datasets give training-distribution samples (the first ``count``); the folder the
     model was trained on (``trained_on``) its training split; another folder a seeded choice of
@@ -34,8 +35,11 @@ def calibration_images(data: str, *, size: int, channels: int, count: int = 100,
     if count < 1:
         raise DataError(f"--calib-samples must be >= 1 (got {count})")
     norm = normalization or Normalization()
-    if source.is_builtin(data):
-        return source.builtin(data, count, size, seed, 0, channels).arrays(normalization=norm)[0]
+    size = parse_size(size)
+    if source.is_builtin(data):  # drawn square at the longer side, cut to the input
+        images = source.builtin(data, count, max(size), seed, 0, channels).arrays(
+            normalization=norm)[0]
+        return images[:, :size[0], :size[1]]
     if trained_on is not None and _same_folder(data, trained_on.source):
         train, _ = source.load_data(trained_on)
         order = np.random.default_rng(seed).permutation(len(train))
@@ -56,7 +60,8 @@ def calibration_source(data: str, trained_on: DataConfig | None) -> str:
     return "a seeded choice of the folder's images"
 
 
-def _cut(raws, available: int, size: int, count: int, seed: int, norm, fit: str) -> np.ndarray:
+def _cut(raws, available: int, size: tuple[int, int], count: int, seed: int, norm,
+         fit: str) -> np.ndarray:
     """``count`` inputs from raw images: each normalised whole, then resized (``resize`` fit) or
     cropped at random (``tile``); with fewer images than ``count``, each gives several crops."""
     rng = np.random.default_rng(seed + 1)
@@ -64,7 +69,7 @@ def _cut(raws, available: int, size: int, count: int, seed: int, norm, fit: str)
     inputs = []
     for raw in raws:
         if fit == "resize":  # as the model will see it: resized, then normalised
-            inputs.append(normalize(resize(raw, size, size), norm))
+            inputs.append(normalize(resize(raw, *size), norm))
         else:
             image = normalize(raw, norm)
             for _ in range(per_image):
@@ -74,14 +79,15 @@ def _cut(raws, available: int, size: int, count: int, seed: int, norm, fit: str)
     return np.stack(inputs[:count])
 
 
-def _random_crop(image: np.ndarray, size: int, rng) -> np.ndarray:
-    pad_h, pad_w = max(0, size - image.shape[0]), max(0, size - image.shape[1])
+def _random_crop(image: np.ndarray, size: tuple[int, int], rng) -> np.ndarray:
+    height, width = size
+    pad_h, pad_w = max(0, height - image.shape[0]), max(0, width - image.shape[1])
     if pad_h or pad_w:  # smaller than the input: padded with 0, as training pads
         image = np.pad(image, [(pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2),
                                (0, 0)])
-    top = int(rng.integers(0, image.shape[0] - size + 1))
-    left = int(rng.integers(0, image.shape[1] - size + 1))
-    return image[top:top + size, left:left + size]
+    top = int(rng.integers(0, image.shape[0] - height + 1))
+    left = int(rng.integers(0, image.shape[1] - width + 1))
+    return image[top:top + height, left:left + width]
 
 
 def _same_folder(a: str, b: str | None) -> bool:
@@ -112,24 +118,32 @@ def _image_files(folder: Path) -> list[Path]:
     return paths
 
 
-def labelled_samples(data: str, *, size: int, channels: int, num_classes: int, count: int,
+def labelled_samples(data: str, *, size, channels: int, num_classes: int, count: int,
                      seed: int = 0, normalization: Normalization | None = None,
                      trained_on: DataConfig | None = None):
-    """(images, masks or None) at ``size``: held-out labelled samples when ``data`` has masks
-    (built-in: past every training index; the folder the model was trained on: its validation
-    split), else images."""
+    """(images, masks or None) at ``size`` (a side or (height, width)): held-out labelled samples
+    when ``data`` has masks (built-in: past every training index; the folder the model was
+    trained on: its validation split), else images. Non-square inputs are cut from square
+    samples at the longer side."""
     norm = normalization or Normalization()
+    height, width = parse_size(size)
+    side = max(height, width)
+
+    def cut(arrays):
+        images, masks = arrays
+        return images[:, :height, :width], None if masks is None else masks[:, :height, :width]
+
     if source.is_builtin(data):
-        held_out = source.load_eval_data(data, size=size, channels=channels, count=count,
+        held_out = source.load_eval_data(data, size=side, channels=channels, count=count,
                                          seed=seed)
-        return held_out.arrays(size, normalization=norm)
+        return cut(held_out.arrays(side, normalization=norm))
     if trained_on is not None and _same_folder(data, trained_on.source):
         _, val = source.load_data(trained_on)
-        return val.arrays(size, limit=count, normalization=norm)
+        return cut(val.arrays(side, limit=count, normalization=norm))
     try:
-        labelled = source.load_eval_data(data, size=size, channels=channels,
+        labelled = source.load_eval_data(data, size=side, channels=channels,
                                          num_classes=max(2, num_classes))
     except DataError:
-        return calibration_images(data, size=size, channels=channels, count=count, seed=seed,
-                                  normalization=norm), None
-    return labelled.arrays(size, limit=count, normalization=norm)
+        return calibration_images(data, size=(height, width), channels=channels, count=count,
+                                  seed=seed, normalization=norm), None
+    return cut(labelled.arrays(side, limit=count, normalization=norm))

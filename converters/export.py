@@ -1,8 +1,13 @@
 """``convert()``: a Keras model file -> a self-describing, parity-checked .tflite or .onnx file.
 
-    >>> from converters import convert
-    >>> result = convert("runs/nuclei/model.keras", "model_int8.tflite", quant="int8",
-    ...                  calib="synthetic-nuclei", input_size=256)  # doctest: +SKIP
+Any Keras the user saved with (tf-keras, Keras 3, a SavedModel folder; custom layers through
+:mod:`edgeseg.keras_models`), its segmentation output chosen and its I/O contract carried into the
+card of the file written.
+
+    >>> from converters import ConvertConfig, convert
+    >>> result = convert("runs/nuclei/model.keras", "model_int8.tflite",
+    ...                  ConvertConfig(quant="int8", calib="synthetic-nuclei",
+    ...                                input_size=(256, 256)))  # doctest: +SKIP
     >>> result.parity.agreement, result.card["macs"]  # doctest: +SKIP
 """
 
@@ -10,12 +15,12 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from converters.calibration import calibration_images, calibration_source, labelled_samples
 from converters.tflite import ConversionError
-from converters.verify import Parity, check_parity, keras_probabilities
+from converters.verify import Parity, check_parity
 from edgeseg import card as cards
 from edgeseg.errors import ConfigError
 from edgeseg.files import atomic_write_bytes
@@ -41,87 +46,157 @@ def variant_of(source_variant: str | None, quant: str, qat: bool) -> str:
     return "-".join([*parts, name])
 
 
-def convert(model_path, out, *, to: str | None = None, quant: str = "none",
-            calib: str | None = None, calib_samples: int = 100, io: str = "float",
-            input_size: int | None = None, opset: int = 17, dynamic: bool = False,
-            verify: bool = True, verify_samples: int = 16, seed: int = 0,
-            per_tensor: bool = False, unsafe: bool = False) -> ConvertResult:
-    """Convert the Keras model at ``model_path`` to ``out`` (.tflite or .onnx) with its card.
+@dataclass(frozen=True)
+class ConvertConfig:
+    """How to convert (every option of ``edgeseg convert``).
 
-    Args:
-        to: ``tflite`` or ``onnx``; by default from ``out``'s suffix.
+    Attributes:
+        to: ``tflite`` or ``onnx``; by default from the output's suffix.
         quant: TFLite ``none|fp16|dynamic|int8|int16x8``; ONNX ``none|int8``.
         calib: calibration data (a built-in dataset or a folder) for int8/int16x8; by default the
             data the model was trained on, when the card names a built-in dataset or a folder.
+        calib_samples: calibration images.
         io: TFLite input/output type, ``float|int8|uint8`` (``int8`` models only).
-        input_size: the fixed size to convert at; by default the size the model was trained at.
-        dynamic: ONNX only: any batch and size instead of a fixed (1, H, W, C).
-        verify: run the file in its runtime and compare it with the Keras model (parity).
+        input_size: (height, width) to convert at; by default the size the model was trained
+            at, or its own fixed size.
+        opset, dynamic: ONNX opset; any batch and size instead of a fixed (1, H, W, C).
+        verify, verify_samples: run the file in its runtime and compare it with the source.
+        tolerance: float parity: largest |difference| of the probabilities allowed (logits are
+            compared after their sigmoid/softmax, so the limit is on the outputs' own scale)
+            [1e-3 float32, 1e-2 fp16].
+        min_agreement: smallest share of pixels whose class must agree with the source's
+            [0.999 for float modes; quantized modes warn below 0.99 unless this is given].
         per_tensor: one weight scale per tensor instead of per channel (smaller files).
+        unsafe: allow Keras models that carry code (Lambda layers).
+        contract: I/O-contract keys over the source's card (``normalize``, ``output``,
+            ``output_kind``, ...: see :func:`edgeseg.card.with_overrides`).
+    """
+
+    to: str | None = None
+    quant: str = "none"
+    calib: str | None = None
+    calib_samples: int = 100
+    io: str = "float"
+    input_size: tuple[int, int] | None = None
+    opset: int = 17
+    dynamic: bool = False
+    verify: bool = True
+    verify_samples: int = 16
+    tolerance: float | None = None
+    min_agreement: float | None = None
+    seed: int = 0
+    per_tensor: bool = False
+    unsafe: bool = False
+    contract: dict | None = None
+    trained_on: object | None = None  # a DataConfig: its training split calibrates, its
+    # validation split checks parity, when the model's card does not record one (a user's model)
+
+
+def convert(model_path, out, config: ConvertConfig | None = None, **options) -> ConvertResult:
+    """Convert the model at ``model_path`` (a Keras model of any flavour or a SavedModel folder)
+    to ``out`` (.tflite or .onnx) with its card; ``options`` are :class:`ConvertConfig` fields.
 
     Raises:
-        EdgesegError: a bad option or file (nothing is written), or a failed float parity.
+        EdgesegError: a bad option or file (nothing is written), or a failed parity check.
     """
     from converters import onnx as onnx_conv
     from converters import tflite as tflite_conv
-    from converters.flatbuffer import rewrite
-    from edgeseg.flops import file_cost
-    from edgeseg.safety import trust
-    from edgeseg.models.saving import is_quantization_aware, load_model
+    from edgeseg import runtime
 
+    if options and config is not None:
+        raise TypeError("give a ConvertConfig or options, not both")
+    cfg = config or ConvertConfig(**options)
+    if cfg.input_size is not None:
+        cfg = replace(cfg, input_size=cards.parse_size(cfg.input_size))
     out = Path(out)
-    to = to or next((fmt for fmt, suffixes in FORMATS.items() if out.suffix in suffixes), None)
+    to = cfg.to or next((fmt for fmt, suffixes in FORMATS.items() if out.suffix in suffixes), None)
     if to not in FORMATS:
         raise ConfigError(f"{out}: give --to tflite|onnx, or an --out ending in .tflite or .onnx")
     if out.suffix not in FORMATS[to]:
         raise ConfigError(f"{out}: a {to} file must end in {FORMATS[to][0]}")
     modes = tflite_conv.QUANT_MODES if to == "tflite" else onnx_conv.QUANT_MODES
-    if quant not in modes:
-        raise ConfigError(f"--quant for {to} must be one of {', '.join(modes)} (got {quant!r})")
-    if to == "onnx" and io != "float":
+    if cfg.quant not in modes:
+        raise ConfigError(f"--quant for {to} must be one of {', '.join(modes)} (got {cfg.quant!r})")
+    if to == "onnx" and cfg.io != "float":
         raise ConfigError("--io applies to TFLite; ONNX models take and give float32")
-    model = load_model(model_path, unsafe=unsafe)
-    qat = is_quantization_aware(model)
-    source_card = cards.read_card(model_path)
-    size = input_size or _card_size(source_card) or model.input_shape[1]
-    if size is None:
-        raise ConfigError(f"{model_path} takes any input size: give --input-size")
-    channels, num_classes = int(model.input_shape[-1]), int(model.output_shape[-1])
-    data = calib or _trained_on(source_card)
-    trained_on = _trained_config(source_card)
-    norm, fit = cards.normalization_of(source_card), cards.input_fit_of(source_card)
+    model_path = Path(model_path)
+    if model_path.suffix.lower() in (".tflite", ".onnx"):
+        if model_path.suffix.lower() == ".onnx" and to == "tflite":
+            raise ConfigError(f"{model_path}: edgeseg converts Keras models to .tflite; for an "
+                              f"ONNX model use onnx2tf (pip install onnx2tf; onnx2tf -i "
+                              f"{model_path.name}), then bench the .tflite it writes")
+        if model_path.suffix.lower() == ".onnx" and cfg.quant == "int8":
+            from converters.onnx_source import quantize_user_onnx
 
+            return quantize_user_onnx(model_path, out, cfg)
+        raise ConfigError(f"{model_path}: already a {model_path.suffix[1:]} file; convert takes "
+                          f"a Keras model (.keras, .h5, a SavedModel folder)"
+                          + (" or an .onnx with --to onnx --quant int8"
+                             if model_path.suffix.lower() == ".onnx" else ""))
+    if out.resolve() == model_path.resolve() or out.resolve() == cards.card_path(model_path).resolve():
+        raise ConfigError(f"{out}: is the model being converted (or its card); choose another --out")
+    loaded = runtime.load(model_path, unsafe=cfg.unsafe, contract=cfg.contract)
+    model = loaded.selected  # the segmentation output of the model, whatever Keras wrote it
+    qat = model.is_quantization_aware()
+    source_card = loaded.card
+    size = cfg.input_size or cards.size_of(source_card) or \
+        (tuple(model.input_shape[1:3]) if None not in model.input_shape[1:3] else None)
+    if size is None:
+        raise ConfigError(f"{model_path} takes any input size: give --input-size (e.g. 256 or "
+                          f"144x256)")
+    size = tuple(int(v) for v in size)
+    channels, num_classes = int(model.input_shape[-1]), loaded.num_classes
+    data = cfg.calib or _trained_on(source_card)
+    trained_on = _trained_config(source_card) or cfg.trained_on
+    norm, fit = cards.normalization_of(source_card), cards.input_fit_of(source_card)
+    kind = loaded.output_kind or _kind_from_values(loaded, model, size, channels, cfg.seed)
+
+    quant = cfg.quant
     needs_calib = (to == "tflite" and quant in ("int8", "int16x8") and not qat) or \
         (to == "onnx" and quant == "int8")
     calibration = None
     if needs_calib:
         if data is None:
             raise ConfigError(f"--quant {quant} needs calibration data: give --calib DATA")
-        calibration = calibration_images(data, size=size, channels=channels, count=calib_samples,
-                                         seed=seed, normalization=norm, fit=fit,
-                                         trained_on=trained_on)
+        calibration = calibration_images(data, size=size, channels=channels,
+                                         count=cfg.calib_samples, seed=cfg.seed,
+                                         normalization=norm, fit=fit, trained_on=trained_on)
 
     if to == "tflite":
-        raw = tflite_conv.tflite_bytes(model, size, quant, calibration, io, per_tensor)
+        raw = tflite_conv.tflite_bytes(model, size, quant, calibration, cfg.io, cfg.per_tensor)
     else:
-        raw = onnx_conv.onnx_bytes(model, size, opset=opset, dynamic=dynamic)
+        raw = onnx_conv.onnx_bytes(model, size, opset=cfg.opset, dynamic=cfg.dynamic)
         if quant == "int8":
-            raw = onnx_conv.quantize_onnx(raw, calibration, per_tensor)
-        elif per_tensor:
+            raw = onnx_conv.quantize_onnx(raw, calibration, cfg.per_tensor)
+        elif cfg.per_tensor:
             raise ConfigError("--per-tensor applies to --quant int8")
 
     card = cards.make_card(
         format=to, variant=variant_of(source_card.get("variant"), quant, qat),
-        input_size=None if dynamic else [size, size], channels=channels, num_classes=num_classes,
-        class_names=source_card.get("class_names"), **cards.contract(source_card),
+        input_size=None if cfg.dynamic else list(size), channels=channels,
+        num_classes=num_classes, class_names=source_card.get("class_names"),
+        **{**cards.contract(source_card), "output_kind": kind or "probabilities"},
         source={"model": str(model_path), "variant": source_card.get("variant"),
+                "keras": loaded.source.flavour, "output": loaded.output_name,
                 "recipe": source_card.get("recipe"), "metrics": source_card.get("metrics")},
-        recipe={"stage": "convert", "to": to, "quant": quant, "io": io, "quantization_aware": qat,
-                "per_tensor": per_tensor,
-                **({"opset": opset, "dynamic": dynamic} if to == "onnx" else {})},
+        recipe={"stage": "convert", "to": to, "quant": quant, "io": cfg.io,
+                "quantization_aware": qat, "per_tensor": cfg.per_tensor,
+                **({"opset": cfg.opset, "dynamic": cfg.dynamic} if to == "onnx" else {})},
         calibration=None if calibration is None else {
-            "data": data, "samples": len(calibration), "seed": seed,
+            "data": data, "samples": len(calibration), "seed": cfg.seed,
             "images": calibration_source(data, trained_on)})
+
+    return finish(out, to, raw, card, loaded, size, cfg, data, trained_on)
+
+
+def finish(out: Path, to: str, raw: bytes, card: dict, source, size, cfg: ConvertConfig, data,
+           trained_on) -> ConvertResult:
+    """Stamp ``card`` into ``raw``, count its MACs, check its parity against ``source`` (an
+    EdgeModel), and write the file and its card; nothing is written when parity fails."""
+    from converters import onnx as onnx_conv
+    from converters.flatbuffer import rewrite
+    from edgeseg.flops import file_cost
+    from edgeseg.safety import trust
 
     def stamped(card_: dict) -> bytes:
         if to == "tflite":
@@ -135,12 +210,13 @@ def convert(model_path, out, *, to: str | None = None, quant: str = "none",
         cost = file_cost(trial, input_size=size)
         card.update(macs=cost.macs, params=cost.params)
         parity = None
-        if verify:
-            parity = _parity(model, trial, data, size, channels, num_classes, quant,
-                             verify_samples, seed, norm, trained_on)
+        if cfg.verify:
+            parity = _parity(source, trial, data, size, card["channels"], card["num_classes"],
+                             cfg, cards.normalization_of(card), trained_on)
             card["parity"] = parity.to_dict()
             if not parity.passed:
-                raise ConversionError(f"{out}: parity check failed: {parity.summary()}")
+                raise ConversionError(f"{out}: parity check failed: {parity.summary()} "
+                                      f"(limits: --parity-tolerance, --min-agreement)")
             if parity.warning:
                 print(f"warning: {out}: {parity.warning}", file=sys.stderr)
         path = atomic_write_bytes(out, stamped(card))
@@ -151,28 +227,42 @@ def convert(model_path, out, *, to: str | None = None, quant: str = "none",
     return ConvertResult(path, card, parity)
 
 
-def _parity(model, path, data, size, channels, num_classes, quant, count, seed, norm,
-            trained_on) -> Parity:
+def _kind_from_values(loaded, model, size, channels, seed) -> str:
+    """The output kind of a model whose card and graph do not tell it: logits when its outputs
+    on a few images leave [0, 1]. Said on stderr, and used by the source's own predictions."""
+    import numpy as np
+
+    from edgeseg.postprocess import looks_like_logits
+
+    probe = np.random.default_rng(seed).random((2, *size, channels), np.float32)
+    kind = "logits" if looks_like_logits(np.asarray(model(probe))) else "probabilities"
+    loaded.__dict__["output_kind"] = kind  # the cached property, settled for this conversion
+    print(f"note: {loaded.path}: output kind read from its values: {kind} (say it with "
+          f"--logits or --probabilities)", file=sys.stderr)
+    return kind
+
+
+def _parity(source, path, data, size, channels, num_classes, cfg, norm, trained_on) -> Parity:
+    """The converted file against its source, both through EdgeModel.predict (probabilities,
+    whatever the outputs are), on held-out images (random ones when there is no data)."""
+    import numpy as np
+
     from edgeseg import runtime
 
     if data is None:
-        import numpy as np
-
-        images = np.random.default_rng(seed).random((count, size, size, channels), np.float32)
+        images = np.random.default_rng(cfg.seed).random((cfg.verify_samples, *size, channels),
+                                                       np.float32)
         masks = None
     else:
         images, masks = labelled_samples(data, size=size, channels=channels,
-                                         num_classes=num_classes, count=count, seed=seed,
-                                         normalization=norm, trained_on=trained_on)
-    converted = runtime.load(path, trusted=True).predict(images)  # written by this process
-    mode = quant if quant in FLOAT_MODES else "quantized"
-    return check_parity(keras_probabilities(model, images), converted, mode=mode,
-                        num_classes=num_classes, masks=masks)
-
-
-def _card_size(card: dict) -> int | None:
-    size = card.get("input_size")
-    return int(size[0]) if isinstance(size, list) and size else None
+                                         num_classes=num_classes, count=cfg.verify_samples,
+                                         seed=cfg.seed, normalization=norm,
+                                         trained_on=trained_on)
+    converted = runtime.load(path, trusted=True)  # written by this process
+    mode = cfg.quant if cfg.quant in FLOAT_MODES else "quantized"
+    source_out = np.concatenate([source.predict(images[i:i + 8]) for i in range(0, len(images), 8)])
+    return check_parity(source_out, converted.predict(images), mode=mode, num_classes=num_classes,
+                        masks=masks, tolerance=cfg.tolerance, min_agreement=cfg.min_agreement)
 
 
 def _trained_config(card: dict):

@@ -8,11 +8,18 @@ Keys (more may be added, none renamed): ``schema``, ``format``, ``variant``, ``i
 ([height, width] it was trained/converted at; Keras models run at any multiple of ``stride``),
 ``channels``, ``num_classes``, ``class_names``, ``normalization`` (a :class:`Normalization` as a
 dict), ``input_fit`` (``tile`` or ``resize``: how an image of another size reaches the model),
+``input_layout`` (``NHWC``, or ``NCHW`` for a file exported from PyTorch), ``output`` (which
+output of a multi-output model: a name or an index), ``output_kind`` (``probabilities`` or
+``logits``: a sigmoid for one channel, a softmax for more, is then applied),
 ``source`` (what it was made from), ``recipe`` (how), ``metrics`` (validation Dice, IoU, ...),
 ``status`` (``ok``, or ``failed`` with ``failure``: a trained model that learned nothing),
 ``macs``, ``params``.
 
-The I/O contract is defined here; :mod:`edgeseg.preprocess` applies it (numpy only, on the device).
+The I/O contract is defined here (:class:`Contract`); :mod:`edgeseg.preprocess` and
+:class:`edgeseg.runtime.EdgeModel` apply it (numpy only, on the device). A model without a card
+gets one from a sidecar its user writes once, ``<file>.json`` (``{"input_layout": "NCHW",
+"output_kind": "logits", "normalization": {"kind": "meanstd", "mean": [...], "std": [...]}}``),
+or from command-line options.
 
     >>> Normalization.parse("percentile").describe()
     'per-image percentiles 1-99.8 to 0-1'
@@ -159,9 +166,98 @@ def input_fit_of(card: dict) -> str:
     return "tile"
 
 
+LAYOUTS = ("NHWC", "NCHW")
+OUTPUT_KINDS = ("probabilities", "logits")
+
+
 def contract(card: dict) -> dict:
-    """The I/O-contract keys of a card, to copy into the card of a file made from it."""
-    return {"normalization": normalization_of(card).to_dict(), "input_fit": input_fit_of(card)}
+    """The I/O-contract keys of a card, to copy into the card of a file made from it.
+
+    The layout and the output selection are the source file's own (a converted file is NHWC with
+    one output) and are not copied; normalisation, fit and output kind are."""
+    keys = {"normalization": normalization_of(card).to_dict(), "input_fit": input_fit_of(card)}
+    if output_kind_of(card) is not None:
+        keys["output_kind"] = output_kind_of(card)
+    return keys
+
+
+def input_layout_of(card: dict) -> str | None:
+    """``NHWC`` or ``NCHW`` when the card states it, else None (the runtime detects it)."""
+    layout = str(card.get("input_layout") or "").upper()
+    return layout if layout in LAYOUTS else None
+
+
+def output_kind_of(card: dict) -> str | None:
+    """``probabilities`` or ``logits`` when the card states it, else None (detected)."""
+    kind = card.get("output_kind")
+    return kind if kind in OUTPUT_KINDS else None
+
+
+def detect_layout(shape) -> str:
+    """The layout of a 4-D image input whose card does not say: ``NCHW`` when its second
+    dimension is a channel count (1, 3 or 4) and its last is not (PyTorch's exports), else NHWC.
+
+        >>> detect_layout([1, 3, None, None]), detect_layout([1, 256, 256, 3])
+        ('NCHW', 'NHWC')
+    """
+    shape = list(shape)
+    if len(shape) == 4 and shape[1] in (1, 3, 4) and shape[3] not in (1, 3, 4):
+        return "NCHW"
+    return "NHWC"
+
+
+def parse_size(text) -> tuple[int, int]:
+    """``"256"`` or ``256`` -> (256, 256); ``"144x256"`` -> (144, 256) (height x width)."""
+    if isinstance(text, (tuple, list)):
+        height, width = (int(v) for v in text)
+    else:
+        parts = str(text).lower().replace("\u00d7", "x").split("x")
+        try:
+            height, width = (int(parts[0]), int(parts[0])) if len(parts) == 1 else \
+                (int(parts[0]), int(parts[1]))
+            if len(parts) > 2:
+                raise ValueError
+        except ValueError:
+            raise EdgesegError(f"--input-size must be N or HxW, e.g. 256 or 144x256 "
+                               f"(got {text!r})") from None
+    if height < 1 or width < 1:
+        raise EdgesegError(f"--input-size must be positive (got {text!r})")
+    return height, width
+
+
+def size_of(card: dict) -> tuple[int, int] | None:
+    """The (height, width) the card's model was trained or converted at, if it says."""
+    size = card.get("input_size")
+    if isinstance(size, (list, tuple)) and size and all(isinstance(v, int) for v in size):
+        return (int(size[0]), int(size[-1]))
+    return None
+
+
+def with_overrides(card: dict, *, normalize: str | None = None, input_layout: str | None = None,
+                   output=None, output_kind: str | None = None, input_fit: str | None = None,
+                   class_names=None) -> dict:
+    """The card with the contract keys a user gave on the command line put over it (checked)."""
+    card = dict(card)
+    if normalize is not None:
+        card["normalization"] = Normalization.parse(normalize).to_dict()
+    if input_layout is not None:
+        if input_layout.upper() not in LAYOUTS:
+            raise EdgesegError(f"--input-layout must be NHWC or NCHW (got {input_layout!r})")
+        card["input_layout"] = input_layout.upper()
+    if output is not None:
+        card["output"] = int(output) if str(output).isdigit() else str(output)
+    if output_kind is not None:
+        if output_kind not in OUTPUT_KINDS:
+            raise EdgesegError(f"output kind must be one of {', '.join(OUTPUT_KINDS)} "
+                               f"(got {output_kind!r})")
+        card["output_kind"] = output_kind
+    if input_fit is not None:
+        if input_fit not in INPUT_FITS:
+            raise EdgesegError(f"--input-fit must be tile or resize (got {input_fit!r})")
+        card["input_fit"] = input_fit
+    if class_names is not None:
+        card["class_names"] = list(class_names)
+    return card
 
 
 def card_path(artifact) -> Path:
@@ -178,6 +274,19 @@ def make_card(**fields) -> dict:
 def write_card(artifact, card: dict) -> Path:
     """Write ``<artifact>.json`` atomically."""
     return atomic_write_json(card_path(artifact), {"schema": SCHEMA, **card})
+
+
+def parse_embedded(raw, where) -> dict:
+    """The card stored inside a model file (``raw``: the TFLite metadata buffer or the ONNX
+    metadata_props value under :data:`EMBEDDED_KEY`), or {} when there is none; ``where`` names
+    the file in the error for a card that is not JSON."""
+    if not raw:
+        return {}
+    try:
+        card = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise EdgesegError(f"{where}: the {EMBEDDED_KEY} metadata is not valid JSON") from None
+    return card if isinstance(card, dict) else {}
 
 
 def read_card(artifact) -> dict:

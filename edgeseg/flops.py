@@ -207,12 +207,16 @@ def tflite_cost(source) -> ModelCost:
     return _file_cost(rows, f.inputs[0].shape if f.inputs else ())
 
 
-def onnx_cost(source, input_size=None) -> ModelCost:
+def onnx_cost(source, input_size=None, layout: str | None = None) -> ModelCost:
     """MACs and params of an .onnx file, per node, by the same conventions as :func:`keras_cost`.
 
     Shapes come from ONNX shape inference; a model with a dynamic input is counted at
-    ``input_size`` (int or (height, width)) with batch 1. QDQ weights are counted at their shape.
+    ``input_size`` (int or (height, width)) with batch 1, in its ``layout`` (NHWC or NCHW;
+    by default detected as :func:`edgeseg.card.detect_layout` does). QDQ weights are counted at
+    their shape.
     """
+    from edgeseg.card import detect_layout
+
     import onnx
     from onnx import shape_inference
 
@@ -224,7 +228,12 @@ def onnx_cost(source, input_size=None) -> ModelCost:
         if input_size is None:
             raise ValueError("the ONNX model takes any input size: give input_size to count MACs")
         height, width = (input_size, input_size) if isinstance(input_size, int) else input_size
-        for dim, value in zip(dims, (1, height, width, dims[-1].dim_value or 3)):
+        given = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+        if (layout or detect_layout(given)) == "NCHW":
+            fixed = (1, given[1] or 3, height, width)
+        else:
+            fixed = (1, height, width, given[-1] or 3)
+        for dim, value in zip(dims, fixed):
             dim.Clear()
             dim.dim_value = value
     inferred = shape_inference.infer_shapes(proto)

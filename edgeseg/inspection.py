@@ -107,11 +107,9 @@ def _xnnpack_coverage(path: Path, f) -> dict:
 
 
 def _inspect_onnx(path: Path, input_size) -> dict:
-    import json
-
     import onnx
 
-    from edgeseg.card import EMBEDDED_KEY
+    from edgeseg.card import EMBEDDED_KEY, parse_embedded, read_card, size_of
     from edgeseg.flops import onnx_cost
 
     try:
@@ -122,8 +120,8 @@ def _inspect_onnx(path: Path, input_size) -> dict:
             from None
     graph = proto.graph
     meta = {p.key: p.value for p in proto.metadata_props}
-    card = json.loads(meta[EMBEDDED_KEY]) if EMBEDDED_KEY in meta else {}
-    size = input_size or (card.get("input_size") or [None])[0]
+    card = parse_embedded(meta.get(EMBEDDED_KEY), path) or read_card(path)
+    size = input_size or size_of(card)
     producer = {out: node for node in graph.node for out in node.output}
     initializers = {init.name for init in graph.initializer}
     quantized = any(node.op_type in _ONNX_QDQ for node in graph.node)

@@ -50,6 +50,9 @@ class RunConfig(_Json):
     samples: int | None = None  # bench images (None: 32; quick: 8)
     calib_samples: int | None = None  # int8 calibration images (None: 100; quick: 16)
     seed: int = 0
+    model_file: str | None = None  # a user's trained model: no training, its own I/O contract
+    contract: dict = field(default_factory=dict)  # contract keys over its card (runtime.load)
+    unsafe: bool = False  # its Lambda layers may load
 
     def resolved(self) -> "RunConfig":
         """The config with every None replaced by its (quick or full) default."""
@@ -94,9 +97,10 @@ class _Stages:
         self.echo(f"[{self.done}/{self.total}] {name}: {what}")
         return time.perf_counter()
 
-    def skip(self, name: str, why: str) -> None:
+    def skip(self, name: str, why: str, redo: bool = True) -> None:
         self.done += 1
-        self.echo(f"[{self.done}/{self.total}] {name}: {why} (skipped; --force redoes it)")
+        self.echo(f"[{self.done}/{self.total}] {name}: {why} (skipped"
+                  f"{'; --force redoes it' if redo else ''})")
 
 
 STAGES = ("data", "train", "optimize", "convert", "bench", "report")
@@ -136,10 +140,20 @@ def run(cfg: RunConfig, out, *, force: bool = False, until: str = "report", echo
     stages.start("data", _describe_data(cfg))
     if last < STAGES.index("train"):
         return {}
-    trained = _train(cfg, out / "train", stages, verbose, echo)
+    if cfg.model_file:
+        trained = Path(cfg.model_file)
+        stages.skip("train", f"the user's model {trained} ({_user_model(cfg).describe})",
+                    redo=False)
+    else:
+        trained = _train(cfg, out / "train", stages, verbose, echo)
     if last < STAGES.index("optimize"):
         return {}
-    optimized = _optimize(cfg, trained, out / "optimize", stages, verbose, echo)
+    why_not = _cannot_optimize(cfg)
+    if why_not:
+        stages.skip("optimize", why_not, redo=False)
+        optimized = {}
+    else:
+        optimized = _optimize(cfg, trained, out / "optimize", stages, verbose, echo)
     if last < STAGES.index("convert"):
         return {}
     files = _convert(cfg, {"train": trained, **optimized}, out / "models", stages, echo)
@@ -175,6 +189,8 @@ def _check(cfg: RunConfig) -> None:
 
     if cfg.input_size % 16 or cfg.train_size % 16:
         raise EdgesegError(f"--input-size must be a multiple of 16 (got {cfg.input_size})")
+    if cfg.model_file:
+        _user_model(cfg)  # loads it: a file that cannot be used is said before anything runs
     for name in ("epochs", "train_steps", "steps", "runs", "samples", "calib_samples"):
         if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
             raise EdgesegError(f"--{name.replace('_', '-')} must be >= 1")
@@ -189,6 +205,8 @@ def _check(cfg: RunConfig) -> None:
                                f"data is scored on its own held-out samples)")
         check_source_name(cfg.test_data)
         folders.find_samples(cfg.test_data, cfg.layout)
+    if cfg.model_file:
+        return
     get_builder(cfg.model.name)
     unknown = set(cfg.model.options) - set(model_options(cfg.model.name))
     if unknown:
@@ -205,6 +223,9 @@ def _describe_data(cfg: RunConfig) -> str:
         return f"{cfg.data} (built-in, generated from seed {cfg.seed})"
     scored = (f"scored on {cfg.test_data}" if cfg.test_data else
               "scored on its validation split, which no stage trains, selects or calibrates on")
+    if cfg.model_file and not cfg.test_data:
+        scored += (f"; edgeseg does not know which images trained {Path(cfg.model_file).name}: "
+                   f"if this split holds some, its scores are optimistic (--test-data DIR)")
     return f"{cfg.data} (folder; {scored})"
 
 
@@ -224,8 +245,10 @@ def _train_config(cfg: RunConfig) -> TrainConfig:
 
     defaults = train_defaults(cfg.data)
     quick = cfg.quick
-    data = DataConfig(source=cfg.data, layout=cfg.layout,
-                      input_size=64 if quick else cfg.train_size,
+    train_size = 64 if quick else cfg.train_size
+    if cfg.model_file and _user_model(cfg).size:  # a fixed (square) model fine-tunes at its size
+        train_size = _user_model(cfg).size[0]
+    data = DataConfig(source=cfg.data, layout=cfg.layout, input_size=train_size,
                       n_train=256 if quick else defaults["n_train"], n_val=16 if quick else 64,
                       seed=cfg.seed)
     if not is_builtin(cfg.data) and _load(data)[0].fit == "resize":
@@ -280,9 +303,19 @@ def _optimize(cfg: RunConfig, trained: Path, where: Path, stages: _Stages, verbo
     for name, source, options, file in plan:
         target = where / name / file
         if not target.exists():
+            if not source.exists():
+                continue  # its source stage was skipped (below)
             opt_cfg = OptimizeConfig(data=train_cfg.data, steps=cfg.steps, seed=cfg.seed,
                                      **options)
-            result = optimize(source, opt_cfg, where / name, force=True, verbose=verbose)
+            try:
+                result = optimize(source, opt_cfg, where / name, force=True, verbose=verbose,
+                                  unsafe=cfg.unsafe)
+            except (EdgesegError, RuntimeError, ValueError) as error:
+                if not cfg.model_file:
+                    raise
+                # a user's model may hold layers tfmot cannot wrap: that variant is left out
+                echo(f"  {name}: skipped ({str(error).splitlines()[0][:200]})")
+                continue
             echo(f"  {result.variant}: validation Dice {result.dice_before:.4f} -> "
                  f"{result.dice_after:.4f}")
         results[name] = target
@@ -293,22 +326,90 @@ def _convert(cfg: RunConfig, sources: dict[str, Path], where: Path, stages: _Sta
              echo) -> list[Path]:
     from converters import convert
 
-    todo = [name for name in CONVERSIONS if not (where / name).exists()]
+    conversions = _conversions(cfg, sources)
+    todo = [name for name in conversions if not (where / name).exists()]
+    size = _deployed_size(cfg)
     if not todo:
-        stages.skip("convert", f"all {len(CONVERSIONS)} files exist in {where}")
+        stages.skip("convert", f"all {len(conversions)} files exist in {where}")
     else:
-        stages.start("convert", f"{len(todo)} files at {cfg.input_size}x{cfg.input_size}: "
-                                f"{', '.join(todo)}")
+        stages.start("convert", f"{len(todo)} files at {size[0]}x{size[1]}: {', '.join(todo)}")
     for name in todo:
-        source, to, quant = CONVERSIONS[name]
-        result = convert(sources[source], where / name, to=to, quant=quant,
-                         input_size=cfg.input_size, calib_samples=cfg.calib_samples,
-                         verify_samples=8 if cfg.quick else 16, seed=cfg.seed)
+        source, to, quant = conversions[name]
+        user = {}
+        if cfg.model_file:  # no card says what trained it: calibrate on the training split
+            data = _train_config(cfg).data
+            user = {"calib": data.source, "trained_on": data, "contract": cfg.contract or None,
+                    "unsafe": cfg.unsafe}
+        result = convert(sources[source], where / name, to=to, quant=quant, input_size=size,
+                         calib_samples=cfg.calib_samples, verify_samples=8 if cfg.quick else 16,
+                         seed=cfg.seed, **user)
         parity = result.parity
         echo(f"  {name}: {result.path.stat().st_size:,} bytes, agreement "
              f"{parity.agreement:.2%}" + (f", Dice {parity.dice_delta:+.4f}"
                                            if parity.dice_delta is not None else ""))
-    return [where / name for name in CONVERSIONS]
+    return [where / name for name in conversions]
+
+
+def _conversions(cfg: RunConfig, sources: dict[str, Path]) -> dict[str, tuple]:
+    """The files ``run`` makes: every conversion whose source exists; from a user's .onnx only
+    its int8 quantization, from a user's .tflite none (it is benchmarked as it is)."""
+    if cfg.model_file and Path(cfg.model_file).suffix.lower() == ".onnx":
+        return {"int8.onnx": ("train", "onnx", "int8")}
+    if cfg.model_file and Path(cfg.model_file).suffix.lower() == ".tflite":
+        return {}
+    return {name: spec for name, spec in CONVERSIONS.items() if spec[0] in sources}
+
+
+@dataclass(frozen=True)
+class _UserModel:
+    describe: str  # what it is, in words
+    size: tuple[int, int] | None  # its fixed input, if it has one
+    trainable: str | None  # why tfmot cannot fine-tune it (None: it can)
+
+
+@functools.lru_cache(maxsize=4)
+def _loaded_user_model(path: str, contract: tuple, unsafe: bool) -> _UserModel:
+    from edgeseg import runtime
+
+    model = runtime.load(path, contract=dict(contract), unsafe=unsafe)
+    _, height, width, _ = model.input_shape
+    kind = getattr(getattr(model, "source", None), "flavour", model.format)
+    describe = f"{kind}, {model.layout}, output {model.output_name} " \
+               f"({model.output_kind or 'probabilities'}), " + \
+               (f"{height}x{width} inputs" if height is not None else "any input size")
+    trainable = None
+    if kind != "tf_keras":
+        trainable = f"a {kind} model: tfmot prunes and quantization-aware trains tf-keras " \
+                    f"models only; converted and benchmarked as it is"
+    elif len(model._output_specs) > 1 or model.output_kind == "logits":
+        trainable = "fine-tuning needs one output of probabilities"
+    elif height is not None and height != width:
+        trainable = "fine-tuning crops are square; the model takes only " \
+                    f"{height}x{width} inputs"
+    elif contract:
+        trainable = "its I/O contract was given on the command line, not in its card"
+    return _UserModel(describe, (height, width) if height is not None else None, trainable)
+
+
+def _user_model(cfg: RunConfig) -> _UserModel:
+    return _loaded_user_model(str(cfg.model_file), tuple(sorted(cfg.contract.items())),
+                              cfg.unsafe)
+
+
+def _cannot_optimize(cfg: RunConfig) -> str | None:
+    """Why the optimize stage is skipped for this run (None: it runs)."""
+    if not cfg.model_file:
+        return None
+    trainable = _user_model(cfg).trainable
+    return None if trainable is None else f"not for this model: {trainable}"
+
+
+def _deployed_size(cfg: RunConfig) -> tuple[int, int]:
+    """The size files are converted and benchmarked at: a user model's own fixed input, else
+    ``--input-size``."""
+    if cfg.model_file and _user_model(cfg).size:
+        return _user_model(cfg).size
+    return (cfg.input_size, cfg.input_size)
 
 
 def _test_data(cfg: RunConfig):
@@ -349,8 +450,8 @@ def _bench(cfg: RunConfig, trained: Path, files: list[Path], echo) -> dict:
 
     return bench([trained, *files], data=held_out(cfg), layout=cfg.layout, reference=trained,
                  threads=cfg.threads, runs=cfg.runs, warmup=2 if cfg.quick else 5,
-                 samples=cfg.samples, image_size=cfg.input_size, seed=cfg.seed,
-                 echo=lambda line: None)
+                 samples=cfg.samples, image_size=max(_deployed_size(cfg)), seed=cfg.seed,
+                 contract=cfg.contract or None, unsafe=cfg.unsafe, echo=lambda line: None)
 
 
 __all__ = ["CONVERSIONS", "STAGES", "RunConfig", "held_out", "run"]

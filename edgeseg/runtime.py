@@ -2,23 +2,27 @@
 
 ``load(path)`` picks the backend from the suffix: ``.tflite`` (ai_edge_litert, else tflite_runtime,
 else tensorflow.lite: the first one installed), ``.onnx`` (onnxruntime), ``.keras``/``.h5``/a
-SavedModel folder (TensorFlow). ``predict`` takes float32 NHWC images in [0, 1] and returns float32
-NHWC class probabilities whatever the file stores: quantized inputs and outputs are converted
-inside, and a model built for a batch of one is run one image at a time. Importing this module
-imports neither TensorFlow nor a runtime; each backend imports its own when a file is loaded.
+SavedModel folder (TensorFlow, through :mod:`edgeseg.keras_models`). ``predict`` takes float32
+NHWC images, normalised as the card says, and returns float32 NHWC class probabilities whatever
+the file stores: quantized inputs and outputs are converted inside, an NCHW model (PyTorch's
+exports) is transposed in and out, the segmentation output of a multi-output model is chosen,
+logits get their sigmoid or softmax, and a model built for a batch of one is run one image at a
+time. Importing this module imports neither TensorFlow nor a runtime; each backend imports its own
+when a file is loaded.
 
     >>> from edgeseg import runtime
     >>> model = runtime.load("model_int8.tflite", num_threads=2)  # doctest: +SKIP
     >>> probs = model.predict(images)  # (N, H, W, classes) float32  # doctest: +SKIP
     >>> model.card["class_names"]  # doctest: +SKIP
 
-Adding a runtime is one subclass of :class:`EdgeModel` and one entry in ``BACKENDS``.
+Adding a runtime is one subclass of :class:`EdgeModel` (its raw input shape, outputs and run; the
+contract is applied by the base class) and one entry in ``BACKENDS``.
 """
 
 from __future__ import annotations
 
 import functools
-import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,36 +32,146 @@ from edgeseg.safety import check_untrusted
 
 
 class EdgeModel:
-    """A loaded model: ``predict``, its input shape, class count and card."""
+    """A loaded model: ``predict``, its input shape, class count, card and cost.
+
+    The card's I/O contract is applied here, the same for every backend: an NCHW model gets its
+    input transposed and its output transposed back, a multi-output model runs the output the card
+    (or the only one that is an image of the input's size) selects, logits become probabilities.
+    A backend implements ``_raw_input_shape``, ``_output_specs``, ``_run`` and, where its file
+    tells, ``_output_ops`` (the op names that make an output, last first).
+    """
 
     format = ""
     runtime = ""
 
-    def __init__(self, path: Path, num_threads: int | None):
+    def __init__(self, path: Path, num_threads: int | None, contract: dict | None = None):
         self.path = Path(path)
         self.num_threads = num_threads
+        self._contract = {k: v for k, v in (contract or {}).items() if v is not None}
+        self._kind_warned = False
 
+    # --- what a backend provides ---------------------------------------------------------------
     @property
-    def input_shape(self) -> tuple:
-        """(batch, height, width, channels); None where the model takes any size."""
+    def _raw_input_shape(self) -> tuple:
+        """The input's shape in the file's own layout; None where any size is taken."""
         raise NotImplementedError
 
     @property
-    def num_classes(self) -> int:
+    def _output_specs(self) -> list[tuple[str, tuple]]:
+        """(name, shape in the file's layout) of every output."""
         raise NotImplementedError
 
-    @functools.cached_property
-    def card(self) -> dict:
-        """The model card stored in the file, else the ``<file>.json`` beside it, else {}."""
-        from edgeseg import card as cards
+    def _run(self, images: np.ndarray, output: int) -> np.ndarray:
+        """Output number ``output`` for a batch in the file's layout."""
+        raise NotImplementedError
 
-        return self._embedded_card() or cards.read_card(self.path)
+    def _output_ops(self, output: int) -> list[str]:
+        return []
 
     def _embedded_card(self) -> dict:
         return {}
 
+    def cost(self, input_size=None) -> tuple[int | None, int | None, float | None]:
+        """(MACs, params, weight sparsity) read from the model itself; None where unknown."""
+        return None, None, None
+
+    # --- the contract --------------------------------------------------------------------------
+    @functools.cached_property
+    def card(self) -> dict:
+        """The model card stored in the file, else the ``<file>.json`` beside it (a sidecar the
+        user may write), else {}; contract keys given by the caller are put over it."""
+        from edgeseg import card as cards
+
+        card = self._embedded_card() or cards.read_card(self.path)
+        return cards.with_overrides(card, **self._contract) if self._contract else card
+
+    @functools.cached_property
+    def layout(self) -> str:
+        """``NHWC`` or ``NCHW``: the card's, else detected from the input's shape."""
+        from edgeseg import card as cards
+
+        return cards.input_layout_of(self.card) or cards.detect_layout(self._raw_input_shape)
+
+    def _nhwc(self, shape) -> tuple:
+        shape = tuple(shape)
+        if self.layout == "NCHW" and len(shape) == 4:
+            return (shape[0], shape[2], shape[3], shape[1])
+        return shape
+
+    @functools.cached_property
+    def output_index(self) -> int:
+        """The output that holds the segmentation: the card's ``output`` (a name or an index),
+        else the only one that is an image of the input's size."""
+        specs = self._output_specs
+        listed = ", ".join(f"{name} {list(shape)}" for name, shape in specs)
+        wanted = self.card.get("output")
+        if wanted is not None:
+            names = [name for name, _ in specs]
+            if isinstance(wanted, int) and 0 <= wanted < len(specs):
+                return wanted
+            if wanted in names:
+                return names.index(wanted)
+            raise EdgesegError(f"{self.path}: no output {wanted!r}; it has {listed}")
+        if len(specs) == 1:
+            return 0
+        _, height, width, _ = self.input_shape
+        images = [i for i, (_, shape) in enumerate(specs) if len(shape) == 4 and
+                  self._nhwc(shape)[1:3] == (height, width)]
+        if len(images) > 1 and height is None:  # any size: which outputs keep it, on a probe
+            images = [i for i in images if self._keeps_size(i)]
+        if len(images) == 1:
+            return images[0]
+        raise EdgesegError(f"{self.path}: {len(specs)} outputs ({listed}); choose the "
+                           f"segmentation with --output NAME or INDEX")
+
+    def _keeps_size(self, output: int, side: int = 64) -> bool:
+        """Whether output ``output`` of a model that takes any size is an image of the input's
+        size (run once on a blank ``side`` x ``side`` image)."""
+        channels = self.input_shape[-1] or 3
+        probe = np.zeros((1, side, side, channels), np.float32)
+        try:
+            out = np.asarray(self._run(probe.transpose(0, 3, 1, 2) if self.layout == "NCHW"
+                                       else probe, output))
+        except Exception:  # noqa: BLE001 - a runtime's own errors: not this output, then
+            return False
+        return out.ndim == 4 and self._nhwc(out.shape)[1:3] == (side, side)
+
+    @property
+    def output_name(self) -> str:
+        return self._output_specs[self.output_index][0]
+
+    @functools.cached_property
+    def output_kind(self) -> str | None:
+        """``probabilities`` or ``logits``: the card's, else read from the graph; None when
+        neither tells (then values outside [0, 1] decide, with a warning)."""
+        from edgeseg.card import output_kind_of
+        from edgeseg.postprocess import kind_from_ops
+
+        return output_kind_of(self.card) or kind_from_ops(self._output_ops(self.output_index))
+
+    @property
+    def input_shape(self) -> tuple:
+        """(batch, height, width, channels) whatever the file's layout; None where any size."""
+        return self._nhwc(self._raw_input_shape)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self._nhwc(self._output_specs[self.output_index][1])[-1])
+
+    def contract(self) -> dict:
+        """The I/O contract this model is run by (for cards and reports)."""
+        from edgeseg.card import input_fit_of, normalization_of
+
+        return {"input_layout": self.layout, "input_shape": list(self.input_shape),
+                "normalization": normalization_of(self.card).to_dict(),
+                "input_fit": input_fit_of(self.card), "output": self.output_name,
+                "output_kind": self.output_kind or "probabilities",
+                "class_names": self.card.get("class_names")}
+
     def predict(self, images: np.ndarray) -> np.ndarray:
-        """Probabilities (N, H, W, classes) float32 for images (N, H, W, C) float32 in [0, 1]."""
+        """Probabilities (N, H, W, classes) float32 for normalised images (N, H, W, C) float32."""
+        from edgeseg.postprocess import looks_like_logits, to_probabilities
+
         images = np.asarray(images, np.float32)
         if images.ndim != 4:
             raise ValueError(f"predict takes a batch (N, H, W, C); got shape {images.shape}")
@@ -67,10 +181,29 @@ class EdgeModel:
         if (height, width) != (None, None) and images.shape[1:3] != (height, width):
             raise ValueError(f"{self.path.name} takes {height}x{width} images, got "
                              f"{images.shape[1]}x{images.shape[2]} (use edgeseg.tiling for others)")
-        return self._predict(images)
-
-    def _predict(self, images: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        nchw = self.layout == "NCHW"
+        raw = self._run(images.transpose(0, 3, 1, 2) if nchw else images, self.output_index)
+        raw = np.asarray(raw)
+        if raw.ndim != 4:
+            raise EdgesegError(f"{self.path}: output {self.output_name} has shape "
+                               f"{list(raw.shape)}, not an image (N, H, W, classes); choose "
+                               f"another with --output")
+        if nchw:
+            raw = raw.transpose(0, 2, 3, 1)
+        if raw.shape[1:3] != images.shape[1:3]:
+            raise EdgesegError(
+                f"{self.path}: the model maps {images.shape[1]}x{images.shape[2]} inputs to "
+                f"{raw.shape[1]}x{raw.shape[2]} outputs; a segmentation must keep the input's "
+                f"size (use a size its downsampling divides, e.g. a multiple of 32)")
+        kind = self.output_kind
+        if kind is None and looks_like_logits(raw):
+            kind = "logits"
+            if not self._kind_warned:
+                self._kind_warned = True
+                print(f"warning: {self.path}: its outputs leave [0, 1], read as logits (a "
+                      f"sigmoid/softmax is applied); say so with --logits or the card's "
+                      f"output_kind", file=sys.stderr)
+        return to_probabilities(raw, kind)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.path} {self.input_shape} threads={self.num_threads}>"
@@ -118,8 +251,9 @@ class LiteRTModel(EdgeModel):
 
     format = "tflite"
 
-    def __init__(self, path, num_threads=None, *, delegates: bool = True, trusted: bool = False):
-        super().__init__(path, num_threads)
+    def __init__(self, path, num_threads=None, *, contract=None, delegates: bool = True,
+                 trusted: bool = False):
+        super().__init__(path, num_threads, contract)
         interpreter_class, self.runtime = _tflite_interpreter_class()
         if not trusted:
             check_untrusted(self.path)
@@ -136,15 +270,16 @@ class LiteRTModel(EdgeModel):
             raise EdgesegError(f"{self.path}: LiteRT cannot load this model "
                                f"({str(error).splitlines()[0][:200]})") from None
         self._input = self.interpreter.get_input_details()[0]
-        self._output = self.interpreter.get_output_details()[0]
+        self._outputs = self.interpreter.get_output_details()
 
     @property
-    def input_shape(self):
+    def _raw_input_shape(self):
         return tuple(int(d) for d in self._input["shape"])
 
     @property
-    def num_classes(self):
-        return int(self._output["shape"][-1])
+    def _output_specs(self):
+        return [(detail["name"], tuple(int(d) for d in detail["shape"]))
+                for detail in self._outputs]
 
     @property
     def input_dtype(self) -> str:
@@ -152,18 +287,45 @@ class LiteRTModel(EdgeModel):
 
     @property
     def output_dtype(self) -> str:
-        return np.dtype(self._output["dtype"]).name
+        return np.dtype(self._outputs[self.output_index]["dtype"]).name
+
+    @functools.cached_property
+    def _file(self):
+        from edgeseg.formats.tflite import read_tflite
+
+        return read_tflite(self.path)
 
     def _embedded_card(self):
         from edgeseg.formats.tflite import read_card
 
         try:
-            return read_card(self.path)
+            return read_card(self._file)
         except EdgesegError:
             return {}
 
-    def _predict(self, images):
-        batch = self.input_shape[0]
+    def _output_ops(self, output):
+        producer = self._file.producer()
+        tensor = self._file.output_indices[output]
+        names = []
+        while tensor in producer and len(names) < 16:
+            op = producer[tensor]
+            names.append(op.name)
+            inputs = [t for t in op.inputs if t >= 0 and not self._file.tensors[t].constant]
+            if not inputs:
+                break
+            tensor = inputs[0]
+        return names
+
+    def cost(self, input_size=None):
+        from edgeseg import flops
+        from edgeseg.formats.tflite import weight_sparsity
+
+        cost = flops.tflite_cost(self.path)
+        return cost.macs, cost.params, weight_sparsity(self.path)
+
+    def _run(self, images, output):
+        detail = self._outputs[output]
+        batch = self._raw_input_shape[0]
         outputs = []
         for start in range(0, len(images), batch):
             chunk = images[start:start + batch]
@@ -172,7 +334,7 @@ class LiteRTModel(EdgeModel):
                 chunk = np.concatenate([chunk, np.zeros((short, *chunk.shape[1:]), np.float32)])
             self.interpreter.set_tensor(self._input["index"], _quantize(chunk, self._input))
             self.interpreter.invoke()
-            out = _dequantize(self.interpreter.get_tensor(self._output["index"]), self._output)
+            out = _dequantize(self.interpreter.get_tensor(detail["index"]), detail)
             outputs.append(out[:batch - short])
         return np.concatenate(outputs)
 
@@ -219,78 +381,76 @@ class OnnxModel(EdgeModel):
     format = "onnx"
     runtime = "onnxruntime"
 
-    def __init__(self, path, num_threads=None, *, trusted: bool = False):
-        super().__init__(path, num_threads)
+    def __init__(self, path, num_threads=None, *, contract=None, trusted: bool = False):
+        super().__init__(path, num_threads, contract)
         _onnxruntime()  # a missing runtime is said before the file is probed
         if not trusted:
             check_untrusted(self.path)
         self.session = onnx_session(self.path, onnx_session_options(num_threads))
         self._input = self.session.get_inputs()[0]
-        self._output = self.session.get_outputs()[0]
+        self._outputs = self.session.get_outputs()
 
     @property
-    def input_shape(self):
+    def _raw_input_shape(self):
         return tuple(d if isinstance(d, int) else None for d in self._input.shape)
 
     @property
-    def num_classes(self):
-        return int(self._output.shape[-1])
+    def _output_specs(self):
+        return [(o.name, tuple(d if isinstance(d, int) else None for d in o.shape))
+                for o in self._outputs]
 
     def _embedded_card(self):
-        from edgeseg.card import EMBEDDED_KEY
+        from edgeseg.card import EMBEDDED_KEY, parse_embedded
 
-        raw = self.session.get_modelmeta().custom_metadata_map.get(EMBEDDED_KEY)
         try:
-            return json.loads(raw) if raw else {}
-        except json.JSONDecodeError:
+            return parse_embedded(
+                self.session.get_modelmeta().custom_metadata_map.get(EMBEDDED_KEY), self.path)
+        except EdgesegError:
             return {}
 
-    def _predict(self, images):
-        batch = self.input_shape[0]
+    def _output_ops(self, output):
+        try:
+            import onnx
+        except ImportError:  # a device with ONNX Runtime only: the values decide
+            return []
+        graph = onnx.load(str(self.path), load_external_data=False).graph
+        producer = {name: node for node in graph.node for name in node.output}
+        constants = {init.name for init in graph.initializer}
+        name, names = self._outputs[output].name, []
+        while name in producer and len(names) < 16:
+            node = producer[name]
+            names.append(node.op_type)
+            inputs = [i for i in node.input if i and i not in constants and i in producer]
+            if not inputs:
+                break
+            name = inputs[0]
+        return names
+
+    def cost(self, input_size=None):
+        from edgeseg import flops
+        from edgeseg.formats.onnx import weight_sparsity
+
+        try:
+            cost = flops.onnx_cost(self.path, input_size=input_size, layout=self.layout)
+        except ImportError:  # onnx (not only onnxruntime) is needed to read the graph
+            return None, None, None
+        return cost.macs, cost.params, weight_sparsity(self.path)
+
+    def _run(self, images, output):
+        name, feed = self._outputs[output].name, self._input.name
+        batch = self._raw_input_shape[0]
         if batch is None:
-            return self.session.run([self._output.name], {self._input.name: images})[0]
-        return np.concatenate([
-            self.session.run([self._output.name], {self._input.name: images[i:i + batch]})[0]
-            for i in range(0, len(images), batch)])
+            return self.session.run([name], {feed: images})[0]
+        return np.concatenate([self.session.run([name], {feed: images[i:i + batch]})[0]
+                               for i in range(0, len(images), batch)])
 
 
-class KerasModel(EdgeModel):
-    """A Keras model (TensorFlow), always in inference mode."""
-
-    format = "keras"
-    runtime = "keras"
-
-    def __init__(self, path, num_threads=None, *, unsafe: bool = False):
-        super().__init__(path, num_threads)
-        from edgeseg._keras import tf
-        from edgeseg.models.saving import load_model
-
-        if num_threads:
-            try:
-                tf.config.threading.set_intra_op_parallelism_threads(num_threads)
-                tf.config.threading.set_inter_op_parallelism_threads(1)
-            except RuntimeError:
-                pass  # TensorFlow already started: its thread pools are fixed for this process
-        self.model = load_model(self.path, unsafe=unsafe)
-        self._forward = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
-
-    @property
-    def input_shape(self):
-        return (None, *self.model.input_shape[1:])
-
-    @property
-    def num_classes(self):
-        return int(self.model.output_shape[-1])
-
-    def _predict(self, images):
-        return np.asarray(self._forward(images), np.float32)
+BACKENDS = {".tflite": LiteRTModel, ".onnx": OnnxModel}
+KERAS_SUFFIXES = (".keras", ".h5")
 
 
-BACKENDS = {".tflite": LiteRTModel, ".onnx": OnnxModel, ".keras": KerasModel, ".h5": KerasModel}
-
-
-def load(path, *, num_threads: int | None = None, unsafe: bool = False,
-         trusted: bool = False) -> EdgeModel:
+def load(path, *, num_threads: int | None = None, unsafe: bool = False, trusted: bool = False,
+         contract: dict | None = None) -> EdgeModel:
     """The model at ``path`` in the runtime its suffix names (a folder: a SavedModel, Keras).
 
     Args:
@@ -298,25 +458,33 @@ def load(path, *, num_threads: int | None = None, unsafe: bool = False,
         unsafe: Keras only: allow models that carry code (Lambda layers).
         trusted: .tflite/.onnx: skip the verification and the child-process probe of
             :mod:`edgeseg.safety` (for files this process has just written or probed).
+        contract: I/O-contract keys put over the model's card (see
+            :func:`edgeseg.card.with_overrides`: ``normalize``, ``input_layout``, ``output``,
+            ``output_kind``, ``input_fit``, ``class_names``).
     """
     path = Path(path)
     if not path.exists():
         raise EdgesegError(f"{path}: no such model file")
-    backend = KerasModel if path.is_dir() else BACKENDS.get(path.suffix.lower())
-    if backend is None:
-        raise EdgesegError(f"{path}: unknown model format (expected "
-                           f"{', '.join(sorted(BACKENDS))} or a SavedModel folder)")
-    if backend is KerasModel:
-        model = backend(path, num_threads, unsafe=unsafe)
+    if path.is_dir() or path.suffix.lower() in KERAS_SUFFIXES:
+        from edgeseg.keras_models import KerasModel  # TensorFlow: only for Keras models
+
+        model = KerasModel(path, num_threads, contract=contract, unsafe=unsafe)
+    elif path.suffix.lower() in BACKENDS:
+        model = BACKENDS[path.suffix.lower()](path, num_threads, contract=contract,
+                                              trusted=trusted)
     else:
-        model = backend(path, num_threads, trusted=trusted)
+        raise EdgesegError(f"{path}: unknown model format (expected .keras, .h5, .onnx, .tflite "
+                           f"or a SavedModel folder)")
     from edgeseg.card import normalization_of
 
     try:
         normalization_of(model.card)  # a card that cannot be obeyed: said now, naming the file
+        model.output_index  # noqa: B018 - several outputs and none chosen: said now
     except EdgesegError as error:
-        raise EdgesegError(f"{path}: {error}") from None
+        message = str(error)
+        raise EdgesegError(message if message.startswith(str(path)) else f"{path}: {message}") \
+            from None
     return model
 
 
-__all__ = ["BACKENDS", "EdgeModel", "KerasModel", "LiteRTModel", "OnnxModel", "load"]
+__all__ = ["BACKENDS", "EdgeModel", "LiteRTModel", "OnnxModel", "load"]

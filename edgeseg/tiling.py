@@ -115,17 +115,20 @@ def predict_labels(predict: Callable[[np.ndarray], np.ndarray], image: np.ndarra
     return labels
 
 
-def model_tile(model, tile: int | None = None) -> tuple[int, int]:
-    """The window a model runs on: its fixed input, else ``tile`` (default: its card's size, else
-    256)."""
+def model_tile(model, tile=None) -> tuple[int, int]:
+    """The window a model runs on: its fixed input, else ``tile`` (a side or (height, width);
+    default: its card's size, else 256)."""
+    from edgeseg.card import size_of
+
     _, height, width, _ = model.input_shape
     if height is not None and width is not None:
         return height, width
-    size = tile or (model.card.get("input_size") or [256])[0]
-    return int(size), int(size)
+    if tile is not None:
+        return (int(tile), int(tile)) if isinstance(tile, int) else tuple(int(v) for v in tile)
+    return size_of(model.card) or (256, 256)
 
 
-def resized_input(model, image: np.ndarray, tile: int | None = None):
+def resized_input(model, image: np.ndarray, tile=None):
     """A ``resize``-fit model's view of an image: the whole image scaled to its input, normalised."""
     from edgeseg.card import normalization_of
     from edgeseg.preprocess import normalize, resize
@@ -148,7 +151,7 @@ def runs_whole(model, image: np.ndarray) -> bool:
     return image.shape[:2] == (height, width)
 
 
-def predict_image(model, image: np.ndarray, overlap: int = 32, tile: int | None = None,
+def predict_image(model, image: np.ndarray, overlap: int = 32, tile=None,
                   normalization=None) -> np.ndarray:
     """Probabilities (H, W, K) of one raw image (H, W, C; uint8, uint16 or float32) through an
     EdgeModel, fed as its card says: normalised (:mod:`edgeseg.preprocess`), then resized whole
@@ -174,7 +177,7 @@ def predict_image(model, image: np.ndarray, overlap: int = 32, tile: int | None 
     return probs[:height, :width]
 
 
-def segment_labels(model, image: np.ndarray, overlap: int = 32, tile: int | None = None,
+def segment_labels(model, image: np.ndarray, overlap: int = 32, tile=None,
                    batch_size: int = 4) -> np.ndarray:
     """Class ids (H, W) uint8 of one raw image, fed as :func:`predict_image` feeds it, but band
     by band when it is tiled: the only full-size arrays are then the image and the labels."""

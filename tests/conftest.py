@@ -63,3 +63,12 @@ def converted(tiny_run, tmp_path_factory):
         assert result.exit_code == 0, (to, quant, result.output)
         files[(to, quant)] = (path, result.output)
     return files
+
+
+@pytest.fixture(scope="session")
+def user_models(tmp_path_factory):
+    """Models nobody at edgeseg wrote (Keras 3, tf_keras + a custom layer, hand-built ONNX), built
+    once per session in ~15 s: {key: path}, see tests/user_models.py."""
+    from user_models import build_user_models
+
+    return build_user_models(tmp_path_factory.mktemp("user-models"))

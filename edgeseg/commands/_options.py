@@ -57,3 +57,75 @@ data_options = compose(
     click.option("--num-classes", type=click.IntRange(min=1),
                  help="Classes in the masks (default: from the dataset)."),
 )
+
+
+def _size(ctx, param, value):
+    """``--input-size N`` or ``HxW`` -> (height, width), or None."""
+    if value is None:
+        return None
+    from edgeseg.card import parse_size
+    from edgeseg.errors import EdgesegError
+
+    try:
+        return parse_size(value)
+    except EdgesegError as error:
+        raise click.BadParameter(str(error).split(" (got")[0].replace("--input-size ", "")) \
+            from None
+
+
+def size_option(help_text: str, name: str = "--input-size"):
+    """A size option that takes ``256`` or ``144x256`` (height x width)."""
+    return click.option(name, "input_size", metavar="N|HxW", callback=_size, help=help_text)
+
+
+def _custom_objects(ctx, param, values):
+    if not values:
+        return values
+    from edgeseg.errors import EdgesegError
+    from edgeseg.keras_models import add_custom_objects
+
+    for spec in values:
+        try:
+            add_custom_objects(spec)
+        except EdgesegError as error:
+            raise click.BadParameter(str(error).replace(f"--custom-objects {spec}: ", ""),
+                                     param_hint=f"'--custom-objects' ({spec})") from None
+    return values
+
+
+keras_options = compose(
+    click.option("--custom-objects", "custom_objects", multiple=True, metavar="FILE.py|MODULE:ATTR",
+                 callback=_custom_objects, expose_value=False, is_eager=False,
+                 help="Python code that defines a Keras model's custom layers (repeatable): a "
+                      "file, a module, or module:attr (a class or a dict of them)."),
+    click.option("--unsafe", is_flag=True,
+                 help="Allow Keras models that carry code of their own (Lambda layers); only "
+                      "for files you trust."),
+)
+
+
+def contract_options(function):
+    """How to feed a model and read its output, over (or instead of) its card: for files
+    without one (a user's .onnx or .tflite), or to correct it."""
+    return compose(
+        click.option("--input-layout", type=click.Choice(["NHWC", "NCHW"], case_sensitive=False),
+                     help="The model's input layout [its card's, else detected: NCHW when the "
+                          "second dimension is 1, 3 or 4 channels]."),
+        click.option("--normalize", "normalize", metavar="SPEC",
+                     help="How the model expects pixels: scale (x/255), percentile[:LOW,HIGH], "
+                          "meanstd:M1,M2,M3/S1,S2,S3 [its card's, else scale]."),
+        click.option("--output", "output", metavar="NAME|INDEX",
+                     help="Which output holds the segmentation [its card's, else the only one "
+                          "the input's size]."),
+        click.option("--logits/--probabilities", "logits", default=None,
+                     help="Whether the output is scores before the sigmoid/softmax or "
+                          "probabilities [its card's, else read from the graph]."),
+    )(function)
+
+
+def contract_from(input_layout=None, normalize=None, output=None, logits=None) -> dict:
+    """The ``contract`` argument of :func:`edgeseg.runtime.load` from :func:`contract_options`."""
+    kind = None if logits is None else ("logits" if logits else "probabilities")
+    contract = {"input_layout": input_layout and input_layout.upper(), "normalize": normalize,
+                "output": output, "output_kind": kind}
+    return {k: v for k, v in contract.items() if v is not None}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from edgeseg.commands._options import contract_from, contract_options, keras_options, size_option
+
 
 @click.command(short_help="Convert a Keras model to .tflite or .onnx (verified).")
 @click.argument("model_path", metavar="MODEL", type=click.Path())
@@ -20,34 +22,49 @@ import click
               show_default=True, help="TFLite input/output type (int8 models).")
 @click.option("--per-tensor", is_flag=True,
               help="One weight scale per tensor, not per channel: smaller files (check parity).")
-@click.option("--input-size", type=click.IntRange(min=1),
-              help="Fixed input size to convert at [the size the model was trained at].")
+@size_option("Fixed input size to convert at, N or HxW (e.g. 144x256) [the size the model was "
+             "trained at, else its own].")
 @click.option("--opset", type=click.IntRange(min=11), default=17, show_default=True,
               help="ONNX opset.")
 @click.option("--dynamic", is_flag=True, help="ONNX: any batch and input size.")
 @click.option("--no-verify", is_flag=True, help="Skip the parity check against the source.")
 @click.option("--verify-samples", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--parity-tolerance", type=click.FloatRange(min=0), metavar="X",
+              help="Float modes: largest |difference| of the probabilities [1e-3; fp16 1e-2].")
+@click.option("--min-agreement", type=click.FloatRange(0, 1), metavar="SHARE",
+              help="Smallest share of pixels whose class must agree with the source's [0.999 "
+                   "for float modes; quantized modes only warn unless this is given].")
 @click.option("--out", type=click.Path(dir_okay=False), required=True,
               help="Output file (.tflite or .onnx).")
-@click.option("--unsafe", is_flag=True, help="Allow Keras models that carry code (Lambda layers).")
+@keras_options
+@contract_options
 def convert(model_path, to, quant, calib, calib_samples, io, per_tensor, input_size, opset, dynamic,
-            no_verify, verify_samples, out, unsafe):
-    """Convert MODEL (.keras/.h5) to OUT, with its card inside and beside it (OUT.json).
+            no_verify, verify_samples, parity_tolerance, min_agreement, out, unsafe,
+            **contract):
+    """Convert MODEL to OUT, with its card inside and beside it (OUT.json). MODEL is a Keras
+    model of any flavour (tf-keras or Keras 3 .keras/.h5, a SavedModel folder; custom layers
+    with --custom-objects), or an .onnx to quantize (--to onnx --quant int8).
 
     After conversion the file runs in its own runtime (LiteRT or ONNX Runtime) and is compared
-    with MODEL: float32 must match within 1e-4 and float16 within 1e-2 (else nothing is written);
-    quantized models report pixel agreement and the Dice change, with a warning past 1%.
+    with MODEL as probabilities (logits after their sigmoid/softmax): float32 must match within
+    1e-3 and float16 within 1e-2, with 99.9% of pixels in the same class (else nothing is
+    written); quantized models report pixel agreement and the Dice change, with a warning past
+    1% (a failure under --min-agreement).
 
     \b
     edgeseg convert runs/nuclei/model.keras --quant int8 --input-size 256 --out model_int8.tflite
     edgeseg convert runs/nuclei-qat/model.h5 --quant int8 --out model_qat.tflite
     edgeseg convert runs/nuclei/model.keras --to onnx --quant int8 --out model_int8.onnx
+    edgeseg convert my_unet.keras --input-size 144x256 --custom-objects layers.py --out m.tflite
+    edgeseg convert torch_unet.onnx --to onnx --quant int8 --calib data/ --out unet_int8.onnx
     """
     from converters import convert as run
 
     result = run(model_path, out, to=to, quant=quant, calib=calib, calib_samples=calib_samples,
                  io=io, per_tensor=per_tensor, input_size=input_size, opset=opset, dynamic=dynamic,
-                 verify=not no_verify, verify_samples=verify_samples, unsafe=unsafe)
+                 verify=not no_verify, verify_samples=verify_samples, unsafe=unsafe,
+                 tolerance=parity_tolerance, min_agreement=min_agreement,
+                 contract=contract_from(**contract))
     card = result.card
     macs = card["macs"]
     macs = f"{macs / 1e9:.3f} GMACs" if macs >= 1e8 else f"{macs / 1e6:.1f} MMACs"

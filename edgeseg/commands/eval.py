@@ -4,24 +4,25 @@ from __future__ import annotations
 
 import click
 
-from edgeseg.commands._options import data_options
+from edgeseg.commands._options import (contract_from, contract_options, data_options,
+                                       keras_options, size_option)
 
 
 @click.command("eval", short_help="Dice/IoU of a model on a dataset.")
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=True))
 @data_options
-@click.option("--input-size", type=click.IntRange(min=1),
-              help="Built-in images' size, and the tile of a model that takes any size [the "
-                   "model card's].")
+@size_option("Built-in images' size, and the tile of a model that takes any size, N or HxW "
+             "[the model card's].")
 @click.option("--n", "count", type=click.IntRange(min=1), default=64, show_default=True,
               help="Built-in datasets: held-out samples to score.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Built-in datasets: the seed they are drawn from.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False),
               help="Also write the scores to this JSON file.")
-@click.option("--unsafe", is_flag=True, help="Allow Keras models that carry code (Lambda layers).")
+@keras_options
+@contract_options
 def eval_(model_path, source, layout, channels, num_classes, input_size, count, seed,
-          json_out, unsafe):
+          json_out, unsafe, **contract):
     """Score MODEL (.keras/.h5, .tflite or .onnx) on --data: Dice and IoU per class, and their
     mean over the foreground classes.
 
@@ -36,25 +37,26 @@ def eval_(model_path, source, layout, channels, num_classes, input_size, count, 
     edgeseg eval model_int8.tflite --data synthetic-nuclei --n 200
     """
     from edgeseg import runtime
-    from edgeseg.card import contract_note, input_fit_of, normalization_of
+    from edgeseg.card import contract_note, input_fit_of, normalization_of, size_of
     from edgeseg.data.source import is_builtin, load_eval_data
     from edgeseg.evaluate import check_classes, score_model
     from edgeseg.files import atomic_write_json
 
-    model = runtime.load(model_path, unsafe=unsafe)
+    model = runtime.load(model_path, unsafe=unsafe, contract=contract_from(**contract))
     card = model.card
     if contract_note(card):
         click.echo(f"warning: {model_path}: {contract_note(card)}", err=True)
-    _, fixed, _, model_channels = model.input_shape
+    _, height, width, model_channels = model.input_shape
+    fixed = (height, width) if height is not None else None
     model_classes = model.num_classes
     if channels and int(channels) != model_channels:
         raise click.BadParameter(f"the model takes {model_channels} channel(s), not {channels}",
                                  param_hint="'--channels'")
     if fixed is not None and input_size not in (None, fixed):
-        raise click.BadParameter(f"{model_path} is converted for {fixed}x{fixed} inputs",
-                                 param_hint="'--input-size'")
-    size = fixed or input_size or _card_size(card) or 256
-    data = load_eval_data(source, size=size if is_builtin(source) else None,
+        raise click.BadParameter(f"{model_path} takes {height}x{width} inputs (height x width), "
+                                 f"not {input_size[0]}x{input_size[1]}", param_hint="'--input-size'")
+    size = fixed or input_size or size_of(card) or (256, 256)
+    data = load_eval_data(source, size=max(size) if is_builtin(source) else None,
                           channels=model_channels, layout=layout,
                           num_classes=num_classes or max(2, model_classes), count=count, seed=seed)
     check_classes(model_classes, data, model_path)
@@ -65,7 +67,9 @@ def eval_(model_path, source, layout, channels, num_classes, input_size, count, 
     low, high = result["dice_interval"]
     click.echo(f"{model_path} on {data.name}: {result['samples']} images "
                f"({', '.join(sizes[:3])}{', ...' if len(sizes) > 3 else ''}), "
-               f"{normalization_of(card).describe()}, {input_fit_of(card)}")
+               f"{normalization_of(card).describe()}, {input_fit_of(card)}, "
+               f"{model.layout}, output {model.output_name} "
+               f"({model.output_kind or 'probabilities'})")
     click.echo(f"{'class':<20} {'Dice':>8} {'IoU':>8} {'pixels':>12}")
     for i, (d, j, n) in enumerate(zip(result["dice_per_class"], result["iou_per_class"],
                                       result["pixels_per_class"])):
@@ -75,9 +79,5 @@ def eval_(model_path, source, layout, channels, num_classes, input_size, count, 
     click.echo(f"Dice 95% interval over the images (bootstrap): {low:.4f} - {high:.4f}")
     if json_out:
         atomic_write_json(json_out, {"model": str(model_path), "data": data.name,
-                                     "input_size": [size, size], "class_names": names, **result})
-
-
-def _card_size(card: dict) -> int | None:
-    size = card.get("input_size")
-    return int(size[0]) if isinstance(size, list) and size else None
+                                     "input_size": list(size), "class_names": names,
+                                     "contract": model.contract(), **result})

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
+from edgeseg.commands._options import size_option
+
 
 @click.command(short_help="Ops, dtypes, float islands, delegate coverage, MACs of a model file.")
 @click.argument("model_path", metavar="MODEL", type=click.Path())
-@click.option("--input-size", type=click.IntRange(min=1),
-              help="Count MACs of a dynamic-size ONNX model at this size [its card's].")
+@size_option("Count MACs of a dynamic-size ONNX model at this size, N or HxW [its card's].")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--profile", is_flag=True,
               help="Also time every op in the file's runtime (LiteRT or ONNX Runtime).")

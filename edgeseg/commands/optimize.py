@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edgeseg.commands._options import data_options
+from edgeseg.commands._options import data_options, keras_options
 
 
 @click.command(short_help="Prune / QAT / PQAT / cluster a trained model (tfmot).")
@@ -29,8 +29,10 @@ from edgeseg.commands._options import data_options
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder.")
 @click.option("--force", is_flag=True, help="Replace an optimized model in --out.")
 @click.option("--layers", "show_layers", is_flag=True, help="Print the per-layer sparsity table.")
+@keras_options
 def optimize(model_path, source, layout, channels, num_classes, input_size, prune, schedule,
-             structured, cluster, qat, steps, lr, batch_size, seed, out, force, show_layers):
+             structured, cluster, qat, steps, lr, batch_size, seed, out, force, show_layers,
+             unsafe):
     """Optimize MODEL with tensorflow-model-optimization and write OUT/model.keras with its card.
 
     Stages chain in the order prune -> cluster -> QAT, each a fine-tune of --steps on --data;
@@ -55,7 +57,8 @@ def optimize(model_path, source, layout, channels, num_classes, input_size, prun
     cfg = OptimizeConfig(data=data, prune=prune, schedule=schedule, structured=structured,
                          cluster=cluster, qat=qat, steps=steps, lr=lr, batch_size=batch_size,
                          seed=seed)
-    result = run(model_path, cfg, out, force=force, verbose=1 if sys.stdout.isatty() else 2)
+    result = run(model_path, cfg, out, force=force, verbose=1 if sys.stdout.isatty() else 2,
+                 unsafe=unsafe)
     for stage in result.stages:
         details = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                             for k, v in stage.items() if k not in ("stage", "layers"))

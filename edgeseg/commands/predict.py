@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from edgeseg.commands._options import contract_from, contract_options, keras_options
+
 
 @click.command(short_help="Masks and overlays for images of any size (sliding-window tiles).")
 @click.argument("model_path", metavar="MODEL", type=click.Path())
@@ -16,7 +18,9 @@ import click
 @click.option("--overlap", type=click.IntRange(min=0), default=None,
               help="Pixels shared by neighbouring tiles (blended) [32, at most a quarter tile].")
 @click.option("--threads", type=click.IntRange(min=1), help="Runtime threads.")
-def predict(model_path, images, out, tile, overlap, threads):
+@keras_options
+@contract_options
+def predict(model_path, images, out, tile, overlap, threads, unsafe, **contract):
     """Segment IMAGE... with MODEL (.tflite, .onnx, .keras/.h5) and write OUT/<name>_mask.png
     (class ids as a palette PNG) and OUT/<name>_overlay.png for each.
 
@@ -41,17 +45,18 @@ def predict(model_path, images, out, tile, overlap, threads):
     from edgeseg.tiling import model_tile, segment_labels
     from edgeseg.visualize import mask_image, overlay
 
-    model = runtime.load(model_path, num_threads=threads)
+    model = runtime.load(model_path, num_threads=threads, unsafe=unsafe,
+                         contract=contract_from(**contract))
     model_norm = normalization_of(model.card)
     _, height, width, channels = model.input_shape
     note = contract_note(model.card)
     if note:
         click.echo(f"warning: {model_path}: {note}", err=True)
     if height is None:
-        side = model_tile(model, tile)[0]
-        if side % 16:
-            raise click.BadParameter(f"{side} must be a multiple of 16", param_hint="'--tile'")
-        height = width = side
+        height, width = model_tile(model, tile)
+        if height % 16 or width % 16:
+            raise click.BadParameter(f"{height}x{width} must be a multiple of 16",
+                                     param_hint="'--tile'")
     if overlap is None:
         overlap = min(32, min(height, width) // 4)
     elif overlap >= min(height, width):
@@ -69,7 +74,7 @@ def predict(model_path, images, out, tile, overlap, threads):
     out = Path(out)
     for path in images:
         image = read_raw(path, channels)  # its own depth; normalised tile by tile as the card says
-        labels = segment_labels(model, image, overlap=overlap, tile=height)
+        labels = segment_labels(model, image, overlap=overlap, tile=(height, width))
         painted = np.empty((*labels.shape, 3), np.uint8)
         counts = np.zeros(max(2, model.num_classes, int(labels.max()) + 1), np.int64)
         a, b = display_affine(image, model_norm)  # the image as the model saw it, in [0, 1]

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import click
 
-from edgeseg.commands._options import model_option, parse_model_options
+from edgeseg.commands._options import (contract_from, contract_options, keras_options,
+                                       model_option, parse_model_options)
+
+MODEL_SUFFIXES = (".keras", ".h5", ".onnx", ".tflite")
 
 
 @click.command(short_help="The whole pipeline: train, optimize, convert, benchmark, report.")
@@ -14,7 +17,10 @@ from edgeseg.commands._options import model_option, parse_model_options
 @click.option("--test-data", metavar="DIR",
               help="A labelled folder to score every variant on [a folder --data: its "
                    "validation split, which no stage trains, selects or calibrates on].")
-@click.option("--model", "model_name", default="mobile_unet", show_default=True, metavar="NAME")
+@click.option("--model", "model_name", default="mobile_unet", show_default=True,
+              metavar="NAME|FILE",
+              help="A zoo model to train, or your trained model (.keras/.h5 of any Keras, a "
+                   "SavedModel folder, .onnx, .tflite): no training, then the same stages.")
 @model_option
 @click.option("--input-size", type=click.IntRange(min=16), default=256, show_default=True,
               help="Deployed input size: what is converted and benchmarked.")
@@ -27,8 +33,10 @@ from edgeseg.commands._options import model_option, parse_model_options
 @click.option("--until", type=click.Choice(["data", "train", "optimize", "convert", "bench",
                                             "report"]), default="report", show_default=True,
               help="Stop after this stage (a rerun continues from there).")
+@keras_options
+@contract_options
 def run(data, layout, test_data, model_name, options, input_size, out, quick, threads, force,
-        until):
+        until, unsafe, **contract):
     """Run the pipeline and write OUT/report.{json,md,html} with every artifact:
 
     \b
@@ -43,10 +51,16 @@ def run(data, layout, test_data, model_name, options, input_size, out, quick, th
     A rerun with the same --out skips the stages whose outputs exist. A model that learned
     nothing stops the run after training (exit status 1), before anything is converted.
 
+    With --model FILE (your trained model) there is no training: a tf-keras model is optimized
+    on --data's training split; any Keras model is converted (calibrated on that split);
+    an .onnx is quantized to int8; every file is benchmarked and scored on the validation split
+    (or --test-data) against yours.
+
     \b
     edgeseg run
     edgeseg run --quick
     edgeseg run --data synthetic-shapes -o alpha=0.75 --out runs/shapes
+    edgeseg run --model my_unet.keras --data data/cells --out runs/mine
     """
     from pathlib import Path
 
@@ -62,7 +76,20 @@ def run(data, layout, test_data, model_name, options, input_size, out, quick, th
     if not counts or min(counts) < 1:
         raise click.BadParameter("thread counts must be >= 1", param_hint="'--threads'")
     name = Path(data.rstrip("/")).name + ("-quick" if quick else "")
+    model_file = None
+    if Path(model_name).suffix.lower() in MODEL_SUFFIXES or Path(model_name).exists():
+        if not Path(model_name).exists():
+            raise click.BadParameter(f"{model_name}: no such model file", param_hint="'--model'")
+        if options:
+            raise click.BadParameter("-o/--option sets zoo models' options; --model is a file",
+                                     param_hint="'-o'")
+        model_file, model_name = str(model_name), "mobile_unet"
+        name = f"{Path(model_file.rstrip('/')).stem}-{name}"
+    elif contract_from(**contract) or unsafe:
+        raise click.UsageError("--input-layout, --normalize, --output, --logits and --unsafe "
+                               "apply to --model FILE")
     cfg = RunConfig(data=data, layout=layout, test_data=test_data,
                     model=ModelConfig(model_name, parse_model_options(options)),
-                    input_size=input_size, quick=quick, threads=counts)
+                    input_size=input_size, quick=quick, threads=counts, model_file=model_file,
+                    contract=contract_from(**contract), unsafe=unsafe)
     pipeline(cfg, out or Path("runs") / name, force=force, until=until, echo=click.echo)

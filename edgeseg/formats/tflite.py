@@ -179,17 +179,11 @@ def _parse(data: bytes) -> TFLiteFile:
 
 def read_card(source) -> dict:
     """The model card in a .tflite file's metadata (a path, bytes or a parsed file), or {}."""
-    import json
+    from edgeseg.card import parse_embedded
 
     f = source if isinstance(source, TFLiteFile) else read_tflite(source)
-    raw = f.metadata.get(CARD_KEY)
-    if not raw:
-        return {}
-    try:
-        return json.loads(raw.decode())
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        label = source if isinstance(source, (str, Path)) else "the .tflite file"
-        raise EdgesegError(f"{label}: the {CARD_KEY} metadata is not valid JSON") from None
+    label = source if isinstance(source, (str, Path)) else "the .tflite file"
+    return parse_embedded(f.metadata.get(CARD_KEY), label)
 
 
 _NUMPY = {"float32": np.float32, "float16": np.float16, "int8": np.int8, "uint8": np.uint8,

@@ -27,11 +27,14 @@ def save_model(model, path) -> Path:
     return path
 
 
-def load_model(path, *, unsafe: bool = False):
-    """Load a Keras model saved by edgeseg, quantization-aware ones included.
+def load_model(path, *, unsafe: bool = False, custom_objects: dict | None = None):
+    """Load a tf-keras model (edgeseg's own, quantization-aware ones included, or a user's).
 
     Safe mode: a model that carries code (a Lambda layer) is refused unless ``unsafe``.
+    ``custom_objects``: the user's classes (``--custom-objects``; see
+    :mod:`edgeseg.keras_models`, which loads models of every Keras flavour).
     """
+    from edgeseg.keras_models import custom_objects as given, load_error
     from edgeseg.optimize.quantize import quantize_scope
 
     path = Path(path)
@@ -43,15 +46,10 @@ def load_model(path, *, unsafe: bool = False):
                            f"would run; pass --unsafe only if you trust where it came from")
     try:
         with quantize_scope():
-            return keras.models.load_model(str(path), compile=False, safe_mode=not unsafe)
-    except ValueError as error:
-        message = str(error)
-        if "safe_mode" in message or "Lambda" in message:
-            raise EdgesegError(f"{path}: the model carries Python code (a Lambda layer) that "
-                               f"loading would run; pass --unsafe only if you trust where it "
-                               f"came from") from None
-        raise EdgesegError(f"{path}: cannot load this Keras model ({message.splitlines()[0][:200]})") \
-            from None
+            return keras.models.load_model(str(path), compile=False, safe_mode=not unsafe,
+                                           custom_objects=custom_objects or given() or None)
+    except (ValueError, TypeError) as error:
+        raise load_error(path, error, keras, "tf-keras") from None
     except (OSError, KeyError) as error:
         raise EdgesegError(f"{path}: not a Keras model file ({type(error).__name__})") from None
 

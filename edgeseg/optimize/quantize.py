@@ -95,6 +95,12 @@ def quantize_scope():
         yield
 
 
+def _custom(layer) -> bool:
+    """A layer class defined outside Keras (a user's ``--custom-objects``)."""
+    return type(layer).__module__.split(".")[0] not in ("tf_keras", "keras", "edgeseg",
+                                                       "tensorflow_model_optimization")
+
+
 def quantize_for_training(model, scheme: str = "default"):
     """The QAT model of ``model`` (fake-quantized weights and activations), ready to fine-tune.
 
@@ -109,7 +115,9 @@ def quantize_for_training(model, scheme: str = "default"):
     def annotate(layer):
         if isinstance(layer, layers.InputLayer):
             return layer
-        if isinstance(layer, MaxUnpool2D):
+        if isinstance(layer, MaxUnpool2D) or _custom(layer):
+            # a layer tfmot has no rule for (edgeseg's unpooling, a user's custom layer): its
+            # output is fake-quantized, its own weights (if any) train in float
             return _quantization.quantize_annotate_layer(
                 layer, _configs.Default8BitOutputQuantizeConfig())
         if preserving and isinstance(layer, layers.Conv2DTranspose):

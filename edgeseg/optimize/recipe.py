@@ -19,7 +19,7 @@ from edgeseg.config import Augment, OptimizeConfig, save_config
 from edgeseg.data.source import at_own_size, load_data
 from edgeseg.errors import ConfigError
 from edgeseg.evaluate import KerasInMemory, check_classes, score_model
-from edgeseg.models.saving import is_quantization_aware, load_model, save_model
+from edgeseg.models.saving import is_quantization_aware, save_model
 from edgeseg.optimize import cluster, prune
 from edgeseg.optimize.finetune import finetune, plan_steps
 from edgeseg.optimize.quantize import quantize_for_training
@@ -56,8 +56,26 @@ def variant_name(cfg: OptimizeConfig) -> str:
     return "-".join(parts)
 
 
+def _trainable(model_path, unsafe: bool):
+    """The tf-keras model tfmot fine-tunes: one output of probabilities (edgeseg's losses take
+    probabilities); anything else is one line that says why."""
+    from edgeseg.keras_models import KerasSource, load_for_training
+    from edgeseg.postprocess import kind_from_ops
+
+    model = load_for_training(model_path, unsafe=unsafe)
+    source = KerasSource(model_path, model, "tf_keras")
+    if len(source.output_names) != 1:
+        raise ConfigError(f"{model_path}: {len(source.output_names)} outputs; optimize fine-tunes "
+                          f"models with one segmentation output (convert, eval and bench take "
+                          f"--output)")
+    if kind_from_ops(source.output_ops(0)) == "logits":
+        raise ConfigError(f"{model_path}: its output is logits; optimize fine-tunes models that "
+                          f"end in a sigmoid/softmax (add the activation as a last layer)")
+    return model
+
+
 def optimize(model_path, cfg: OptimizeConfig, out, *, force: bool = False,
-             verbose: int = 1) -> OptimizeResult:
+             verbose: int = 1, unsafe: bool = False) -> OptimizeResult:
     """Run the stages ``cfg`` asks for on the model at ``model_path``; write it into ``out``.
 
     The result is a plain Keras model, ``out/model.keras`` (pruning and clustering wrappers
@@ -71,7 +89,7 @@ def optimize(model_path, cfg: OptimizeConfig, out, *, force: bool = False,
     if existing and not force:
         raise ConfigError(f"{out}: holds an optimized {existing[0].name}; pass --force to "
                           f"replace it")
-    model = load_model(model_path)
+    model = _trainable(model_path, unsafe)
     if is_quantization_aware(model):
         raise ConfigError(f"{model_path}: already quantization-aware; optimize the model it was "
                           f"made from")

@@ -1,0 +1,441 @@
+"""Keras models as their users saved them: tf-keras, Keras 3, SavedModel folders, custom layers.
+
+TensorFlow 2.21 gives two Kerases: ``import keras`` is Keras 3 (what most users' models are saved
+with), ``tf_keras`` is Keras 2 (what tfmot needs, and what edgeseg trains with). A file says which
+one wrote it (``metadata.json`` in a ``.keras`` zip, the ``keras_version`` attribute of an
+``.h5``); each is loaded by its own Keras, in one process. A SavedModel folder is loaded with
+tf-keras when it holds Keras metadata, else as a plain TensorFlow SavedModel (``model.export``,
+``tf.saved_model.save``) through its serving signature. The result is a :class:`KerasSource`: one
+callable with an input shape and named outputs that the converters and :class:`KerasModel` use
+whatever wrote the file.
+
+Custom layers: ``add_custom_objects("my_layers.py")`` (or ``"package.module:attr"``; the CLI's
+``--custom-objects``) imports the user's code, which registers its classes, and hands every class
+and function it defines to the loaders. That code is the user's own, named explicitly; a model
+that carries code of its own (a Lambda layer) still needs ``unsafe``.
+
+    >>> source = load_keras("unet.keras")  # doctest: +SKIP
+    >>> source.flavour, source.output_names  # doctest: +SKIP
+    ('keras3', ['mask'])
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import inspect
+import json
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from edgeseg.errors import EdgesegError
+from edgeseg.runtime import EdgeModel
+
+FLAVOURS = ("tf_keras", "keras3", "savedmodel")
+_CUSTOM_OBJECTS: dict[str, object] = {}
+_CUSTOM_SOURCES: list[str] = []
+
+
+# --- custom objects ---------------------------------------------------------------------------
+def add_custom_objects(spec: str) -> list[str]:
+    """Import the user's code named by ``spec`` (``FILE.py``, ``module:attr`` or ``module``) and
+    make its classes and functions available to every Keras load in this process. Returns their
+    names. A module's ``custom_objects`` (or ``CUSTOM_OBJECTS``) dict is used as it is when it
+    has one."""
+    module, attr = _import(spec)
+    if attr:
+        try:
+            value = getattr(module, attr)
+        except AttributeError:
+            raise EdgesegError(f"--custom-objects {spec}: {module.__name__} has no {attr!r}") \
+                from None
+        objects = dict(value) if isinstance(value, dict) else {attr: value}
+    else:
+        objects = getattr(module, "custom_objects", None) or \
+            getattr(module, "CUSTOM_OBJECTS", None) or {
+                name: value for name, value in vars(module).items()
+                if (inspect.isclass(value) or inspect.isfunction(value))
+                and getattr(value, "__module__", None) == module.__name__}
+    if not objects:
+        raise EdgesegError(f"--custom-objects {spec}: defines no class or function")
+    _CUSTOM_OBJECTS.update(objects)
+    _CUSTOM_SOURCES.append(spec)
+    return sorted(objects)
+
+
+def _import(spec: str):
+    """(module, attribute or None) for ``FILE.py``, ``module:attr`` or ``module``."""
+    path = Path(spec)
+    try:
+        if spec.endswith(".py") or path.is_file():
+            if not path.is_file():
+                raise EdgesegError(f"--custom-objects {spec}: no such file")
+            name = f"edgeseg_custom_{abs(hash(str(path.resolve())))}"
+            loader_spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(loader_spec)
+            sys.modules[name] = module
+            sys.path.insert(0, str(path.resolve().parent))  # its own imports of its neighbours
+            try:
+                loader_spec.loader.exec_module(module)
+            finally:
+                sys.path.remove(str(path.resolve().parent))
+            return module, None
+        name, _, attr = spec.partition(":")
+        return importlib.import_module(name), attr or None
+    except EdgesegError:
+        raise
+    except Exception as error:  # noqa: BLE001 - the user's code may raise anything
+        raise EdgesegError(f"--custom-objects {spec}: importing it failed ({type(error).__name__}: "
+                           f"{str(error).splitlines()[0][:160] if str(error) else ''})") from None
+
+
+def custom_objects() -> dict[str, object]:
+    """The classes and functions given with ``--custom-objects`` so far."""
+    return dict(_CUSTOM_OBJECTS)
+
+
+# --- which Keras wrote a file -----------------------------------------------------------------
+def flavour(path) -> str:
+    """``tf_keras``, ``keras3`` or ``savedmodel`` (a plain TensorFlow SavedModel folder)."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "saved_model.pb").exists():
+            raise EdgesegError(f"{path}: a folder that is not a SavedModel (no saved_model.pb)")
+        return "tf_keras" if (path / "keras_metadata.pb").exists() else "savedmodel"
+    version = _saved_version(path)
+    return "keras3" if version.startswith("3") else "tf_keras"
+
+
+def _saved_version(path: Path) -> str:
+    """The keras_version a .keras or .h5 file records ('' when it does not say)."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                return str(json.loads(archive.read("metadata.json")).get("keras_version", ""))
+        import h5py
+
+        with h5py.File(path, "r") as handle:
+            version = handle.attrs.get("keras_version", "")
+        return version.decode() if isinstance(version, bytes) else str(version)
+    except (OSError, KeyError, ValueError):
+        return ""  # not a Keras file: the loader says so clearly
+
+
+def _model_config(path: Path) -> dict | None:
+    """The architecture a .keras or .h5 file stores, as JSON, without building it."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                return json.loads(archive.read("config.json"))
+        import h5py
+
+        with h5py.File(path, "r") as handle:
+            config = handle.attrs.get("model_config")
+        if config is None:
+            return None
+        return json.loads(config.decode() if isinstance(config, bytes) else config)
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _classes(node, found: list[str]) -> list[str]:
+    """Every layer class name in a Keras config tree, in order."""
+    if isinstance(node, dict):
+        name = node.get("class_name")
+        if isinstance(name, str) and isinstance(node.get("config"), dict):
+            found.append(node.get("registered_name") or name)
+        for value in node.values():
+            _classes(value, found)
+    elif isinstance(node, list):
+        for value in node:
+            _classes(value, found)
+    return found
+
+
+def _unknown_class(path: Path, keras_module) -> str | None:
+    """The first class the file's config names that neither Keras nor the custom objects know."""
+    config = _model_config(path)
+    if config is None:
+        return None
+    known = set(_CUSTOM_OBJECTS)
+    for name in _classes(config, []):
+        short = name.split(">")[-1]
+        if short.startswith("__") or short in known or name in known:
+            continue
+        if any(hasattr(module, short) for module in (keras_module.layers, keras_module.models,
+                                                     keras_module.initializers,
+                                                     keras_module.regularizers,
+                                                     keras_module.constraints)):
+            continue
+        if short in ("Functional", "Sequential", "Model", "DTypePolicy", "FloatDTypePolicy",
+                     "Policy", "InputSpec"):
+            continue
+        try:
+            if keras_module.saving.get_registered_object(name) is not None:
+                continue
+        except Exception:  # noqa: BLE001 - older Kerases lack the lookup
+            pass
+        return short
+    return None
+
+
+# --- loading -----------------------------------------------------------------------------------
+def _carries_code(path: Path) -> bool:
+    config = _model_config(path)
+    return config is not None and any(name == "Lambda" for name in _classes(config, []))
+
+
+def _code_refused(path: Path) -> EdgesegError:
+    return EdgesegError(f"{path}: the model carries Python code (a Lambda layer) that loading "
+                        f"would run; pass --unsafe only if you trust where it came from")
+
+
+def load_keras(path, *, unsafe: bool = False) -> "KerasSource":
+    """The model in ``path`` (.keras, .h5 or a SavedModel folder), whatever Keras wrote it."""
+    path = Path(path)
+    if not path.exists():
+        raise EdgesegError(f"{path}: no such model file")
+    kind = flavour(path)
+    if kind != "savedmodel" and not unsafe and _carries_code(path):
+        raise _code_refused(path)  # .h5 loaders would run it whatever safe_mode says
+    if kind == "tf_keras":
+        from edgeseg.models.saving import load_model
+
+        return KerasSource(path, load_model(path, unsafe=unsafe, custom_objects=_CUSTOM_OBJECTS),
+                           kind)
+    if kind == "keras3":
+        return KerasSource(path, _load_keras3(path, unsafe), kind)
+    return KerasSource(path, _SavedModel(path), kind)
+
+
+def _load_keras3(path: Path, unsafe: bool):
+    from edgeseg._keras import tf  # noqa: F401 - sets TF_USE_LEGACY_KERAS before TensorFlow
+    import keras
+
+    try:
+        return keras.saving.load_model(str(path), compile=False, safe_mode=not unsafe,
+                                       custom_objects=_CUSTOM_OBJECTS)
+    except Exception as error:  # noqa: BLE001 - Keras raises TypeError/ValueError and more
+        raise load_error(path, error, keras, "Keras 3") from None
+
+
+def load_error(path: Path, error: Exception, keras_module, label: str) -> EdgesegError:
+    """One line for a Keras model that does not load: the class that is missing and the option
+    that supplies it, code that needs --unsafe, or the loader's first line."""
+    message = str(error)
+    if "Lambda" in message or "safe_mode" in message:
+        return _code_refused(path)
+    missing = _unknown_class(path, keras_module)
+    if missing:
+        given = f" (--custom-objects {', '.join(_CUSTOM_SOURCES)} does not define it)" \
+            if _CUSTOM_SOURCES else ""
+        return EdgesegError(f"{path}: the model uses the class {missing!r}, which {label} does "
+                            f"not know{given}; give the code that defines it with "
+                            f"--custom-objects FILE.py (or module:attr)")
+    first = message.splitlines()[0][:200] if message else type(error).__name__
+    return EdgesegError(f"{path}: cannot load this {label} model ({first})")
+
+
+
+class _SavedModel:
+    """A plain TensorFlow SavedModel, called through its serving signature like a Keras model."""
+
+    def __init__(self, path: Path):
+        from edgeseg._keras import tf
+
+        try:
+            loaded = tf.saved_model.load(str(path))
+        except Exception as error:  # noqa: BLE001 - TensorFlow's many error types
+            raise EdgesegError(f"{path}: cannot load this SavedModel "
+                               f"({str(error).splitlines()[0][:200]})") from None
+        signatures = dict(loaded.signatures)
+        if not signatures:
+            raise EdgesegError(f"{path}: the SavedModel has no serving signature")
+        key = "serving_default" if "serving_default" in signatures else sorted(signatures)[0]
+        self._loaded, self._function = loaded, signatures[key]
+        inputs = self._function.structured_input_signature[1]
+        if len(inputs) != 1:
+            raise EdgesegError(f"{path}: the SavedModel's signature {key!r} takes "
+                               f"{len(inputs)} inputs; a segmentation model takes one image")
+        (self._input_name, spec), = inputs.items()
+        self.input_shape = tuple(spec.shape.as_list())
+        outputs = self._function.structured_outputs
+        self.output_names = sorted(outputs)
+        self.output_shapes = [tuple(outputs[n].shape.as_list()) for n in self.output_names]
+        self.name = path.name
+        self.layers = []
+
+    def __call__(self, images, training=False):
+        outputs = self._function(**{self._input_name: images})
+        return [outputs[name] for name in self.output_names]
+
+    def output_ops(self, index: int) -> list[str]:
+        """TensorFlow op types that make output ``index``, last first."""
+        graph = self._function.graph
+        tensor = graph.outputs[index] if index < len(graph.outputs) else None
+        names = []
+        while tensor is not None and len(names) < 16:
+            op = tensor.op
+            names.append(op.type)
+            inputs = [t for t in op.inputs if t.dtype.is_floating]
+            tensor = inputs[0] if inputs else None
+        return [n for n in names if n != "Identity"]
+
+
+class KerasSource:
+    """A loaded model of any Keras flavour as one callable: ``source(images)`` gives the selected
+    output (see :meth:`select`) in inference mode; ``input_shape``, ``output_names``,
+    ``output_shapes``, ``name`` and ``layers`` describe it (``layers`` is empty for a plain
+    SavedModel). The converters take it where they take a tf-keras model."""
+
+    def __init__(self, path: Path, model, flavour_: str):
+        self.path, self.model, self.flavour = Path(path), model, flavour_
+        self.index = 0
+        if isinstance(model, _SavedModel):
+            self.output_names, self.output_shapes = model.output_names, model.output_shapes
+        else:
+            outputs = model.outputs
+            names = list(getattr(model, "output_names", None) or [])
+            self.output_names = names if len(names) == len(outputs) else \
+                [f"output_{i}" for i in range(len(outputs))]
+            self.output_shapes = [tuple(o.shape) for o in outputs]
+        self.input_shape = tuple(model.input_shape if not isinstance(model.input_shape, list)
+                                 else model.input_shape[0])
+        if len(self.input_shape) != 4:
+            raise EdgesegError(f"{path}: the model takes input of shape {list(self.input_shape)}; "
+                               f"a segmentation model takes images (batch, height, width, "
+                               f"channels)")
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def layers(self) -> list:
+        return list(self.model.layers)
+
+    @property
+    def output_shape(self) -> tuple:
+        return self.output_shapes[self.index]
+
+    def select(self, index: int) -> "KerasSource":
+        self.index = index
+        return self
+
+    def raw(self, images, training=False):
+        outputs = self.model(images, training=False)
+        return list(outputs.values()) if isinstance(outputs, dict) else \
+            list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+    def __call__(self, images, training=False):
+        outputs = self.raw(images)
+        return outputs[self.index]
+
+    def output_ops(self, index: int) -> list[str]:
+        """What makes output ``index``, last first: activations by name, layers by class."""
+        if isinstance(self.model, _SavedModel):
+            return self.model.output_ops(index)
+        layers = list(self.model.layers)
+        name = self.output_names[index]
+        start = next((i for i, layer in enumerate(layers) if layer.name == name), len(layers) - 1)
+        names = []
+        for layer in reversed(layers[:start + 1]):
+            activation = getattr(getattr(layer, "activation", None), "__name__", None)
+            if activation not in (None, "linear"):
+                names.append(activation)
+                break
+            names.append(type(layer).__name__)
+            if names[-1] not in _PASS_LAYERS:
+                break
+        return names
+
+    def is_quantization_aware(self) -> bool:
+        return any(type(layer).__name__.startswith("Quantize") for layer in self.layers)
+
+
+_PASS_LAYERS = {"UpSampling2D", "Resizing", "Reshape", "Permute", "Cropping2D", "Dropout",
+                "ZeroPadding2D"}
+
+
+class KerasModel(EdgeModel):
+    """A Keras model of any flavour (TensorFlow), always in inference mode."""
+
+    format = "keras"
+    runtime = "keras"
+
+    def __init__(self, path, num_threads=None, *, contract=None, unsafe: bool = False):
+        super().__init__(path, num_threads, contract)
+        from edgeseg._keras import tf
+
+        if num_threads:
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(num_threads)
+                tf.config.threading.set_inter_op_parallelism_threads(1)
+            except RuntimeError:
+                pass  # TensorFlow already started: its thread pools are fixed for this process
+        self.source = load_keras(self.path, unsafe=unsafe)
+        self.model = self.source.model
+        self.runtime = "keras" if self.source.flavour == "tf_keras" else self.source.flavour
+        self._forwards: dict[int, object] = {}
+
+    @property
+    def _raw_input_shape(self):
+        return (None, *self.source.input_shape[1:])
+
+    @property
+    def _output_specs(self):
+        return list(zip(self.source.output_names, self.source.output_shapes))
+
+    def _output_ops(self, output):
+        return self.source.output_ops(output)
+
+    @functools.cached_property
+    def selected(self) -> KerasSource:
+        """The source with the contract's output selected: what the converters convert."""
+        return self.source.select(self.output_index)
+
+    def cost(self, input_size=None):
+        from edgeseg import flops
+
+        kernels = [w for layer in self.source.layers for w in layer.weights
+                   if w.name.split("/")[-1].split(":")[0] in ("kernel", "depthwise_kernel")]
+        values = np.concatenate([np.ravel(np.asarray(w)) for w in kernels]) if kernels \
+            else np.zeros(0)
+        sparsity = float((values == 0).mean()) if values.size else None
+        if self.source.flavour != "tf_keras" or len(self.source.output_names) > 1:
+            return None, None, sparsity  # counted from the converted files instead
+        cost = flops.keras_cost(self.model, input_size=input_size)
+        return cost.macs, cost.params, sparsity
+
+    def _run(self, images, output):
+        from edgeseg._keras import tf
+
+        if output not in self._forwards:
+            self._forwards[output] = tf.function(
+                lambda x: self.source.raw(x)[output], reduce_retracing=True)
+        return np.asarray(self._forwards[output](images), np.float32)
+
+
+def load_for_training(path, *, unsafe: bool = False):
+    """A tf-keras model for tfmot (prune, QAT, cluster); a Keras 3 or plain SavedModel file is
+    one line that says why not and what to do."""
+    path = Path(path)
+    kind = flavour(path) if path.exists() else "tf_keras"
+    if kind != "tf_keras":
+        what = "a Keras 3 model" if kind == "keras3" else "a plain TensorFlow SavedModel"
+        raise EdgesegError(
+            f"{path}: {what}: pruning, QAT and clustering use tensorflow-model-optimization, "
+            f"which works on tf-keras (Keras 2) models only; convert, eval and bench work on it "
+            f"as it is (post-training quantization: edgeseg convert --quant int8), or rebuild it "
+            f"with tf_keras layers and copy its weights to optimize it")
+    from edgeseg.models.saving import load_model
+
+    return load_model(path, unsafe=unsafe, custom_objects=_CUSTOM_OBJECTS)
+
+
+__all__ = ["FLAVOURS", "KerasModel", "KerasSource", "add_custom_objects", "custom_objects",
+           "flavour", "load_error", "load_for_training", "load_keras"]
