@@ -127,7 +127,9 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
         runs, warmup: timed and untimed round-robin iterations.
         samples: built-in datasets: how many images; folders: at most this many (0: all).
         image_size: built-in datasets: image side [the models' longest input side, or 256].
-        contract: I/O-contract keys over every model's card (:func:`edgeseg.runtime.load`).
+        contract: I/O-contract keys for the models edgeseg did not make (no card, or a sidecar
+            their user wrote; files converted by edgeseg keep their cards): see
+            :func:`edgeseg.runtime.load`.
         unsafe: Keras models only: allow Lambda layers.
     """
     if runs < 1 or warmup < 0:
@@ -147,7 +149,8 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
     for path in paths:
         for count in threads:
             t0 = time.perf_counter()
-            model = runtime.load(path, num_threads=count, contract=contract, unsafe=unsafe)
+            model = runtime.load(path, num_threads=count, contract=contract, unsafe=unsafe,
+                                 foreign_only=True)
             load_ms = (time.perf_counter() - t0) * 1e3
             is_keras = model.format == "keras"
             entries.append(_Entry(path, _variant(model), model, None if is_keras else count,

@@ -147,9 +147,8 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
     size = tuple(int(v) for v in size)
     channels, num_classes = int(model.input_shape[-1]), loaded.num_classes
     data = cfg.calib or _trained_on(source_card)
-    trained_on = _trained_config(source_card) or cfg.trained_on
+    trained_on = _trained_config(source_card) or cfg.trained_on or _split_of(cfg.calib, cfg.seed)
     norm, fit = cards.normalization_of(source_card), cards.input_fit_of(source_card)
-    kind = loaded.output_kind or _kind_from_values(loaded, model, size, channels, cfg.seed)
 
     quant = cfg.quant
     needs_calib = (to == "tflite" and quant in ("int8", "int16x8") and not qat) or \
@@ -170,12 +169,13 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
             raw = onnx_conv.quantize_onnx(raw, calibration, cfg.per_tensor)
         elif cfg.per_tensor:
             raise ConfigError("--per-tensor applies to --quant int8")
+    kind = loaded.settle_output_kind(size, cfg.seed)  # after conversion checked the size
 
     card = cards.make_card(
         format=to, variant=variant_of(source_card.get("variant"), quant, qat),
         input_size=None if cfg.dynamic else list(size), channels=channels,
         num_classes=num_classes, class_names=source_card.get("class_names"),
-        **{**cards.contract(source_card), "output_kind": kind or "probabilities"},
+        **{**cards.contract(source_card), "output_kind": kind},
         source={"model": str(model_path), "variant": source_card.get("variant"),
                 "keras": loaded.source.flavour, "output": loaded.output_name,
                 "recipe": source_card.get("recipe"), "metrics": source_card.get("metrics")},
@@ -227,21 +227,6 @@ def finish(out: Path, to: str, raw: bytes, card: dict, source, size, cfg: Conver
     return ConvertResult(path, card, parity)
 
 
-def _kind_from_values(loaded, model, size, channels, seed) -> str:
-    """The output kind of a model whose card and graph do not tell it: logits when its outputs
-    on a few images leave [0, 1]. Said on stderr, and used by the source's own predictions."""
-    import numpy as np
-
-    from edgeseg.postprocess import looks_like_logits
-
-    probe = np.random.default_rng(seed).random((2, *size, channels), np.float32)
-    kind = "logits" if looks_like_logits(np.asarray(model(probe))) else "probabilities"
-    loaded.__dict__["output_kind"] = kind  # the cached property, settled for this conversion
-    print(f"note: {loaded.path}: output kind read from its values: {kind} (say it with "
-          f"--logits or --probabilities)", file=sys.stderr)
-    return kind
-
-
 def _parity(source, path, data, size, channels, num_classes, cfg, norm, trained_on) -> Parity:
     """The converted file against its source, both through EdgeModel.predict (probabilities,
     whatever the outputs are), on held-out images (random ones when there is no data)."""
@@ -263,6 +248,23 @@ def _parity(source, path, data, size, channels, num_classes, cfg, norm, trained_
     source_out = np.concatenate([source.predict(images[i:i + 8]) for i in range(0, len(images), 8)])
     return check_parity(source_out, converted.predict(images), mode=mode, num_classes=num_classes,
                         masks=masks, tolerance=cfg.tolerance, min_agreement=cfg.min_agreement)
+
+
+def _split_of(data: str | None, seed: int):
+    """A labelled folder given as --calib for a model whose card records no training data: its
+    own train/validation split, so calibration (training split) and parity (validation split)
+    never use the same images. None for built-in data and image-only folders."""
+    from edgeseg.config import DataConfig
+    from edgeseg.data import folders
+    from edgeseg.data.source import is_builtin
+
+    if data is None or is_builtin(data) or not Path(data).is_dir():
+        return None
+    try:
+        folders.find_samples(data)
+    except folders.DataError:
+        return None
+    return DataConfig(source=data, seed=seed)
 
 
 def _trained_config(card: dict):

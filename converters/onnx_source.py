@@ -38,13 +38,17 @@ def quantize_user_onnx(model_path, out, cfg: ConvertConfig) -> ConvertResult:
     data = cfg.calib
     if data is None:
         raise ConfigError("--quant int8 needs calibration data: give --calib DATA")
+    from converters.export import _split_of
+
+    trained_on = cfg.trained_on or _split_of(data, cfg.seed)
     norm, fit = cards.normalization_of(source_card), cards.input_fit_of(source_card)
     images = calibration_images(data, size=size, channels=channels, count=cfg.calib_samples,
                                 seed=cfg.seed, normalization=norm, fit=fit,
-                                trained_on=cfg.trained_on)
+                                trained_on=trained_on)
     if source.layout == "NCHW":
         images = images.transpose(0, 3, 1, 2)
     raw = quantize_onnx(model_path.read_bytes(), images, cfg.per_tensor)
+    kind = source.settle_output_kind(tuple(size), cfg.seed)
     contract = source.contract()
     card = cards.make_card(
         format="onnx", variant=cfg.quant if not source_card.get("variant") else
@@ -52,14 +56,14 @@ def quantize_user_onnx(model_path, out, cfg: ConvertConfig) -> ConvertResult:
         input_size=list(size), channels=channels, num_classes=source.num_classes,
         class_names=source_card.get("class_names"),
         **{**cards.contract(source_card), "input_layout": source.layout,
-           "output": contract["output"], "output_kind": contract["output_kind"]},
+           "output": contract["output"], "output_kind": kind},
         source={"model": str(model_path), "variant": source_card.get("variant"),
                 "metrics": source_card.get("metrics")},
         recipe={"stage": "convert", "to": "onnx", "quant": cfg.quant,
                 "per_tensor": cfg.per_tensor, "from": "onnx"},
         calibration={"data": data, "samples": len(images), "seed": cfg.seed,
-                     "images": calibration_source(data, cfg.trained_on)})
-    return finish(out, "onnx", raw, card, source, tuple(size), cfg, data, cfg.trained_on)
+                     "images": calibration_source(data, trained_on)})
+    return finish(out, "onnx", raw, card, source, tuple(size), cfg, data, trained_on)
 
 
 __all__ = ["quantize_user_onnx"]

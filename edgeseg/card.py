@@ -228,9 +228,12 @@ def parse_size(text) -> tuple[int, int]:
 def size_of(card: dict) -> tuple[int, int] | None:
     """The (height, width) the card's model was trained or converted at, if it says."""
     size = card.get("input_size")
-    if isinstance(size, (list, tuple)) and size and all(isinstance(v, int) for v in size):
+    if size is None:
+        return None
+    if isinstance(size, (list, tuple)) and len(size) in (1, 2) and \
+            all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
         return (int(size[0]), int(size[-1]))
-    return None
+    raise EdgesegError(f"the card's input_size must be [height, width] (got {size!r})")
 
 
 def with_overrides(card: dict, *, normalize: str | None = None, input_layout: str | None = None,
@@ -245,7 +248,7 @@ def with_overrides(card: dict, *, normalize: str | None = None, input_layout: st
             raise EdgesegError(f"--input-layout must be NHWC or NCHW (got {input_layout!r})")
         card["input_layout"] = input_layout.upper()
     if output is not None:
-        card["output"] = int(output) if str(output).isdigit() else str(output)
+        card["output"] = str(output)
     if output_kind is not None:
         if output_kind not in OUTPUT_KINDS:
             raise EdgesegError(f"output kind must be one of {', '.join(OUTPUT_KINDS)} "

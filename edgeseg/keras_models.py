@@ -298,11 +298,20 @@ class KerasSource:
         if isinstance(model, _SavedModel):
             self.output_names, self.output_shapes = model.output_names, model.output_shapes
         else:
-            outputs = model.outputs
-            names = list(getattr(model, "output_names", None) or [])
-            self.output_names = names if len(names) == len(outputs) else \
-                [f"output_{i}" for i in range(len(outputs))]
-            self.output_shapes = [tuple(o.shape) for o in outputs]
+            structure = getattr(model, "output", None)
+            if isinstance(structure, dict):  # named outputs: by their keys, in a fixed order
+                self.output_names = sorted(structure)
+                self.output_shapes = [tuple(structure[k].shape) for k in self.output_names]
+            else:
+                outputs = model.outputs
+                names = list(getattr(model, "output_names", None) or [])
+                self.output_names = names if len(names) == len(outputs) else \
+                    [f"output_{i}" for i in range(len(outputs))]
+                self.output_shapes = [tuple(o.shape) for o in outputs]
+        inputs = getattr(model, "inputs", None)
+        if inputs is not None and len(inputs) != 1:
+            raise EdgesegError(f"{path}: the model takes {len(inputs)} inputs; a segmentation "
+                               f"model takes one image")
         self.input_shape = tuple(model.input_shape if not isinstance(model.input_shape, list)
                                  else model.input_shape[0])
         if len(self.input_shape) != 4:
@@ -328,8 +337,9 @@ class KerasSource:
 
     def raw(self, images, training=False):
         outputs = self.model(images, training=False)
-        return list(outputs.values()) if isinstance(outputs, dict) else \
-            list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+        if isinstance(outputs, dict):
+            return [outputs[name] for name in self.output_names]
+        return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
     def __call__(self, images, training=False):
         outputs = self.raw(images)

@@ -173,7 +173,8 @@ def run(cfg: RunConfig, out, *, force: bool = False, until: str = "report", echo
     stages.start("report", "report.md, report.html")
     from edgeseg.report import write_reports
 
-    paths = write_reports(report, out, data=held_out(cfg), layout=cfg.layout)
+    paths = write_reports(report, out, data=held_out(cfg), layout=cfg.layout,
+                          contract=cfg.contract or None, unsafe=cfg.unsafe)
     echo("")
     echo(paths["table"])
     echo(f"\n{time.perf_counter() - started:.0f} s; reports: {paths['md']}, {paths['html']}, "

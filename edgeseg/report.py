@@ -131,7 +131,8 @@ def plots(report: dict) -> dict[str, str]:
     return out
 
 
-def sample_masks(report: dict, data: str, layout: str | None = None, count: int = 3) -> list[dict]:
+def sample_masks(report: dict, data: str, layout: str | None = None, count: int = 3,
+                 contract: dict | None = None, unsafe: bool = False) -> list[dict]:
     """For ``count`` images of ``data``: the image, its ground truth and each file's mask, as
     overlay data URIs (every model file in the report run once more, in its runtime)."""
     import numpy as np
@@ -150,7 +151,9 @@ def sample_masks(report: dict, data: str, layout: str | None = None, count: int 
             continue
         seen.add(row["path"])
         try:
-            models.append((f"{row['variant']} ({row['runtime']})", runtime.load(row["path"])))
+            models.append((f"{row['variant']} ({row['runtime']})",
+                           runtime.load(row["path"], contract=contract, unsafe=unsafe,
+                                        foreign_only=True)))
         except EdgesegError:
             continue  # a file removed since the bench: its column is left out
     if not models:
@@ -219,11 +222,12 @@ Data: {e(str(report["dataset"]["name"]))}, {report["dataset"]["samples"]} images
 """
 
 
-def write_reports(report: dict, out, *, data: str | None = None, layout: str | None = None) -> dict:
+def write_reports(report: dict, out, *, data: str | None = None, layout: str | None = None,
+                  contract: dict | None = None, unsafe: bool = False) -> dict:
     """Write ``out/report.md`` and ``out/report.html``; returns their paths and the text table."""
     out = Path(out)
     md = atomic_write_text(out / "report.md", markdown(report))
-    samples = sample_masks(report, data, layout) if data else []
+    samples = sample_masks(report, data, layout, contract=contract, unsafe=unsafe) if data else []
     page = atomic_write_text(out / "report.html", html_page(report, plots(report), samples))
     return {"md": md, "html": page, "table": text_table(report)}
 

@@ -43,12 +43,12 @@ class EdgeModel:
 
     format = ""
     runtime = ""
+    keep_edgeseg_cards = False  # True: the contract given applies only to files edgeseg did not make
 
     def __init__(self, path: Path, num_threads: int | None, contract: dict | None = None):
         self.path = Path(path)
         self.num_threads = num_threads
         self._contract = {k: v for k, v in (contract or {}).items() if v is not None}
-        self._kind_warned = False
 
     # --- what a backend provides ---------------------------------------------------------------
     @property
@@ -83,7 +83,9 @@ class EdgeModel:
         from edgeseg import card as cards
 
         card = self._embedded_card() or cards.read_card(self.path)
-        return cards.with_overrides(card, **self._contract) if self._contract else card
+        if not self._contract or (self.keep_edgeseg_cards and card.get("schema") == cards.SCHEMA):
+            return card
+        return cards.with_overrides(card, **self._contract)
 
     @functools.cached_property
     def layout(self) -> str:
@@ -105,12 +107,12 @@ class EdgeModel:
         specs = self._output_specs
         listed = ", ".join(f"{name} {list(shape)}" for name, shape in specs)
         wanted = self.card.get("output")
-        if wanted is not None:
-            names = [name for name, _ in specs]
-            if isinstance(wanted, int) and 0 <= wanted < len(specs):
-                return wanted
-            if wanted in names:
-                return names.index(wanted)
+        if wanted is not None:  # a name first (PyTorch's exports name outputs "573"), else an index
+            names = [str(name) for name, _ in specs]
+            if str(wanted) in names:
+                return names.index(str(wanted))
+            if str(wanted).isdigit() and int(wanted) < len(specs):
+                return int(wanted)
             raise EdgesegError(f"{self.path}: no output {wanted!r}; it has {listed}")
         if len(specs) == 1:
             return 0
@@ -165,7 +167,7 @@ class EdgeModel:
         return {"input_layout": self.layout, "input_shape": list(self.input_shape),
                 "normalization": normalization_of(self.card).to_dict(),
                 "input_fit": input_fit_of(self.card), "output": self.output_name,
-                "output_kind": self.output_kind or "probabilities",
+                "output_kind": self.output_kind,
                 "class_names": self.card.get("class_names")}
 
     def predict(self, images: np.ndarray) -> np.ndarray:
@@ -197,13 +199,29 @@ class EdgeModel:
                 f"size (use a size its downsampling divides, e.g. a multiple of 32)")
         kind = self.output_kind
         if kind is None and looks_like_logits(raw):
-            kind = "logits"
-            if not self._kind_warned:
-                self._kind_warned = True
-                print(f"warning: {self.path}: its outputs leave [0, 1], read as logits (a "
-                      f"sigmoid/softmax is applied); say so with --logits or the card's "
-                      f"output_kind", file=sys.stderr)
+            kind = self.__dict__["output_kind"] = "logits"  # settled: every later tile alike
+            print(f"warning: {self.path}: its outputs leave [0, 1], read as logits (a "
+                  f"sigmoid/softmax is applied); say so with --logits or the card's "
+                  f"output_kind", file=sys.stderr)
         return to_probabilities(raw, kind)
+
+    def settle_output_kind(self, size, seed: int = 0) -> str:
+        """The output kind, settled for good: the card's or the graph's, else read from the
+        outputs on two random images of ``size`` (logits when they leave [0, 1]), said on stderr.
+        Converters call this before they write the kind into a card."""
+        from edgeseg.postprocess import looks_like_logits
+
+        if self.output_kind is not None:
+            return self.output_kind
+        channels = self.input_shape[-1] or 3
+        probe = np.random.default_rng(seed).random((2, *size, channels), np.float32)
+        raw = np.asarray(self._run(probe.transpose(0, 3, 1, 2) if self.layout == "NCHW"
+                                   else probe, self.output_index))
+        kind = self.__dict__["output_kind"] = \
+            "logits" if looks_like_logits(raw) else "probabilities"
+        print(f"note: {self.path}: output kind read from its values: {kind} (say it with "
+              f"--logits or --probabilities)", file=sys.stderr)
+        return kind
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.path} {self.input_shape} threads={self.num_threads}>"
@@ -450,7 +468,7 @@ KERAS_SUFFIXES = (".keras", ".h5")
 
 
 def load(path, *, num_threads: int | None = None, unsafe: bool = False, trusted: bool = False,
-         contract: dict | None = None) -> EdgeModel:
+         contract: dict | None = None, foreign_only: bool = False) -> EdgeModel:
     """The model at ``path`` in the runtime its suffix names (a folder: a SavedModel, Keras).
 
     Args:
@@ -461,6 +479,8 @@ def load(path, *, num_threads: int | None = None, unsafe: bool = False, trusted:
         contract: I/O-contract keys put over the model's card (see
             :func:`edgeseg.card.with_overrides`: ``normalize``, ``input_layout``, ``output``,
             ``output_kind``, ``input_fit``, ``class_names``).
+        foreign_only: apply ``contract`` only when the file's card was not written by edgeseg
+            (the harness benchmarks a user's file beside the files converted from it).
     """
     path = Path(path)
     if not path.exists():
@@ -475,10 +495,12 @@ def load(path, *, num_threads: int | None = None, unsafe: bool = False, trusted:
     else:
         raise EdgesegError(f"{path}: unknown model format (expected .keras, .h5, .onnx, .tflite "
                            f"or a SavedModel folder)")
-    from edgeseg.card import normalization_of
+    model.keep_edgeseg_cards = foreign_only
+    from edgeseg.card import normalization_of, size_of
 
     try:
         normalization_of(model.card)  # a card that cannot be obeyed: said now, naming the file
+        size_of(model.card)
         model.output_index  # noqa: B018 - several outputs and none chosen: said now
     except EdgesegError as error:
         message = str(error)

@@ -281,4 +281,4 @@ def test_eval_scores_converted_files_in_their_runtimes(converted, runner, tmp_pa
     assert abs(scores[("tflite", "int8")] - scores[("tflite", "none")]) < 0.05
     path, _ = converted[("tflite", "int8")]
     result = runner.invoke(cli, ["eval", str(path), "--input-size", "128"])
-    assert result.exit_code == 2 and "is converted for 64x64 inputs" in result.output
+    assert result.exit_code == 2 and "takes 64x64 inputs" in result.output

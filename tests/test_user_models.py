@@ -267,3 +267,44 @@ def test_run_with_a_user_model(user_models, runner, tmp_path):
     assert report["reference"] == "unet_k3"
     assert "validation split" in report["dataset"]["name"]
     assert (out / "report.html").exists() and (out / "report.md").exists()
+
+
+def test_contract_options_leave_files_edgeseg_converted_alone(user_models, runner, tmp_path):
+    two = user_models["keras3_two_full"]
+    _ok(_convert(runner, two, tmp_path / "two.tflite", "--input-size", "64", "--output", "mask"))
+    report = tmp_path / "b.json"
+    _ok(runner.invoke(cli, ["bench", str(two), str(tmp_path / "two.tflite"), "--output", "mask",
+                            "--image-size", "64", "--runs", "2", "--warmup", "0", "--samples", "4",
+                            "--quiet", "--json", str(report)]))
+    rows = json.loads(report.read_text())["results"]
+    assert len(rows) == 2 and all(r["agreement"] > 0.999 for r in rows)
+
+
+def test_named_outputs(user_models, tf, runner, tmp_path, reference_dice):
+    import keras
+    import onnx
+
+    # a dict of outputs, the segmentation second in sorted order
+    unet = keras.saving.load_model(user_models["keras3_unet"], compile=False)
+    aux = keras.layers.Conv2D(1, 1, activation="sigmoid", name="aux_head")(unet.layers[-3].output)
+    path = tmp_path / "dict.keras"
+    keras.Model(unet.input, {"mask": unet.output, "aux": aux}).save(path)
+    assert _eval(runner, path, tmp_path, "--output", "mask")["dice"] == pytest.approx(
+        reference_dice["keras3_unet"], abs=1e-6)
+    # an output named by a number, as PyTorch's exporter names them
+    proto = onnx.load(str(user_models["onnx_nchw"]))
+    old = proto.graph.output[0].name
+    for node in proto.graph.node:
+        node.output[:] = ["573" if name == old else name for name in node.output]
+    proto.graph.output[0].name = "573"
+    numbered = tmp_path / "numbered.onnx"
+    onnx.save(proto, str(numbered))
+    assert _eval(runner, numbered, tmp_path, "--output", "573")["dice"] == pytest.approx(
+        reference_dice["keras3_plain"], abs=1e-4)
+
+
+def test_a_sidecar_with_a_bad_input_size_is_one_line(user_models, runner, tmp_path):
+    copy = tmp_path / "m.onnx"
+    copy.write_bytes(user_models["onnx_nchw"].read_bytes())
+    (tmp_path / "m.onnx.json").write_text(json.dumps({"input_size": [1, 256, 256, 3]}))
+    _one_line_error(runner.invoke(cli, ["eval", str(copy)]), "m.onnx", "input_size")

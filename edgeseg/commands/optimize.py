@@ -83,9 +83,9 @@ def _data_config(card, source, layout, channels, num_classes, input_size, DataCo
         data = DataConfig.from_dict(trained)
         return DataConfig.from_dict({**data.to_dict(),
                                      **({"input_size": input_size} if input_size else {})})
-    from edgeseg.card import input_fit_of
+    from edgeseg.card import input_fit_of, size_of
 
-    size = input_size or (card.get("input_size") or [256])[0]
+    size = input_size or (size_of(card) or (256, 256))[0]
     return DataConfig(source=source, input_size=size, layout=layout,
                       channels=int(channels) if channels else card.get("channels"),
                       num_classes=num_classes,
