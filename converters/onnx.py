@@ -63,7 +63,8 @@ def quantize_onnx(float_bytes: bytes, images: np.ndarray, per_tensor: bool = Fal
     """Static int8 QDQ quantization (per-channel weights unless ``per_tensor``, int8 activations).
 
     As ONNX Runtime advises, the model is pre-processed first (symbolic shape inference and
-    graph optimisation), then calibrated with min/max over ``images`` (N, H, W, C) float32.
+    graph optimisation), then calibrated with min/max over ``images`` float32, in the model's
+    own input layout ((N, H, W, C) for edgeseg's conversions, (N, C, H, W) for a PyTorch export).
     """
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static

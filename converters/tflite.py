@@ -39,7 +39,9 @@ def tflite_bytes(model, input_size=None, quant: str = "none",
     """Convert a Keras model to a TFLite flatbuffer.
 
     Args:
-        model: a tf_keras model with one NHWC image input (plain or quantization-aware).
+        model: a model with one NHWC image input and one output: a tf_keras model (plain or
+            quantization-aware) or a :class:`edgeseg.keras_models.KerasSource` (any Keras, a
+            SavedModel, with its segmentation output chosen).
         input_size: int or (height, width); required when the model takes any size.
         quant: one of ``QUANT_MODES``.
         representative: float32 images (H, W, C) in [0, 1] to calibrate ``int8``/``int16x8``.

@@ -109,7 +109,7 @@ def _xnnpack_coverage(path: Path, f) -> dict:
 def _inspect_onnx(path: Path, input_size) -> dict:
     import onnx
 
-    from edgeseg.card import EMBEDDED_KEY, parse_embedded, read_card, size_of
+    from edgeseg.card import EMBEDDED_KEY, input_layout_of, parse_embedded, read_card, size_of
     from edgeseg.flops import onnx_cost
 
     try:
@@ -146,7 +146,7 @@ def _inspect_onnx(path: Path, input_size) -> dict:
     dynamic = [f"input {v['name']} {v['shape']}" for v in inputs
                if any(not isinstance(d, int) or d <= 0 for d in v["shape"])]
     try:
-        cost = onnx_cost(proto, size)
+        cost = onnx_cost(proto, size, layout=input_layout_of(card))
         macs, params = cost.macs, cost.params
     except ValueError:
         macs = params = None

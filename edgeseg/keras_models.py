@@ -184,12 +184,13 @@ def _unknown_class(path: Path, keras_module) -> str | None:
 
 
 # --- loading -----------------------------------------------------------------------------------
-def _carries_code(path: Path) -> bool:
+def carries_code(path: Path) -> bool:
+    """Whether a .keras/.h5 file's architecture holds a Lambda layer (code loading would run)."""
     config = _model_config(path)
     return config is not None and any(name == "Lambda" for name in _classes(config, []))
 
 
-def _code_refused(path: Path) -> EdgesegError:
+def code_refused(path: Path) -> EdgesegError:
     return EdgesegError(f"{path}: the model carries Python code (a Lambda layer) that loading "
                         f"would run; pass --unsafe only if you trust where it came from")
 
@@ -200,8 +201,8 @@ def load_keras(path, *, unsafe: bool = False) -> "KerasSource":
     if not path.exists():
         raise EdgesegError(f"{path}: no such model file")
     kind = flavour(path)
-    if kind != "savedmodel" and not unsafe and _carries_code(path):
-        raise _code_refused(path)  # .h5 loaders would run it whatever safe_mode says
+    if kind != "savedmodel" and not unsafe and carries_code(path):
+        raise code_refused(path)  # .h5 loaders would run it whatever safe_mode says
     if kind == "tf_keras":
         from edgeseg.models.saving import load_model
 
@@ -228,7 +229,7 @@ def load_error(path: Path, error: Exception, keras_module, label: str) -> Edgese
     that supplies it, code that needs --unsafe, or the loader's first line."""
     message = str(error)
     if "Lambda" in message or "safe_mode" in message:
-        return _code_refused(path)
+        return code_refused(path)
     missing = _unknown_class(path, keras_module)
     if missing:
         given = f" (--custom-objects {', '.join(_CUSTOM_SOURCES)} does not define it)" \
@@ -274,16 +275,9 @@ class _SavedModel:
         return [outputs[name] for name in self.output_names]
 
     def output_ops(self, index: int) -> list[str]:
-        """TensorFlow op types that make output ``index``, last first."""
-        graph = self._function.graph
-        tensor = graph.outputs[index] if index < len(graph.outputs) else None
-        names = []
-        while tensor is not None and len(names) < 16:
-            op = tensor.op
-            names.append(op.type)
-            inputs = [t for t in op.inputs if t.dtype.is_floating]
-            tensor = inputs[0] if inputs else None
-        return [n for n in names if n != "Identity"]
+        """Nothing: the serving signature calls the model as one function the graph does not
+        open, so a SavedModel's output kind is read from its values."""
+        return []
 
 
 class KerasSource:
@@ -295,6 +289,22 @@ class KerasSource:
     def __init__(self, path: Path, model, flavour_: str):
         self.path, self.model, self.flavour = Path(path), model, flavour_
         self.index = 0
+        try:
+            self._describe(model)
+        except (AttributeError, ValueError, TypeError):  # a subclassed model: no graph to read
+            raise EdgesegError(f"{path}: a subclassed Keras model whose inputs and outputs are "
+                               f"unknown; save it as a functional model, or with "
+                               f"model.export(DIR) and give DIR") from None
+        inputs = getattr(model, "inputs", None)
+        if inputs is not None and len(inputs) != 1:
+            raise EdgesegError(f"{path}: the model takes {len(inputs)} inputs; a segmentation "
+                               f"model takes one image")
+        if len(self.input_shape) != 4:
+            raise EdgesegError(f"{path}: the model takes input of shape {list(self.input_shape)}; "
+                               f"a segmentation model takes images (batch, height, width, "
+                               f"channels)")
+
+    def _describe(self, model) -> None:
         if isinstance(model, _SavedModel):
             self.output_names, self.output_shapes = model.output_names, model.output_shapes
         else:
@@ -308,16 +318,10 @@ class KerasSource:
                 self.output_names = names if len(names) == len(outputs) else \
                     [f"output_{i}" for i in range(len(outputs))]
                 self.output_shapes = [tuple(o.shape) for o in outputs]
-        inputs = getattr(model, "inputs", None)
-        if inputs is not None and len(inputs) != 1:
-            raise EdgesegError(f"{path}: the model takes {len(inputs)} inputs; a segmentation "
-                               f"model takes one image")
-        self.input_shape = tuple(model.input_shape if not isinstance(model.input_shape, list)
-                                 else model.input_shape[0])
-        if len(self.input_shape) != 4:
-            raise EdgesegError(f"{path}: the model takes input of shape {list(self.input_shape)}; "
-                               f"a segmentation model takes images (batch, height, width, "
-                               f"channels)")
+        shape = model.input_shape
+        if isinstance(shape, dict) and len(shape) == 1:
+            shape = next(iter(shape.values()))
+        self.input_shape = tuple(shape[0] if isinstance(shape, list) else shape)
 
     @property
     def name(self) -> str:
@@ -418,7 +422,8 @@ class KerasModel(EdgeModel):
         sparsity = float((values == 0).mean()) if values.size else None
         if self.source.flavour != "tf_keras" or len(self.source.output_names) > 1:
             return None, None, sparsity  # counted from the converted files instead
-        cost = flops.keras_cost(self.model, input_size=input_size)
+        fixed = None not in self.source.input_shape[1:3]
+        cost = flops.keras_cost(self.model, input_size=None if fixed else input_size)
         return cost.macs, cost.params, sparsity
 
     def _run(self, images, output):
@@ -447,5 +452,6 @@ def load_for_training(path, *, unsafe: bool = False):
     return load_model(path, unsafe=unsafe, custom_objects=_CUSTOM_OBJECTS)
 
 
-__all__ = ["FLAVOURS", "KerasModel", "KerasSource", "add_custom_objects", "custom_objects",
-           "flavour", "load_error", "load_for_training", "load_keras"]
+__all__ = ["FLAVOURS", "KerasModel", "KerasSource", "add_custom_objects", "carries_code",
+           "code_refused", "custom_objects", "flavour", "load_error", "load_for_training",
+           "load_keras"]

@@ -126,17 +126,26 @@ class EdgeModel:
         raise EdgesegError(f"{self.path}: {len(specs)} outputs ({listed}); choose the "
                            f"segmentation with --output NAME or INDEX")
 
+    def _probe(self, output: int, side: int = 64):
+        """Output ``output`` (NHWC) for one blank image of the model's fixed size, else
+        ``side`` x ``side``; None when the runtime refuses it."""
+        probes = self.__dict__.setdefault("_probes", {})
+        if output not in probes:
+            _, height, width, channels = self.input_shape
+            probe = np.zeros((1, height or side, width or side, channels or 3), np.float32)
+            try:
+                out = np.asarray(self._run(probe.transpose(0, 3, 1, 2) if self.layout == "NCHW"
+                                           else probe, output))
+                probes[output] = self._nhwc(out.shape) if out.ndim == 4 else tuple(out.shape)
+            except Exception:  # noqa: BLE001 - a runtime's own errors: no answer from it
+                probes[output] = None
+        return probes[output]
+
     def _keeps_size(self, output: int, side: int = 64) -> bool:
         """Whether output ``output`` of a model that takes any size is an image of the input's
         size (run once on a blank ``side`` x ``side`` image)."""
-        channels = self.input_shape[-1] or 3
-        probe = np.zeros((1, side, side, channels), np.float32)
-        try:
-            out = np.asarray(self._run(probe.transpose(0, 3, 1, 2) if self.layout == "NCHW"
-                                       else probe, output))
-        except Exception:  # noqa: BLE001 - a runtime's own errors: not this output, then
-            return False
-        return out.ndim == 4 and self._nhwc(out.shape)[1:3] == (side, side)
+        shape = self._probe(output, side)
+        return shape is not None and len(shape) == 4 and shape[1:3] == (side, side)
 
     @property
     def output_name(self) -> str:
@@ -158,7 +167,15 @@ class EdgeModel:
 
     @property
     def num_classes(self) -> int:
-        return int(self._nhwc(self._output_specs[self.output_index][1])[-1])
+        shape = self._output_specs[self.output_index][1]
+        if len(shape) == 4 and self._nhwc(shape)[-1] is not None:
+            return int(self._nhwc(shape)[-1])
+        probed = self._probe(self.output_index)  # a symbolic class dimension: run it once
+        if probed is None or len(probed) != 4:
+            raise EdgesegError(f"{self.path}: output {self.output_name} has shape "
+                               f"{list(probed or shape)}, not an image of class scores (N, H, W, "
+                               f"classes or N, classes, H, W)")
+        return int(probed[-1])
 
     def contract(self) -> dict:
         """The I/O contract this model is run by (for cards and reports)."""
@@ -498,10 +515,14 @@ def load(path, *, num_threads: int | None = None, unsafe: bool = False, trusted:
     model.keep_edgeseg_cards = foreign_only
     from edgeseg.card import normalization_of, size_of
 
+    if len(model._raw_input_shape) != 4:
+        raise EdgesegError(f"{path}: its input has shape {list(model._raw_input_shape)}; a "
+                           f"segmentation model takes images (N, H, W, C), or (N, C, H, W)")
     try:
         normalization_of(model.card)  # a card that cannot be obeyed: said now, naming the file
         size_of(model.card)
         model.output_index  # noqa: B018 - several outputs and none chosen: said now
+        model.num_classes  # noqa: B018 - an output that is not class scores: said now
     except EdgesegError as error:
         message = str(error)
         raise EdgesegError(message if message.startswith(str(path)) else f"{path}: {message}") \

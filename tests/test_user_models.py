@@ -308,3 +308,32 @@ def test_a_sidecar_with_a_bad_input_size_is_one_line(user_models, runner, tmp_pa
     copy.write_bytes(user_models["onnx_nchw"].read_bytes())
     (tmp_path / "m.onnx.json").write_text(json.dumps({"input_size": [1, 256, 256, 3]}))
     _one_line_error(runner.invoke(cli, ["eval", str(copy)]), "m.onnx", "input_size")
+
+
+def test_savedmodel_folder(user_models, tf, runner, tmp_path, reference_dice):
+    import keras
+
+    folder = tmp_path / "exported"
+    keras.saving.load_model(user_models["keras3_unet"], compile=False).export(str(folder))
+    assert _eval(runner, folder, tmp_path)["dice"] == pytest.approx(
+        reference_dice["keras3_unet"], abs=1e-6)
+    out = tmp_path / "exported.tflite"
+    _ok(_convert(runner, folder, out, "--input-size", "64"))
+    card = json.loads((tmp_path / "exported.tflite.json").read_text())
+    assert card["source"]["keras"] == "savedmodel" and card["output_kind"] == "probabilities"
+    assert _eval(runner, out, tmp_path)["dice"] == pytest.approx(
+        reference_dice["keras3_unet"], abs=0.002)
+
+
+def test_inputs_and_outputs_that_are_not_images_are_one_line(tf, runner, tmp_path):
+    import keras
+
+    inputs = keras.Input((16,))
+    path = tmp_path / "dense.keras"
+    keras.Model(inputs, keras.layers.Dense(2)(inputs)).save(path)
+    _one_line_error(runner.invoke(cli, ["eval", str(path)]), "dense.keras", "input")
+    image = keras.Input((None, None, 1))
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(2, 3)(image))
+    path = tmp_path / "classifier.keras"
+    keras.Model(image, pooled).save(path)
+    _one_line_error(runner.invoke(cli, ["eval", str(path)]), "classifier.keras", "class scores")

@@ -34,16 +34,16 @@ def load_model(path, *, unsafe: bool = False, custom_objects: dict | None = None
     ``custom_objects``: the user's classes (``--custom-objects``; see
     :mod:`edgeseg.keras_models`, which loads models of every Keras flavour).
     """
-    from edgeseg.keras_models import custom_objects as given, load_error
+    from edgeseg.keras_models import carries_code, code_refused, custom_objects as given, \
+        load_error
     from edgeseg.optimize.quantize import quantize_scope
 
     path = Path(path)
     if not path.exists():
         raise EdgesegError(f"{path}: no such model file")
-    if path.suffix == ".h5" and not unsafe and _h5_carries_code(path):
+    if not unsafe and carries_code(path):
         # Keras' safe_mode covers the .keras format only; a legacy .h5 would run the code
-        raise EdgesegError(f"{path}: the model carries Python code (a Lambda layer) that loading "
-                           f"would run; pass --unsafe only if you trust where it came from")
+        raise code_refused(path)
     try:
         with quantize_scope():
             return keras.models.load_model(str(path), compile=False, safe_mode=not unsafe,
@@ -52,38 +52,6 @@ def load_model(path, *, unsafe: bool = False, custom_objects: dict | None = None
         raise load_error(path, error, keras, "tf-keras") from None
     except (OSError, KeyError) as error:
         raise EdgesegError(f"{path}: not a Keras model file ({type(error).__name__})") from None
-
-
-def _h5_carries_code(path: Path) -> bool:
-    """True when a legacy .h5 model's config holds a Lambda layer (or any serialised function)."""
-    import json
-
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as handle:
-            config = handle.attrs.get("model_config")
-    except OSError:
-        return False  # not HDF5: Keras' own loader gives the clear error
-    if config is None:
-        return False
-    if isinstance(config, bytes):
-        config = config.decode("utf-8", "replace")
-    try:
-        tree = json.loads(config)
-    except ValueError:
-        return False
-
-    def walk(node) -> bool:
-        if isinstance(node, dict):
-            if node.get("class_name") == "Lambda" or node.get("function_type") == "lambda":
-                return True
-            return any(walk(value) for value in node.values())
-        if isinstance(node, list):
-            return any(walk(value) for value in node)
-        return False
-
-    return walk(tree)
 
 
 def is_quantization_aware(model) -> bool:

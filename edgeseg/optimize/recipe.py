@@ -68,7 +68,17 @@ def _trainable(model_path, unsafe: bool):
         raise ConfigError(f"{model_path}: {len(source.output_names)} outputs; optimize fine-tunes "
                           f"models with one segmentation output (convert, eval and bench take "
                           f"--output)")
-    if kind_from_ops(source.output_ops(0)) == "logits":
+    kind = kind_from_ops(source.output_ops(0))
+    if kind is None:  # a last layer that does not tell: its values on a few images do
+        import numpy as np
+
+        from edgeseg.postprocess import looks_like_logits
+
+        _, height, width, channels = source.input_shape
+        probe = np.random.default_rng(0).random((2, height or 64, width or 64, channels),
+                                                np.float32)
+        kind = "logits" if looks_like_logits(np.asarray(source(probe))) else "probabilities"
+    if kind == "logits":
         raise ConfigError(f"{model_path}: its output is logits; optimize fine-tunes models that "
                           f"end in a sigmoid/softmax (add the activation as a last layer)")
     return model
