@@ -52,7 +52,10 @@ def run(models, data, layout, reference, threads, runs, warmup, samples, image_s
         quiet, unsafe=False, **contract) -> dict:
     """Run the harness with parsed options; write the JSON atomically."""
     from benchmarks.harness import bench
-    from edgeseg.files import atomic_write_json
+    from edgeseg.files import atomic_write_json, check_output
+
+    if json_out:
+        json_out = check_output(json_out, inputs=[*models, reference, data], option="--json")
 
     report = bench(list(models), data=data, layout=layout, reference=reference, threads=threads,
                    runs=runs, warmup=warmup, samples=samples, image_size=image_size,
@@ -74,10 +77,23 @@ def main(**kwargs):
     python -m benchmarks model_fp32.tflite model_int8.tflite --threads 1,2 --json bench.json
     python -m benchmarks model_int8.tflite --data my_test_set/ --runs 200
     """
+    import os
+    import sys
+
+    from edgeseg.cli import DISK_ERRORS
+
     try:
         run(**kwargs)
     except EdgesegError as error:
         raise click.ClickException(str(error)) from None
+    except OSError as error:
+        if error.errno not in DISK_ERRORS:
+            raise
+        raise click.ClickException(f"{error.filename or 'the --json file'}: "
+                                   f"{os.strerror(error.errno).lower()}") from None
+    except KeyboardInterrupt:
+        click.echo("interrupted: nothing was written", err=True)
+        sys.exit(130)
 
 
 main.exit_code = 2

@@ -26,13 +26,12 @@ import numpy as np
 
 from edgeseg import machine
 from edgeseg.card import input_fit_of, normalization_of
+from edgeseg.check import SCHEMA, validate  # the one definition of a bench row
 from edgeseg.data.source import is_builtin, load_eval_data
 from edgeseg import metrics, runtime
 from edgeseg.errors import EdgesegError
 from edgeseg.preprocess import normalize
 from edgeseg.tiling import predict_image, resized_input
-
-SCHEMA = "edgeseg.bench/1"
 
 
 @dataclass
@@ -215,6 +214,8 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
             image = normalize(pairs[0][0], normalization_of(entry.model.card))
             if height is not None:
                 image = _fit(image, height, width)
+            else:  # as predict_image runs it: padded to sides its downsampling divides
+                image = _fit(image, -(-image.shape[0] // 32) * 32, -(-image.shape[1] // 32) * 32)
         inputs[id(entry)] = image[None]
     bar = Progress((warmup + runs) * len(entries), "timing", progress)
     for iteration in range(warmup + runs):
@@ -232,7 +233,8 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
     results, costs = [], {}
     for entry in entries:
         if entry.path not in costs:
-            costs[entry.path] = (*entry.model.cost((size, size)), *_size(entry.path))
+            run_at = tuple(inputs[id(entry)].shape[1:3])  # MACs at the size timed
+            costs[entry.path] = (*entry.model.cost(run_at), *_size(entry.path))
         macs, params, sparsity, size_bytes, gzip_bytes = costs[entry.path]
         times = np.asarray(entry.times)
         p50 = float(np.percentile(times, 50))
@@ -241,8 +243,7 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
         results.append({
             "variant": entry.variant, "runtime": entry.model.runtime, "path": str(entry.path),
             "format": entry.model.format, "threads": entry.threads,
-            "input_shape": [1, *(d if d is not None else size for d in entry.model.input_shape[1:3]),
-                            channels],
+            "input_shape": [1, *inputs[id(entry)].shape[1:3], channels],
             "latency_ms": {"p50": p50, "p90": float(np.percentile(times, 90)),
                            "mean": float(times.mean()), "std": float(times.std()),
                            "runs": int(times.size)},
@@ -263,6 +264,7 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
                 "peak_rss_mb": peak, "seconds": round(time.time() - started, 1)},
         "results": results,
     }
+    validate(report, "the harness's report")  # what readers (the gate, reports) rely on
     from edgeseg.report import text_table
 
     echo(text_table(report))

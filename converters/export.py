@@ -108,7 +108,9 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
     cfg = config or ConvertConfig(**options)
     if cfg.input_size is not None:
         cfg = replace(cfg, input_size=cards.parse_size(cfg.input_size))
-    out = Path(out)
+    from edgeseg.files import check_output
+
+    out = check_output(out, inputs=[model_path, cfg.calib], model=True)
     to = cfg.to or next((fmt for fmt, suffixes in FORMATS.items() if out.suffix in suffixes), None)
     if to not in FORMATS:
         raise ConfigError(f"{out}: give --to tflite|onnx, or an --out ending in .tflite or .onnx")
@@ -119,6 +121,9 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
         raise ConfigError(f"--quant for {to} must be one of {', '.join(modes)} (got {cfg.quant!r})")
     if to == "onnx" and cfg.io != "float":
         raise ConfigError("--io applies to TFLite; ONNX models take and give float32")
+    if to == "tflite" and cfg.dynamic:
+        raise ConfigError("--dynamic applies to ONNX; a .tflite is converted at a fixed size "
+                          "(--input-size)")
     model_path = Path(model_path)
     if model_path.suffix.lower() in (".tflite", ".onnx"):
         if model_path.suffix.lower() == ".onnx" and to == "tflite":
@@ -133,8 +138,6 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
                           f"a Keras model (.keras, .h5, a SavedModel folder)"
                           + (" or an .onnx with --to onnx --quant int8"
                              if model_path.suffix.lower() == ".onnx" else ""))
-    if out.resolve() == model_path.resolve() or out.resolve() == cards.card_path(model_path).resolve():
-        raise ConfigError(f"{out}: is the model being converted (or its card); choose another --out")
     loaded = runtime.load(model_path, unsafe=cfg.unsafe, contract=cfg.contract)
     model = loaded.selected  # the segmentation output of the model, whatever Keras wrote it
     qat = model.is_quantization_aware()
@@ -146,6 +149,11 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
                           f"144x256)")
     size = tuple(int(v) for v in size)
     channels, num_classes = int(model.input_shape[-1]), loaded.num_classes
+    from edgeseg.machine import check_memory
+
+    # calibration and parity images, and the model's activations (a few tens of channels per pixel)
+    check_memory(size[0] * size[1] * 4 * (channels * (cfg.calib_samples + 2 * cfg.verify_samples)
+                                          + 64 * 8), f"converting at {size[0]}x{size[1]}")
     data = cfg.calib or _trained_on(source_card)
     trained_on = _trained_config(source_card) or cfg.trained_on or _split_of(cfg.calib, cfg.seed)
     norm, fit = cards.normalization_of(source_card), cards.input_fit_of(source_card)

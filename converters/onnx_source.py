@@ -23,8 +23,6 @@ def quantize_user_onnx(model_path, out, cfg: ConvertConfig) -> ConvertResult:
     from edgeseg import runtime
 
     model_path, out = Path(model_path), Path(out)
-    if out.resolve() in (model_path.resolve(), cards.card_path(model_path).resolve()):
-        raise ConfigError(f"{out}: is the model being converted (or its card); choose another --out")
     if cfg.io != "float" or cfg.dynamic:
         raise ConfigError("--io and --dynamic do not apply to quantizing an .onnx")
     source = runtime.load(model_path, contract=cfg.contract)

@@ -167,6 +167,7 @@ def input_fit_of(card: dict) -> str:
 
 
 LAYOUTS = ("NHWC", "NCHW")
+MAX_SIDE = 16384  # the largest model input side edgeseg converts, trains or runs
 OUTPUT_KINDS = ("probabilities", "logits")
 
 
@@ -222,6 +223,10 @@ def parse_size(text) -> tuple[int, int]:
                                f"(got {text!r})") from None
     if height < 1 or width < 1:
         raise EdgesegError(f"--input-size must be positive (got {text!r})")
+    if max(height, width) > MAX_SIDE:
+        raise EdgesegError(f"--input-size {height}x{width}: sides above {MAX_SIDE} are not "
+                           f"supported (a model input that large does not fit a runtime's "
+                           f"buffers; tile the image instead)")
     return height, width
 
 

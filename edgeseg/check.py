@@ -13,6 +13,7 @@ each report's own reference row otherwise: absolute times from different machine
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,10 +42,43 @@ def load_report(path) -> dict:
         raise EdgesegError(f"{path}: no such file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise EdgesegError(f"{path}: not JSON ({error})") from None
-    if not isinstance(report, dict) or report.get("schema") != "edgeseg.bench/1" or \
-            not isinstance(report.get("results"), list):
-        raise EdgesegError(f"{path}: not an edgeseg bench report (schema edgeseg.bench/1)")
+    except IsADirectoryError:
+        raise EdgesegError(f"{path}: a folder, not a bench report") from None
+    validate(report, path)
     return report
+
+
+SCHEMA = "edgeseg.bench/1"
+# The keys of a bench row the gate reads, and what they must hold: one definition, used by the
+# harness that writes reports and by every reader. None is allowed where a figure can be missing
+# (it is then "not measured": a failure for the gate, never a pass).
+ROW_KEYS = {"variant": (str,), "runtime": (str,), "threads": (int, type(None)),
+            "latency_ms": (dict,), "size_bytes": (int,), "dice": (int, float, type(None)),
+            "dice_delta": (int, float, type(None))}
+
+
+def validate(report, where) -> None:
+    """Raise one EdgesegError naming ``where`` when ``report`` is not a bench JSON of
+    :data:`SCHEMA` with rows as :data:`ROW_KEYS` says (latencies and sizes positive)."""
+    if not isinstance(report, dict) or report.get("schema") != SCHEMA or \
+            not isinstance(report.get("results"), list):
+        raise EdgesegError(f"{where}: not an edgeseg bench report (schema {SCHEMA})")
+    for index, row in enumerate(report["results"]):
+        if not isinstance(row, dict):
+            raise EdgesegError(f"{where}: results[{index}] is not a row (an object)")
+        for key, types in ROW_KEYS.items():
+            if key not in row:
+                raise EdgesegError(f"{where}: results[{index}] has no {key!r}")
+            if not isinstance(row[key], types) or isinstance(row[key], bool):
+                raise EdgesegError(f"{where}: results[{index}].{key} is {row[key]!r}, not "
+                                   f"{' or '.join(t.__name__ for t in types)}")
+        p50 = row["latency_ms"].get("p50")
+        if not isinstance(p50, (int, float)) or isinstance(p50, bool) or not p50 > 0 \
+                and not math.isnan(p50):
+            raise EdgesegError(f"{where}: results[{index}].latency_ms.p50 must be a positive "
+                               f"number (got {p50!r})")
+        if row["size_bytes"] <= 0:
+            raise EdgesegError(f"{where}: results[{index}].size_bytes must be positive")
 
 
 def _key(row: dict) -> tuple:
@@ -64,6 +98,10 @@ def _relative_latency(report: dict, row: dict) -> float | None:
     return None
 
 
+def _measured(value) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
 def compare(report: dict, baseline: dict | None = None, *, max_dice_drop: float = 0.01,
             max_latency_ratio: float | None = 1.25, max_size_ratio: float | None = 1.05,
             max_dice_delta: float | None = None) -> list[Violation]:
@@ -71,27 +109,45 @@ def compare(report: dict, baseline: dict | None = None, *, max_dice_drop: float 
     its own reference: no variant's Dice may be more than that below the reference's)."""
     problems: list[Violation] = []
     rows = {_key(r): r for r in report["results"]}
+    for row in report["results"]:  # a figure that could not be measured never passes
+        for name, value in (("Dice", row["dice"]), ("p50 latency", row["latency_ms"]["p50"])):
+            if not _measured(value):
+                problems.append(Violation(*_key(row), "unmeasured",
+                                          f"{name} not measured ({value}): cannot be checked"))
     if max_dice_delta is not None:
         for row in report["results"]:
+            if not _measured(row["dice_delta"]):
+                continue  # said above
             if -row["dice_delta"] > max_dice_delta:
                 problems.append(Violation(*_key(row), "dice_delta",
                                           f"Dice {row['dice_delta']:+.4f} against the reference "
                                           f"(allowed -{max_dice_delta})"))
     if baseline is None:
         return problems
+    if not baseline["results"]:
+        raise EdgesegError("the baseline has no rows: nothing to compare with (record one with "
+                           "--write-baseline from a report that has rows)")
     same = _same_machine(report, baseline)
     for key, base in ((_key(r), r) for r in baseline["results"]):
         row = rows.get(key)
         if row is None:
             problems.append(Violation(*key, "missing", "in the baseline, missing from the report"))
             continue
-        drop = base["dice"] - row["dice"]
+        if not (_measured(row["dice"]) and _measured(base["dice"])):
+            if _measured(row["dice"]):
+                problems.append(Violation(*key, "unmeasured", "the baseline's Dice is not "
+                                                              "measured: cannot be checked"))
+            drop = 0.0
+        else:
+            drop = base["dice"] - row["dice"]
         if drop > max_dice_drop:
             problems.append(Violation(*key, "dice", f"Dice {base['dice']:.4f} -> {row['dice']:.4f}"
                                                     f" (-{drop:.4f}, allowed -{max_dice_drop})"))
         if max_latency_ratio is not None:
             if same:
-                ratio = row["latency_ms"]["p50"] / base["latency_ms"]["p50"]
+                ratio = row["latency_ms"]["p50"] / base["latency_ms"]["p50"] \
+                    if _measured(row["latency_ms"]["p50"]) and \
+                    _measured(base["latency_ms"]["p50"]) else None
                 what = (f"p50 {base['latency_ms']['p50']:.2f} -> {row['latency_ms']['p50']:.2f} ms")
             else:
                 now, before = _relative_latency(report, row), _relative_latency(baseline, base)
@@ -110,4 +166,4 @@ def compare(report: dict, baseline: dict | None = None, *, max_dice_drop: float 
     return problems
 
 
-__all__ = ["Violation", "compare", "load_report"]
+__all__ = ["ROW_KEYS", "SCHEMA", "Violation", "compare", "load_report", "validate"]

@@ -10,6 +10,7 @@ imports TensorFlow.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 
@@ -21,6 +22,11 @@ from edgeseg.errors import EdgesegError
 # Each command lives in edgeseg/commands/<name>.py, imported only when it is looked up.
 COMMANDS = ("bench", "check", "convert", "data", "eval", "inspect", "models", "optimize",
             "predict", "run", "train")
+
+
+# errors of the disk, not of the program: one line, not a traceback
+DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
+               errno.EISDIR, errno.EFBIG}
 
 
 class UserError(click.ClickException):
@@ -51,6 +57,12 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except EdgesegError as error:
             raise UserError(str(error), getattr(error, "exit_code", 2)) from None
+        except OSError as error:
+            if error.errno not in DISK_ERRORS:
+                raise
+            where = error.filename or "an output file"
+            raise UserError(f"{where}: {os.strerror(error.errno).lower()} (nothing half-written "
+                            f"was left)") from None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -65,7 +77,13 @@ def cli():
 
 def main() -> None:
     """Console entry point."""
+    import signal
+    import sys
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+    # SIGTERM (a scheduler's stop, `kill`) unwinds like Ctrl-C: every temporary file is removed
+    # by the block that made it instead of being left behind by a process killed mid-write
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     cli(prog_name="edgeseg")
 
 

@@ -72,4 +72,58 @@ def atomic_dir(path, *, replace: bool = False):
         raise
 
 
-__all__ = ["atomic_dir", "atomic_file", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+MODEL_SUFFIXES = (".keras", ".h5", ".tflite", ".onnx")
+
+
+def check_output(path, *, inputs=(), option: str = "--out", folder: bool = False,
+                 model: bool = False) -> Path:
+    """Refuse an output path before any work starts, and return it (``~`` expanded).
+
+    Refused: a path that is one of ``inputs`` or an input's card (``<input>.json``); for an output
+    that is not a model (``model=False``: a JSON, a report), an existing model file or a model's
+    card; a file output that is a folder, or a folder output that is a file; a path under a file;
+    a place this process cannot write (read-only file system, permissions), found by creating and
+    removing a file in the nearest folder that exists.
+    """
+    from edgeseg.errors import EdgesegError
+
+    given = str(path)
+    path = Path(os.path.expanduser(given))
+    target = path.resolve()
+    for source in inputs:
+        if source is None:
+            continue
+        source = Path(os.path.expanduser(str(source)))
+        for what, candidate in (("an input of this command", source),
+                                ("the card of an input", source.with_name(source.name + ".json"))):
+            if candidate.exists() and target == candidate.resolve():
+                raise EdgesegError(f"{option} {given}: is {what} ({candidate}); writing there "
+                                   f"would destroy it, choose another path")
+    if not model and not folder and path.exists():
+        if path.suffix.lower() in MODEL_SUFFIXES:
+            raise EdgesegError(f"{option} {given}: is a model file; writing there would destroy "
+                               f"it, choose another path")
+        beside = path.with_name(path.name[:-len(".json")]) if path.name.endswith(".json") else None
+        if beside is not None and beside.suffix.lower() in MODEL_SUFFIXES and beside.exists():
+            raise EdgesegError(f"{option} {given}: is the card of {beside}; writing there would "
+                               f"destroy it, choose another path")
+    if path.exists() and path.is_dir() != folder:
+        raise EdgesegError(f"{option} {given}: is a {'file' if folder else 'folder'}, not a "
+                           f"{'folder' if folder else 'file'}")
+    existing = path if folder and path.is_dir() else path.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise EdgesegError(f"{option} {given}: {existing} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".edgeseg-write-check.", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        raise EdgesegError(f"{option} {given}: cannot write in {existing} "
+                           f"({error.strerror or error})") from None
+    return path
+
+
+__all__ = ["atomic_dir", "atomic_file", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
+           "check_output"]

@@ -71,3 +71,26 @@ def line(machine: dict) -> str:
 
 
 __all__ = ["describe", "line"]
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux ``MemAvailable``), None if unknown."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_memory(needed: int, what: str) -> None:
+    """Refuse, in one line, work that needs more memory than this machine has available."""
+    from edgeseg.errors import EdgesegError
+
+    available = available_memory()
+    if available is not None and needed > available:
+        raise EdgesegError(f"{what} needs about {needed / 2**30:.1f} GiB of memory; this machine "
+                           f"has {available / 2**30:.1f} GiB available")
+

@@ -201,8 +201,17 @@ class EdgeModel:
             raise ValueError(f"{self.path.name} takes {height}x{width} images, got "
                              f"{images.shape[1]}x{images.shape[2]} (use edgeseg.tiling for others)")
         nchw = self.layout == "NCHW"
-        raw = self._run(images.transpose(0, 3, 1, 2) if nchw else images, self.output_index)
-        raw = np.asarray(raw)
+        try:
+            raw = np.asarray(self._run(images.transpose(0, 3, 1, 2) if nchw else images,
+                                       self.output_index))
+        except EdgesegError:
+            raise
+        except Exception as error:  # noqa: BLE001 - each runtime raises its own kinds
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+            raise EdgesegError(f"{self.path}: the runtime failed on a {images.shape[1]}x"
+                               f"{images.shape[2]} input ({first}); a model that takes any size "
+                               f"still needs sides its downsampling divides (e.g. multiples of "
+                               f"32)") from None
         if raw.ndim != 4:
             raise EdgesegError(f"{self.path}: output {self.output_name} has shape "
                                f"{list(raw.shape)}, not an image (N, H, W, classes); choose "
@@ -484,6 +493,25 @@ BACKENDS = {".tflite": LiteRTModel, ".onnx": OnnxModel}
 KERAS_SUFFIXES = (".keras", ".h5")
 
 
+def _check_card_fits(model: EdgeModel) -> None:
+    """A card beside (or inside) a file that describes another model is refused: its classes,
+    channels or fixed size would mislead every command that trusts it."""
+    card, problems = model.card, []
+    classes = model.num_classes
+    if isinstance(card.get("num_classes"), int) and card["num_classes"] != classes:
+        problems.append(f"{card['num_classes']} class output(s), the model has {classes}")
+    names = card.get("class_names")
+    if isinstance(names, list) and names and len(names) not in (classes, 2 if classes == 1 else -1):
+        problems.append(f"{len(names)} class names, the model has {classes} output class(es)")
+    channels = model.input_shape[-1]
+    if isinstance(card.get("channels"), int) and channels is not None and \
+            card["channels"] != channels:
+        problems.append(f"{card['channels']} input channel(s), the model takes {channels}")
+    if problems:
+        raise EdgesegError(f"{model.path}: its card says {'; '.join(problems)}: the card belongs "
+                           f"to another model (fix or remove it)")
+
+
 def load(path, *, num_threads: int | None = None, unsafe: bool = False, trusted: bool = False,
          contract: dict | None = None, foreign_only: bool = False) -> EdgeModel:
     """The model at ``path`` in the runtime its suffix names (a folder: a SavedModel, Keras).
@@ -523,6 +551,7 @@ def load(path, *, num_threads: int | None = None, unsafe: bool = False, trusted:
         size_of(model.card)
         model.output_index  # noqa: B018 - several outputs and none chosen: said now
         model.num_classes  # noqa: B018 - an output that is not class scores: said now
+        _check_card_fits(model)
     except EdgesegError as error:
         message = str(error)
         raise EdgesegError(message if message.startswith(str(path)) else f"{path}: {message}") \

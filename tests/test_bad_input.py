@@ -129,6 +129,39 @@ def bad(tmp_path_factory, converted, tiny_run):
     files["half.json"].write_text('{"schema": "edgeseg.bench/1", "results": [{"variant": ')
     files["wrong.json"] = root / "wrong.json"
     files["wrong.json"].write_text('{"hello": 1}')
+
+    # issue 15: outputs over inputs, malformed reports, lossy masks, twin images, foreign cards
+    row = {"variant": "fp32", "runtime": "litert", "threads": 1, "latency_ms": {"p50": 2.0},
+           "size_bytes": 1000, "dice": 0.9, "dice_delta": 0.0, "reference": True}
+    import json
+
+    def report(name, rows):
+        files[name] = root / name
+        files[name].write_text(json.dumps({"schema": "edgeseg.bench/1", "results": rows}))
+
+    report("report.json", [row])
+    report("no_rows.json", [])
+    report("ints.json", [1, 2])
+    report("no_dice_key.json", [{k: v for k, v in row.items() if k != "dice"}])
+    report("string_dice.json", [{**row, "dice": "high"}])
+    report("zero_size.json", [{**row, "size_bytes": 0}])
+    report("zero_latency.json", [{**row, "latency_ms": {"p50": 0}}])
+    files["lossy"] = _folder(root, "lossy", 64)
+    y, x = np.mgrid[:64, :64]
+    for i in range(4):  # 0/255 masks saved as JPEG: a spray of values near 0 and 255
+        mask = (((y - 28) ** 2 + (x - 36) ** 2) < 16 ** 2).astype(np.uint8) * 255
+        (files["lossy"] / "masks" / f"s{i}.png").unlink()
+        Image.fromarray(mask).save(files["lossy"] / "masks" / f"s{i}.jpg", quality=60)
+    files["twins"] = _folder(root, "twins", 64)
+    Image.fromarray(np.full((64, 64), 80, np.uint8)).save(files["twins"] / "images" / "s0.jpg")
+    files["foreign"] = root / "foreign" / "m.keras"
+    files["foreign"].parent.mkdir()
+    files["foreign"].write_bytes((tiny_run / "model.keras").read_bytes())
+    (root / "foreign" / "m.keras.json").write_text(json.dumps(
+        {"num_classes": 1, "channels": 1, "class_names": [f"c{i}" for i in range(255)]}))
+    files["gt"] = root / "gt"
+    _png(files["gt"] / "cell.png", np.full((64, 64), 90, np.uint8))
+    _png(files["gt"] / "cell_mask.png", np.zeros((64, 64), np.uint8))
     return files
 
 
@@ -269,6 +302,57 @@ CASES = [
     ("models-name", lambda f: ["models", "--model", "resnet"], "resnet"),
     ("models-option", lambda f: ["models", "-o", "merge=sum"], "merge"),
     ("unknown-command", lambda f: ["deploy"], "deploy"),
+    # ---- issue 15: nothing written over an input ---------------------------------------------------
+    ("eval-json-over-model", lambda f: ["eval", str(f["model.tflite"]), "--json",
+                                        str(f["model.tflite"])], "--json"),
+    ("bench-json-over-model", lambda f: ["bench", str(f["model.tflite"]), "--json",
+                                         str(f["model.tflite"])], "--json"),
+    ("eval-json-over-card", lambda f: ["eval", str(f["model.keras"]), "--json",
+                                       str(f["model.keras"]) + ".json"], "card"),
+    ("check-baseline-over-card", lambda f: ["check", str(f["report.json"]), "--write-baseline",
+                                            str(f["model.keras"]) + ".json"], "card"),
+    ("check-baseline-over-report", lambda f: ["check", str(f["report.json"]), "--write-baseline",
+                                              str(f["report.json"])], "input"),
+    ("check-baseline-and-write", lambda f: ["check", str(f["report.json"]), "--baseline",
+                                            str(f["report.json"]), "--write-baseline",
+                                            _out(f)], "--write-baseline"),
+    ("convert-out-is-source", lambda f: ["convert", str(f["model.keras"]), "--to", "tflite",
+                                         "--out", str(f["model.keras"])], "input"),
+    ("convert-under-a-file", lambda f: ["convert", str(f["model.keras"]), "--out",
+                                        str(f["report.json"] / "m.tflite")], "is a file"),
+    ("predict-over-existing", lambda f: ["predict", str(f["model.tflite"]), str(f["gt"] / "cell.png"),
+                                         "--out", str(f["gt"])], "--force"),
+    ("predict-over-input", lambda f: ["predict", str(f["model.tflite"]), str(f["gt"] / "cell.png"),
+                                      str(f["gt"] / "cell_mask.png"), "--out", str(f["gt"]),
+                                      "--force"], "inputs"),
+    # ---- issue 15: reports the gate cannot read ----------------------------------------------------
+    *[(f"check-{kind}", (lambda kind: lambda f: ["check", str(f[kind]), "--max-dice-delta",
+                                                 "0.01"])(kind), kind)
+      for kind in ("ints.json", "no_dice_key.json", "string_dice.json", "zero_size.json",
+                   "zero_latency.json")],
+    ("check-empty-baseline", lambda f: ["check", str(f["report.json"]), "--baseline",
+                                        str(f["no_rows.json"])], "no rows"),
+    ("check-folder-baseline", lambda f: ["check", str(f["report.json"]), "--baseline",
+                                         str(f["gt"])], "gt"),
+    # ---- issue 15: data that would be read wrong ---------------------------------------------------
+    ("train-lossy-masks", lambda f: ["train", "--data", str(f["lossy"]), "--input-size", "32",
+                                     "--out", _out(f)], "lossy"),
+    ("train-twin-images", lambda f: ["train", "--data", str(f["twins"]), "--input-size", "32",
+                                     "--out", _out(f)], "one name"),
+    ("eval-foreign-card", lambda f: ["eval", str(f["foreign"]), "--n", "2"], "another model"),
+    # ---- issue 15: sizes and model options ---------------------------------------------------------
+    ("convert-huge-size", lambda f: ["convert", str(f["model.keras"]), "--input-size", "100000",
+                                     "--out", str(f["dir"] / "o.tflite")], "16384"),
+    ("train-huge-size", lambda f: ["train", "--input-size", "100000", "--out", _out(f)],
+     "--input-size"),
+    ("train-memory", lambda f: ["train", "--input-size", "16384", "--batch-size", "64", "--out",
+                                _out(f)], "memory"),
+    *[(f"train-option-{value}", (lambda value: lambda f: ["train", "-o", value, "--out",
+                                                          _out(f)])(value), value.split("=")[0])
+      for value in ("alpha=NaN", "alpha=Infinity", "alpha=1e9", "input_size=32", "channels=3",
+                    "num_classes=2", "bn_momentum=2", "depth=99", "base_filters=0.5")],
+    ("convert-dynamic-tflite", lambda f: ["convert", str(f["model.keras"]), "--dynamic", "--out",
+                                          str(f["dir"] / "o.tflite")], "--dynamic"),
 ]
 
 

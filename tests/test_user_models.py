@@ -337,3 +337,16 @@ def test_inputs_and_outputs_that_are_not_images_are_one_line(tf, runner, tmp_pat
     path = tmp_path / "classifier.keras"
     keras.Model(image, pooled).save(path)
     _one_line_error(runner.invoke(cli, ["eval", str(path)]), "classifier.keras", "class scores")
+
+
+def test_pruning_keeps_a_users_classifier_dense_behind_a_custom_layer(user_models):
+    from edgeseg.keras_models import add_custom_objects, load_for_training
+    from edgeseg.optimize.selection import choose
+
+    add_custom_objects(str(user_models["custom_objects_file"]))
+    model = load_for_training(user_models["tfkeras_custom"])
+    choices = {choice.layer: choice for choice in choose(model)}
+    # logits_conv -> Scale (a weight of its own) -> sigmoid: still the classifier
+    assert not choices["logits_conv"].selected
+    assert choices["logits_conv"].reason.startswith("classifier")
+    assert choices["dec1_conv"].selected

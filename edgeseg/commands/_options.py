@@ -9,6 +9,11 @@ import click
 from edgeseg.data.folders import LAYOUTS
 
 
+# model options that commands set from their own options and the data, never through -o
+RESERVED = {"input_size": "--input-size", "channels": "--channels (or the data's own)",
+            "num_classes": "--num-classes (or the data's own)"}
+
+
 def parse_model_options(pairs: tuple[str, ...], option: str = "-o/--option") -> dict[str, object]:
     """``("alpha=0.5", "upsample=transpose", "dilation=[2,4]")`` -> {"alpha": 0.5, ...}.
 
@@ -25,7 +30,11 @@ def parse_model_options(pairs: tuple[str, ...], option: str = "-o/--option") -> 
             value = raw
         if isinstance(value, list):
             value = tuple(value)
-        options[key.strip().replace("-", "_")] = value
+        name = key.strip().replace("-", "_")
+        if name in RESERVED:
+            raise click.BadParameter(f"{name} is not a -o option: set it with {RESERVED[name]}",
+                                     param_hint=f"'{option}'")
+        options[name] = value
     return options
 
 
@@ -43,7 +52,7 @@ model_option = click.option(
     help="A model option, e.g. -o alpha=0.5 -o upsample=transpose (repeatable).")
 
 input_size_option = click.option(
-    "--input-size", type=click.IntRange(min=1), default=256, show_default=True,
+    "--input-size", type=click.IntRange(min=1, max=16384), default=256, show_default=True,
     help="Square input size in pixels.")
 
 data_options = compose(

@@ -22,7 +22,7 @@ def data():
               show_default=True, help="synthetic-nuclei or synthetic-shapes.")
 @click.option("--n", "count", type=click.IntRange(min=1), default=200, show_default=True,
               help="How many samples.")
-@click.option("--size", type=click.IntRange(min=8), default=256, show_default=True,
+@click.option("--size", type=click.IntRange(min=8, max=16384), default=256, show_default=True,
               help="Image side in pixels.")
 @click.option("--seed", type=int, default=7, show_default=True,
               help="Seed; training draws from seed 0 by default, so 7 gives unseen samples.")
@@ -35,7 +35,9 @@ def synth(kind, count, size, seed, out, force):
     leaves nothing behind. Train on it or score a model on it with --data OUT.
     """
     from edgeseg.data.writer import write_synthetic
+    from edgeseg.files import check_output
 
+    out = check_output(out, folder=True)
     path = write_synthetic(f"synthetic-{kind}", out, count=count, size=size, seed=seed,
                            replace=force)
     click.echo(f"wrote {count} {kind} samples of {size}x{size} to {path}")

@@ -49,6 +49,9 @@ def optimize(model_path, source, layout, channels, num_classes, input_size, prun
 
     from edgeseg.card import read_card
     from edgeseg.config import DataConfig, OptimizeConfig
+    from edgeseg.files import check_output
+
+    out = check_output(out, inputs=[model_path, source], folder=True)
     from edgeseg.optimize import optimize as run
     from edgeseg.optimize.report import format_sparsity
 

@@ -18,9 +18,10 @@ from edgeseg.commands._options import contract_from, contract_options, keras_opt
 @click.option("--overlap", type=click.IntRange(min=0), default=None,
               help="Pixels shared by neighbouring tiles (blended) [32, at most a quarter tile].")
 @click.option("--threads", type=click.IntRange(min=1), help="Runtime threads.")
+@click.option("--force", is_flag=True, help="Replace masks and overlays that exist in --out.")
 @keras_options
 @contract_options
-def predict(model_path, images, out, tile, overlap, threads, unsafe, **contract):
+def predict(model_path, images, out, tile, overlap, threads, force, unsafe, **contract):
     """Segment IMAGE... with MODEL (.tflite, .onnx, .keras/.h5) and write OUT/<name>_mask.png
     (class ids as a palette PNG) and OUT/<name>_overlay.png for each.
 
@@ -40,11 +41,12 @@ def predict(model_path, images, out, tile, overlap, threads, unsafe, **contract)
     from edgeseg import runtime
     from edgeseg.card import contract_note, normalization_of
     from edgeseg.data.folders import read_raw
-    from edgeseg.files import atomic_file
+    from edgeseg.files import atomic_file, check_output
     from edgeseg.preprocess import display_affine
     from edgeseg.tiling import model_tile, segment_labels
     from edgeseg.visualize import mask_image, overlay
 
+    out = check_output(out, inputs=[model_path], folder=True)
     model = runtime.load(model_path, num_threads=threads, unsafe=unsafe,
                          contract=contract_from(**contract))
     model_norm = normalization_of(model.card)
@@ -69,9 +71,18 @@ def predict(model_path, images, out, tile, overlap, threads, unsafe, **contract)
             raise click.BadParameter(f"{other} and {path} would both write "
                                      f"{Path(out) / (Path(path).stem + '_mask.png')}; predict "
                                      f"them into different --out folders", param_hint="IMAGE")
+    inputs = {Path(path).resolve() for path in images} | {Path(model_path).resolve()}
+    for path in images:  # nothing written over an input, nor over a file unless asked
+        for suffix in ("mask", "overlay"):
+            target = out / f"{Path(path).stem}_{suffix}.png"
+            if target.resolve() in inputs:
+                raise click.BadParameter(f"{target} is one of the inputs; choose another --out",
+                                         param_hint="'--out'")
+            if target.exists() and not force:
+                raise click.BadParameter(f"{target} exists; --force replaces it",
+                                         param_hint="'--out'")
     for path in images:  # every image decodes before anything is written (one at a time)
         read_raw(path, channels)
-    out = Path(out)
     for path in images:
         image = read_raw(path, channels)  # its own depth; normalised tile by tile as the card says
         labels = segment_labels(model, image, overlap=overlap, tile=(height, width))

@@ -22,7 +22,8 @@ MODEL_SUFFIXES = (".keras", ".h5", ".onnx", ".tflite")
               help="A zoo model to train, or your trained model (.keras/.h5 of any Keras, a "
                    "SavedModel folder, .onnx, .tflite): no training, then the same stages.")
 @model_option
-@click.option("--input-size", type=click.IntRange(min=16), default=256, show_default=True,
+@click.option("--input-size", type=click.IntRange(min=16, max=16384), default=256,
+              show_default=True,
               help="Deployed input size: what is converted and benchmarked.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Run folder [runs/<data>, runs/<data>-quick with --quick].")
@@ -88,8 +89,12 @@ def run(data, layout, test_data, model_name, options, input_size, out, quick, th
     elif contract_from(**contract) or unsafe:
         raise click.UsageError("--input-layout, --normalize, --output, --logits and --unsafe "
                                "apply to --model FILE")
+    from edgeseg.files import check_output
+
+    out = check_output(out or Path("runs") / name, inputs=[data, test_data, model_file],
+                       folder=True)
     cfg = RunConfig(data=data, layout=layout, test_data=test_data,
                     model=ModelConfig(model_name, parse_model_options(options)),
                     input_size=input_size, quick=quick, threads=counts, model_file=model_file,
                     contract=contract_from(**contract), unsafe=unsafe)
-    pipeline(cfg, out or Path("runs") / name, force=force, until=until, echo=click.echo)
+    pipeline(cfg, out, force=force, until=until, echo=click.echo)

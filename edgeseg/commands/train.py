@@ -31,7 +31,7 @@ from edgeseg.guard import SMALL_VALIDATION
 @click.option("--model", "model_name", default="mobile_unet", show_default=True, metavar="NAME",
               help="A zoo model (see `edgeseg models`).")
 @model_option
-@click.option("--input-size", type=click.IntRange(min=1), default=128, show_default=True,
+@click.option("--input-size", type=click.IntRange(min=1, max=16384), default=128, show_default=True,
               help="Training input (crop) size; the model runs at any size afterwards.")
 @click.option("--steps", type=click.IntRange(min=1),
               help="Optimizer steps [chosen from the data: see the plan line].")
@@ -73,6 +73,9 @@ def train(source, layout, channels, num_classes, val_data, val_fraction, mode, n
     edgeseg train --out runs/nuclei --resume        # after an interrupt
     """
     from edgeseg.config import Augment, DataConfig, ModelConfig, TrainConfig, train_defaults
+    from edgeseg.files import check_output
+
+    out = check_output(out, inputs=[source, val_data], folder=True)
     from edgeseg.train import fit
 
     defaults = train_defaults(source)
@@ -86,6 +89,12 @@ def train(source, layout, channels, num_classes, val_data, val_fraction, mode, n
     if steps and epochs:
         raise click.UsageError("give --steps or --epochs, not both")
     augment = Augment.off() if no_augment else _augment(augment_options)
+    from edgeseg.machine import check_memory
+
+    # a batch of crops and the activations of a U-Net over them (tens of channels a pixel, kept
+    # for the backward pass)
+    check_memory(batch_size * input_size ** 2 * 4 * 64 * 3,
+                 f"training on batches of {batch_size} crops of {input_size}x{input_size}")
     cfg = TrainConfig(data=data, model=ModelConfig(model_name, model_options), steps=steps,
                       epochs=epochs, batch_size=batch_size, lr=lr or defaults["lr"], loss=loss,
                       augment=augment, normalize=normalize, seed=seed,

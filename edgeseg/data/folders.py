@@ -25,11 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from edgeseg.errors import EdgesegError
 
 UNLABELED = 255
+# Pillow refuses images over ~179 megapixels as "decompression bombs"; the files here are the user's
+# own, named by them, and predict streams any size: the limit is raised to a gigapixel.
+MAX_PIXELS = 1 << 30
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 # Pillow modes read in their own depth (bytes a pixel a channel once decoded: "I" holds 16-bit PNGs)
 DEEP_MODES = {"I;16": 2, "I;16B": 2, "I;16L": 2, "I": 2, "F": 4}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
@@ -107,8 +111,12 @@ def _pair(images_dir: Path, masks_dir: Path, mask_name) -> list[Sample]:
             raise DataError(f"{folder}: no such folder")
     masks = {p.name: p for p in masks_dir.iterdir() if p.is_file()}
     by_stem = {p.stem: p for p in masks.values()}
-    samples = []
+    samples, stems = [], {}
     for image in image_files(images_dir):
+        other = stems.setdefault(image.stem, image)
+        if other != image and mask_name(image) is None:
+            raise DataError(f"{other} and {image}: two images with one name pair with one mask "
+                            f"({masks_dir / image.stem}.*); keep one of them")
         wanted = mask_name(image)
         mask = masks.get(wanted) if wanted else by_stem.get(image.stem)
         if mask is None:
@@ -181,11 +189,15 @@ def _open(path: Path, decode: bool = True) -> Image.Image:
         image = Image.open(path)
         if decode:
             image.load()
+            if image.getexif().get(0x0112, 1) != 1:  # EXIF orientation: applied, as viewers do
+                image = ImageOps.exif_transpose(image)
         return image
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
-            Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError:
+        raise DataError(f"{path}: larger than {MAX_PIXELS:,} pixels, the most edgeseg decodes; "
+                        f"cut it into parts") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         reason = str(error).split("\n")[0] or type(error).__name__
         raise DataError(f"{path}: cannot read image ({reason})") from None
 
@@ -255,10 +267,29 @@ def read_mask(sample: Sample, layout: str) -> np.ndarray:
         if not np.isin(values, (1, 2, 3)).all():
             raise DataError(f"{path}: trimap values must be 1, 2 or 3 (found {_odd(values, (1, 2, 3))})")
         return np.choose(values.astype(np.intp) - 1, [1, 0, UNLABELED]).astype(np.uint8)
-    present = np.unique(values)
+    present, counts = np.unique(values, return_counts=True)
     if layout == "generic" and set(present.tolist()) <= {0, UNLABELED} and UNLABELED in present:
         return (values == UNLABELED).astype(np.uint8)  # a 0/255 binary mask
+    _check_not_lossy(path, present, counts)
     return values
+
+
+def _check_not_lossy(path: Path, present: np.ndarray, counts: np.ndarray) -> None:
+    """A JPEG-saved or anti-aliased mask holds a few dominant values and a spray of their
+    neighbours (edges, compression noise): read as class ids, every one of them would become a
+    class. Refused with the fix."""
+    share = counts / counts.sum()
+    rare = share < 0.005
+    # class ids are small integers (255: unlabeled); a spray of rare values between 64 and 254 is
+    # compression noise or anti-aliasing around 0/255 regions, not classes
+    sprayed = rare & (present > 64) & (present < UNLABELED)
+    if rare.sum() >= 3 and sprayed.any() and share[rare].sum() < 0.1:
+        dominant = ", ".join(str(v) for v in present[~rare][:4])
+        suffix = " (a JPEG mask)" if path.suffix.lower() in (".jpg", ".jpeg") else ""
+        raise DataError(f"{path}: {len(present)} distinct values, {int((~rare).sum())} of them "
+                        f"({dominant}) cover {share[~rare].sum():.0%} of pixels: a lossy or "
+                        f"anti-aliased mask{suffix}; save masks as PNGs of exact class ids (for "
+                        f"a 0/255 mask: threshold it at 128)")
 
 
 def _mask_values(path: Path) -> np.ndarray:
@@ -294,8 +325,10 @@ def load_sample(sample: Sample, layout: str, channels: int | None,
     image = read_raw(sample.image, channels)
     mask = read_mask(sample, layout)
     if image.shape[:2] != mask.shape:
+        turned = " (the image's EXIF orientation, applied as viewers do, turns it: turn the " \
+            "mask too)" if image.shape[:2] == mask.shape[::-1] else ""
         raise DataError(f"{sample.masks[0]}: mask is {_size(mask)}, its image {sample.image} is "
-                        f"{_size(image)}")
+                        f"{_size(image)}{turned}")
     if resize_to is not None and image.shape[:2] != tuple(resize_to):
         height, width = resize_to
         image = resize(image, height, width)
@@ -352,4 +385,9 @@ def header_size(path: Path) -> tuple[int, int]:
 
 def _header_size(path: Path) -> tuple[int, int]:
     with _open(path, decode=False) as image:
-        return image.size
+        width, height = image.size
+        try:  # an EXIF orientation that turns the image by 90 degrees swaps its sides
+            turned = image.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+        except Exception:  # noqa: BLE001 - a damaged EXIF block: the pixels decide later
+            turned = False
+        return (height, width) if turned else (width, height)

@@ -58,4 +58,32 @@ def create_model(name: str, **options):
     if unknown:
         raise ConfigError(f"{name}: unknown option {', '.join(unknown)}; valid options: "
                           f"{', '.join(valid)}")
+    check_options(name, options)
     return builder(**options)
+
+
+# option -> (kind, low, high): the values a zoo model can be built with, checked before building
+# (a NaN width or a depth of 99 otherwise fails deep inside Keras, or not at all)
+RANGES = {"alpha": (float, 1 / 64, 8.0), "depth": (int, 1, 7), "base_filters": (int, 1, 1024),
+          "base": (int, 1, 1024), "bn_momentum": (float, 0.0, 0.999),
+          "blocks_per_level": (int, 1, 8), "stem": (int, 1, 8), "dilation": (int, 1, 64),
+          "channels": (int, 1, 64), "num_classes": (int, 1, 255)}
+
+
+def check_options(name: str, options: dict) -> None:
+    """Refuse an option value out of its range (:data:`RANGES`) in one line."""
+    import math
+
+    for key, value in options.items():
+        if key not in RANGES:
+            continue
+        kind, low, high = RANGES[key]
+        values = value if isinstance(value, (list, tuple)) and key == "dilation" else (value,)
+        for item in values:
+            ok = isinstance(item, (int, float)) and not isinstance(item, bool) and \
+                math.isfinite(item) and (kind is float or float(item).is_integer()) and \
+                low <= item <= high
+            if not ok:
+                what = "a whole number" if kind is int else "a number"
+                raise ConfigError(f"{name}: option {key}={value!r} must be {what} from {low:g} "
+                                  f"to {high:g}")

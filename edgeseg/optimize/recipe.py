@@ -189,7 +189,7 @@ def optimize(model_path, cfg: OptimizeConfig, out, *, force: bool = False,
         input_size=source_card.get("input_size", [size, size]),
         channels=train_data.channels, num_classes=num_classes,
         class_names=source_card.get("class_names", list(train_data.class_names)),
-        **contract(source_card),
+        **{**contract(source_card), "output_kind": "probabilities"},  # checked by _trainable
         source={"model": str(model_path), "variant": source_card.get("variant"),
                 "data": cfg.data.source},
         recipe={"stage": "optimize", **cfg.to_dict(),

@@ -67,12 +67,15 @@ def producers(config: dict) -> dict[str, list[str]]:
 
 
 def _ends(model) -> tuple[set[str], set[str]]:
-    """(layers fed by the input directly, weighted layers that reach the output through weightless
-    layers only: the classifier, even behind a resize and the softmax)."""
+    """(layers fed by the input directly, kernel layers that reach the output through layers
+    without a convolution or dense kernel only: the classifier, even behind a resize, the softmax,
+    a BatchNorm or a user's scaling layer)."""
     graph = producers(model.get_config())
     inputs = {layer.name for layer in model.layers if type(layer).__name__ == "InputLayer"}
     first = {name for name, sources in graph.items() if set(sources) & inputs}
-    weighted = {layer.name for layer in model.layers if layer.weights}
+    weighted = {layer.name for layer in model.layers
+                if type(unwrap(layer)).__name__ in KERNELS or
+                type(unwrap(layer)).__name__ in UNSUPPORTED}
     last, todo, seen = set(), list(model.output_names), set()
     while todo:
         name = todo.pop()

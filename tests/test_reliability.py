@@ -1,0 +1,153 @@
+"""Reliability, round two (issue 15): what the bad-input matrix cannot express in one command.
+
+The gate fails closed on figures it cannot compare, EXIF orientation is applied, dim 16-bit data
+is warned about, a signal leaves no temporary files, ~ is expanded, big images open, dynamic
+models run at sizes their stride does not divide, and their MACs are counted at the size run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from edgeseg.cli import cli
+
+
+def _report(path: Path, **changes) -> Path:
+    row = {"variant": "fp32", "runtime": "litert", "threads": 1, "latency_ms": {"p50": 2.0},
+           "size_bytes": 1000, "dice": 0.9, "dice_delta": 0.0, "reference": True, **changes}
+    path.write_text(json.dumps({"schema": "edgeseg.bench/1", "results": [row]}))
+    return path
+
+
+@pytest.mark.parametrize("changes", [{"dice": math.nan}, {"dice": None},
+                                     {"latency_ms": {"p50": math.nan}}])
+def test_the_gate_fails_on_what_it_cannot_measure(tmp_path, changes):
+    report = _report(tmp_path / "r.json", **changes)
+    baseline = _report(tmp_path / "b.json")
+    for options in (["--baseline", str(baseline)], ["--max-dice-delta", "0.01"]):
+        result = CliRunner().invoke(cli, ["check", str(report), *options])
+        assert result.exit_code == 1, result.output
+        assert "not measured" in result.output and "Traceback" not in result.output
+
+
+def test_exif_orientation_is_applied_to_images(tmp_path):
+    from edgeseg.data import folders
+
+    folder = tmp_path / "cells"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    stored = np.zeros((32, 48), np.uint8)  # landscape as stored, portrait as shown
+    stored[:, :8] = 200
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    Image.fromarray(stored).save(folder / "images" / "a.jpg", exif=exif, quality=100)
+    upright = np.zeros((48, 32), np.uint8)
+    upright[:8, :] = 1  # the bright stored left edge is the top once shown
+    Image.fromarray(upright).save(folder / "masks" / "a.png")
+    image = folders.read_raw(folder / "images" / "a.jpg", 1)[..., 0]
+    assert image.shape == (48, 32) and image[:8].mean() > 150 > image[8:].mean()
+    found = folders.find_samples(folder)
+    folders.check_sizes(found.samples[0])  # header sizes agree once EXIF is applied
+    result = CliRunner().invoke(cli, ["data", "info", str(folder)])
+    assert result.exit_code == 0, result.output
+
+
+def test_dim_16_bit_images_are_warned_about_under_scale(tmp_path):
+    folder = tmp_path / "twelve"
+    for i in range(12):
+        image = np.full((64, 64), 300, np.uint16)
+        image[20:40, 20:40] = 4080  # 12-bit data in a 16-bit file
+        mask = np.zeros((64, 64), np.uint8)
+        mask[20:40, 20:40] = 1
+        for sub, array in (("images", image), ("masks", mask)):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(array).save(folder / sub / f"s{i}.png")
+    result = CliRunner().invoke(cli, ["train", "--data", str(folder), "--input-size", "32",
+                                      "--normalize", "scale", "--steps", "2", "--batch-size", "2",
+                                      "-o", "alpha=0.25", "--no-check",
+                                      "--out", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    assert "4080" in result.output and "--normalize percentile" in result.output
+
+
+def test_tilde_is_expanded_in_output_paths(tmp_path, monkeypatch):
+    from edgeseg.files import check_output
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert check_output("~/x.tflite", model=True) == tmp_path / "x.tflite"
+
+
+def test_images_past_pillows_bomb_limit_open(tmp_path):
+    from edgeseg.data.folders import header_size
+
+    path = tmp_path / "big.png"
+    Image.new("L", (15000, 12000)).save(path)  # 180 MP: over Pillow's default limit
+    assert header_size(path) == (15000, 12000)
+
+
+def test_dynamic_models_run_at_sizes_their_stride_does_not_divide(converted, tiny_run, tmp_path):
+    dynamic = tmp_path / "dyn.onnx"
+    result = CliRunner().invoke(cli, ["convert", str(tiny_run / "model.keras"), "--to", "onnx",
+                                      "--dynamic", "--input-size", "64", "--verify-samples", "2",
+                                      "--out", str(dynamic)])
+    assert result.exit_code == 0, result.output
+    report = tmp_path / "b.json"
+    for model in (tiny_run / "model.keras", dynamic):
+        result = CliRunner().invoke(cli, ["eval", str(model), "--n", "2", "--input-size", "100"])
+        assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(cli, ["bench", str(dynamic), "--image-size", "100", "--runs", "2",
+                                      "--warmup", "0", "--samples", "2", "--quiet",
+                                      "--json", str(report)])
+    assert result.exit_code == 0, result.output
+    row = json.loads(report.read_text())["results"][0]
+    from edgeseg.flops import onnx_cost
+
+    assert row["input_shape"] == [1, 128, 128, 1]  # 100 padded to what the stride divides
+    assert row["macs"] == onnx_cost(dynamic, input_size=128).macs
+
+
+def test_sigterm_leaves_no_temporary_files(converted, tiny_run, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    child = subprocess.Popen([sys.executable, "-m", "edgeseg", "convert",
+                              str(tiny_run / "model.keras"), "--quant", "int8", "--calib-samples",
+                              "8", "--out", str(out / "m.tflite")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(6)  # past TensorFlow's import, into the conversion
+    child.send_signal(signal.SIGTERM)
+    child.communicate(timeout=120)
+    leftovers = [p.name for p in out.iterdir() if p.name.startswith(".")]
+    assert leftovers == [], leftovers
+
+
+def test_ctrl_c_in_the_harness_says_so(converted, tmp_path):
+    model = converted[("tflite", "none")][0]
+    child = subprocess.Popen([sys.executable, "-m", "benchmarks", str(model), "--runs", "1000000",
+                              "--quiet", "--json", str(tmp_path / "b.json")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(8)
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 130, err
+    assert "interrupted" in err and not (tmp_path / "b.json").exists()
+
+
+def test_disk_errors_are_one_line(converted, tmp_path):
+    """A real read-only place: /proc takes no new files."""
+    model = converted[("tflite", "none")][0]
+    result = CliRunner().invoke(cli, ["eval", str(model), "--n", "2", "--json",
+                                      "/proc/edgeseg-test.json"])
+    assert result.exit_code == 2 and "cannot write" in result.output, result.output
+    assert not os.path.exists("/proc/edgeseg-test.json")
