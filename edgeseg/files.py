@@ -32,8 +32,10 @@ def atomic_file(path):
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.filename is None:
+            error.filename = str(path)  # a full disk says which file it could not write
         raise
 
 
@@ -67,12 +69,15 @@ def atomic_dir(path, *, replace: bool = False):
         if path.exists() and replace:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(error, OSError) and error.filename is None:
+            error.filename = str(path)
         raise
 
 
 MODEL_SUFFIXES = (".keras", ".h5", ".tflite", ".onnx")
+MIN_FREE = 1 << 20  # bytes an output's disk must have free before any work starts
 
 
 def check_output(path, *, inputs=(), option: str = "--out", folder: bool = False,
@@ -119,9 +124,14 @@ def check_output(path, *, inputs=(), option: str = "--out", folder: bool = False
         fd, probe = tempfile.mkstemp(prefix=".edgeseg-write-check.", dir=existing)
         os.close(fd)
         os.unlink(probe)
+        stats = os.statvfs(existing)
     except OSError as error:
         raise EdgesegError(f"{option} {given}: cannot write in {existing} "
                            f"({error.strerror or error})") from None
+    free = stats.f_bavail * stats.f_frsize
+    if free < MIN_FREE:
+        raise EdgesegError(f"{option} {given}: only {free // 1024} KiB free on the disk of "
+                           f"{existing}")
     return path
 
 

@@ -7,7 +7,6 @@ traceback, and leave nothing behind.
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import numpy as np

@@ -169,9 +169,9 @@ def test_maxunpool_puts_values_at_the_pooling_positions(tf):
     ("mobile_unet", {"block": "v3"}, "block must be one of ds, ir"),
     ("mobile_unet", {"stem": 4}, "stem must be one of 1, 2"),
     ("mobile_unet", {"merge": "sum"}, "merge must be one of concat, add"),
-    ("mobile_unet", {"alpha": 0}, "alpha must be a positive float"),
-    ("mobile_unet", {"dilation": 0}, "dilation must be an integer >= 1"),
-    ("mobile_unet", {"num_classes": 0}, "num_classes must be an integer >= 1"),
+    ("mobile_unet", {"alpha": 0}, "option alpha=0 must be a number from"),
+    ("mobile_unet", {"dilation": 0}, "option dilation=0 must be a whole number from 1"),
+    ("mobile_unet", {"num_classes": 0}, "option num_classes=0 must be a whole number from 1"),
     ("unet", {"alpha": 0.5}, "unknown option alpha; valid options: input_size"),
 ])
 def test_bad_options_raise_one_clear_error(name, options, message):

@@ -151,3 +151,29 @@ def test_disk_errors_are_one_line(converted, tmp_path):
                                       "/proc/edgeseg-test.json"])
     assert result.exit_code == 2 and "cannot write" in result.output, result.output
     assert not os.path.exists("/proc/edgeseg-test.json")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 3 MiB file system (tmpfs), for what a full disk does; skipped where mounting is
+    not allowed."""
+    where = tmp_path / "disk"
+    where.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(where)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    yield where
+    subprocess.run(["umount", str(where)], check=False)
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(small_disk):
+    result = CliRunner().invoke(cli, ["data", "synth", "--n", "400", "--size", "256",
+                                      "--out", str(small_disk / "nuclei")])
+    assert result.exit_code == 2, result.output
+    assert "no space left" in result.output and "Traceback" not in result.output
+    assert list(small_disk.iterdir()) == []  # the partial folder is gone
+    (small_disk / "fill").write_bytes(b"\0" * 2_500_000)
+    result = CliRunner().invoke(cli, ["data", "synth", "--n", "4", "--size", "64",
+                                      "--out", str(small_disk / "small")])
+    assert result.exit_code == 2 and "KiB free" in result.output, result.output
