@@ -36,13 +36,14 @@ DEPLOYABLE_DICE = 0.01  # a file is deployable within this much of its own model
 
 def best_deployable(rows: list[dict]) -> dict | None:
     """The fastest of one model's bench rows (each with ``file``) whose Dice is within
-    DEPLOYABLE_DICE of that model's fp32 file's; None for no rows."""
-    if not rows:
-        return None
+    DEPLOYABLE_DICE of that model's fp32 file's. Fails closed: None when there is no fp32 row
+    with a Dice to judge by, and a row without a Dice is never deployable."""
     fp32 = next((r for r in rows if r["file"].startswith("fp32")), None)
-    ok = [r for r in rows if fp32 is None or r["dice"] is None or fp32["dice"] is None
-          or r["dice"] >= fp32["dice"] - DEPLOYABLE_DICE]
-    return min(ok, key=lambda r: r["latency_ms"]["p50"])
+    if fp32 is None or fp32.get("dice") is None:
+        return None
+    ok = [r for r in rows if r.get("dice") is not None
+          and r["dice"] >= fp32["dice"] - DEPLOYABLE_DICE]
+    return min(ok, key=lambda r: r["latency_ms"]["p50"]) if ok else None
 
 
 def options(function):

@@ -29,8 +29,11 @@ class Violation:
     message: str
 
     def __str__(self) -> str:
-        threads = f", {self.threads} thread(s)" if self.threads else ""
-        return f"{self.variant} ({self.runtime}{threads}): {self.message}"
+        return f"{_where(self.variant, self.runtime, self.threads)}: {self.message}"
+
+
+def _where(variant, runtime, threads) -> str:
+    return f"{variant} ({runtime}{f', {threads} thread(s)' if threads else ''})"
 
 
 def load_report(path) -> dict:
@@ -102,11 +105,27 @@ def _measured(value) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
+def _spread_ratio(row: dict, base: dict) -> float | None:
+    """The smallest latency growth the timing blocks allow: the new row's fastest block median
+    over the baseline's slowest (None without blocks in both)."""
+    new, old = row["latency_ms"].get("blocks"), base["latency_ms"].get("blocks")
+    if not (isinstance(new, list) and isinstance(old, list) and new and old):
+        return None
+    return min(new) / max(old)
+
+
 def compare(report: dict, baseline: dict | None = None, *, max_dice_drop: float = 0.01,
             max_latency_ratio: float | None = 1.25, max_size_ratio: float | None = 1.05,
-            max_dice_delta: float | None = None) -> list[Violation]:
+            max_dice_delta: float | None = None, notes: list | None = None) -> list[Violation]:
     """Every rule the report breaks against the baseline (and, with ``max_dice_delta``, against
-    its own reference: no variant's Dice may be more than that below the reference's)."""
+    its own reference: no variant's Dice may be more than that below the reference's).
+
+    Latency is noise-aware where both rows carry the medians of their timing blocks (the harness
+    writes ``latency_ms.blocks``): a row regresses only when even its fastest block is slower
+    than the baseline's slowest by more than ``max_latency_ratio``. What could not be compared
+    (latency across machines without a reference row) is appended to ``notes``, one line each.
+    """
+    notes = [] if notes is None else notes
     problems: list[Violation] = []
     rows = {_key(r): r for r in report["results"]}
     for row in report["results"]:  # a figure that could not be measured never passes
@@ -149,11 +168,24 @@ def compare(report: dict, baseline: dict | None = None, *, max_dice_drop: float 
                     if _measured(row["latency_ms"]["p50"]) and \
                     _measured(base["latency_ms"]["p50"]) else None
                 what = (f"p50 {base['latency_ms']['p50']:.2f} -> {row['latency_ms']['p50']:.2f} ms")
+                spread = _spread_ratio(row, base)
+                if ratio is not None and spread is not None and ratio > max_latency_ratio:
+                    if spread <= max_latency_ratio:
+                        notes.append(_where(*key) +
+                                     f": p50 x{ratio:.2f}, but x{spread:.2f} between the timing "
+                                     f"blocks' extremes: within noise, not a regression")
+                        ratio = None
+                    else:
+                        what += f", x{spread:.2f} even between the blocks' extremes"
             else:
                 now, before = _relative_latency(report, row), _relative_latency(baseline, base)
                 ratio = now / before if now and before else None
                 what = "p50 relative to the reference" + \
                     (f" {before:.2f} -> {now:.2f}" if ratio else "")
+                if ratio is None:
+                    notes.append(_where(*key) +
+                                 ": latency not compared (the reports come from different "
+                                 "machines and one has no reference row to compare relative to)")
             if ratio is not None and ratio > max_latency_ratio:
                 problems.append(Violation(*key, "latency",
                                           f"{what} (x{ratio:.2f}, allowed x{max_latency_ratio})"))

@@ -9,7 +9,8 @@ from PIL import Image
 from edgeseg.config import DataConfig
 from edgeseg.data import folders
 from edgeseg.data.folders import DataError, detect_layout, find_samples
-from edgeseg.data.source import VAL_OFFSET, builtin, load_data, load_eval_data, load_folder
+from edgeseg.data.source import (TEST_OFFSET, VAL_OFFSET, builtin, load_data, load_eval_data,
+                                 load_folder)
 from edgeseg.data.synthetic import shapes_sample, synthetic_arrays
 from edgeseg.data.writer import write_synthetic
 from edgeseg.visualize import mask_image
@@ -209,10 +210,13 @@ def test_split_by_given_folders(tmp_path):
     assert len(train) == 4 and len(val) == 2
 
 
-def test_eval_data_of_a_builtin_set_is_held_out():
+def test_eval_data_of_a_builtin_set_is_neither_training_nor_validation():
     data = load_eval_data("synthetic-nuclei", size=32, count=3)
-    again = builtin("synthetic-nuclei", 3, 32, 0, VAL_OFFSET)
+    again = builtin("synthetic-nuclei", 3, 32, 0, TEST_OFFSET)
     assert all(np.array_equal(a, b) for a, b in zip(data.images, again.images))
+    train, val = load_data(DataConfig("synthetic-nuclei", input_size=32, n_train=64, n_val=64))
+    seen = [*train.images, *val.images]
+    assert not any(np.array_equal(t, s) for t in data.images for s in seen)
 
 
 # --- bad input: one DataError that names the file ---------------------------------------------

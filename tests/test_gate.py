@@ -61,7 +61,38 @@ def test_latency_is_compared_relative_to_the_reference_across_machines(bench_rep
     same = copy.deepcopy(bench_report)
     for row in same["results"]:
         row["latency_ms"]["p50"] *= 3
+        row["latency_ms"]["blocks"] = [b * 3 for b in row["latency_ms"]["blocks"]]
     assert {p.rule for p in compare(same, bench_report)} == {"latency"}
+
+
+def test_a_busy_moment_is_noise_not_a_latency_regression(bench_report, tmp_path, runner):
+    busy = copy.deepcopy(bench_report)
+    row = busy["results"][0]
+    base = bench_report["results"][0]["latency_ms"]
+    # one timing block slowed by something else on the machine drags the p50 up by 1.44x; the
+    # other blocks are as fast as before
+    row["latency_ms"]["p50"] = base["p50"] * 1.44
+    row["latency_ms"]["blocks"] = [min(base["blocks"]), min(base["blocks"]), base["p50"] * 3]
+    baseline = _write(tmp_path / "base.json", bench_report)
+    result = runner.invoke(cli, ["check", str(_write(tmp_path / "busy.json", busy)),
+                                 "--baseline", str(baseline)])
+    assert result.exit_code == 0, result.output
+    assert "within noise" in result.output
+    row["latency_ms"]["blocks"] = [b * 1.44 for b in base["blocks"]]  # every block slower: real
+    result = runner.invoke(cli, ["check", str(_write(tmp_path / "slow.json", busy)),
+                                 "--baseline", str(baseline)])
+    assert result.exit_code == 1 and "even between the blocks' extremes" in result.output
+
+
+def test_latency_that_cannot_be_compared_is_said(bench_report, tmp_path, runner):
+    elsewhere = copy.deepcopy(bench_report)
+    elsewhere["machine"]["cpu"] = "another CPU"
+    for row in elsewhere["results"]:
+        row["reference"] = False  # no reference row: nothing to compare relative to
+    result = runner.invoke(cli, ["check", str(_write(tmp_path / "e.json", elsewhere)),
+                                 "--baseline", str(_write(tmp_path / "b.json", bench_report))])
+    assert result.exit_code == 0, result.output
+    assert "latency not compared" in result.output.splitlines()[-1]
 
 
 def test_max_dice_delta_needs_no_baseline(bench_report, tmp_path, runner):

@@ -147,6 +147,21 @@ def test_the_peers_goals_compare_best_deployable_variants():
     assert not result["speedup vs tutorial_unet (litert, 1 thread)"]["passed"]
 
 
+def test_goals_fail_closed_when_their_figures_are_missing():
+    from benchmarks.peers import best_deployable, goals
+
+    result = goals({"results": [], "roofline": {"gflops": 100.0}})
+    assert len(result) == 7  # every goal is listed, none silently dropped
+    assert all(g["value"] is None and g["passed"] is False and "not measured" in g["detail"]
+               for g in result)
+    rows = [_row("mobile_unet", "fp32.tflite", "litert", 1, 8.0, None),
+            _row("mobile_unet", "int8.tflite", "litert", 1, 6.0, 0.95)]
+    assert best_deployable({"results": rows}, "mobile_unet", "litert") is None  # nothing to judge by
+    rows[0]["dice"] = 0.96
+    rows.append(_row("mobile_unet", "dynamic.tflite", "litert", 1, 1.0, None))  # no Dice: never
+    assert best_deployable({"results": rows}, "mobile_unet", "litert")["file"] == "int8.tflite"
+
+
 @pytest.mark.slow
 def test_the_sweep_command_trains_converts_benchmarks_and_chooses(tmp_path):
     out = tmp_path / "sweep"

@@ -17,7 +17,8 @@ from edgeseg.data import folders, synthetic
 from edgeseg.data.folders import UNLABELED, DataError
 
 # Built-in validation samples are drawn from indices far past any training count: never the same.
-VAL_OFFSET = 1_000_000
+VAL_OFFSET = 1_000_000  # built-in validation samples: training scores and selects on them
+TEST_OFFSET = 2_000_000  # built-in test samples: what eval, bench, run, peers and sweep score on
 
 
 class _Samples:
@@ -235,11 +236,13 @@ def load_eval_data(source: str, *, size: int | None, channels: int | None = None
                    seed: int = 0) -> SegData:
     """A dataset to score a model on: every sample of a folder, or held-out built-in samples.
 
-    Built-in samples come from far past any training index (``VAL_OFFSET``), so a model trained
-    on the same dataset has never seen them. Folder images are resized to ``size`` when given.
+    Built-in samples are the test range (``TEST_OFFSET``): past every training index and apart
+    from the validation range (``VAL_OFFSET``) that training validates, keeps its best weights and
+    checks its guard on, so no stage has seen or chosen by them. Folder images are resized to
+    ``size`` when given.
     """
     if is_builtin(source):
-        return builtin(source, count, size or 256, seed, VAL_OFFSET, channels)
+        return builtin(source, count, size or 256, seed, TEST_OFFSET, channels)
     check_source_name(source)
     return load_folder(source, layout, channels, num_classes,
                        resize_to=(size, size) if size else None)
