@@ -19,3 +19,17 @@ def dropping(logger_name: str, fragment: str):
         yield
     finally:
         logger.removeFilter(keep)
+
+
+_said: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """``warning: message`` on stderr, once per process: what edgeseg could not do and went on
+    without (a thread setting, a corrupt embedded card, a count it cannot make) is said, not
+    swallowed, and not repeated for every file or tile."""
+    import sys
+
+    if message not in _said:
+        _said.add(message)
+        print(f"warning: {message}", file=sys.stderr)

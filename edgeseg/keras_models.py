@@ -389,8 +389,12 @@ class KerasModel(EdgeModel):
             try:
                 tf.config.threading.set_intra_op_parallelism_threads(num_threads)
                 tf.config.threading.set_inter_op_parallelism_threads(1)
-            except RuntimeError:
-                pass  # TensorFlow already started: its thread pools are fixed for this process
+            except RuntimeError:  # TensorFlow already started: its pools are fixed for good
+                from edgeseg._logging import warn_once
+
+                current = tf.config.threading.get_intra_op_parallelism_threads() or "its default"
+                warn_once(f"Keras models in this process run on TensorFlow's {current} threads "
+                          f"(set when it started); {num_threads} does not apply to them")
         self.source = load_keras(self.path, unsafe=unsafe)
         self.model = self.source.model
         self.runtime = "keras" if self.source.flavour == "tf_keras" else self.source.flavour

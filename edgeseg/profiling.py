@@ -58,13 +58,30 @@ def _is_constant(model, tensor) -> bool:
     return data is not None and len(data) > 0
 
 
-def _prefix_model(model, fb, stop: int) -> bytes:
-    """Ops 0..``stop`` of subgraph 0 as a model: its inputs, its constants, and as outputs every
-    tensor it produces that none of its own ops reads (plus the original outputs it produces)."""
+def _weight_ops(model, parsed) -> set[int]:
+    """Ops that only unpack a constant (DEQUANTIZE of fp16 weights): XNNPACK folds them into the
+    weights when it sets the graph up, and cannot run one whose result is a graph output."""
+    return {op.index for op in parsed.ops if op.name == "DEQUANTIZE"
+            and all(parsed.tensors[t].constant for t in op.inputs if t >= 0)}
+
+
+def _prefix_ops(parsed, stop: int, weight_ops: set[int]) -> list[int]:
+    """Ops 0..``stop``, less the weight-unpacking ones no kept op reads yet."""
+    kept = [i for i in range(stop + 1) if i not in weight_ops]
+    read = {t for i in kept for t in parsed.ops[i].inputs}
+    return sorted([*kept, *(i for i in weight_ops if i <= stop
+                            and set(parsed.ops[i].outputs) & read)])
+
+
+def _prefix_model(model, fb, stop) -> bytes:
+    """Ops 0..``stop`` (or the op indices ``stop`` lists) of subgraph 0 as a model: its inputs,
+    its constants, and as outputs every tensor it produces that none of its own ops reads (plus
+    the original outputs it produces)."""
     import flatbuffers
 
     graph = model.subgraphs[0]
-    ops = graph.operators[: stop + 1]
+    ops = graph.operators[: stop + 1] if isinstance(stop, int) else \
+        [graph.operators[i] for i in stop]
     consumed, used = set(), []
     for op in ops:
         consumed.update(i for i in op.inputs.tolist() if i >= 0)
@@ -128,20 +145,28 @@ def profile_tflite(path, threads: int = 1, runs: int = 50, warmup: int = 3) -> d
                            f"({len(model.subgraphs)} subgraphs)")
     interpreter_class, runtime = _tflite_interpreter_class()
     rng = np.random.default_rng(0)
+    weight_ops = _weight_ops(model, parsed)
     prefixes = []
     for op in parsed.ops:
+        kept = _prefix_ops(parsed, op.index, weight_ops)
+        if not kept:  # only weights unpacked so far: nothing runs yet
+            prefixes.append(None)
+            continue
         try:
-            interpreter = interpreter_class(model_content=_prefix_model(model, fb, op.index),
+            interpreter = interpreter_class(model_content=_prefix_model(model, fb, kept),
                                             num_threads=threads)
             interpreter.allocate_tensors()
+            _feed(interpreter, rng)
+            interpreter.invoke()
         except (ValueError, RuntimeError) as error:
             raise EdgesegError(f"{path}: the graph cut after op {op.index} ({op.name}) does not "
-                               f"load ({str(error).splitlines()[0]})") from None
-        _feed(interpreter, rng)
+                               f"run ({str(error).splitlines()[0]})") from None
         prefixes.append(interpreter)
     times = np.zeros((runs, len(prefixes)))
     for iteration in range(warmup + runs):
         for column, interpreter in enumerate(prefixes):
+            if interpreter is None:
+                continue
             t0 = time.perf_counter()
             interpreter.invoke()
             if iteration >= warmup:

@@ -154,8 +154,12 @@ def sample_masks(report: dict, data: str, layout: str | None = None, count: int 
             models.append((f"{row['variant']} ({row['runtime']})",
                            runtime.load(row["path"], contract=contract, unsafe=unsafe,
                                         foreign_only=True)))
-        except EdgesegError:
-            continue  # a file removed since the bench: its column is left out
+        except EdgesegError as error:  # e.g. a file removed since the bench: said, then left out
+            from edgeseg._logging import warn_once
+
+            warn_once(f"the report's sample masks leave out {row['variant']} "
+                      f"({row['runtime']}): {error}")
+            continue
     if not models:
         return []
     first = models[0][1]

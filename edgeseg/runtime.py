@@ -344,7 +344,10 @@ class LiteRTModel(EdgeModel):
 
         try:
             return read_card(self._file)
-        except EdgesegError:
+        except EdgesegError as error:
+            from edgeseg._logging import warn_once
+
+            warn_once(f"{error}; ignored (the card beside the file, if any, is used)")
             return {}
 
     def _output_ops(self, output):
@@ -449,7 +452,10 @@ class OnnxModel(EdgeModel):
         try:
             return parse_embedded(
                 self.session.get_modelmeta().custom_metadata_map.get(EMBEDDED_KEY), self.path)
-        except EdgesegError:
+        except EdgesegError as error:
+            from edgeseg._logging import warn_once
+
+            warn_once(f"{error}; ignored (the card beside the file, if any, is used)")
             return {}
 
     def _output_ops(self, output):
@@ -477,6 +483,10 @@ class OnnxModel(EdgeModel):
         try:
             cost = flops.onnx_cost(self.path, input_size=input_size, layout=self.layout)
         except ImportError:  # onnx (not only onnxruntime) is needed to read the graph
+            from edgeseg._logging import warn_once
+
+            warn_once("MACs and params of .onnx files are read with the onnx package, which is "
+                      "not installed (pip install onnx): left out")
             return None, None, None
         return cost.macs, cost.params, weight_sparsity(self.path)
 

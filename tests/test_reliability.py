@@ -177,3 +177,36 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(small_disk):
     result = CliRunner().invoke(cli, ["data", "synth", "--n", "4", "--size", "64",
                                       "--out", str(small_disk / "small")])
     assert result.exit_code == 2 and "KiB free" in result.output, result.output
+
+
+# --- issue 16: inspect/profile on every kind of file, and errors said rather than swallowed ----
+
+@pytest.mark.parametrize("quant", ["none", "fp16", "dynamic", "int8"])
+def test_inspect_profile_runs_every_tflite_and_its_bytes_add_up(converted, quant):
+    from edgeseg.inspection import inspect_file
+    from edgeseg.profiling import profile_file
+
+    path = converted[("tflite", quant)][0]
+    report = inspect_file(path)
+    assert sum(report["bytes"].values()) == path.stat().st_size  # parts never exceed the file
+    profile = profile_file(path, threads=1, runs=3)
+    assert profile["whole_ms"] > 0 and len(profile["ops"]) == report["op_total"]
+
+
+def test_a_corrupt_embedded_card_is_said_once(converted, tmp_path, capsys):
+    from edgeseg import runtime
+    from edgeseg.card import EMBEDDED_KEY
+
+    import onnx
+
+    proto = onnx.load(str(converted[("onnx", "none")][0]))
+    for entry in proto.metadata_props:
+        if entry.key == EMBEDDED_KEY:
+            entry.value = "{not json"
+    path = tmp_path / "broken.onnx"
+    onnx.save(proto, str(path))
+    assert runtime.load(path).card == {}
+    err = capsys.readouterr().err
+    assert err.count("not valid JSON") == 1 and "broken.onnx" in err
+    result = CliRunner().invoke(cli, ["inspect", str(path)])
+    assert result.exit_code == 2 and "not valid JSON" in result.output

@@ -41,6 +41,7 @@ class Tensor:
     scales: tuple[float, ...] = ()
     zero_points: tuple[int, ...] = ()
     quantized_dimension: int = 0
+    buffer: int = 0  # the buffer that holds its data (several tensors may share one)
 
     @property
     def quantized(self) -> bool:
@@ -88,7 +89,7 @@ class TFLiteFile:
 
     def bytes_by_kind(self) -> dict[str, int]:
         """Where the file's bytes go: constant data, quantization parameters, names, the rest."""
-        data = sum(t.data_bytes for t in self.tensors)
+        data = sum({t.buffer: t.data_bytes for t in self.tensors if t.data_bytes}.values())
         # a vector stored once and shared by several tensors (see converters.flatbuffer) counts once
         quant = sum(4 * len(s) for s in {t.scales for t in self.tensors}) + \
             sum(8 * len(z) for z in {t.zero_points for t in self.tensors})
@@ -164,7 +165,7 @@ def _parse(data: bytes) -> TFLiteFile:
         nbytes = buffer_sizes[t.Buffer()] if t.Buffer() < len(buffer_sizes) else 0
         tensors.append(Tensor(i, (t.Name() or b"").decode(errors="replace"), shape, signature,
                               type_names.get(t.Type(), str(t.Type())).lower(), nbytes > 0, nbytes,
-                              scales, zeros, q.QuantizedDimension() if q else 0))
+                              scales, zeros, q.QuantizedDimension() if q else 0, t.Buffer()))
     ops = []
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
