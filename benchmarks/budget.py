@@ -66,15 +66,26 @@ def options(function):
 def train(candidate: Candidate, out: Path, steps: int, seed: int = 0, echo=print) -> dict:
     """Train (or build, when ``trained`` is False) ``candidate`` into ``out/model.keras``.
 
-    ``steps`` optimizer steps of 16 crops. A finished model is reused. Returns ``{"dice": validation Dice or None, "seconds": ...}``.
+    ``steps`` optimizer steps of 16 crops. A finished model is reused only when it was made with
+    the same parameters (model, options, steps, seed, data: the ``key`` in ``budget.json``), and
+    that is said. Returns ``{"dice": validation Dice or None, "seconds": ..., "key": ...}``.
     """
     from edgeseg.config import DataConfig, ModelConfig, TrainConfig, train_defaults
     from edgeseg.train import MODEL_FILE, fit
 
     out.mkdir(parents=True, exist_ok=True)
     summary = out / "budget.json"
+    key = {"model": candidate.model, "options": dict(candidate.options),
+           "trained": candidate.trained, "steps": steps if candidate.trained else 0,
+           "seed": seed, "data": DATA, "train_size": TRAIN_SIZE}
     if (out / MODEL_FILE).exists() and summary.exists():
-        return json.loads(summary.read_text())
+        previous = json.loads(summary.read_text())
+        if previous.get("key") == key:
+            echo(f"  {candidate.label}: reused {out / MODEL_FILE} (same model, steps {key['steps']}"
+                 f", seed {seed})")
+            return previous
+        echo(f"  {candidate.label}: {out / MODEL_FILE} was made with other parameters "
+             f"({_differences(previous.get('key'), key)}): trained again")
     started = time.perf_counter()
     if candidate.trained:
         cfg = TrainConfig(
@@ -89,10 +100,17 @@ def train(candidate: Candidate, out: Path, steps: int, seed: int = 0, echo=print
         _untrained(candidate, out / MODEL_FILE, seed)
         info = {"dice": None, "seconds": 0.0, "steps": 0}
     info["wall_seconds"] = round(time.perf_counter() - started, 1)
+    info["key"] = key
     summary.write_text(json.dumps(info))
     echo(f"  {candidate.label}: " + (f"validation Dice {info['dice']:.4f}, {info['seconds']:.0f} s"
                                      if info["dice"] is not None else "random weights"))
     return info
+
+
+def _differences(old: dict | None, new: dict) -> str:
+    if not isinstance(old, dict):
+        return "not recorded"
+    return ", ".join(f"{k} {old.get(k)!r} -> {v!r}" for k, v in new.items() if old.get(k) != v)
 
 
 def _untrained(candidate: Candidate, path: Path, seed: int) -> None:
@@ -112,20 +130,33 @@ def _untrained(candidate: Candidate, path: Path, seed: int) -> None:
 
 def convert_all(model: Path, out: Path, size: int, files=tuple(FILES), trained: bool = True,
                 seed: int = 0, echo=print) -> list[Path]:
-    """Convert ``model`` to each of ``files`` (names from :data:`FILES`) at ``size``; reuse done ones.
+    """Convert ``model`` to each of ``files`` (names from :data:`FILES`) at ``size``. A file is
+    reused only when its card says it was made from this model (not older than it) at this size,
+    format, quantization and seed; what was reused is said.
 
     Parity is checked for trained models (an untrained one's int8 agreement means nothing)."""
     from converters import convert
+    from edgeseg.card import read_card
 
-    paths = []
+    paths, reused = [], []
     for name in files:
         target = out / name
-        if not target.exists():
-            to, quant = FILES[name]
+        to, quant = FILES[name]
+        card = read_card(target) if target.exists() else {}
+        recipe, calibration = card.get("recipe") or {}, card.get("calibration") or {}
+        same = bool(card) and card.get("input_size") == [size, size] and \
+            recipe.get("to") == to and recipe.get("quant") == quant and \
+            calibration.get("seed", seed) == seed and \
+            Path((card.get("source") or {}).get("model", "")) == Path(model) and \
+            target.stat().st_mtime >= Path(model).stat().st_mtime
+        if same:
+            reused.append(name)
+        else:
             convert(model, target, to=to, quant=quant, input_size=size, calib=DATA,
                     calib_samples=64, verify=trained, verify_samples=16, seed=seed)
         paths.append(target)
-    echo(f"  {out.name}: " + ", ".join(f"{p.name} {p.stat().st_size / 1024:.0f} KB" for p in paths))
+    echo(f"  {out.name}: " + ", ".join(f"{p.name} {p.stat().st_size / 1024:.0f} KB" for p in paths)
+         + (f" (reused, same model, size, mode and seed: {', '.join(reused)})" if reused else ""))
     return paths
 
 

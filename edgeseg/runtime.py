@@ -340,18 +340,26 @@ class LiteRTModel(EdgeModel):
         return read_tflite(self.path)
 
     def _embedded_card(self):
-        from edgeseg.formats.tflite import read_card
+        from edgeseg._logging import warn_once
+        from edgeseg.formats.tflite import SCHEMA_MISSING, SchemaUnavailable, read_card
 
         try:
             return read_card(self._file)
+        except SchemaUnavailable:
+            warn_once(f"{SCHEMA_MISSING}: the cards inside .tflite files are not read (the card "
+                      f"beside each file, <file>.json, is)")
+            return {}
         except EdgesegError as error:
-            from edgeseg._logging import warn_once
-
             warn_once(f"{error}; ignored (the card beside the file, if any, is used)")
             return {}
 
     def _output_ops(self, output):
-        producer = self._file.producer()
+        from edgeseg.formats.tflite import SchemaUnavailable
+
+        try:
+            producer = self._file.producer()
+        except SchemaUnavailable:
+            return []  # the values decide
         tensor = self._file.output_indices[output]
         names = []
         while tensor in producer and len(names) < 16:
@@ -365,10 +373,18 @@ class LiteRTModel(EdgeModel):
 
     def cost(self, input_size=None):
         from edgeseg import flops
-        from edgeseg.formats.tflite import weight_sparsity
+        from edgeseg.formats.tflite import SchemaUnavailable, weight_sparsity
 
-        cost = flops.tflite_cost(self.path)
-        return cost.macs, cost.params, weight_sparsity(self.path)
+        try:
+            cost = flops.tflite_cost(self.path)
+            return cost.macs, cost.params, weight_sparsity(self.path)
+        except SchemaUnavailable:
+            from edgeseg._logging import warn_once
+            from edgeseg.formats.tflite import SCHEMA_MISSING
+
+            warn_once(f"{SCHEMA_MISSING}: MACs, params and sparsity of .tflite files are left "
+                      f"out")
+            return None, None, None
 
     def _run(self, images, output):
         detail = self._outputs[output]

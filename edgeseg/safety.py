@@ -43,9 +43,16 @@ def verify_structure(path: Path) -> None:
     if path.stat().st_size == 0:
         raise EdgesegError(f"{path}: empty file (0 bytes), not a model")
     if path.suffix.lower() == ".tflite":
-        from edgeseg.formats.tflite import read_tflite
+        from edgeseg.formats.tflite import SchemaUnavailable, read_tflite
 
-        read_tflite(path)  # raises a clear EdgesegError on anything malformed
+        try:
+            read_tflite(path)  # raises a clear EdgesegError on anything malformed
+        except SchemaUnavailable:  # tflite-runtime only: the child probe still guards
+            from edgeseg._logging import warn_once
+            from edgeseg.formats.tflite import SCHEMA_MISSING
+
+            warn_once(f"{SCHEMA_MISSING}: .tflite files are checked by the child-process probe "
+                      f"only")
     elif path.suffix.lower() == ".onnx":
         _verify_onnx(path)
 

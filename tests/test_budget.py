@@ -156,3 +156,26 @@ def test_check_learned_names_each_failure():
     assert "no better than a prediction that ignores the image" in check_learned(chance, chance)
     blank = dict(good, dice=0.0, predicted_classes=[0])
     assert "predicts only 'background'" in check_learned(good, blank)
+
+
+def test_budget_caches_are_keyed_on_what_made_them(tmp_path):
+    """A model or file left by a run with other parameters is not passed off as this run's."""
+    from benchmarks.budget import Candidate, convert_all, train
+
+    lines = []
+    candidate = Candidate("tiny", "mobile_unet", {"alpha": 0.25, "depth": 2}, trained=False)
+    train(candidate, tmp_path, steps=5, seed=0, echo=lines.append)
+    train(candidate, tmp_path, steps=5, seed=0, echo=lines.append)
+    assert "reused" in lines[-1]
+    train(candidate, tmp_path, steps=5, seed=1, echo=lines.append)
+    assert any("other parameters" in line and "seed 0 -> 1" in line for line in lines)
+    model = tmp_path / "model.keras"
+    convert_all(model, tmp_path, 32, ("fp32.tflite",), trained=False, echo=lines.append)
+    first = (tmp_path / "fp32.tflite").stat().st_mtime_ns
+    convert_all(model, tmp_path, 32, ("fp32.tflite",), trained=False, echo=lines.append)
+    assert "reused" in lines[-1] and (tmp_path / "fp32.tflite").stat().st_mtime_ns == first
+    convert_all(model, tmp_path, 64, ("fp32.tflite",), trained=False, echo=lines.append)
+    assert "reused" not in lines[-1]
+    from edgeseg.card import read_card
+
+    assert read_card(tmp_path / "fp32.tflite")["input_size"] == [64, 64]

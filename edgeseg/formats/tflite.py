@@ -19,14 +19,32 @@ from edgeseg.errors import EdgesegError
 from edgeseg.card import EMBEDDED_KEY as CARD_KEY  # the metadata entry that holds the card (JSON)
 
 
+class SchemaUnavailable(EdgesegError):
+    """No TFLite schema bindings here (a board with tflite-runtime only): the file can still run,
+    but edgeseg cannot read its structure, card or MACs in Python."""
+
+
 def schema():
-    """The TFLite schema bindings (a .py of generated code that ships with ai-edge-litert)."""
+    """The TFLite schema bindings: a .py of generated code that ships with ai-edge-litert, and with
+    TensorFlow; tflite-runtime has none (:class:`SchemaUnavailable`)."""
+    import importlib.util
+
     try:
         from ai_edge_litert import schema_py_generated
-    except ImportError:  # pragma: no cover - only without ai-edge-litert
-        raise EdgesegError("reading .tflite files needs ai-edge-litert (pip install ai-edge-litert)") \
-            from None
-    return schema_py_generated
+        return schema_py_generated
+    except ImportError:
+        pass
+    try:
+        if importlib.util.find_spec("tensorflow") is not None:
+            from tensorflow.lite.python import schema_py_generated
+            return schema_py_generated
+    except ImportError:
+        pass
+    raise SchemaUnavailable(SCHEMA_MISSING)
+
+
+SCHEMA_MISSING = ("the TFLite schema is not installed (it ships with ai-edge-litert and "
+                  "TensorFlow, not with tflite-runtime)")
 
 
 @dataclass(frozen=True)
@@ -121,7 +139,7 @@ def read_tflite(source) -> TFLiteFile:
     try:
         return _parse(data)
     except EdgesegError as error:
-        raise EdgesegError(f"{label}: {error}") from None
+        raise type(error)(f"{label}: {error}") from None  # SchemaUnavailable stays itself
     except Exception:  # a truncated or corrupt flatbuffer fails anywhere inside
         raise EdgesegError(f"{label}: corrupt or truncated .tflite file (its tables point past "
                            f"the end of the {len(data):,} bytes or hold impossible values)") \
@@ -226,4 +244,5 @@ def weight_sparsity(path) -> float:
     return zeros / total if total else 0.0
 
 
-__all__ = ["CARD_KEY", "Op", "TFLiteFile", "Tensor", "read_card", "read_tflite", "weight_sparsity"]
+__all__ = ["CARD_KEY", "Op", "SchemaUnavailable", "TFLiteFile", "Tensor", "read_card",
+           "read_tflite", "weight_sparsity"]
