@@ -88,6 +88,9 @@ def run_sweep(out: Path, *, input_size: int = 256, steps: int = 300, runs: int =
     points = {}
     for c in configs:
         best = budget.best_deployable(by_config[c.label])
+        if best is None:  # no fp32 Dice to judge its files by: not a point of the comparison
+            echo(f"  {c.label}: no deployable file (no fp32 Dice): left out of the choice")
+            continue
         points[c.label] = {"options": c.options, "file": Path(best["path"]).name,
                            "p50": best["latency_ms"]["p50"], "dice": best["dice"],
                            "macs": best["macs"], "size_bytes": best["size_bytes"],

@@ -38,7 +38,7 @@ def test_help_and_every_command_help_import_no_tensorflow():
 def test_every_command_has_help(runner, command):
     result = runner.invoke(cli, [command, "--help"])
     assert result.exit_code == 0
-    assert "Usage: cli " + command in result.output or "Usage: " in result.output
+    assert f"Usage: cli {command} " in result.output, result.output
 
 
 def test_version(runner):

@@ -67,9 +67,11 @@ def test_onnx_profile_reads_ort_node_times(converted, quant):
     profile = profile_onnx(path, threads=1, runs=5)
     kinds = {group["op"] for group in profile["by_type"]}
     assert kinds & {"Conv", "FusedConv", "QLinearConv"}
-    assert all(row["ms"] >= 0 for row in profile["ops"])
-    assert profile["whole_ms"] > 0 and profile["sum_ms"] > 0
-    assert abs(sum(g["share"] for g in profile["by_type"]) - 1) < 1e-9
+    # ORT's node times account for the run (not a tenth of it, not three times it), and the
+    # convolutions, which do nearly all the MACs, take the largest share
+    assert 0.3 < profile["sum_ms"] / profile["whole_ms"] < 3, profile
+    slowest = max(profile["by_type"], key=lambda group: group["ms"])
+    assert slowest["op"] in {"Conv", "FusedConv", "QLinearConv", "ConvInteger"}, profile["by_type"]
 
 
 def test_inspect_profile_prints_the_breakdown(converted):
@@ -172,7 +174,18 @@ def test_the_sweep_command_trains_converts_benchmarks_and_chooses(tmp_path):
     report = json.loads((out / "sweep.json").read_text())
     assert report["schema"] == "edgeseg.bench/1"
     assert set(report["sweep"]["configs"]) == {"concat", "add"}
-    assert report["sweep"]["choice"] in report["sweep"]["pareto"]
+    # the rule, recomputed from the rows: each configuration's fastest file within 0.01 Dice of its
+    # fp32 file, then the fastest configuration within 0.005 of the best
+    best = {}
+    for label in ("concat", "add"):
+        rows = [r for r in report["results"] if r["config"] == label]
+        fp32 = next(r for r in rows if r["file"] == "fp32.tflite")
+        ok = [r for r in rows if r["dice"] >= fp32["dice"] - 0.01]
+        best[label] = min(ok, key=lambda r: r["latency_ms"]["p50"])
+    top = max(r["dice"] for r in best.values())
+    want = min((label for label, r in best.items() if r["dice"] >= top - 0.005),
+               key=lambda label: best[label]["latency_ms"]["p50"])
+    assert report["sweep"]["choice"] == want
     assert len(report["results"]) == 4  # fp32 and int8 .tflite of each, one thread
     assert "chosen" in (out / "sweep.md").read_text() and (out / "sweep.png").stat().st_size > 0
 
