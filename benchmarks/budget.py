@@ -153,7 +153,8 @@ def convert_all(model: Path, out: Path, size: int, files=tuple(FILES), trained: 
             reused.append(name)
         else:
             convert(model, target, to=to, quant=quant, input_size=size, calib=DATA,
-                    calib_samples=64, verify=trained, verify_samples=16, seed=seed)
+                    calib_samples=64, verify=trained, verify_samples=16, seed=seed,
+                    keep_failed=True)  # a comparison point, failed or not: its card says
         paths.append(target)
     echo(f"  {out.name}: " + ", ".join(f"{p.name} {p.stat().st_size / 1024:.0f} KB" for p in paths)
          + (f" (reused, same model, size, mode and seed: {', '.join(reused)})" if reused else ""))

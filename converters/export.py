@@ -65,7 +65,12 @@ class ConvertConfig:
             compared after their sigmoid/softmax, so the limit is on the outputs' own scale)
             [1e-3 float32, 1e-2 fp16].
         min_agreement: smallest share of pixels whose class must agree with the source's
-            [0.999 for float modes; quantized modes warn below 0.99 unless this is given].
+            [0.999 for float modes, 0.98 for quantized ones].
+        max_dice_drop: quantized modes, where the parity images have ground truth: largest fall
+            of Dice against the source [0.02].
+        verify_data: labelled data to check parity on [the validation data the model's card
+            records, else --calib's validation split, else --calib's images, said].
+        keep_failed: write a file that failed its parity check anyway (its card says so).
         per_tensor: one weight scale per tensor instead of per channel (smaller files).
         unsafe: allow Keras models that carry code (Lambda layers).
         contract: I/O-contract keys over the source's card (``normalize``, ``output``,
@@ -84,6 +89,9 @@ class ConvertConfig:
     verify_samples: int = 16
     tolerance: float | None = None
     min_agreement: float | None = None
+    max_dice_drop: float | None = None
+    verify_data: str | None = None
+    keep_failed: bool = False
     seed: int = 0
     per_tensor: bool = False
     unsafe: bool = False
@@ -139,6 +147,9 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
                           + (" or an .onnx with --to onnx --quant int8"
                              if model_path.suffix.lower() == ".onnx" else ""))
     loaded = runtime.load(model_path, unsafe=cfg.unsafe, contract=cfg.contract)
+    if loaded.card.get("status") == "failed":
+        print(f"warning: {model_path}: its card says training failed ({loaded.card.get('failure')}"
+              f"); converting it anyway", file=sys.stderr)
     model = loaded.selected  # the segmentation output of the model, whatever Keras wrote it
     qat = model.is_quantization_aware()
     source_card = loaded.card
@@ -168,6 +179,11 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
         calibration = calibration_images(data, size=size, channels=channels,
                                          count=cfg.calib_samples, seed=cfg.seed,
                                          normalization=norm, fit=fit, trained_on=trained_on)
+        if cfg.verify:
+            unlike = _unlike(calibration, _parity_samples(cfg, data, trained_on, size, channels,
+                                                          num_classes, norm)[0])
+            if unlike:
+                print(f"warning: --calib {data}: {unlike}", file=sys.stderr)
 
     if to == "tflite":
         raw = tflite_conv.tflite_bytes(model, size, quant, calibration, cfg.io, cfg.per_tensor)
@@ -219,12 +235,17 @@ def finish(out: Path, to: str, raw: bytes, card: dict, source, size, cfg: Conver
         card.update(macs=cost.macs, params=cost.params)
         parity = None
         if cfg.verify:
-            parity = _parity(source, trial, data, size, card["channels"], card["num_classes"],
-                             cfg, cards.normalization_of(card), trained_on)
-            card["parity"] = parity.to_dict()
+            parity, where = _parity(source, trial, data, size, card["channels"],
+                                    card["num_classes"], cfg, cards.normalization_of(card),
+                                    trained_on)
+            card["parity"] = {**parity.to_dict(), "images": where}
             if not parity.passed:
-                raise ConversionError(f"{out}: parity check failed: {parity.summary()} "
-                                      f"(limits: --parity-tolerance, --min-agreement)")
+                message = (f"{out}: parity check failed on {where}: {parity.summary()} (limits: "
+                           f"--parity-tolerance, --min-agreement, --max-dice-drop)")
+                if not cfg.keep_failed:
+                    raise ConversionError(message)
+                print(f"warning: {message}; written anyway (--keep-failed), its card says so",
+                      file=sys.stderr)
             if parity.warning:
                 print(f"warning: {out}: {parity.warning}", file=sys.stderr)
         path = atomic_write_bytes(out, stamped(card))
@@ -235,27 +256,68 @@ def finish(out: Path, to: str, raw: bytes, card: dict, source, size, cfg: Conver
     return ConvertResult(path, card, parity)
 
 
-def _parity(source, path, data, size, channels, num_classes, cfg, norm, trained_on) -> Parity:
-    """The converted file against its source, both through EdgeModel.predict (probabilities,
-    whatever the outputs are), on held-out images (random ones when there is no data)."""
+def _parity_samples(cfg, data, trained_on, size, channels, num_classes, norm):
+    """(images, masks or None, where): the images parity is checked on, never the calibration
+    images when anything else is known: --verify-data, else the validation data of what the
+    model was trained on (its card), else --calib's own validation split, else --calib's images
+    (then ``where`` says so). Random images when there is no data at all."""
+    import numpy as np
+
+    from edgeseg.data.source import is_builtin
+
+    source = cfg.verify_data or (trained_on.source if trained_on is not None else None) or data
+    if source is None:
+        images = np.random.default_rng(cfg.seed).random((cfg.verify_samples, *size, channels),
+                                                       np.float32)
+        return images, None, "random images (no data: give --verify-data DIR)"
+    images, masks = labelled_samples(source, size=size, channels=channels,
+                                     num_classes=num_classes, count=cfg.verify_samples,
+                                     seed=cfg.seed, normalization=norm, trained_on=trained_on)
+    if masks is None and source == data:
+        where = (f"the calibration images of {data} themselves (there are no labelled images "
+                 f"apart from them: give --verify-data DIR)")
+    elif is_builtin(source):
+        where = f"{len(images)} held-out {source} images"
+    elif trained_on is not None and Path(source).resolve() == Path(trained_on.source).resolve():
+        where = f"{len(images)} images of {source}'s validation split"
+    else:
+        where = f"{len(images)} images of {source}"
+    return images, masks, where
+
+
+def _unlike(calibration, reference) -> str | None:
+    """Why calibration images do not look like the data the model is checked on (their pixel
+    statistics after normalisation), or None. Uniform or washed-out images calibrate ranges
+    that real images overflow."""
+    import numpy as np
+
+    if calibration is None or reference is None or not len(reference):
+        return None
+    c_mean, c_std = float(np.mean(calibration)), float(np.std(calibration))
+    r_mean, r_std = float(np.mean(reference)), float(np.std(reference))
+    if r_std > 0 and (c_std < 0.25 * r_std or abs(c_mean - r_mean) > 2 * r_std):
+        return (f"the calibration images look unlike the model's data (pixel mean {c_mean:.3f}, "
+                f"spread {c_std:.3f}; the model's data: {r_mean:.3f}, {r_std:.3f}): their int8 "
+                f"ranges may not fit real images")
+    return None
+
+
+def _parity(source, path, data, size, channels, num_classes, cfg, norm, trained_on):
+    """(Parity, where): the converted file against its source, both through EdgeModel.predict
+    (probabilities, whatever the outputs are), on the images :func:`_parity_samples` picks."""
     import numpy as np
 
     from edgeseg import runtime
 
-    if data is None:
-        images = np.random.default_rng(cfg.seed).random((cfg.verify_samples, *size, channels),
-                                                       np.float32)
-        masks = None
-    else:
-        images, masks = labelled_samples(data, size=size, channels=channels,
-                                         num_classes=num_classes, count=cfg.verify_samples,
-                                         seed=cfg.seed, normalization=norm,
-                                         trained_on=trained_on)
+    images, masks, where = _parity_samples(cfg, data, trained_on, size, channels, num_classes,
+                                           norm)
     converted = runtime.load(path, trusted=True)  # written by this process
     mode = cfg.quant if cfg.quant in FLOAT_MODES else "quantized"
     source_out = np.concatenate([source.predict(images[i:i + 8]) for i in range(0, len(images), 8)])
-    return check_parity(source_out, converted.predict(images), mode=mode, num_classes=num_classes,
-                        masks=masks, tolerance=cfg.tolerance, min_agreement=cfg.min_agreement)
+    parity = check_parity(source_out, converted.predict(images), mode=mode,
+                          num_classes=num_classes, masks=masks, tolerance=cfg.tolerance,
+                          min_agreement=cfg.min_agreement, max_dice_drop=cfg.max_dice_drop)
+    return parity, where
 
 
 def _split_of(data: str | None, seed: int):

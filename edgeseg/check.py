@@ -82,6 +82,19 @@ def validate(report, where) -> None:
                                f"number (got {p50!r})")
         if row["size_bytes"] <= 0:
             raise EdgesegError(f"{where}: results[{index}].size_bytes must be positive")
+        if math.isinf(p50):
+            raise EdgesegError(f"{where}: results[{index}].latency_ms.p50 is infinite")
+        dice = row["dice"]
+        if dice is not None and not math.isnan(dice) and not 0 <= dice <= 1:
+            raise EdgesegError(f"{where}: results[{index}].dice is {dice!r}; a Dice is between 0 "
+                               f"and 1 (or null/NaN when not measured)")
+    seen = {}
+    for index, row in enumerate(report["results"]):
+        key = (row["variant"], row["runtime"], row["threads"])
+        if key in seen:
+            raise EdgesegError(f"{where}: results[{seen[key]}] and results[{index}] are both "
+                               f"{_where(*key)}; a report holds one row each")
+        seen[key] = index
 
 
 def _key(row: dict) -> tuple:
@@ -146,19 +159,17 @@ def compare(report: dict, baseline: dict | None = None, *, max_dice_drop: float 
     if not baseline["results"]:
         raise EdgesegError("the baseline has no rows: nothing to compare with (record one with "
                            "--write-baseline from a report that has rows)")
+    for base in baseline["results"]:  # a baseline is what a build is held to: it must be whole
+        if not (_measured(base["dice"]) and _measured(base["latency_ms"]["p50"])):
+            raise EdgesegError(f"the baseline's {_where(*_key(base))} has no measured Dice or "
+                               f"latency: record the baseline from a complete report")
     same = _same_machine(report, baseline)
     for key, base in ((_key(r), r) for r in baseline["results"]):
         row = rows.get(key)
         if row is None:
             problems.append(Violation(*key, "missing", "in the baseline, missing from the report"))
             continue
-        if not (_measured(row["dice"]) and _measured(base["dice"])):
-            if _measured(row["dice"]):
-                problems.append(Violation(*key, "unmeasured", "the baseline's Dice is not "
-                                                              "measured: cannot be checked"))
-            drop = 0.0
-        else:
-            drop = base["dice"] - row["dice"]
+        drop = base["dice"] - row["dice"] if _measured(row["dice"]) else 0.0
         if drop > max_dice_drop:
             problems.append(Violation(*key, "dice", f"Dice {base['dice']:.4f} -> {row['dice']:.4f}"
                                                     f" (-{drop:.4f}, allowed -{max_dice_drop})"))

@@ -75,16 +75,46 @@ def cli():
     """
 
 
+_stopped: list[int] = []  # the signal that asked this process to stop, once it came
+
+
+def _stop(signum, frame):
+    """SIGTERM and SIGINT unwind the stack (every temporary file is removed by the block that
+    made it); the signal is remembered, because an exception raised inside native code
+    (TensorFlow, a runtime) can reach the command disguised as some other error."""
+    _stopped.append(signum)
+    raise KeyboardInterrupt
+
+
 def main() -> None:
-    """Console entry point."""
+    """Console entry point: bad input is one line and exit 2; Ctrl-C or SIGTERM one line and
+    128 + the signal (130, 143), whatever was running when it came."""
     import signal
     import sys
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
-    # SIGTERM (a scheduler's stop, `kill`) unwinds like Ctrl-C: every temporary file is removed
-    # by the block that made it instead of being left behind by a process killed mid-write
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    cli(prog_name="edgeseg")
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        cli.main(prog_name="edgeseg", standalone_mode=False)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        _stopped.append(signal.SIGINT)
+    except click.ClickException as error:
+        if not _stopped:
+            error.show()
+            sys.exit(error.exit_code)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except SystemExit:
+        if not _stopped:
+            raise
+    except Exception:  # noqa: BLE001 - after a signal, whatever native code raised is the stop
+        if not _stopped:
+            raise
+    if _stopped:
+        name = "interrupted" if _stopped[0] == signal.SIGINT else "terminated"
+        print(f"{name}: stopped; nothing half-written was left", file=sys.stderr)
+        sys.exit(128 + _stopped[0])
 
 
 if __name__ == "__main__":  # pragma: no cover

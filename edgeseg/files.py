@@ -104,7 +104,14 @@ def check_output(path, *, inputs=(), option: str = "--out", folder: bool = False
             if candidate.exists() and target == candidate.resolve():
                 raise EdgesegError(f"{option} {given}: is {what} ({candidate}); writing there "
                                    f"would destroy it, choose another path")
-    if not model and not folder and path.exists():
+        if source.is_dir() and path.exists() and not folder and \
+                target.is_relative_to(source.resolve()):
+            raise EdgesegError(f"{option} {given}: is a file of the input folder {source}; "
+                               f"writing there would destroy it, choose another path")
+    if not model and not folder and path.exists() and path.is_file():
+        if path.suffix.lower() != ".json":
+            raise EdgesegError(f"{option} {given}: exists and is not a JSON file; writing there "
+                               f"would destroy it, choose another path")
         if path.suffix.lower() in MODEL_SUFFIXES:
             raise EdgesegError(f"{option} {given}: is a model file; writing there would destroy "
                                f"it, choose another path")

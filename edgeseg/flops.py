@@ -236,7 +236,7 @@ def onnx_cost(source, input_size=None, layout: str | None = None) -> ModelCost:
         for dim, value in zip(dims, fixed):
             dim.Clear()
             dim.dim_value = value
-    inferred = shape_inference.infer_shapes(proto)
+    inferred = _infer_shapes(proto, shape_inference)
     shapes = {}
     for value in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
         shapes[value.name] = tuple(d.dim_value for d in value.type.tensor_type.shape.dim)
@@ -256,6 +256,9 @@ def onnx_cost(source, input_size=None, layout: str | None = None) -> ModelCost:
         n_out = math.prod(out) if out else 0
         macs = params = 0
         if node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
+            if not out or 0 in out:  # a size shape inference could not follow: never a guess
+                raise ValueError(f"the output shape of {node.op_type} {node.name or node.output[0]} "
+                                 f"cannot be inferred: MACs unknown")
             w = weight_shape(node.input[1])
             bias = math.prod(weight_shape(node.input[2])) if len(node.input) > 2 and \
                 node.input[2] else 0
@@ -272,6 +275,18 @@ def onnx_cost(source, input_size=None, layout: str | None = None) -> ModelCost:
         rows.append(LayerCost(name=node.name or node.output[0], kind=node.op_type,
                               output_shape=tuple(out), params=int(params), macs=int(macs), ops=0))
     return _file_cost(rows, shapes.get(graph_input.name, ()))
+
+
+def _infer_shapes(proto, shape_inference):
+    """Shapes through the graph: ONNX Runtime's symbolic inference where it is installed (it
+    follows the computed sizes of Resize and Reshape that tf2onnx writes into dynamic graphs),
+    else ONNX's own."""
+    try:
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+        return SymbolicShapeInference.infer_shapes(proto, auto_merge=True)
+    except Exception:  # noqa: BLE001 - not installed, or a graph it does not follow
+        return shape_inference.infer_shapes(proto)
 
 
 def file_cost(path, input_size=None) -> ModelCost:

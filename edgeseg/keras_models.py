@@ -416,6 +416,11 @@ class KerasModel(EdgeModel):
         """The source with the contract's output selected: what the converters convert."""
         return self.source.select(self.output_index)
 
+    def own_params(self):
+        if self.source.flavour == "savedmodel" or self.source.is_quantization_aware():
+            return None  # a QAT model's card states its float source's count
+        return int(self.model.count_params())
+
     def cost(self, input_size=None):
         from edgeseg import flops
 

@@ -117,5 +117,28 @@ def resize(image: np.ndarray, height: int, width: int, nearest: bool = False) ->
     return np.stack(planes, axis=-1)
 
 
-__all__ = ["SPAN_FLOOR", "affine", "display_affine", "normalize", "percentiles", "resize",
+__all__ = ["SPAN_FLOOR", "affine", "dim_range_warning", "display_affine", "normalize",
+           "percentiles", "resize",
            "type_max"]
+
+
+def dim_range_warning(images, norm) -> str | None:
+    """Why ``scale`` (pixel / type maximum) will show these raw images to a model nearly black:
+    they use a small part of their type's range (12-bit data in 16-bit files: 0-4095 of 0-65535),
+    or None when all is well. Float images and other normalisations are never dim."""
+    if norm.kind != "scale":
+        return None
+    highest, maximum = 0, None
+    for image in images:
+        image = np.asarray(image)
+        if image.dtype == np.float32 or not image.size:
+            return None
+        maximum = type_max(image)
+        highest = max(highest, int(image.max()))
+    if maximum is None or highest >= maximum / 8:
+        return None
+    return (f"the images reach at most {highest} of their type's {maximum:g} "
+            f"({highest / maximum:.1%}); scale normalisation divides by {maximum:g}, so the model "
+            f"sees them nearly black: percentile normalisation scales each image by its own "
+            f"range (train --normalize percentile, or --normalize percentile on this command)")
+

@@ -75,6 +75,11 @@ class EdgeModel:
         """(MACs, params, weight sparsity) read from the model itself; None where unknown."""
         return None, None, None
 
+    def own_params(self) -> int | None:
+        """The parameter count as the model's card would state it, where it is cheap to read
+        (to tell a card that belongs to another model); None where it is not."""
+        return None
+
     # --- the contract --------------------------------------------------------------------------
     @functools.cached_property
     def card(self) -> dict:
@@ -371,6 +376,15 @@ class LiteRTModel(EdgeModel):
             tensor = inputs[0]
         return names
 
+    def own_params(self):
+        from edgeseg import flops
+        from edgeseg.formats.tflite import SchemaUnavailable
+
+        try:
+            return flops.tflite_cost(self._file).params
+        except SchemaUnavailable:
+            return None
+
     def cost(self, input_size=None):
         from edgeseg import flops
         from edgeseg.formats.tflite import SchemaUnavailable, weight_sparsity
@@ -504,6 +518,11 @@ class OnnxModel(EdgeModel):
             warn_once("MACs and params of .onnx files are read with the onnx package, which is "
                       "not installed (pip install onnx): left out")
             return None, None, None
+        except ValueError as error:  # a shape the inference cannot follow
+            from edgeseg._logging import warn_once
+
+            warn_once(f"{self.path}: {error}")
+            return None, None, weight_sparsity(self.path)
         return cost.macs, cost.params, weight_sparsity(self.path)
 
     def _run(self, images, output):
@@ -533,6 +552,10 @@ def _check_card_fits(model: EdgeModel) -> None:
     if isinstance(card.get("channels"), int) and channels is not None and \
             card["channels"] != channels:
         problems.append(f"{card['channels']} input channel(s), the model takes {channels}")
+    if isinstance(card.get("params"), int) and not problems:
+        own = model.own_params()
+        if own is not None and own != card["params"]:
+            problems.append(f"{card['params']:,} parameters, the model has {own:,}")
     if problems:
         raise EdgesegError(f"{model.path}: its card says {'; '.join(problems)}: the card belongs "
                            f"to another model (fix or remove it)")

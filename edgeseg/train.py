@@ -16,6 +16,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from edgeseg.data.source import SegData, at_own_size, load_data
 from edgeseg.errors import EdgesegError
 from edgeseg.evaluate import KerasInMemory, score_model
 from edgeseg.guard import advice, check_learned
+from edgeseg.preprocess import dim_range_warning
 from edgeseg.losses import DiceMetric, segmentation_loss
 from edgeseg.models import create_model
 from edgeseg.models.saving import save_model
@@ -203,9 +205,10 @@ def fit(cfg: TrainConfig, out, *, resume: bool = False, force: bool = False, ver
     if chief:
         echo(f"data: {train_data.fit_note or 'built-in images, generated at the input size'}; "
              f"{norm.describe()}; augmentation: {cfg.augment.describe()}")
-        dim = dim_range_warning(train_data, norm)
+        dim = dim_range_warning((train_data.sample(i)[0] for i in range(min(8, len(train_data)))),
+                                norm)
         if dim:
-            echo(f"warning: {dim}")
+            print(f"warning: {dim}", file=sys.stderr)
     # Timed on one device only: under several replicas the step function wants distributed data.
     one_device = strategy_kind in ("default", "one_device")
     per_step = _warm_up(model, train_ds) if one_device and not resume else None
@@ -283,23 +286,6 @@ def fit(cfg: TrainConfig, out, *, resume: bool = False, force: bool = False, ver
                        val_scores["iou"], len(history.history.get("loss", [])) or plan.chunks,
                        seconds, timer.images_per_second, plan.steps, train_scores["dice"],
                        tuple(val_scores["dice_interval"]), val_scores["samples"], failure)
-
-
-def dim_range_warning(data, norm: Normalization, looked_at: int = 8) -> str | None:
-    """A warning when ``scale`` (pixel / type maximum) meets images that use a small part of their
-    type's range: 12-bit data in 16-bit files (0-4095 of 0-65535) would reach the model nearly
-    black. None when all is well."""
-    from edgeseg.preprocess import type_max
-
-    if norm.kind != "scale" or data.dtype == np.float32 or not len(data):
-        return None
-    highest = max(int(data.sample(i)[0].max()) for i in range(min(looked_at, len(data))))
-    maximum = type_max(data.sample(0)[0])
-    if highest >= maximum / 8:
-        return None
-    return (f"the images reach at most {highest} of their type's {maximum:g} ({highest / maximum:.1%}"
-            f"); --normalize scale divides by {maximum:g}, so the model sees them nearly black: "
-            f"--normalize percentile (or auto) scales each image by its own range")
 
 
 def resolve_normalization(choice: str, data) -> Normalization:

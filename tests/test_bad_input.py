@@ -145,6 +145,10 @@ def bad(tmp_path_factory, converted, tiny_run):
     report("string_dice.json", [{**row, "dice": "high"}])
     report("zero_size.json", [{**row, "size_bytes": 0}])
     report("zero_latency.json", [{**row, "latency_ms": {"p50": 0}}])
+    report("inf_dice.json", [{**row, "dice": float("inf")}])
+    report("big_dice.json", [{**row, "dice": 1.7}])
+    report("twin_rows.json", [{**row, "dice": 0.5}, row])
+    report("null_dice.json", [{**row, "dice": None}])
     files["lossy"] = _folder(root, "lossy", 64)
     y, x = np.mgrid[:64, :64]
     for i in range(4):  # 0/255 masks saved as JPEG: a spray of values near 0 and 255
@@ -158,6 +162,11 @@ def bad(tmp_path_factory, converted, tiny_run):
     files["foreign"].write_bytes((tiny_run / "model.keras").read_bytes())
     (root / "foreign" / "m.keras.json").write_text(json.dumps(
         {"num_classes": 1, "channels": 1, "class_names": [f"c{i}" for i in range(255)]}))
+    files["params_card"] = root / "params" / "m.keras"  # same classes, another model's size
+    files["params_card"].parent.mkdir()
+    files["params_card"].write_bytes((tiny_run / "model.keras").read_bytes())
+    card = json.loads((tiny_run / "model.keras.json").read_text())
+    (root / "params" / "m.keras.json").write_text(json.dumps({**card, "params": 32337}))
     files["gt"] = root / "gt"
     _png(files["gt"] / "cell.png", np.full((64, 64), 90, np.uint8))
     _png(files["gt"] / "cell_mask.png", np.zeros((64, 64), np.uint8))
@@ -331,6 +340,23 @@ CASES = [
                    "zero_latency.json")],
     ("check-empty-baseline", lambda f: ["check", str(f["report.json"]), "--baseline",
                                         str(f["no_rows.json"])], "no rows"),
+    *[(f"check-{kind}", (lambda kind: lambda f: ["check", str(f[kind]), "--max-dice-delta",
+                                                 "0.01"])(kind), kind)
+      for kind in ("inf_dice.json", "big_dice.json", "twin_rows.json")],
+    *[(f"check-baseline-{kind}", (lambda kind: lambda f: ["check", str(f["report.json"]),
+                                                          "--baseline", str(f[kind])])(kind), word)
+      for kind, word in (("inf_dice.json", "inf_dice.json"), ("big_dice.json", "big_dice.json"),
+                         ("twin_rows.json", "twin_rows.json"), ("null_dice.json", "baseline"))],
+    ("check-baseline-from-incomplete", lambda f: ["check", str(f["null_dice.json"]),
+                                                  "--write-baseline", _out(f)], "complete"),
+    ("eval-json-into-data", lambda f: ["eval", str(f["model.tflite"]), "--data", str(f["gt"]),
+                                       "--json", str(f["gt"] / "cell.png")], "input folder"),
+    ("bench-json-into-data", lambda f: ["bench", str(f["model.tflite"]), "--data", str(f["good"]),
+                                        "--json", str(f["good"] / "masks" / "s0.png")],
+     "input folder"),
+    ("check-baseline-over-png", lambda f: ["check", str(f["report.json"]), "--write-baseline",
+                                           str(f["gt"] / "cell.png")], "not a JSON"),
+    ("eval-card-params", lambda f: ["eval", str(f["params_card"]), "--n", "2"], "another model"),
     ("check-folder-baseline", lambda f: ["check", str(f["report.json"]), "--baseline",
                                          str(f["gt"])], "gt"),
     # ---- issue 15: data that would be read wrong ---------------------------------------------------

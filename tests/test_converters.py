@@ -282,3 +282,56 @@ def test_eval_scores_converted_files_in_their_runtimes(converted, runner, tmp_pa
     path, _ = converted[("tflite", "int8")]
     result = runner.invoke(cli, ["eval", str(path), "--input-size", "128"])
     assert result.exit_code == 2 and "takes 64x64 inputs" in result.output
+
+
+def test_quantized_parity_can_fail_and_never_uses_the_calibration_images(tiny_run, tmp_path,
+                                                                        runner):
+    """Issue 17: a file calibrated on blank images scores nothing on real ones; parity, checked
+    on held-out images, refuses it (--keep-failed writes it, marked)."""
+    from PIL import Image
+
+    blank = tmp_path / "blank"
+    blank.mkdir()
+    for i in range(16):
+        Image.fromarray(np.zeros((64, 64), np.uint8)).save(blank / f"{i}.png")  # black frames
+    model = tiny_run / "model.keras"
+    out = tmp_path / "blank.tflite"
+    result = runner.invoke(cli, ["convert", str(model), "--quant", "int8", "--calib", str(blank),
+                                 "--calib-samples", "8", "--verify-samples", "8", "--out",
+                                 str(out)])
+    assert result.exit_code == 2, result.output
+    assert "parity check failed on 8 held-out synthetic-nuclei images" in result.output
+    assert "look unlike the model's data" in result.output and not out.exists()
+    result = runner.invoke(cli, ["convert", str(model), "--quant", "int8", "--calib", str(blank),
+                                 "--calib-samples", "8", "--verify-samples", "8", "--keep-failed",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    parity = json.loads(out.with_name(out.name + ".json").read_text())["parity"]
+    assert not parity["passed"] and parity["min_agreement"] == 0.98
+    assert "held-out" in parity["images"]
+    # the same conversion calibrated on real images passes the same limits
+    good = tmp_path / "good.tflite"
+    result = runner.invoke(cli, ["convert", str(model), "--quant", "int8", "--calib-samples", "8",
+                                 "--verify-samples", "8", "--out", str(good)])
+    assert result.exit_code == 0, result.output
+    parity = json.loads(good.with_name(good.name + ".json").read_text())["parity"]
+    assert parity["passed"] and parity["max_dice_drop"] == 0.02
+
+
+def test_parity_says_when_only_the_calibration_images_were_there(tiny_run, tmp_path, runner):
+    from PIL import Image
+
+    model = tmp_path / "bare.keras"  # a model without a card: its training data unknown
+    model.write_bytes((tiny_run / "model.keras").read_bytes())
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 255, (64, 64), np.uint8)).save(photos / f"{i}.png")
+    out = tmp_path / "m.tflite"
+    result = runner.invoke(cli, ["convert", str(model), "--quant", "int8", "--calib", str(photos),
+                                 "--input-size", "64", "--calib-samples", "8",
+                                 "--verify-samples", "4", "--keep-failed", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    parity = json.loads(out.with_name(out.name + ".json").read_text())["parity"]
+    assert "calibration images" in parity["images"] and "--verify-data" in parity["images"]

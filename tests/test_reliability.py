@@ -237,3 +237,50 @@ def test_the_harness_runs_where_no_tflite_schema_is_installed(converted, tmp_pat
     assert done.stderr.count("the TFLite schema is not installed") == 3  # once per thing lost
     row = json.loads(report.read_text())["results"][0]
     assert row["variant"] == "int8" and row["macs"] is None and row["dice"] > 0.5
+
+
+def test_eval_and_predict_warn_about_dim_16_bit_images(converted, tmp_path):
+    model = converted[("tflite", "none")][0]
+    folder = tmp_path / "d16"
+    for sub in ("images", "masks"):
+        (folder / sub).mkdir(parents=True)
+    for i in range(2):
+        image = np.full((64, 64), 200, np.uint16)
+        image[10:30, 10:30] = 4095
+        Image.fromarray(image).save(folder / "images" / f"{i}.png")
+        Image.fromarray((image > 1000).astype(np.uint8)).save(folder / "masks" / f"{i}.png")
+    result = CliRunner().invoke(cli, ["eval", str(model), "--data", str(folder), "--normalize",
+                                      "scale"])
+    assert result.exit_code == 0 and "at most 4095 of their type's 65535" in result.output
+    result = CliRunner().invoke(cli, ["predict", str(model), str(folder / "images" / "0.png"),
+                                      "--normalize", "scale", "--out", str(tmp_path / "p")])
+    assert result.exit_code == 0 and "nearly black" in result.output
+
+
+def test_dynamic_onnx_macs_equal_the_fixed_files(converted, tiny_run, tmp_path):
+    from edgeseg.flops import onnx_cost
+
+    dynamic = tmp_path / "dyn.onnx"
+    result = CliRunner().invoke(cli, ["convert", str(tiny_run / "model.keras"), "--to", "onnx",
+                                      "--dynamic", "--input-size", "64", "--verify-samples", "2",
+                                      "--out", str(dynamic)])
+    assert result.exit_code == 0, result.output
+    fixed = converted[("onnx", "none")][0]  # converted at 64x64
+    assert onnx_cost(dynamic, input_size=64).macs == onnx_cost(fixed).macs
+    card = json.loads(dynamic.with_name(dynamic.name + ".json").read_text())
+    assert card["macs"] == onnx_cost(fixed).macs
+
+
+def test_ctrl_c_in_an_edgeseg_command_is_exit_130(tmp_path):
+    out = tmp_path / "out"
+    child = subprocess.Popen([sys.executable, "-m", "edgeseg", "train", "--n-train", "32",
+                              "--n-val", "8", "--input-size", "32", "--steps", "1000000",
+                              "-o", "alpha=0.25", "--out", str(out)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    time.sleep(12)  # into the training loop
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 130, err[-1500:]
+    assert err.strip().splitlines()[-1].startswith("interrupted") and "Traceback" not in err
+    leftovers = [p.name for p in out.rglob("*") if p.name.endswith((".tmp", ".partial"))]
+    assert leftovers == [] and not (out / "model.keras").exists()

@@ -44,11 +44,14 @@ def test_eval_prints_per_class_scores_that_match_the_card(tiny_run, runner, tmp_
                                  "--json", str(out)])
     assert result.exit_code == 0, result.output
     lines = _lines(result.output)
-    assert ": 16 images (64x64), pixel / type maximum" in lines[0]
+    assert "test samples" in lines[0] and ": 16 images (64x64), pixel / type maximum" in lines[0]
     assert lines[2].split()[0] == "background" and lines[3].split()[0] == "nucleus"
     scores = json.loads(out.read_text())
     card = json.loads((tiny_run / "model.keras.json").read_text())
-    assert scores["dice"] == pytest.approx(card["metrics"]["val"]["dice"], abs=1e-9)
+    # the test range is not the validation range training picked its weights on: close to the
+    # card's validation Dice (the same distribution), not equal to it
+    assert scores["dice"] != card["metrics"]["val"]["dice"]
+    assert abs(scores["dice"] - card["metrics"]["val"]["dice"]) < 0.1
     assert f"{scores['dice']:.4f}" in lines[-2]
     low, high = scores["dice_interval"]
     assert low <= scores["dice"] <= high and lines[-1].endswith(f"{low:.4f} - {high:.4f}")

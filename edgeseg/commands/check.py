@@ -38,6 +38,10 @@ def check(report_path, baseline, write_baseline, max_dice_drop, max_latency_rati
         write_baseline = check_output(write_baseline, inputs=[report_path],
                                       option="--write-baseline")
     report = load_report(report_path)
+    if write_baseline and any(row["dice"] is None or row["dice"] != row["dice"]
+                              for row in report["results"]):
+        raise click.UsageError(f"{report_path} has rows without a measured Dice; a baseline must "
+                               f"be complete")
     if write_baseline:
         atomic_write_json(write_baseline, report)
         click.echo(f"recorded {len(report['results'])} rows of {report_path} as {write_baseline}")

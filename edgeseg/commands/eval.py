@@ -41,6 +41,7 @@ def eval_(model_path, source, layout, channels, num_classes, input_size, count, 
     from edgeseg.data.source import is_builtin, load_eval_data
     from edgeseg.evaluate import check_classes, score_model
     from edgeseg.files import atomic_write_json, check_output
+    from edgeseg.preprocess import dim_range_warning
 
     if json_out:
         json_out = check_output(json_out, inputs=[model_path, source], option="--json")
@@ -62,12 +63,17 @@ def eval_(model_path, source, layout, channels, num_classes, input_size, count, 
                           channels=model_channels, layout=layout,
                           num_classes=num_classes or max(2, model_classes), count=count, seed=seed)
     check_classes(model_classes, data, model_path)
+    dim = dim_range_warning((data.sample(i)[0] for i in range(min(8, len(data)))),
+                            normalization_of(card))
+    if dim:
+        click.echo(f"warning: {data.name}: {dim}", err=True)
     result = score_model(model, data, tile=size)
     names = card.get("class_names") or list(data.class_names)
 
     sizes = result["image_sizes"]
     low, high = result["dice_interval"]
-    click.echo(f"{model_path} on {data.name}: {result['samples']} images "
+    what = f"{data.name} test samples" if is_builtin(source) else data.name
+    click.echo(f"{model_path} on {what}: {result['samples']} images "
                f"({', '.join(sizes[:3])}{', ...' if len(sizes) > 3 else ''}), "
                f"{normalization_of(card).describe()}, {input_fit_of(card)}, "
                f"{model.layout}, output {model.output_name} "

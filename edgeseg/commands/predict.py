@@ -42,7 +42,7 @@ def predict(model_path, images, out, tile, overlap, threads, force, unsafe, **co
     from edgeseg.card import contract_note, normalization_of
     from edgeseg.data.folders import read_raw
     from edgeseg.files import atomic_file, check_output
-    from edgeseg.preprocess import display_affine
+    from edgeseg.preprocess import dim_range_warning, display_affine
     from edgeseg.tiling import model_tile, segment_labels
     from edgeseg.visualize import mask_image, overlay
 
@@ -85,6 +85,9 @@ def predict(model_path, images, out, tile, overlap, threads, force, unsafe, **co
         read_raw(path, channels)
     for path in images:
         image = read_raw(path, channels)  # its own depth; normalised tile by tile as the card says
+        dim = dim_range_warning([image], model_norm)
+        if dim:
+            click.echo(f"warning: {path}: {dim}", err=True)
         labels = segment_labels(model, image, overlap=overlap, tile=(height, width))
         painted = np.empty((*labels.shape, 3), np.uint8)
         counts = np.zeros(max(2, model.num_classes, int(labels.max()) + 1), np.int64)
