@@ -51,6 +51,24 @@ def tflite_bytes(model, input_size=None, quant: str = "none",
             channel (and so does its bias), which outweighs a 3x3 depthwise kernel's 9 bytes.
             Smaller files; the parity check tells whether the model keeps its accuracy.
     """
+
+    converter = make_converter(model, input_size, quant, representative, io, per_tensor)
+    try:
+        with warnings.catch_warnings():  # TensorFlow's note on every integer conversion
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+            return converter.convert()
+    except Exception as error:  # the converter's own errors name the op that failed
+        lines = [line for line in str(error).splitlines() if "error" in line.lower()] or \
+            str(error).splitlines() or [type(error).__name__]
+        raise ConversionError(f"{model.name}: TFLite conversion ({quant}) failed: "
+                              f"{lines[0].strip()[:300]}") from None
+
+
+def make_converter(model, input_size=None, quant: str = "none",
+                   representative: Iterable[np.ndarray] | None = None, io: str = "float",
+                   per_tensor: bool = False):
+    """The TFLiteConverter :func:`tflite_bytes` runs, configured (arguments as there): also what
+    TFLite's QuantizationDebugger takes (:mod:`converters.quant_error`)."""
     from edgeseg._keras import tf
     from edgeseg.models.saving import is_quantization_aware
 
@@ -87,15 +105,7 @@ def tflite_bytes(model, input_size=None, quant: str = "none",
         converter._experimental_disable_per_channel = True  # noqa: SLF001 - the converter's switch
     if io != "float":
         converter.inference_input_type = converter.inference_output_type = getattr(tf, io)
-    try:
-        with warnings.catch_warnings():  # TensorFlow's note on every integer conversion
-            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-            return converter.convert()
-    except Exception as error:  # the converter's own errors name the op that failed
-        lines = [line for line in str(error).splitlines() if "error" in line.lower()] or \
-            str(error).splitlines() or [type(error).__name__]
-        raise ConversionError(f"{model.name}: TFLite conversion ({quant}) failed: "
-                              f"{lines[0].strip()[:300]}") from None
+    return converter
 
 
 def concrete_function(model, function, spec):
@@ -153,4 +163,4 @@ def fixed_shape(model, input_size) -> tuple[int, int, int]:
 
 
 __all__ = ["ConversionError", "IO_TYPES", "QUANT_MODES", "concrete_function", "convert_tflite",
-           "fixed_shape", "tflite_bytes"]
+           "fixed_shape", "make_converter", "tflite_bytes"]

@@ -21,7 +21,7 @@ from edgeseg.errors import EdgesegError
 
 # Each command lives in edgeseg/commands/<name>.py, imported only when it is looked up.
 COMMANDS = ("bench", "check", "convert", "data", "eval", "inspect", "models", "optimize",
-            "predict", "run", "train")
+            "predict", "quant-error", "run", "train")
 
 
 # errors of the disk, not of the program: one line, not a traceback
@@ -48,8 +48,9 @@ class LazyGroup(click.Group):
 
     def get_command(self, ctx, name):
         if name in COMMANDS:
-            module = importlib.import_module(f"edgeseg.commands.{name}")
-            return getattr(module, name, None) or getattr(module, f"{name}_")
+            attr = name.replace("-", "_")
+            module = importlib.import_module(f"edgeseg.commands.{attr}")
+            return getattr(module, attr, None) or getattr(module, f"{attr}_")
         return None
 
     def invoke(self, ctx):

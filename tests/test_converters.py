@@ -335,3 +335,30 @@ def test_parity_says_when_only_the_calibration_images_were_there(tiny_run, tmp_p
     assert result.exit_code == 0, result.output
     parity = json.loads(out.with_name(out.name + ".json").read_text())["parity"]
     assert "calibration images" in parity["images"] and "--verify-data" in parity["images"]
+
+
+def test_quant_error_ranks_the_layers_a_bad_calibration_breaks(tiny_run, tmp_path, runner):
+    """Issue 17, per-layer error: TFLite's debugger on held-out images, ranked; calibrated on
+    black frames, the worst layers' error (in quantization steps) grows many times over."""
+    from PIL import Image
+
+    model = tiny_run / "model.keras"
+    good = tmp_path / "good.json"
+    result = runner.invoke(cli, ["quant-error", str(model), "--calib-samples", "8", "--samples",
+                                 "4", "--json", str(good)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(good.read_text())
+    layers = report["layers"]
+    steps = [layer["rmse_steps"] for layer in layers]
+    assert steps == sorted(steps, reverse=True) and "held-out" in report["images"]
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D"} <= {layer["op"] for layer in layers}
+    assert 0.9 < sum(layer["macs_share"] for layer in layers) <= 1.0 + 1e-9
+    black = tmp_path / "black"
+    black.mkdir()
+    for i in range(8):
+        Image.fromarray(np.zeros((64, 64), np.uint8)).save(black / f"{i}.png")
+    bad = tmp_path / "bad.json"
+    result = runner.invoke(cli, ["quant-error", str(model), "--calib", str(black), "--samples",
+                                 "4", "--json", str(bad)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(bad.read_text())["layers"][0]["rmse_steps"] > 3 * steps[0]

@@ -59,7 +59,7 @@ def eval_(model_path, source, layout, channels, num_classes, input_size, count, 
         raise click.BadParameter(f"{model_path} takes {height}x{width} inputs (height x width), "
                                  f"not {input_size[0]}x{input_size[1]}", param_hint="'--input-size'")
     size = fixed or input_size or size_of(card) or (256, 256)
-    data = load_eval_data(source, size=max(size) if is_builtin(source) else None,
+    data = load_eval_data(source, size=size if is_builtin(source) else None,
                           channels=model_channels, layout=layout,
                           num_classes=num_classes or max(2, model_classes), count=count, seed=seed)
     check_classes(model_classes, data, model_path)

@@ -242,6 +242,11 @@ def load_eval_data(source: str, *, size: int | None, channels: int | None = None
     ``size`` when given.
     """
     if is_builtin(source):
+        if isinstance(size, (tuple, list)):  # (height, width): square samples cut to it
+            height, width = (int(v) for v in size)
+            data = builtin(source, count, max(height, width), seed, TEST_OFFSET, channels)
+            return replace(data, images=tuple(i[:height, :width] for i in data.images),
+                           masks=tuple(m[:height, :width] for m in data.masks))
         return builtin(source, count, size or 256, seed, TEST_OFFSET, channels)
     check_source_name(source)
     return load_folder(source, layout, channels, num_classes,

@@ -1,0 +1,114 @@
+"""Which layers lose accuracy when a model is quantized to int8: per-layer error, ranked.
+
+TFLite's own tool does the measuring: :class:`tf.lite.experimental.QuantizationDebugger` converts
+the model with a NumericVerify op after every quantized op, runs the float and the dequantized
+value side by side on the images given, and reports per tensor the error statistics. This module
+picks the images (never the calibration images when anything else is known, as parity does),
+reads the debugger's table, scales each error by its tensor's quantization step, ranks the
+layers, and puts each one's MACs beside it, so a team sees which layers cost accuracy and what
+keeping them in float would cost.
+
+    >>> report = quant_errors("runs/nuclei/model.keras")  # doctest: +SKIP
+    >>> report["layers"][0]["layer"], report["layers"][0]["rmse_steps"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from edgeseg import card as cards
+from edgeseg.errors import ConfigError
+
+
+def quant_errors(model_path, *, calib: str | None = None, verify_data: str | None = None,
+                 input_size=None, calib_samples: int = 100, verify_samples: int = 16,
+                 seed: int = 0, unsafe: bool = False, contract: dict | None = None) -> dict:
+    """Per-layer int8 error of the model at ``model_path`` (a Keras model of any flavour).
+
+    Returns ``{"model", "calibration", "images", "layers": [...]}``; each layer (one quantized
+    op's output) has ``op``, ``layer``, ``tensor``, ``elements``, ``rmse``, ``max_abs_error``,
+    ``scale`` (the int8 step), ``rmse_steps`` (RMSE in steps: 0.29 is a perfect rounding error),
+    ``macs`` and ``macs_share``, ranked by ``rmse_steps``, worst first.
+    """
+    from converters.calibration import calibration_images, calibration_source
+    from converters.export import ConvertConfig, _parity_samples, _split_of, _trained_config, \
+        _trained_on
+    from converters.tflite import make_converter
+    from edgeseg import runtime
+    from edgeseg._keras import tf
+    from edgeseg.flops import tflite_cost
+
+    loaded = runtime.load(model_path, unsafe=unsafe, contract=contract)
+    if loaded.format != "keras":
+        raise ConfigError(f"{model_path}: the per-layer error is measured from the float Keras "
+                          f"model the int8 file is made from (TFLite's debugger converts it)")
+    model = loaded.selected
+    card = loaded.card
+    size = cards.parse_size(input_size) if input_size else cards.size_of(card) or \
+        (tuple(model.input_shape[1:3]) if None not in model.input_shape[1:3] else None)
+    if size is None:
+        raise ConfigError(f"{model_path} takes any input size: give --input-size")
+    channels, num_classes = int(model.input_shape[-1]), loaded.num_classes
+    data = calib or _trained_on(card)
+    if data is None:
+        raise ConfigError("the int8 ranges need calibration data: give --calib DATA")
+    trained_on = _trained_config(card) or _split_of(data, seed)
+    norm, fit = cards.normalization_of(card), cards.input_fit_of(card)
+    calibration = calibration_images(data, size=size, channels=channels, count=calib_samples,
+                                     seed=seed, normalization=norm, fit=fit, trained_on=trained_on)
+    cfg = ConvertConfig(quant="int8", verify_data=verify_data, verify_samples=verify_samples,
+                        seed=seed)
+    images, _, where = _parity_samples(cfg, data, trained_on, size, channels, num_classes, norm)
+    converter = make_converter(model, size, "int8", calibration)
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=lambda: ([image[None]] for image in images))
+    debugger.run()
+    table = io.StringIO()
+    debugger.layer_statistics_dump(table)
+    costs = {layer.name: layer.macs for layer in
+             tflite_cost(debugger.get_nondebug_quantized_model()).layers}
+    total = sum(costs.values()) or 1
+    layers = []
+    for row in csv.DictReader(io.StringIO(table.getvalue())):
+        scale = float(row["scale"])
+        rmse = float(np.sqrt(float(row["mean_squared_error"])))
+        macs = costs.get(row["tensor_name"], 0)
+        layers.append({"op": row["op_name"], "layer": _layer_name(row["tensor_name"]),
+                       "tensor": row["tensor_name"], "elements": int(float(row["num_elements"])),
+                       "rmse": rmse, "max_abs_error": float(row["max_abs_error"]),
+                       "scale": scale, "rmse_steps": rmse / scale if scale else None,
+                       "macs": macs, "macs_share": macs / total})
+    layers.sort(key=lambda layer: -(layer["rmse_steps"] or 0))
+    return {"model": str(model_path), "input_size": list(size),
+            "calibration": {"data": data, "samples": len(calibration),
+                            "images": calibration_source(data, trained_on)},
+            "images": where, "layers": layers}
+
+
+def _layer_name(tensor: str) -> str:
+    """The Keras layer a converted tensor comes from (``model/enc1_pw_relu6/Relu6;...`` ->
+    ``enc1_pw_relu6``): the name a user knows."""
+    first = tensor.split(";")[0]
+    parts = first.split("/")
+    return parts[1] if len(parts) > 2 else first
+
+
+def format_errors(report: dict, top: int = 15) -> str:
+    """The ranking as a table for a terminal."""
+    lines = [f"{report['model']}: int8 error per layer on {report['images']} (calibrated on "
+             f"{report['calibration']['samples']} images: {report['calibration']['images']})",
+             f"{'layer':<28} {'op':<18} {'RMSE (steps)':>12} {'max |err|':>10} {'MACs':>7}"]
+    for layer in report["layers"][:top]:
+        steps = f"{layer['rmse_steps']:.2f}" if layer["rmse_steps"] is not None else "-"
+        lines.append(f"{layer['layer'][:28]:<28} {layer['op'][:18]:<18} {steps:>12} "
+                     f"{layer['max_abs_error']:>10.4f} {layer['macs_share']:>6.1%}")
+    lines.append("RMSE in quantization steps of the layer's output: 0.29 is rounding alone; "
+                 "layers far above it lose information (clipped ranges, outliers).")
+    return "\n".join(lines)
+
+
+__all__ = ["format_errors", "quant_errors"]
