@@ -123,7 +123,8 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
     if to not in FORMATS:
         raise ConfigError(f"{out}: give --to tflite|onnx, or an --out ending in .tflite or .onnx")
     if out.suffix not in FORMATS[to]:
-        raise ConfigError(f"{out}: a {to} file must end in {FORMATS[to][0]}")
+        raise ConfigError(f"{out}: {'an' if to == 'onnx' else 'a'} {to} file must end in "
+                          f"{FORMATS[to][0]}")
     modes = tflite_conv.QUANT_MODES if to == "tflite" else onnx_conv.QUANT_MODES
     if cfg.quant not in modes:
         raise ConfigError(f"--quant for {to} must be one of {', '.join(modes)} (got {cfg.quant!r})")

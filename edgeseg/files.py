@@ -64,6 +64,7 @@ def atomic_dir(path, *, replace: bool = False):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the folder gets the usual mode
     try:
         yield tmp
         if path.exists() and replace:

@@ -222,7 +222,7 @@ def test_bad_model_files_give_one_line(converted, runner, tmp_path):
     (["{model}", "--io", "int8", "--out", "{tmp}/m.tflite"], "--io int8 needs --quant int8"),
     (["{model}", "--to", "onnx", "--quant", "fp16", "--out", "{tmp}/m.onnx"],
      "--quant for onnx must be one of none, int8"),
-    (["{model}", "--to", "onnx", "--out", "{tmp}/m.tflite"], "a onnx file must end in .onnx"),
+    (["{model}", "--to", "onnx", "--out", "{tmp}/m.tflite"], "an onnx file must end in .onnx"),
     (["{model}", "--out", "{tmp}/m.bin"], "give --to tflite|onnx"),
     (["{model}", "--input-size", "50", "--out", "{tmp}/m.tflite"],
      "cannot run at 50x50: its sides must divide by the model's total downsampling"),

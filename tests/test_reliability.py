@@ -284,3 +284,13 @@ def test_ctrl_c_in_an_edgeseg_command_is_exit_130(tmp_path):
     assert err.strip().splitlines()[-1].startswith("interrupted") and "Traceback" not in err
     leftovers = [p.name for p in out.rglob("*") if p.name.endswith((".tmp", ".partial"))]
     assert leftovers == [] and not (out / "model.keras").exists()
+
+
+def test_folders_written_atomically_get_the_usual_mode(tmp_path):
+    """The atomic folder is made with mkdtemp (0700); once in place it must be readable like any
+    folder the user makes (umask applied)."""
+    from edgeseg.files import _umask, atomic_dir
+
+    with atomic_dir(tmp_path / "made") as folder:
+        (folder / "a.txt").write_text("x")
+    assert (tmp_path / "made").stat().st_mode & 0o777 == 0o777 & ~_umask()
