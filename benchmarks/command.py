@@ -52,10 +52,11 @@ def run(models, data, layout, reference, threads, runs, warmup, samples, image_s
         quiet, unsafe=False, **contract) -> dict:
     """Run the harness with parsed options; write the JSON atomically."""
     from benchmarks.harness import bench
-    from edgeseg.files import atomic_write_json, check_output
+    from edgeseg.files import atomic_write_json, bench_report, check_output
 
     if json_out:
-        json_out = check_output(json_out, inputs=[*models, reference, data], option="--json")
+        json_out = check_output(json_out, inputs=[*models, reference, data], option="--json",
+                                kind=("a bench report", bench_report))
 
     report = bench(list(models), data=data, layout=layout, reference=reference, threads=threads,
                    runs=runs, warmup=warmup, samples=samples, image_size=image_size,
@@ -82,6 +83,11 @@ def main(**kwargs):
 
     from edgeseg.cli import DISK_ERRORS
 
+    import signal
+
+    from edgeseg.cli import _stop, _stopped
+
+    signal.signal(signal.SIGTERM, _stop)  # SIGTERM unwinds like Ctrl-C: one line, no JSON
     try:
         run(**kwargs)
     except EdgesegError as error:
@@ -92,8 +98,10 @@ def main(**kwargs):
         raise click.ClickException(f"{error.filename or 'the --json file'}: "
                                    f"{os.strerror(error.errno).lower()}") from None
     except KeyboardInterrupt:
-        click.echo("interrupted: nothing was written", err=True)
-        sys.exit(130)
+        signum = _stopped[0] if _stopped else signal.SIGINT
+        name = "interrupted" if signum == signal.SIGINT else "terminated"
+        click.echo(f"{name}: nothing was written", err=True)
+        sys.exit(128 + signum)
 
 
 main.exit_code = 2

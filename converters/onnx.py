@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 
@@ -72,7 +73,9 @@ def quantize_onnx(float_bytes: bytes, images: np.ndarray, per_tensor: bool = Fal
 
     if images is None or len(images) == 0:
         raise ConfigError("--quant int8 needs calibration images (--calib DATA)")
-    with tempfile.TemporaryDirectory(prefix="edgeseg-onnx-") as tmp:
+    # ORT's symbolic shape inference writes scratch files (sym_shape_infer_temp.onnx, <uuid>.data)
+    # into the working folder on dynamic graphs: it runs inside the temporary folder instead
+    with tempfile.TemporaryDirectory(prefix="edgeseg-onnx-") as tmp, contextlib.chdir(tmp):
         source, prepared, target = (Path(tmp) / n for n in ("float.onnx", "prep.onnx", "int8.onnx"))
         source.write_bytes(float_bytes)
         try:

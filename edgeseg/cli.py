@@ -98,6 +98,10 @@ def main() -> None:
     signal.signal(signal.SIGINT, _stop)
     try:
         cli.main(prog_name="edgeseg", standalone_mode=False)
+        if not _stopped:  # the work is done and said: a signal during TensorFlow's shutdown
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # must not turn it into a failure
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            return
     except (KeyboardInterrupt, click.exceptions.Abort):
         _stopped.append(signal.SIGINT)
     except click.ClickException as error:

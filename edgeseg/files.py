@@ -82,14 +82,16 @@ MIN_FREE = 1 << 20  # bytes an output's disk must have free before any work star
 
 
 def check_output(path, *, inputs=(), option: str = "--out", folder: bool = False,
-                 model: bool = False) -> Path:
+                 model: bool = False, kind: tuple[str, object] | None = None) -> Path:
     """Refuse an output path before any work starts, and return it (``~`` expanded).
 
     Refused: a path that is one of ``inputs`` or an input's card (``<input>.json``); for an output
     that is not a model (``model=False``: a JSON, a report), an existing model file or a model's
     card; a file output that is a folder, or a folder output that is a file; a path under a file;
     a place this process cannot write (read-only file system, permissions), found by creating and
-    removing a file in the nearest folder that exists.
+    removing a file in the nearest folder that exists. ``kind``: ``(what, test)`` for a JSON
+    output: an existing JSON file is replaced only when ``test(its content)`` says it is one of
+    these (a bench report over a bench report, not over a training config).
     """
     from edgeseg.errors import EdgesegError
 
@@ -120,6 +122,15 @@ def check_output(path, *, inputs=(), option: str = "--out", folder: bool = False
         if beside is not None and beside.suffix.lower() in MODEL_SUFFIXES and beside.exists():
             raise EdgesegError(f"{option} {given}: is the card of {beside}; writing there would "
                                f"destroy it, choose another path")
+        if kind is not None:
+            what, test = kind
+            try:
+                same = bool(test(json.loads(path.read_text())))
+            except (ValueError, UnicodeDecodeError, OSError, TypeError, AttributeError):
+                same = False
+            if not same:
+                raise EdgesegError(f"{option} {given}: exists and is not {what}; writing there "
+                                   f"would destroy it, choose another path")
     if path.exists() and path.is_dir() != folder:
         raise EdgesegError(f"{option} {given}: is a {'file' if folder else 'folder'}, not a "
                            f"{'folder' if folder else 'file'}")
@@ -143,5 +154,15 @@ def check_output(path, *, inputs=(), option: str = "--out", folder: bool = False
     return path
 
 
-__all__ = ["atomic_dir", "atomic_file", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
+def bench_report(obj) -> bool:
+    """Whether a parsed JSON is an edgeseg bench report (what bench, run and baselines write)."""
+    return isinstance(obj, dict) and obj.get("schema") == "edgeseg.bench/1"
+
+
+def eval_report(obj) -> bool:
+    """Whether a parsed JSON is what ``edgeseg eval --json`` writes."""
+    return isinstance(obj, dict) and {"model", "dice", "dice_per_class"} <= set(obj)
+
+
+__all__ = ["atomic_dir", "bench_report", "eval_report", "atomic_file", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
            "check_output"]

@@ -357,6 +357,12 @@ CASES = [
     ("check-baseline-over-png", lambda f: ["check", str(f["report.json"]), "--write-baseline",
                                            str(f["gt"] / "cell.png")], "not a JSON"),
     ("eval-card-params", lambda f: ["eval", str(f["params_card"]), "--n", "2"], "another model"),
+    ("eval-json-over-config", lambda f: ["eval", str(f["model.keras"]), "--json",
+                                         str(f["model.keras"].parent / "config.json")],
+     "not an eval report"),
+    ("check-baseline-over-config", lambda f: ["check", str(f["report.json"]), "--write-baseline",
+                                              str(f["model.keras"].parent / "config.json")],
+     "not a bench report"),
     ("check-folder-baseline", lambda f: ["check", str(f["report.json"]), "--baseline",
                                          str(f["gt"])], "gt"),
     # ---- issue 15: data that would be read wrong ---------------------------------------------------

@@ -294,3 +294,21 @@ def test_folders_written_atomically_get_the_usual_mode(tmp_path):
     with atomic_dir(tmp_path / "made") as folder:
         (folder / "a.txt").write_text("x")
     assert (tmp_path / "made").stat().st_mode & 0o777 == 0o777 & ~_umask()
+
+
+def test_onnx_int8_of_a_dynamic_graph_leaves_no_scratch_files(converted, tiny_run, tmp_path,
+                                                             monkeypatch):
+    """ONNX Runtime's symbolic shape inference writes scratch files into the working folder on
+    dynamic graphs; edgeseg runs it in a temporary folder."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    dynamic = tmp_path / "dyn.onnx"
+    for argv in (["convert", str(tiny_run / "model.keras"), "--to", "onnx", "--dynamic",
+                  "--input-size", "64", "--verify-samples", "2", "--out", str(dynamic)],
+                 ["convert", str(dynamic), "--to", "onnx", "--quant", "int8", "--input-size",
+                  "64", "--calib", "synthetic-nuclei", "--calib-samples", "8",
+                  "--verify-samples", "4", "--keep-failed", "--out", str(tmp_path / "q.onnx")]):
+        result = CliRunner().invoke(cli, argv)
+        assert result.exit_code == 0, result.output
+    assert list(work.iterdir()) == []

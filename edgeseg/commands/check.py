@@ -29,14 +29,15 @@ def check(report_path, baseline, write_baseline, max_dice_drop, max_latency_rati
     edgeseg check runs/nuclei/report.json --max-dice-delta 0.01
     """
     from edgeseg.check import compare, load_report
-    from edgeseg.files import atomic_write_json, check_output
+    from edgeseg.files import atomic_write_json, bench_report, check_output
 
     if write_baseline and (baseline or max_dice_delta is not None):
         raise click.UsageError("--write-baseline records REPORT and checks nothing: give it alone, "
                                "or check with --baseline / --max-dice-delta")
     if write_baseline:
         write_baseline = check_output(write_baseline, inputs=[report_path],
-                                      option="--write-baseline")
+                                      option="--write-baseline",
+                                      kind=("a bench report", bench_report))
     report = load_report(report_path)
     if write_baseline and any(row["dice"] is None or row["dice"] != row["dice"]
                               for row in report["results"]):

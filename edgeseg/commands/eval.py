@@ -40,11 +40,12 @@ def eval_(model_path, source, layout, channels, num_classes, input_size, count, 
     from edgeseg.card import contract_note, input_fit_of, normalization_of, size_of
     from edgeseg.data.source import is_builtin, load_eval_data
     from edgeseg.evaluate import check_classes, score_model
-    from edgeseg.files import atomic_write_json, check_output
+    from edgeseg.files import atomic_write_json, check_output, eval_report
     from edgeseg.preprocess import dim_range_warning
 
     if json_out:
-        json_out = check_output(json_out, inputs=[model_path, source], option="--json")
+        json_out = check_output(json_out, inputs=[model_path, source], option="--json",
+                                kind=("an eval report", eval_report))
     model = runtime.load(model_path, unsafe=unsafe, contract=contract_from(**contract))
     card = model.card
     if contract_note(card):

@@ -83,11 +83,13 @@ def predict(model_path, images, out, tile, overlap, threads, force, unsafe, **co
                                          param_hint="'--out'")
     for path in images:  # every image decodes before anything is written (one at a time)
         read_raw(path, channels)
+    warned_dim = False
     for path in images:
         image = read_raw(path, channels)  # its own depth; normalised tile by tile as the card says
-        dim = dim_range_warning([image], model_norm)
+        dim = None if warned_dim else dim_range_warning([image], model_norm)
         if dim:
-            click.echo(f"warning: {path}: {dim}", err=True)
+            warned_dim = True
+            click.echo(f"warning: {path} (and any others like it): {dim}", err=True)
         labels = segment_labels(model, image, overlap=overlap, tile=(height, width))
         painted = np.empty((*labels.shape, 3), np.uint8)
         counts = np.zeros(max(2, model.num_classes, int(labels.max()) + 1), np.int64)
@@ -97,10 +99,12 @@ def predict(model_path, images, out, tile, overlap, threads, force, unsafe, **co
             painted[row:row + 256] = overlay(band, labels[row:row + 256])
             counts += np.bincount(labels[row:row + 256].ravel(), minlength=len(counts))
         stem = Path(path).stem
-        for suffix, picture in (("mask", lambda: mask_image(labels)),
-                                ("overlay", lambda: Image.fromarray(painted))):
-            with atomic_file(out / f"{stem}_{suffix}.png") as handle:  # encoded straight to disk
-                picture().save(handle, format="PNG")
+        # mask and overlay as a pair: the overlay is encoded (straight to disk) and put in place,
+        # then the mask; an interruption before that leaves neither
+        with atomic_file(out / f"{stem}_mask.png") as mask_handle:
+            mask_image(labels).save(mask_handle, format="PNG")
+            with atomic_file(out / f"{stem}_overlay.png") as overlay_handle:
+                Image.fromarray(painted).save(overlay_handle, format="PNG")
         share = ", ".join(f"{c / labels.size:.1%}" for c in counts[1:])
         click.echo(f"{path}: {image.shape[1]}x{image.shape[0]} -> {out / (stem + '_mask.png')} "
                    f"(foreground {share})")

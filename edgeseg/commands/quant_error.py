@@ -39,7 +39,9 @@ def quant_error(model_path, calib, calib_samples, verify_data, verify_samples, i
     from edgeseg.files import atomic_write_json, check_output
 
     if json_out:
-        json_out = check_output(json_out, inputs=[model_path, calib, verify_data], option="--json")
+        json_out = check_output(json_out, inputs=[model_path, calib, verify_data], option="--json",
+                                kind=("a quant-error report",
+                                      lambda obj: isinstance(obj, dict) and "layers" in obj))
     report = quant_errors(model_path, calib=calib, verify_data=verify_data, input_size=input_size,
                           calib_samples=calib_samples, verify_samples=verify_samples,
                           unsafe=unsafe, contract=contract_from(**contract))
