@@ -392,9 +392,10 @@ class KerasModel(EdgeModel):
             except RuntimeError:  # TensorFlow already started: its pools are fixed for good
                 from edgeseg._logging import warn_once
 
-                current = tf.config.threading.get_intra_op_parallelism_threads() or "its default"
-                warn_once(f"Keras models in this process run on TensorFlow's {current} threads "
-                          f"(set when it started); {num_threads} does not apply to them")
+                current = tf.config.threading.get_intra_op_parallelism_threads()
+                pool = f"{current} thread(s)" if current else "default thread pool"
+                warn_once(f"Keras models in this process run on TensorFlow's {pool} (fixed when "
+                          f"it started); a thread count of {num_threads} does not apply to them")
         self.source = load_keras(self.path, unsafe=unsafe)
         self.model = self.source.model
         self.runtime = "keras" if self.source.flavour == "tf_keras" else self.source.flavour

@@ -428,7 +428,8 @@ def _scored_on(cfg: RunConfig) -> str:
     from edgeseg.data.source import is_builtin
 
     if is_builtin(cfg.data):
-        return f"{cfg.samples} held-out images at {cfg.input_size}x{cfg.input_size}"
+        return (f"{cfg.samples} held-out test samples at {cfg.input_size}x{cfg.input_size} (never "
+                f"trained, validated or calibrated on)")
     if cfg.test_data:
         return f"up to {cfg.samples} images of {cfg.test_data}, whole"
     count = min(cfg.samples, len(held_out(cfg)))
