@@ -173,16 +173,16 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
     quant = cfg.quant
     needs_calib = (to == "tflite" and quant in ("int8", "int16x8") and not qat) or \
         (to == "onnx" and quant == "int8")
-    calibration = None
+    calibration = samples = None
     if needs_calib:
         if data is None:
             raise ConfigError(f"--quant {quant} needs calibration data: give --calib DATA")
         calibration = calibration_images(data, size=size, channels=channels,
                                          count=cfg.calib_samples, seed=cfg.seed,
                                          normalization=norm, fit=fit, trained_on=trained_on)
-        if cfg.verify:
-            unlike = _unlike(calibration, _parity_samples(cfg, data, trained_on, size, channels,
-                                                          num_classes, norm)[0])
+        if cfg.verify:  # the parity images, read once: compared here, checked against below
+            samples = _parity_samples(cfg, data, trained_on, size, channels, num_classes, norm)
+            unlike = _unlike(calibration, samples[0])
             if unlike:
                 print(f"warning: --calib {data}: {unlike}", file=sys.stderr)
 
@@ -211,11 +211,11 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
             "data": data, "samples": len(calibration), "seed": cfg.seed,
             "images": calibration_source(data, trained_on)})
 
-    return finish(out, to, raw, card, loaded, size, cfg, data, trained_on)
+    return finish(out, to, raw, card, loaded, size, cfg, data, trained_on, samples)
 
 
 def finish(out: Path, to: str, raw: bytes, card: dict, source, size, cfg: ConvertConfig, data,
-           trained_on) -> ConvertResult:
+           trained_on, samples=None) -> ConvertResult:
     """Stamp ``card`` into ``raw``, count its MACs, check its parity against ``source`` (an
     EdgeModel), and write the file and its card; nothing is written when parity fails."""
     from converters import onnx as onnx_conv
@@ -236,9 +236,9 @@ def finish(out: Path, to: str, raw: bytes, card: dict, source, size, cfg: Conver
         card.update(macs=cost.macs, params=cost.params)
         parity = None
         if cfg.verify:
-            parity, where = _parity(source, trial, data, size, card["channels"],
-                                    card["num_classes"], cfg, cards.normalization_of(card),
-                                    trained_on)
+            parity, where = _parity(source, trial, samples or _parity_samples(
+                cfg, data, trained_on, size, card["channels"], card["num_classes"],
+                cards.normalization_of(card)), cfg)
             card["parity"] = {**parity.to_dict(), "images": where}
             if not parity.passed:
                 message = (f"{out}: parity check failed on {where}: {parity.summary()} (limits: "
@@ -303,15 +303,15 @@ def _unlike(calibration, reference) -> str | None:
     return None
 
 
-def _parity(source, path, data, size, channels, num_classes, cfg, norm, trained_on):
+def _parity(source, path, samples, cfg):
     """(Parity, where): the converted file against its source, both through EdgeModel.predict
-    (probabilities, whatever the outputs are), on the images :func:`_parity_samples` picks."""
+    (probabilities, whatever the outputs are), on ``samples`` from :func:`_parity_samples`."""
     import numpy as np
 
     from edgeseg import runtime
 
-    images, masks, where = _parity_samples(cfg, data, trained_on, size, channels, num_classes,
-                                           norm)
+    images, masks, where = samples
+    num_classes = source.num_classes
     converted = runtime.load(path, trusted=True)  # written by this process
     mode = cfg.quant if cfg.quant in FLOAT_MODES else "quantized"
     source_out = np.concatenate([source.predict(images[i:i + 8]) for i in range(0, len(images), 8)])

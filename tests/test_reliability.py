@@ -97,12 +97,20 @@ def test_images_past_pillows_bomb_limit_open(tmp_path):
     assert header_size(path) == (15000, 12000)
 
 
-def test_dynamic_models_run_at_sizes_their_stride_does_not_divide(converted, tiny_run, tmp_path):
-    dynamic = tmp_path / "dyn.onnx"
+@pytest.fixture(scope="module")
+def dynamic_onnx(tiny_run, tmp_path_factory):
+    """The tiny model as an .onnx that takes any batch and size, converted once."""
+    dynamic = tmp_path_factory.mktemp("dynamic") / "dyn.onnx"
     result = CliRunner().invoke(cli, ["convert", str(tiny_run / "model.keras"), "--to", "onnx",
                                       "--dynamic", "--input-size", "64", "--verify-samples", "2",
                                       "--out", str(dynamic)])
     assert result.exit_code == 0, result.output
+    return dynamic
+
+
+def test_dynamic_models_run_at_sizes_their_stride_does_not_divide(dynamic_onnx, tiny_run,
+                                                                   tmp_path):
+    dynamic = dynamic_onnx
     report = tmp_path / "b.json"
     for model in (tiny_run / "model.keras", dynamic):
         result = CliRunner().invoke(cli, ["eval", str(model), "--n", "2", "--input-size", "100"])
@@ -257,14 +265,10 @@ def test_eval_and_predict_warn_about_dim_16_bit_images(converted, tmp_path):
     assert result.exit_code == 0 and "nearly black" in result.output
 
 
-def test_dynamic_onnx_macs_equal_the_fixed_files(converted, tiny_run, tmp_path):
+def test_dynamic_onnx_macs_equal_the_fixed_files(converted, dynamic_onnx):
     from edgeseg.flops import onnx_cost
 
-    dynamic = tmp_path / "dyn.onnx"
-    result = CliRunner().invoke(cli, ["convert", str(tiny_run / "model.keras"), "--to", "onnx",
-                                      "--dynamic", "--input-size", "64", "--verify-samples", "2",
-                                      "--out", str(dynamic)])
-    assert result.exit_code == 0, result.output
+    dynamic = dynamic_onnx
     fixed = converted[("onnx", "none")][0]  # converted at 64x64
     assert onnx_cost(dynamic, input_size=64).macs == onnx_cost(fixed).macs
     card = json.loads(dynamic.with_name(dynamic.name + ".json").read_text())
