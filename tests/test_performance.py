@@ -90,16 +90,31 @@ def test_inspect_profile_refuses_a_bad_run_count(converted):
     assert result.exit_code == 2 and "--runs" in result.output
 
 
-def test_gemm_rate_runs_numpy_on_one_thread():
-    from benchmarks.roofline import fraction, gemm_rate
+def test_rooflines_time_one_convolution_per_runtime_dtype_and_threads(converted):
+    from benchmarks.roofline import CHANNELS, PIXELS, conv_rooflines, key, row_share
 
-    roofline = gemm_rate(n=256, repeats=3)
-    assert roofline["gflops"] > 0 and roofline["gmacs_per_s"] == pytest.approx(roofline["gflops"] / 2,
-                                                                             abs=0.01)
-    assert "one BLAS thread" in roofline["method"]
-    # 1 GMAC in 20 ms is 100 GFLOP/s: half of a 200 GFLOP/s machine
-    assert fraction(10 ** 9, 20.0, {"gflops": 200.0}) == pytest.approx(0.5)
-    assert fraction(None, 20.0, {"gflops": 200.0}) is None
+    ceilings = conv_rooflines(threads=(1,), runs=3, warmup=1)
+    assert sorted(ceilings) == sorted(key(rt, dt, 1) for rt in ("litert", "onnxruntime")
+                                      for dt in ("fp32", "int8"))
+    for name, ceiling in ceilings.items():
+        macs = PIXELS * PIXELS * CHANNELS * CHANNELS
+        assert ceiling["macs"] == macs and ceiling["best_ms"] <= ceiling["p50_ms"]
+        assert ceiling["gmacs_per_s"] == pytest.approx(macs / ceiling["best_ms"] / 1e6, rel=1e-3)
+        assert ceiling["dtype"] in ceiling["method"] and "1x1 convolution" in ceiling["method"]
+    # a file's share: its convolution MACs (no resizing) over the roofline of its own dtype
+    path, _ = converted[("tflite", "int8")]
+    from edgeseg.flops import file_cost
+
+    cost = file_cost(path)
+    resize = sum(layer.macs for layer in cost.layers if layer.kind == "RESIZE_BILINEAR")
+    row = {"path": str(path), "runtime": "litert", "threads": 1, "input_shape": list(cost.input_shape),
+           "latency_ms": {"p50": 2.0}}
+    fake = {key("litert", "int8", 1): {"gmacs_per_s": 10.0}}
+    macs, share = row_share(row, fake, "int8")
+    assert resize > 0 and macs == cost.macs - resize
+    assert share == pytest.approx(macs / 2e-3 / 1e9 / 10.0)
+    assert row_share(row, fake, "fp32")[1] is None  # no fp32 roofline given: no share
+    assert row_share(row, fake, "fp16")[1] is None
 
 
 def test_the_sweep_rule_takes_the_fastest_within_the_dice_tolerance():
@@ -115,8 +130,8 @@ def test_the_sweep_rule_takes_the_fastest_within_the_dice_tolerance():
 
 def _row(model, file, runtime, threads, p50, dice, macs=10 ** 9):
     return {"model": model, "file": file, "runtime": runtime, "threads": threads,
-            "latency_ms": {"p50": p50}, "dice": dice, "macs": macs,
-            "roofline_fraction": 2 * macs / (p50 / 1e3) / 1e9 / 100 if threads == 1 else None}
+            "latency_ms": {"p50": p50}, "dice": dice, "macs": macs, "conv_macs": macs,
+            "roofline_fraction": macs / (p50 / 1e3) / 1e9 / 50 if threads == 1 else None}
 
 
 def test_the_peers_goals_compare_best_deployable_variants():
@@ -131,7 +146,8 @@ def test_the_peers_goals_compare_best_deployable_variants():
         _row("unet16", "fp32.tflite", "litert", 1, 40.0, 0.975),
         _row("unet64", "fp32.tflite", "litert", 1, 400.0, None, 48 * 10 ** 9),
     ]
-    report = {"results": rows, "roofline": {"gflops": 100.0}}
+    report = {"results": rows, "roofline": {"litert fp32 1 thread": {"gmacs_per_s": 50.0,
+                                                                      "method": "a conv"}}}
     assert best_deployable(report, "tutorial_unet", "litert")["file"] == "fp32.tflite"
     assert best_deployable(report, "mobile_unet", "litert")["file"] == "int8.tflite"
     result = {g["goal"]: g for g in goals(report)}
@@ -139,7 +155,8 @@ def test_the_peers_goals_compare_best_deployable_variants():
     assert speed["value"] == pytest.approx(50 / 6, abs=0.01) and speed["passed"]
     macs = result["fewer MACs than unet base 64"]
     assert macs["value"] == 240.0 and macs["passed"]  # Dice 0.970 vs 0.975: within 0.01
-    assert result["fp32 TFLite share of the single-core GEMM rate"]["passed"] is True  # 0.5
+    share = result["fp32 TFLite share of LiteRT's 1x1-convolution rate (1 thread)"]
+    assert share["value"] == 0.5 and share["passed"] is True  # 25 GMAC/s of 50
     assert result["int8 / fp32 latency (litert, 1 thread)"]["value"] == 0.75
     assert result["2-thread speedup of the default's best variant"]["value"] == pytest.approx(1.71,
                                                                                             abs=0.01)
@@ -152,7 +169,7 @@ def test_the_peers_goals_compare_best_deployable_variants():
 def test_goals_fail_closed_when_their_figures_are_missing():
     from benchmarks.peers import best_deployable, goals
 
-    result = goals({"results": [], "roofline": {"gflops": 100.0}})
+    result = goals({"results": [], "roofline": {}})
     assert len(result) == 7  # every goal is listed, none silently dropped
     assert all(g["value"] is None and g["passed"] is False and "not measured" in g["detail"]
                for g in result)
