@@ -46,8 +46,22 @@ def best_deployable(rows: list[dict]) -> dict | None:
     return min(ok, key=lambda r: r["latency_ms"]["p50"]) if ok else None
 
 
+def _seed_list(ctx, param, value):
+    import click
+
+    try:
+        seeds = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of whole numbers") \
+            from None
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise click.BadParameter(f"{value!r}: give distinct seeds >= 0, e.g. 0,1,2")
+    return tuple(seeds)
+
+
 def options(function):
-    """The budget's command-line options (--input-size, --steps, --runs, --samples)."""
+    """The budget's command-line options (--input-size, --steps, --runs, --samples, --seeds,
+    --rounds)."""
     import click
 
     for decorator in reversed([
@@ -57,8 +71,15 @@ def options(function):
                          help="Training steps (batches of 16) per model."),
             click.option("--runs", type=click.IntRange(min=1), default=30, show_default=True,
                          help="Timed round-robin iterations."),
-            click.option("--samples", type=click.IntRange(min=1), default=32, show_default=True,
-                         help="Held-out images to score.")]):
+            click.option("--samples", type=click.IntRange(min=1), default=64, show_default=True,
+                         help="Held-out images to score (built-in test range)."),
+            click.option("--seeds", default="0,1,2", show_default=True, callback=_seed_list,
+                         help="Training seeds: every model is trained once per seed; Dice is "
+                              "their mean (with the spread), latency is timed on the first "
+                              "seed's files."),
+            click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True,
+                         help="Timing rounds (each a whole interleaved run): p50 is their median, "
+                              "goals must hold in the worst one.")]):
         function = decorator(function)
     return function
 
@@ -161,4 +182,74 @@ def convert_all(model: Path, out: Path, size: int, files=tuple(FILES), trained: 
     return paths
 
 
-__all__ = ["Candidate", "DATA", "FILES", "best_deployable", "convert_all", "options", "train"]
+def seed_folder(out: Path, seed: int) -> Path:
+    """Where one seed's models and files go: ``out/seed<N>``."""
+    return Path(out) / f"seed{seed}"
+
+
+def measure(files: dict[int, list[Path]], *, threads, runs: int, samples: int, rounds: int,
+            input_size: int, reference: Path, echo=print) -> dict:
+    """Time and score the files of every seed; one bench report whose rows are the aggregates.
+
+    ``files`` maps each seed to its files (``.../seed<N>/<label>/<file>``; the first seed holds every
+    label, later ones may hold fewer). The first seed's files are timed ``rounds`` times, each time
+    in one interleaved run of all of them (a busy moment moves one round, not the comparison);
+    every seed's files are scored on the same ``samples`` held-out images. Each row is the first
+    seed's, with ``latency_ms.p50`` the median of the rounds' p50 (``latency_ms.rounds``: each
+    round's), and ``dice`` the mean over the seeds (``dice_seeds``, ``dice_sd``; None when a seed
+    has no Dice for it). ``dice_delta`` is against the reference's mean Dice.
+    """
+    import numpy as np
+
+    from benchmarks.harness import bench
+
+    seeds = list(files)
+    first = seeds[0]
+    timed = []
+    for number in range(rounds):
+        echo(f"timing round {number + 1}/{rounds}: {len(files[first])} files at "
+             f"{', '.join(map(str, threads))} thread(s), {runs} runs, round robin"
+             + (f"; scoring {samples} held-out images" if number == 0 else ""))
+        timed.append(bench(files[first], data=DATA, threads=threads, runs=runs,
+                           samples=samples if number == 0 else 1, image_size=input_size, seed=0,
+                           echo=lambda line: None, reference=reference, progress=False))
+    scored = {first: timed[0]}
+    for seed in seeds[1:]:
+        echo(f"scoring seed {seed}'s {len(files[seed])} files on the same {samples} images")
+        scored[seed] = bench(files[seed], data=DATA, threads=(1,), runs=1, warmup=0,
+                             samples=samples, image_size=input_size, seed=0,
+                             echo=lambda line: None, progress=False)
+
+    def ident(row):
+        path = Path(row["path"])
+        return path.parent.name, path.name
+
+    dice = {seed: {ident(r): r["dice"] for r in report["results"]} for seed, report in scored.items()}
+    report = timed[0]
+    for row in report["results"]:
+        rounds_p50 = [next(r["latency_ms"]["p50"] for r in t["results"] if r["path"] == row["path"]
+                           and r["threads"] == row["threads"]) for t in timed]
+        row["latency_ms"]["rounds"] = rounds_p50
+        row["latency_ms"]["p50"] = float(np.median(rounds_p50))
+        if row["macs"]:
+            row["gmacs_per_s"] = row["macs"] / (row["latency_ms"]["p50"] / 1e3) / 1e9
+        per_seed = {seed: dice[seed].get(ident(row)) for seed in seeds}
+        row["dice_seeds"] = {str(seed): d for seed, d in per_seed.items()}
+        known = [d for d in per_seed.values() if d is not None]
+        complete = len(known) == len(seeds)
+        row["dice"] = float(np.mean(known)) if complete else None
+        row["dice_sd"] = float(np.std(known, ddof=1)) if complete and len(known) > 1 else None
+    reference_row = next((r for r in report["results"] if r.get("reference")), None)
+    for row in report["results"]:
+        row["dice_delta"] = row["dice"] - reference_row["dice"] \
+            if row["dice"] is not None and reference_row and reference_row["dice"] is not None \
+            else None
+    report["seeds"], report["rounds"] = seeds, rounds
+    report["run"]["seconds"] = round(sum(t["run"]["seconds"] for t in timed) +
+                                     sum(s["run"]["seconds"] for seed, s in scored.items()
+                                         if seed != first), 1)
+    return report
+
+
+__all__ = ["Candidate", "DATA", "FILES", "best_deployable", "convert_all", "measure", "options",
+           "seed_folder", "train"]

@@ -6,12 +6,16 @@ against Dice with the Pareto front. A configuration's point is its best deployab
 faster of fp32 and int8, int8 only when its Dice is within 0.01 of the fp32 file's
 (:func:`benchmarks.budget.best_deployable`).
 
-The rule for the default: **the fastest configuration whose Dice is within 0.005 of the best Dice
-of the sweep** (0.005 is the accuracy a user gives up without noticing on this task; anything
-faster than that loses visibly, anything slower buys nothing measurable).
+Every configuration is trained once per seed (``--seeds``, default 0,1,2): its Dice is the mean over
+the seeds (spread beside it), on ``--samples`` held-out test images; its latency is the median of
+``--rounds`` interleaved timing rounds of the first seed's files.
 
-    python -m benchmarks.sweep --out sweep/            # ~22 min on 2 cores
-    python -m benchmarks.sweep --only concat,add --steps 60 --out /tmp/s
+The rule for the default: **the fastest configuration whose mean Dice is within 0.005 of the best
+mean Dice of the sweep** (0.005 is the accuracy a user gives up without noticing on this task;
+anything faster than that loses visibly, anything slower buys nothing measurable).
+
+    python -m benchmarks.sweep --out sweep/            # ~70 min on 2 cores (3 seeds)
+    python -m benchmarks.sweep --only concat,add --steps 60 --seeds 0 --rounds 1 --out /tmp/s
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 import click
 
 from benchmarks import budget
-from benchmarks.budget import DATA, Candidate, convert_all, train
+from benchmarks.budget import DATA, Candidate, convert_all, measure, seed_folder, train
 
 DICE_TOLERANCE = 0.005  # the rule above
 
@@ -42,6 +46,11 @@ CONFIGS = (
     Candidate("add", "mobile_unet", {"merge": "add"}),
     Candidate("add-alpha0.75", "mobile_unet", {"merge": "add", "alpha": 0.75}),
     Candidate("add-alpha0.5", "mobile_unet", {"merge": "add", "alpha": 0.5}),
+    Candidate("add-shuffle", "mobile_unet", {"merge": "add", "head": "shuffle"}),
+    Candidate("add-alpha0.75-shuffle", "mobile_unet", {"merge": "add", "alpha": 0.75,
+                                                       "head": "shuffle"}),
+    Candidate("add-alpha0.5-shuffle", "mobile_unet", {"merge": "add", "alpha": 0.5,
+                                                      "head": "shuffle"}),
 )
 
 
@@ -62,23 +71,25 @@ def pareto(points: dict[str, dict]) -> list[str]:
 
 
 def run_sweep(out: Path, *, input_size: int = 256, steps: int = 300, runs: int = 30,
-              samples: int = 32, only=None, seed: int = 0, echo=print) -> dict:
-    from benchmarks.harness import bench
+              samples: int = 64, only=None, seeds=(0, 1, 2), rounds: int = 3,
+              echo=print) -> dict:
     from edgeseg.files import atomic_write_json, atomic_write_text
 
     configs = [c for c in CONFIGS if not only or c.label in only]
     started = time.time()
     echo(f"sweep: {len(configs)} mobile_unet configurations, {steps} steps of 16 {DATA} crops "
-         f"each, deployed at {input_size}x{input_size}")
-    trained, files = {}, []
-    for c in configs:
-        trained[c.label] = train(c, out / c.label, steps, seed, echo)
-        files += convert_all(out / c.label / "model.keras", out / c.label, input_size,
-                             ("fp32.tflite", "int8.tflite"), seed=seed, echo=echo)
-    echo(f"benchmarking {len(files)} files at 1 thread, {runs} runs, round robin")
-    report = bench(files, data=DATA, threads=(1,), runs=runs, samples=samples,
-                   image_size=input_size, seed=seed, echo=lambda line: None,
-                   reference=out / configs[0].label / "fp32.tflite")
+         f"each, seeds {', '.join(map(str, seeds))}, deployed at {input_size}x{input_size}")
+    trained, files = {}, {}
+    for seed in seeds:
+        for c in configs:
+            folder = seed_folder(out, seed) / c.label
+            trained.setdefault(c.label, {})[str(seed)] = train(c, folder, steps, seed, echo)
+            files.setdefault(seed, []).extend(convert_all(
+                folder / "model.keras", folder, input_size, ("fp32.tflite", "int8.tflite"),
+                seed=seed, echo=echo))
+    report = measure(files, threads=(1,), runs=runs, samples=samples, rounds=rounds,
+                     input_size=input_size, echo=echo,
+                     reference=seed_folder(out, seeds[0]) / configs[0].label / "fp32.tflite")
     by_config: dict[str, list[dict]] = {}
     for row in report["results"]:
         label = Path(row["path"]).parent.name
@@ -91,16 +102,21 @@ def run_sweep(out: Path, *, input_size: int = 256, steps: int = 300, runs: int =
         if best is None:  # no fp32 Dice to judge its files by: not a point of the comparison
             echo(f"  {c.label}: no deployable file (no fp32 Dice): left out of the choice")
             continue
+        validation = [t["dice"] for t in trained[c.label].values() if t["dice"] is not None]
         points[c.label] = {"options": c.options, "file": Path(best["path"]).name,
-                           "p50": best["latency_ms"]["p50"], "dice": best["dice"],
+                           "p50": best["latency_ms"]["p50"],
+                           "p50_rounds": best["latency_ms"]["rounds"], "dice": best["dice"],
+                           "dice_sd": best.get("dice_sd"), "dice_seeds": best["dice_seeds"],
                            "macs": best["macs"], "size_bytes": best["size_bytes"],
-                           "validation_dice": trained[c.label]["dice"],
-                           "train_seconds": trained[c.label]["seconds"]}
+                           "validation_dice": sum(validation) / len(validation)
+                           if validation else None,
+                           "train_seconds": sum(t["seconds"] for t in trained[c.label].values())}
     choice = choose(points)
     report["sweep"] = {"configs": points, "pareto": pareto(points), "choice": choice,
-                       "rule": f"fastest configuration whose Dice is within {DICE_TOLERANCE} of "
-                               f"the best Dice of the sweep", "steps": steps,
-                       "input_size": input_size, "seconds": round(time.time() - started)}
+                       "rule": f"fastest configuration whose mean Dice is within {DICE_TOLERANCE} "
+                               f"of the best mean Dice of the sweep", "steps": steps,
+                       "input_size": input_size, "seeds": list(seeds), "rounds": rounds,
+                       "seconds": round(time.time() - started)}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "sweep.json", report)
     table = markdown(report)
@@ -117,17 +133,24 @@ def markdown(report: dict) -> str:
     sweep = report["sweep"]
     points, front = sweep["configs"], set(sweep["pareto"])
     reference = points.get("concat") or next(iter(points.values()))
-    lines = [f"Machine: {machine.line(report['machine'])}. {sweep['steps']} training steps each; "
-             f"p50 at {sweep['input_size']}x{sweep['input_size']}, LiteRT, 1 thread, one "
-             f"interleaved run; Dice on {report['dataset']['samples']} held-out images.", "",
+    seeds = sweep.get("seeds", [0])
+    lines = [f"Machine: {machine.line(report['machine'])}. {sweep['steps']} training steps each, "
+             f"seeds {', '.join(map(str, seeds))}; p50 at {sweep['input_size']}x"
+             f"{sweep['input_size']}, LiteRT, 1 thread: the median of {sweep.get('rounds', 1)} "
+             f"interleaved timing rounds (min-max beside it) of the first seed's files; Dice: mean "
+             f"+/- standard deviation over the seeds on {report['dataset']['samples']} held-out "
+             f"test images.", "",
              "| config | options | deployed | GMACs | p50 ms | x concat | Dice | Pareto |",
              "|---|---|---|---:|---:|---:|---:|:---:|"]
     for label, p in sorted(points.items(), key=lambda item: item[1]["p50"]):
         options = ", ".join(f"{k}={v}" for k, v in p["options"].items())
         ratio = f"{reference['p50'] / p['p50']:.2f}" if reference else "-"
         mark = "**chosen**" if label == sweep["choice"] else ("yes" if label in front else "")
+        rounds = p.get("p50_rounds") or [p["p50"]]
+        spread = f" ({min(rounds):.2f}-{max(rounds):.2f})" if len(rounds) > 1 else ""
+        sd = f" +/- {p['dice_sd']:.4f}" if p.get("dice_sd") is not None else ""
         lines.append(f"| {label} | {options} | {p['file']} | {p['macs'] / 1e9:.3f} | "
-                     f"{p['p50']:.2f} | {ratio} | {p['dice']:.4f} | {mark} |")
+                     f"{p['p50']:.2f}{spread} | {ratio} | {p['dice']:.4f}{sd} | {mark} |")
     lines += ["", f"Rule: {sweep['rule']}; chosen: **{sweep['choice']}**."]
     return "\n".join(lines) + "\n"
 
@@ -168,7 +191,7 @@ def plot(points: dict, front: list[str], choice: str, path: Path) -> None:
 @budget.options
 @click.option("--only", help="Comma-separated labels of the configurations to run.")
 @click.option("--out", type=click.Path(file_okay=False), default="sweep", show_default=True)
-def main(input_size, steps, runs, samples, only, out):
+def main(input_size, steps, runs, samples, seeds, rounds, only, out):
     """Sweep mobile_unet's options on one training budget; pick the default by latency and Dice."""
     labels = {c.label for c in CONFIGS}
     chosen = [s.strip() for s in only.split(",")] if only else None
@@ -176,7 +199,7 @@ def main(input_size, steps, runs, samples, only, out):
         raise click.BadParameter(f"unknown {', '.join(sorted(set(chosen) - labels))}; valid: "
                                  f"{', '.join(c.label for c in CONFIGS)}", param_hint="--only")
     run_sweep(Path(out), input_size=input_size, steps=steps, runs=runs, samples=samples,
-              only=chosen, echo=click.echo)
+              only=chosen, seeds=seeds, rounds=rounds, echo=click.echo)
 
 
 if __name__ == "__main__":

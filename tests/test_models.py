@@ -160,6 +160,27 @@ def test_maxunpool_puts_values_at_the_pooling_positions(tf):
     np.testing.assert_array_equal(got, want.reshape(source.shape))
 
 
+def test_a_pixel_shuffle_head_converts_to_depth_to_space_in_both_runtimes(tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from converters.onnx import onnx_bytes
+    from converters.tflite import convert_tflite
+    from edgeseg.runtime import load
+
+    model = create_model("mobile_unet", input_size=SIZE, num_classes=3, alpha=0.25, head="shuffle")
+    assert model.get_layer("head_logits").filters == 12  # 4 logits per class: a 2x2 patch each
+    image = _images(1, seed=2)
+    want = model(image, training=False).numpy()
+    path = convert_tflite(model, tmp_path / "m.tflite")
+    interpreter = Interpreter(model_path=str(path))
+    ops = [op["op_name"] for op in interpreter._get_ops_details()]
+    assert "DEPTH_TO_SPACE" in ops and "RESIZE_BILINEAR" not in ops[-3:]
+    np.testing.assert_allclose(load(path).predict(image), want, atol=1e-4)
+    onnx_path = tmp_path / "m.onnx"
+    onnx_path.write_bytes(onnx_bytes(model, input_size=SIZE))
+    np.testing.assert_allclose(load(onnx_path).predict(image), want, atol=1e-4)
+
+
 @pytest.mark.parametrize("name, options, message", [
     ("resnet_unet", {}, "valid models: mobile_unet, tutorial_unet, unet, xception_unet"),
     ("mobile_unet", {"input_size": 100}, "does not divide by 16"),
@@ -169,6 +190,8 @@ def test_maxunpool_puts_values_at_the_pooling_positions(tf):
     ("mobile_unet", {"block": "v3"}, "block must be one of ds, ir"),
     ("mobile_unet", {"stem": 4}, "stem must be one of 1, 2"),
     ("mobile_unet", {"merge": "sum"}, "merge must be one of concat, add"),
+    ("mobile_unet", {"head": "cubic"}, "head must be one of bilinear, nearest, shuffle"),
+    ("mobile_unet", {"head": "shuffle", "stem": 1}, "head='shuffle' upsamples a half-resolution"),
     ("mobile_unet", {"alpha": 0}, "option alpha=0 must be a number from"),
     ("mobile_unet", {"dilation": 0}, "option dilation=0 must be a whole number from 1"),
     ("mobile_unet", {"num_classes": 0}, "option num_classes=0 must be a whole number from 1"),

@@ -171,12 +171,13 @@ def _layer_kinds(model):
     return {type(layer).__name__ for layer in model.layers}
 
 
-@pytest.mark.parametrize("upsample", UPSAMPLES)
+@pytest.mark.parametrize("upsample", [*UPSAMPLES, "shuffle-head"])
 def test_qat_wraps_and_trains_every_decoder(tiny_data, upsample):
     from edgeseg.models.saving import is_quantization_aware
     from edgeseg.optimize.quantize import quantize_for_training
 
-    qat = quantize_for_training(_model(upsample), "default")
+    model = _model(head="shuffle") if upsample == "shuffle-head" else _model(upsample)
+    qat = quantize_for_training(model, "default")
     assert is_quantization_aware(qat) and "QuantizeLayer" in _layer_kinds(qat)
     _finetune(qat, tiny_data)
     out = qat(np.random.rand(1, 32, 32, 1).astype("float32"), training=False).numpy()

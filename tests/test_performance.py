@@ -166,6 +166,23 @@ def test_the_peers_goals_compare_best_deployable_variants():
     assert not result["speedup vs tutorial_unet (litert, 1 thread)"]["passed"]
 
 
+def test_a_latency_goal_must_hold_in_the_worst_timing_round():
+    from benchmarks.peers import goals
+
+    ours = _row("mobile_unet", "fp32.tflite", "litert", 1, 6.0, 0.970, 2 * 10 ** 8)
+    theirs = _row("tutorial_unet", "fp32.tflite", "litert", 1, 50.0, 0.972)
+    ours["latency_ms"]["rounds"] = [6.0, 5.9, 12.0]  # one round on a busy machine
+    theirs["latency_ms"]["rounds"] = [50.0, 51.0, 49.0]
+    speed = {g["goal"]: g for g in goals({"results": [ours, theirs], "roofline": {}})}[
+        "speedup vs tutorial_unet (litert, 1 thread)"]
+    assert speed["value"] == pytest.approx(49 / 12, abs=0.01) and speed["passed"] is False
+    assert "worst round" in speed["detail"]
+    ours["latency_ms"]["rounds"] = [6.0, 5.9, 6.1]
+    speed = {g["goal"]: g for g in goals({"results": [ours, theirs], "roofline": {}})}[
+        "speedup vs tutorial_unet (litert, 1 thread)"]
+    assert speed["value"] == pytest.approx(49 / 6.1, abs=0.01) and speed["passed"] is True
+
+
 def test_goals_fail_closed_when_their_figures_are_missing():
     from benchmarks.peers import best_deployable, goals
 
@@ -186,11 +203,20 @@ def test_the_sweep_command_trains_converts_benchmarks_and_chooses(tmp_path):
     out = tmp_path / "sweep"
     done = subprocess.run([sys.executable, "-m", "benchmarks.sweep", "--only", "concat,add",
                            "--steps", "2", "--runs", "2", "--samples", "2", "--input-size", "32",
-                           "--out", str(out)], capture_output=True, text=True, timeout=600)
+                           "--seeds", "0,1", "--rounds", "2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((out / "sweep.json").read_text())
     assert report["schema"] == "edgeseg.bench/1"
     assert set(report["sweep"]["configs"]) == {"concat", "add"}
+    # two seeds trained apart, scored on the same images; the first seed's files timed twice
+    assert (out / "seed1" / "add" / "int8.tflite").exists() and report["seeds"] == [0, 1]
+    for row in report["results"]:
+        assert row["path"].startswith(str(out / "seed0"))
+        assert len(row["latency_ms"]["rounds"]) == 2
+        assert row["latency_ms"]["p50"] == pytest.approx(sum(row["latency_ms"]["rounds"]) / 2)
+        assert sorted(row["dice_seeds"]) == ["0", "1"]
+        assert row["dice"] == pytest.approx(sum(row["dice_seeds"].values()) / 2)
     # the rule, recomputed from the rows: each configuration's fastest file within 0.01 Dice of its
     # fp32 file, then the fastest configuration within 0.005 of the best
     best = {}

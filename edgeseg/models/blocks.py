@@ -81,6 +81,29 @@ class MaxUnpool2D(layers.Layer):
         return input_shape[1][:-1] + (input_shape[0][-1],)
 
 
+@keras.utils.register_keras_serializable(package="edgeseg")
+class DepthToSpace(layers.Layer):
+    """Pixel shuffle: (H, W, C * b * b) -> (H * b, W * b, C), each pixel's channels laid out as a
+    b x b patch (DEPTH_TO_SPACE in TFLite, DepthToSpace in ONNX). A learnable upsampling whose
+    cost is the convolution before it: the values only move.
+    """
+
+    def __init__(self, block_size: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.block_size = int(block_size)
+
+    def call(self, inputs):
+        return tf.nn.depth_to_space(inputs, self.block_size)
+
+    def compute_output_shape(self, input_shape):
+        b = self.block_size
+        return (input_shape[0], *(None if d is None else d * b for d in input_shape[1:3]),
+                input_shape[3] // (b * b))
+
+    def get_config(self):
+        return {**super().get_config(), "block_size": self.block_size}
+
+
 def _upsample_nearest(x):
     return keras.backend.resize_images(x, 2, 2, "channels_last", interpolation="nearest")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from edgeseg._keras import keras, layers
 from edgeseg.models.blocks import (
     UPSAMPLE_MODES,
+    DepthToSpace,
     MaxUnpool2D,
     check_choice,
     check_positive,
@@ -29,7 +30,8 @@ BLOCKS = {"ds": ds_block, "ir": ir_block}
 def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alpha: float = 1.0,
                 depth: int = 4, block: str = "ds", upsample: str = "bilinear", skips: bool = True,
                 dilation=1, base_filters: int = 32, blocks_per_level: int = 1, stem: int = 2,
-                merge: str = "add", bn_momentum: float = 0.9) -> keras.Model:
+                merge: str = "add", head: str | None = None, bn_momentum: float = 0.9
+                ) -> keras.Model:
     """A U-Net with a MobileNet encoder and a depthwise-separable decoder.
 
     The encoder halves the resolution ``depth`` times: a stride-2 3x3 stem, then per level a stride-2
@@ -47,6 +49,12 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
     resolutions are memory traffic, and the 1x1 projection runs at the low resolution. ``stem=1`` runs the stem at full
     resolution instead (the encoder then halves ``depth - 1`` times and the head needs no upsampling):
     finer boundaries for about 4x the MACs of the first and last levels.
+
+    ``head`` says how the half-resolution head reaches the input's size (``stem=2``): by default as
+    the decoder upsamples (``upsample``); ``"bilinear"`` or ``"nearest"`` resize the class logits
+    whatever the decoder does; ``"shuffle"`` predicts ``4 * num_classes`` logits per pixel and lays
+    them out as 2x2 patches (pixel shuffle, DEPTH_TO_SPACE): a learned upsampling that only moves
+    values, where resizing a one-channel map costs XNNPACK more than the convolutions before it.
 
     With ``upsample="maxunpool"`` the encoder downsamples by 2x2 max-pooling instead of strides (the
     stem runs at full resolution, whatever ``stem`` says) and the decoder puts values back at the pooling positions
@@ -67,6 +75,8 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
     check_positive(name, "blocks_per_level", blocks_per_level)
     check_choice(name, "stem", stem, (1, 2))
     check_choice(name, "merge", merge, ("concat", "add"))
+    if head is not None:
+        check_choice(name, "head", head, HEADS)
     rates = _dilation_rates(name, dilation)
     full_resolution = upsample == "maxunpool" or stem == 1  # the decoder ends at the input's size
     halvings = depth if upsample == "maxunpool" else depth - (stem == 1)
@@ -80,7 +90,15 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
         x = _strided_unet(inputs, filters, block_fn, rates, skips, blocks_per_level, upsample, bn,
                           stem, merge)
     if full_resolution:
+        if head is not None:
+            raise ConfigError(f"{name}: head={head!r} upsamples a half-resolution head; with "
+                              f"upsample='maxunpool' or stem=1 the head is at full resolution")
         logits = classifier(x, num_classes)
+    elif head == "shuffle":
+        logits = DepthToSpace(2, name="head_shuffle")(classifier(x, 4 * num_classes))
+    elif head is not None:
+        logits = layers.UpSampling2D(2, interpolation=head, name=f"head_{head}")(
+            classifier(x, num_classes))
     else:
         if upsample == "transpose":
             logits = layers.Conv2DTranspose(num_classes, 2, strides=2, padding="same",
@@ -89,6 +107,9 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
             logits = layers.UpSampling2D(2, interpolation=upsample, name=f"head_{upsample}")(
                 classifier(x, num_classes))
     return keras.Model(inputs, probabilities(logits, num_classes), name=name)
+
+
+HEADS = ("bilinear", "nearest", "shuffle")
 
 
 def _strided_unet(x, filters, block_fn, rates, skips, blocks_per_level, mode, bn, stem, merge):

@@ -4,9 +4,10 @@ Three schemes over the same annotation: ``default`` (plain 8-bit QAT), ``prune``
 QAT: pruned zeros stay zero while the model learns its int8 ranges) and ``cluster`` (cluster- and
 sparsity-preserving QAT). What the schemes do not cover is handled here:
 
-- ``MaxUnpool2D`` (the max-unpooling of ``mobile_unet(upsample="maxunpool")``) has no weights; its
-  output is quantized like a concatenation's, so the int8 graph stays integer through the
-  GREATER_EQUAL / SELECT_V2 ops it converts to.
+- ``MaxUnpool2D`` (the max-unpooling of ``mobile_unet(upsample="maxunpool")``) and ``DepthToSpace``
+  (the pixel-shuffle head, ``head="shuffle"``) have no weights; their outputs are quantized like a
+  concatenation's, so the int8 graph stays integer through the GREATER_EQUAL / SELECT_V2 and
+  DEPTH_TO_SPACE ops they convert to.
 - Conv2DTranspose is rejected by tfmot's prune- and cluster-preserving registries. It is quantized
   with the default 8-bit transposed-convolution config instead, its kernel behind a stop-gradient
   (:class:`FrozenWeightsQuantizer`), so its zeros and clusters survive exactly while the rest of
@@ -36,7 +37,7 @@ from tensorflow_model_optimization.python.core.quantization.keras.default_8bit i
 
 from edgeseg._keras import keras, layers, tf
 from edgeseg.errors import ConfigError
-from edgeseg.models.blocks import MaxUnpool2D
+from edgeseg.models.blocks import DepthToSpace, MaxUnpool2D
 from edgeseg.optimize.selection import producers
 
 SCHEMES = ("default", "prune", "cluster", "prune+cluster")
@@ -80,7 +81,7 @@ def _scheme(name: str):
 
 def custom_objects() -> dict:
     """What a saved QAT model of the zoo needs besides tfmot's own objects."""
-    return {"MaxUnpool2D": MaxUnpool2D,
+    return {"MaxUnpool2D": MaxUnpool2D, "DepthToSpace": DepthToSpace,
             "Default8BitOutputQuantizeConfig": _configs.Default8BitOutputQuantizeConfig,
             "Default8BitConvTransposeQuantizeConfig":
                 _registry.Default8BitConvTransposeQuantizeConfig,
@@ -115,8 +116,9 @@ def quantize_for_training(model, scheme: str = "default"):
     def annotate(layer):
         if isinstance(layer, layers.InputLayer):
             return layer
-        if isinstance(layer, MaxUnpool2D) or _custom(layer):
-            # a layer tfmot has no rule for (edgeseg's unpooling, a user's custom layer): its
+        if isinstance(layer, (MaxUnpool2D, DepthToSpace)) or _custom(layer):
+            # a layer tfmot has no rule for (edgeseg's unpooling and pixel shuffle, a user's
+            # custom layer): its
             # output is fake-quantized, its own weights (if any) train in float
             return _quantization.quantize_annotate_layer(
                 layer, _configs.Default8BitOutputQuantizeConfig())
@@ -168,7 +170,8 @@ def fold_transpose_batchnorm(model):
                         if entry["name"] not in pairs]
     config["output_layers"] = [[pairs.get(name, name), *rest]
                                for name, *rest in config["output_layers"]]
-    rebuilt = model.__class__.from_config(config, custom_objects={"MaxUnpool2D": MaxUnpool2D})
+    rebuilt = model.__class__.from_config(config, custom_objects={"MaxUnpool2D": MaxUnpool2D,
+                                                                    "DepthToSpace": DepthToSpace})
     for layer in rebuilt.layers:
         if layer.name in folded:
             layer.set_weights(folded[layer.name])
