@@ -71,6 +71,9 @@ class ConvertConfig:
         verify_data: labelled data to check parity on [the validation data the model's card
             records, else --calib's validation split, else --calib's images, said].
         keep_failed: write a file that failed its parity check anyway (its card says so).
+        fallback: TFLite int8: keep the fewest, cheapest ops in float until ``max_dice_drop``
+            (and ``min_agreement``) hold (:mod:`converters.selective`), chosen on labelled images
+            apart from the ones parity then checks; the card records which ops and why.
         per_tensor: one weight scale per tensor instead of per channel (smaller files).
         unsafe: allow Keras models that carry code (Lambda layers).
         contract: I/O-contract keys over the source's card (``normalize``, ``output``,
@@ -92,6 +95,7 @@ class ConvertConfig:
     max_dice_drop: float | None = None
     verify_data: str | None = None
     keep_failed: bool = False
+    fallback: bool = False
     seed: int = 0
     per_tensor: bool = False
     unsafe: bool = False
@@ -171,6 +175,13 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
     norm, fit = cards.normalization_of(source_card), cards.input_fit_of(source_card)
 
     quant = cfg.quant
+    if cfg.fallback and (to != "tflite" or quant != "int8" or qat):
+        raise ConfigError("--fallback keeps layers of a TFLite --quant int8 conversion in float "
+                          + ("(a quantization-aware model has its int8 ranges already)" if qat
+                             else f"(not --to {to} --quant {quant})"))
+    if cfg.fallback and not cfg.verify:
+        raise ConfigError("--fallback needs the parity check (it measures the Dice budget): "
+                          "drop --no-verify")
     needs_calib = (to == "tflite" and quant in ("int8", "int16x8") and not qat) or \
         (to == "onnx" and quant == "int8")
     calibration = samples = None
@@ -186,7 +197,12 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
             if unlike:
                 print(f"warning: --calib {data}: {unlike}", file=sys.stderr)
 
-    if to == "tflite":
+    selection = None
+    if cfg.fallback:
+        selection, samples = _select(cfg, loaded, model, size, calibration, data, trained_on,
+                                     channels, num_classes, norm)
+        raw = selection.model
+    elif to == "tflite":
         raw = tflite_conv.tflite_bytes(model, size, quant, calibration, cfg.io, cfg.per_tensor)
     else:
         raw = onnx_conv.onnx_bytes(model, size, opset=cfg.opset, dynamic=cfg.dynamic)
@@ -206,6 +222,7 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
                 "recipe": source_card.get("recipe"), "metrics": source_card.get("metrics")},
         recipe={"stage": "convert", "to": to, "quant": quant, "io": cfg.io,
                 "quantization_aware": qat, "per_tensor": cfg.per_tensor,
+                **({"float_fallback": selection.to_dict(summary=True)} if selection else {}),
                 **({"opset": cfg.opset, "dynamic": cfg.dynamic} if to == "onnx" else {})},
         calibration=None if calibration is None else {
             "data": data, "samples": len(calibration), "seed": cfg.seed,
@@ -255,6 +272,43 @@ def finish(out: Path, to: str, raw: bytes, card: dict, source, size, cfg: Conver
     finally:
         trial.unlink(missing_ok=True)
     return ConvertResult(path, card, parity)
+
+
+def _select(cfg, loaded, model, size, calibration, data, trained_on, channels, num_classes, norm):
+    """(Selection, parity samples): the selective int8 search on one half of twice the parity
+    images, the other half left for the parity check, so the images that chose the float ops
+    never score the file."""
+    import numpy as np
+
+    from converters.selective import search
+    from converters.verify import QUANT_DICE_DROP
+
+    if cfg.io != "float":
+        raise ConfigError("--fallback keeps float ops in the graph: it takes --io float")
+    images, masks, where = _parity_samples(replace(cfg, verify_samples=2 * cfg.verify_samples),
+                                           data, trained_on, size, channels, num_classes, norm)
+    if masks is None or len(images) < 4:
+        raise ConfigError(f"--fallback measures a Dice budget: it needs labelled images apart "
+                          f"from the calibration ones (found {where}): give --verify-data DIR")
+    half = len(images) // 2
+    budget = QUANT_DICE_DROP if cfg.max_dice_drop is None else cfg.max_dice_drop
+    print(f"selective int8: the fewest, cheapest ops in float for a Dice drop <= {budget:g}, "
+          f"chosen on {half} of {where}, checked on the other {len(images) - half}",
+          file=sys.stderr)
+    source_probs = np.concatenate([loaded.predict(images[i:min(i + 8, half)])
+                                   for i in range(0, half, 8)])
+    selection = search(model, size, calibration, images[:half], masks[:half], source_probs,
+                       max_dice_drop=budget, min_agreement=cfg.min_agreement,
+                       per_tensor=cfg.per_tensor, num_classes=num_classes,
+                       echo=lambda line: print(line, file=sys.stderr))
+    share = selection.float_macs / (selection.macs or 1)
+    print(f"  {len(selection.float_ops)} op(s) in float ({share:.1%} of the MACs): "
+          f"{', '.join(selection.float_layers) or 'none'}; Dice {selection.dice:.4f} "
+          f"(full int8 {selection.dice_int8:.4f}, float {selection.dice_source:.4f}) after "
+          f"{selection.trials} trials" + ("" if selection.met else
+                                          "; the budget is NOT met even so"), file=sys.stderr)
+    return selection, (images[half:], masks[half:],
+                       f"{len(images) - half} of {where} (the other {half} chose the float ops)")
 
 
 def _parity_samples(cfg, data, trained_on, size, channels, num_classes, norm):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import warnings
 
 import numpy as np
 
@@ -63,13 +64,16 @@ def quant_errors(model_path, *, calib: str | None = None, verify_data: str | Non
                         seed=seed)
     images, _, where = _parity_samples(cfg, data, trained_on, size, channels, num_classes, norm)
     converter = make_converter(model, size, "int8", calibration)
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter, debug_dataset=lambda: ([image[None]] for image in images))
-    debugger.run()
+    with warnings.catch_warnings():  # TensorFlow's notes: integer conversion, tf.lite.Interpreter
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=lambda: ([image[None]] for image in images))
+        debugger.run()
+        quantized = debugger.get_nondebug_quantized_model()
     table = io.StringIO()
     debugger.layer_statistics_dump(table)
-    costs = {layer.name: layer.macs for layer in
-             tflite_cost(debugger.get_nondebug_quantized_model()).layers}
+    costs = {layer.name: layer.macs for layer in tflite_cost(quantized).layers}
     total = sum(costs.values()) or 1
     layers = []
     for row in csv.DictReader(io.StringIO(table.getvalue())):

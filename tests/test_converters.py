@@ -362,3 +362,62 @@ def test_quant_error_ranks_the_layers_a_bad_calibration_breaks(tiny_run, tmp_pat
                                  "4", "--json", str(bad)])
     assert result.exit_code == 0, result.output
     assert json.loads(bad.read_text())["layers"][0]["rmse_steps"] > 3 * steps[0]
+
+
+def test_selective_int8_puts_denylisted_ops_in_float_and_searches_a_dice_budget(tiny_run):
+    """Issue 17, selective quantization: one calibration, then trials that each keep some ops in
+    float; an impossible budget measures every op's sensitivity and says it is not met."""
+    from converters.calibration import calibration_images, labelled_samples
+    from converters.selective import calibrate, candidates, search
+    from edgeseg import runtime
+    from edgeseg.formats.tflite import read_tflite
+
+    loaded = runtime.load(tiny_run / "model.keras")
+    model = loaded.selected
+    calibration = calibration_images("synthetic-nuclei", size=(64, 64), channels=1, count=8)
+    calibrated, quantize = calibrate(model, (64, 64), calibration)
+    ops = candidates(calibrated)
+    stem = next(op for op in ops if op["layer"].startswith("stem"))
+    assert stem["op"] == "CONV_2D" and stem["macs"] > 0
+
+    def dtype_into(data, node):
+        parsed = read_tflite(data)
+        op = next(o for o in parsed.ops if parsed.tensors[o.outputs[0]].name == node)
+        return parsed.tensors[op.inputs[0]].dtype
+
+    assert dtype_into(quantize(), stem["node"]) == "int8"
+    assert dtype_into(quantize([stem["node"]]), stem["node"]) == "float32"
+
+    images, masks = labelled_samples("synthetic-nuclei", size=(64, 64), channels=1, num_classes=1,
+                                     count=4, seed=1)
+    probs = loaded.predict(images)
+    easy = search(model, (64, 64), calibration, images, masks, probs, max_dice_drop=1.0,
+                  echo=lambda line: None)
+    assert easy.met and easy.float_ops == [] and easy.trials == 1 and easy.sensitivity == []
+    hard = search(model, (64, 64), calibration, images, masks, probs, max_dice_drop=-1.0,
+                  echo=lambda line: None)  # a Dice above the float model's: never met
+    assert not hard.met and len(hard.sensitivity) == len(ops)
+    helping = [s for s in hard.sensitivity if s["gain"] > 0]
+    assert hard.trials == 1 + len(ops) + len(helping)  # full, each op alone, the greedy steps
+    assert len(hard.float_ops) == len(helping)
+
+
+def test_convert_fallback_records_its_choice_and_refuses_what_it_cannot_do(tiny_run, tmp_path,
+                                                                          runner):
+    model = tiny_run / "model.keras"
+    out = tmp_path / "sel.tflite"
+    result = runner.invoke(cli, ["convert", str(model), "--quant", "int8", "--fallback",
+                                 "--max-dice-drop", "0", "--keep-failed", "--calib-samples", "8",
+                                 "--verify-samples", "4", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    card = json.loads(out.with_name(out.name + ".json").read_text())
+    chosen = card["recipe"]["float_fallback"]
+    assert 0 <= chosen["float_macs_share"] <= 1 and chosen["dice_full_int8"] is not None
+    assert len(chosen["float_layers"]) == len(chosen["float_ops"])
+    assert "chose the float ops" in card["parity"]["images"]  # scored on the other half
+    for args, message in ((["--to", "onnx", "--quant", "int8"], "not --to onnx --quant int8"),
+                          (["--quant", "fp16"], "not --to tflite --quant fp16"),
+                          (["--quant", "int8", "--no-verify"], "needs the parity check")):
+        bad = tmp_path / ("x.onnx" if "onnx" in args else "x.tflite")
+        result = runner.invoke(cli, ["convert", str(model), *args, "--fallback", "--out", str(bad)])
+        assert result.exit_code == 2 and message in result.output and not bad.exists()

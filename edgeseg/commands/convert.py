@@ -42,13 +42,17 @@ from edgeseg.commands._options import contract_from, contract_options, keras_opt
                    "--calib's validation split]; never the calibration images when it can help.")
 @click.option("--keep-failed", is_flag=True,
               help="Write a file that fails its parity check anyway (its card says so).")
+@click.option("--fallback", is_flag=True,
+              help="TFLite int8: keep the fewest, cheapest layers in float until --max-dice-drop "
+                   "and --min-agreement hold (chosen on labelled images apart from the parity "
+                   "ones; the card says which and why).")
 @click.option("--out", type=click.Path(dir_okay=False), required=True,
               help="Output file (.tflite or .onnx).")
 @keras_options
 @contract_options
 def convert(model_path, to, quant, calib, calib_samples, io, per_tensor, input_size, opset, dynamic,
             no_verify, verify_samples, parity_tolerance, min_agreement, max_dice_drop, verify_data,
-            keep_failed, out, unsafe, **contract):
+            keep_failed, fallback, out, unsafe, **contract):
     """Convert MODEL to OUT, with its card inside and beside it (OUT.json). MODEL is a Keras
     model of any flavour (tf-keras or Keras 3 .keras/.h5, a SavedModel folder; custom layers
     with --custom-objects), or an .onnx to quantize (--to onnx --quant int8).
@@ -64,6 +68,7 @@ def convert(model_path, to, quant, calib, calib_samples, io, per_tensor, input_s
     edgeseg convert runs/nuclei/model.keras --quant int8 --input-size 256 --out model_int8.tflite
     edgeseg convert runs/nuclei-qat/model.h5 --quant int8 --out model_qat.tflite
     edgeseg convert runs/nuclei/model.keras --to onnx --quant int8 --out model_int8.onnx
+    edgeseg convert m.keras --quant int8 --fallback --max-dice-drop 0.005 --out m_int8.tflite
     edgeseg convert my_unet.keras --input-size 144x256 --custom-objects layers.py --out m.tflite
     edgeseg convert torch_unet.onnx --to onnx --quant int8 --calib data/ --out unet_int8.onnx
     """
@@ -74,7 +79,7 @@ def convert(model_path, to, quant, calib, calib_samples, io, per_tensor, input_s
                  verify=not no_verify, verify_samples=verify_samples, unsafe=unsafe,
                  tolerance=parity_tolerance, min_agreement=min_agreement,
                  max_dice_drop=max_dice_drop, verify_data=verify_data, keep_failed=keep_failed,
-                 contract=contract_from(**contract))
+                 fallback=fallback, contract=contract_from(**contract))
     card = result.card
     macs = card["macs"]
     macs = f"{macs / 1e9:.3f} GMACs" if macs >= 1e8 else f"{macs / 1e6:.1f} MMACs"

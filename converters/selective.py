@@ -1,0 +1,180 @@
+"""Selective int8: keep the fewest, cheapest layers in float until a Dice budget holds.
+
+TFLite's quantizer does the work. The model is calibrated once (the converter's calibrate-only
+mode, as TFLite's ``QuantizationDebugger`` does); each trial is then only the MLIR quantization
+pass over the calibrated model with some ops' outputs denylisted (``denylisted_nodes``: those ops
+stay float, with QUANTIZE/DEQUANTIZE around them), run in LiteRT on labelled images the
+calibration did not use.
+
+The search, on a Dice budget (``max_dice_drop`` against the float source, on those images):
+
+1. **Sensitivity**: each op alone in float, its Dice gain over full int8 measured (one trial per
+   op). Ranked by gain, then by MACs (cheaper first).
+2. **Greedy**: ops are put back to float in that order, gainless ones never, until the budget
+   and the pixel agreement hold.
+3. **Prune**: each chosen op, most MACs first, is tried back in int8; it stays int8 when the budget
+   still holds. What is left is the answer: which ops, their share of the MACs, and the Dice.
+
+    >>> result = search(model, (256, 256), calibration, images, masks, source_probs,
+    ...                 max_dice_drop=0.005)  # doctest: +SKIP
+    >>> result.float_ops, result.dice  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from converters.verify import QUANT_AGREEMENT, check_parity
+
+
+@dataclass
+class Trial:
+    float_ops: tuple[str, ...]
+    dice: float | None
+    agreement: float
+
+    def to_dict(self) -> dict:
+        return {"float_ops": list(self.float_ops), "dice": self.dice, "agreement": self.agreement}
+
+
+@dataclass
+class Selection:
+    """What the search found: the model bytes and why."""
+
+    model: bytes
+    float_ops: list[str]
+    float_layers: list[str]
+    float_macs: int
+    macs: int
+    dice_source: float
+    dice_int8: float
+    dice: float
+    agreement: float
+    met: bool
+    sensitivity: list[dict] = field(default_factory=list)
+    trials: int = 0
+
+    def to_dict(self, summary: bool = False) -> dict:
+        """The figures; ``summary``: the ten most sensitive ops only (for a card)."""
+        sensitivity = self.sensitivity[:10] if summary else self.sensitivity
+        return {"float_layers": self.float_layers, "float_ops": self.float_ops,
+                "float_macs": self.float_macs, "float_macs_share": self.float_macs / (self.macs or 1),
+                "dice_source": self.dice_source, "dice_full_int8": self.dice_int8,
+                "dice": self.dice, "agreement": self.agreement, "budget_met": self.met,
+                "trials": self.trials, "images": "the search's half of the parity images",
+                "sensitivity": [{k: s[k] for k in ("layer", "op", "macs", "gain")}
+                                for s in sensitivity]}
+
+
+def calibrate(model, size, calibration, per_tensor: bool = False):
+    """(calibrated float model bytes, a function denylist -> int8 model bytes)."""
+    from converters.tflite import make_converter
+    from tensorflow.lite.python import convert as tf_convert
+
+    converter = make_converter(model, size, "int8", calibration, per_tensor=per_tensor)
+    converter.experimental_mlir_quantizer = True
+    converter._experimental_calibrate_only = True  # noqa: SLF001 - what QuantizationDebugger sets
+    calibrated = converter.convert()
+
+    def quantize(denylist=()) -> bytes:
+        with warnings.catch_warnings():  # TensorFlow's note on every integer conversion
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+            return tf_convert.mlir_quantize(calibrated, disable_per_channel=per_tensor,
+                                            fully_quantize=False,
+                                            denylisted_nodes=list(denylist) or None)
+    return calibrated, quantize
+
+
+def candidates(calibrated: bytes) -> list[dict]:
+    """The ops of the calibrated model that can stay float: each op's output tensor name (what
+    ``denylisted_nodes`` takes), op name, Keras layer and MACs."""
+    from converters.quant_error import _layer_name
+    from edgeseg.flops import tflite_cost
+    from edgeseg.formats.tflite import read_tflite
+
+    parsed = read_tflite(calibrated)
+    cost = tflite_cost(parsed)
+    ops = []
+    for op, layer in zip(parsed.ops, cost.layers):
+        if not op.outputs or op.name in ("QUANTIZE", "DEQUANTIZE"):
+            continue
+        tensor = parsed.tensors[op.outputs[0]].name
+        ops.append({"node": tensor, "op": op.name, "layer": _layer_name(tensor),
+                    "macs": layer.macs})
+    return ops
+
+
+def search(model, size, calibration, images, masks, source_probs, *, max_dice_drop: float,
+           min_agreement: float | None = None, per_tensor: bool = False, num_classes: int = 1,
+           echo=print) -> Selection:
+    """The int8 model with the fewest, cheapest ops in float whose Dice on ``images`` (with
+    ground truth ``masks``) is at most ``max_dice_drop`` below the source's (``source_probs``,
+    the float model's probabilities on ``images``) and whose pixel agreement is at least
+    ``min_agreement`` [0.98]."""
+    from edgeseg import runtime
+    from edgeseg.files import atomic_write_bytes
+
+    if masks is None:
+        raise ValueError("a Dice budget needs labelled images")
+    min_agreement = QUANT_AGREEMENT if min_agreement is None else min_agreement
+    calibrated, quantize = calibrate(model, size, calibration, per_tensor)
+    ops = candidates(calibrated)
+    total_macs = sum(op["macs"] for op in ops)
+    count = 0
+
+    with tempfile.TemporaryDirectory(prefix="edgeseg-selective-") as tmp:
+        def trial(float_ops) -> tuple[Trial, bytes]:
+            nonlocal count
+            count += 1
+            data = quantize(float_ops)
+            path = atomic_write_bytes(Path(tmp) / f"trial{count}.tflite", data)
+            probs = runtime.load(path, trusted=True).predict(images)
+            parity = check_parity(source_probs, probs, mode="quantized", num_classes=num_classes,
+                                  masks=masks)
+            path.unlink()
+            return Trial(tuple(float_ops), parity.dice_converted, parity.agreement), data
+
+        def holds(t: Trial, source_dice: float) -> bool:
+            return t.dice >= source_dice - max_dice_drop and t.agreement >= min_agreement
+
+        source = check_parity(source_probs, source_probs, mode="quantized",
+                              num_classes=num_classes, masks=masks).dice_source
+        full, data = trial(())
+        echo(f"  full int8: Dice {full.dice:.4f} ({full.dice - source:+.4f} against float "
+             f"{source:.4f}), agreement {full.agreement:.2%}")
+        best, best_data = full, data
+        sensitivity = []
+        if not holds(full, source):
+            echo(f"  sensitivity: each of {len(ops)} ops alone in float")
+            for op in ops:
+                alone, _ = trial((op["node"],))
+                sensitivity.append({**op, "dice": alone.dice, "gain": alone.dice - full.dice,
+                                    "agreement": alone.agreement})
+            ranked = sorted((s for s in sensitivity if s["gain"] > 0),
+                            key=lambda s: (-s["gain"], s["macs"]))
+            chosen: list[dict] = []
+            for op in ranked:  # greedy: the most helpful first
+                chosen.append(op)
+                best, best_data = trial([c["node"] for c in chosen])
+                if holds(best, source):
+                    break
+            if holds(best, source):  # prune: put the costliest back in int8 where it still holds
+                for op in sorted(chosen, key=lambda c: -c["macs"]):
+                    rest = [c for c in chosen if c is not op]
+                    attempt, attempt_data = trial([c["node"] for c in rest])
+                    if holds(attempt, source):
+                        chosen, best, best_data = rest, attempt, attempt_data
+            sensitivity.sort(key=lambda s: -s["gain"])
+        met = holds(best, source)
+    float_ops = [op for op in ops if op["node"] in best.float_ops]
+    return Selection(model=best_data, float_ops=[op["node"] for op in float_ops],
+                     float_layers=[f"{op['layer']} ({op['op']})" for op in float_ops],
+                     float_macs=sum(op["macs"] for op in float_ops), macs=total_macs,
+                     dice_source=source, dice_int8=full.dice, dice=best.dice,
+                     agreement=best.agreement, met=met, sensitivity=sensitivity, trials=count)
+
+
+__all__ = ["Selection", "calibrate", "candidates", "search"]
