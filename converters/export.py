@@ -56,6 +56,8 @@ class ConvertConfig:
         calib: calibration data (a built-in dataset or a folder) for int8/int16x8; by default the
             data the model was trained on, when the card names a built-in dataset or a folder.
         calib_samples: calibration images.
+        calib_method: how calibration sets the int8 ranges: ``minmax`` (TFLite's only method,
+            ONNX Runtime's default), ``entropy`` or ``percentile`` (ONNX Runtime).
         io: TFLite input/output type, ``float|int8|uint8`` (``int8`` models only).
         input_size: (height, width) to convert at; by default the size the model was trained
             at, or its own fixed size.
@@ -84,6 +86,7 @@ class ConvertConfig:
     quant: str = "none"
     calib: str | None = None
     calib_samples: int = 100
+    calib_method: str = "minmax"
     io: str = "float"
     input_size: tuple[int, int] | None = None
     opset: int = 17
@@ -175,6 +178,9 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
     norm, fit = cards.normalization_of(source_card), cards.input_fit_of(source_card)
 
     quant = cfg.quant
+    if cfg.calib_method != "minmax" and (to != "onnx" or quant != "int8"):
+        raise ConfigError(f"--calib-method {cfg.calib_method} is ONNX Runtime's (--to onnx --quant "
+                          f"int8); TFLite's converter calibrates min/max only")
     if cfg.fallback and (to != "tflite" or quant != "int8" or qat):
         raise ConfigError("--fallback keeps layers of a TFLite --quant int8 conversion in float "
                           + ("(a quantization-aware model has its int8 ranges already)" if qat
@@ -207,7 +213,7 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
     else:
         raw = onnx_conv.onnx_bytes(model, size, opset=cfg.opset, dynamic=cfg.dynamic)
         if quant == "int8":
-            raw = onnx_conv.quantize_onnx(raw, calibration, cfg.per_tensor)
+            raw = onnx_conv.quantize_onnx(raw, calibration, cfg.per_tensor, cfg.calib_method)
         elif cfg.per_tensor:
             raise ConfigError("--per-tensor applies to --quant int8")
     kind = loaded.settle_output_kind(size, cfg.seed)  # after conversion checked the size
@@ -226,6 +232,7 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
                 **({"opset": cfg.opset, "dynamic": cfg.dynamic} if to == "onnx" else {})},
         calibration=None if calibration is None else {
             "data": data, "samples": len(calibration), "seed": cfg.seed,
+            "method": cfg.calib_method, "per_tensor": cfg.per_tensor,
             "images": calibration_source(data, trained_on)})
 
     return finish(out, to, raw, card, loaded, size, cfg, data, trained_on, samples)

@@ -60,19 +60,31 @@ class _Reader:
         raise NotImplementedError
 
 
-def quantize_onnx(float_bytes: bytes, images: np.ndarray, per_tensor: bool = False) -> bytes:
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+
+
+def quantize_onnx(float_bytes: bytes, images: np.ndarray, per_tensor: bool = False,
+                  method: str = "minmax") -> bytes:
     """Static int8 QDQ quantization (per-channel weights unless ``per_tensor``, int8 activations).
 
     As ONNX Runtime advises, the model is pre-processed first (symbolic shape inference and
-    graph optimisation), then calibrated with min/max over ``images`` float32, in the model's
-    own input layout ((N, H, W, C) for edgeseg's conversions, (N, C, H, W) for a PyTorch export).
+    graph optimisation), then calibrated over ``images`` float32, in the model's own input
+    layout ((N, H, W, C) for edgeseg's conversions, (N, C, H, W) for a PyTorch export), with
+    ORT's ``method``: ``minmax`` (the ranges seen), ``entropy`` (the range that keeps the most
+    information, KL divergence) or ``percentile`` (99.999% of the values seen).
     """
     import onnx
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, \
+        quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if images is None or len(images) == 0:
         raise ConfigError("--quant int8 needs calibration images (--calib DATA)")
+    if method not in CALIBRATION_METHODS:
+        raise ConfigError(f"--calib-method for ONNX must be one of "
+                          f"{', '.join(CALIBRATION_METHODS)} (got {method!r})")
+    calibrate = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                 "percentile": CalibrationMethod.Percentile}[method]
     # ORT's symbolic shape inference writes scratch files (sym_shape_infer_temp.onnx, <uuid>.data)
     # into the working folder on dynamic graphs: it runs inside the temporary folder instead
     with tempfile.TemporaryDirectory(prefix="edgeseg-onnx-") as tmp, contextlib.chdir(tmp):
@@ -86,6 +98,7 @@ def quantize_onnx(float_bytes: bytes, images: np.ndarray, per_tensor: bool = Fal
         try:
             quantize_static(str(prepared), str(target), _Reader(name, np.asarray(images, np.float32)),
                             quant_format=QuantFormat.QDQ, per_channel=not per_tensor,
+                            calibrate_method=calibrate,
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
         except Exception as error:
             raise ConversionError(f"ONNX int8 quantization failed: "

@@ -45,7 +45,7 @@ def quantize_user_onnx(model_path, out, cfg: ConvertConfig) -> ConvertResult:
                                 trained_on=trained_on)
     if source.layout == "NCHW":
         images = images.transpose(0, 3, 1, 2)
-    raw = quantize_onnx(model_path.read_bytes(), images, cfg.per_tensor)
+    raw = quantize_onnx(model_path.read_bytes(), images, cfg.per_tensor, cfg.calib_method)
     kind = source.settle_output_kind(tuple(size), cfg.seed)
     contract = source.contract()
     card = cards.make_card(
@@ -60,6 +60,7 @@ def quantize_user_onnx(model_path, out, cfg: ConvertConfig) -> ConvertResult:
         recipe={"stage": "convert", "to": "onnx", "quant": cfg.quant,
                 "per_tensor": cfg.per_tensor, "from": "onnx"},
         calibration={"data": data, "samples": len(images), "seed": cfg.seed,
+                     "method": cfg.calib_method, "per_tensor": cfg.per_tensor,
                      "images": calibration_source(data, trained_on)})
     return finish(out, "onnx", raw, card, source, tuple(size), cfg, data, trained_on)
 

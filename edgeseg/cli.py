@@ -20,8 +20,8 @@ from edgeseg import __version__
 from edgeseg.errors import EdgesegError
 
 # Each command lives in edgeseg/commands/<name>.py, imported only when it is looked up.
-COMMANDS = ("bench", "check", "convert", "data", "eval", "inspect", "models", "optimize",
-            "predict", "quant-error", "run", "train")
+COMMANDS = ("bench", "calib-compare", "check", "convert", "data", "eval", "inspect", "models",
+            "optimize", "predict", "quant-error", "run", "train")
 
 
 # errors of the disk, not of the program: one line, not a traceback

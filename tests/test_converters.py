@@ -421,3 +421,40 @@ def test_convert_fallback_records_its_choice_and_refuses_what_it_cannot_do(tiny_
         bad = tmp_path / ("x.onnx" if "onnx" in args else "x.tflite")
         result = runner.invoke(cli, ["convert", str(model), *args, "--fallback", "--out", str(bad)])
         assert result.exit_code == 2 and message in result.output and not bad.exists()
+
+
+def test_calib_compare_scores_every_setting_and_names_the_convert_options(tiny_run, tmp_path,
+                                                                         runner):
+    """Issue 17, calibration choices: each setting a real conversion, scored on the same
+    held-out images, timed beside the float file; the chosen one's options convert to a card
+    that records the method."""
+    report_path = tmp_path / "calib.json"
+    result = runner.invoke(cli, ["calib-compare", str(tiny_run / "model.keras"), "--to", "onnx",
+                                 "--counts", "4,8", "--method", "minmax", "--method",
+                                 "percentile", "--weights", "per-channel", "--samples", "4",
+                                 "--runs", "2", "--json", str(report_path)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(report_path.read_text())
+    rows = report["rows"]
+    assert [(r["method"], r["images"]) for r in rows] == [
+        ("-", 0), ("minmax", 4), ("minmax", 8), ("percentile", 4), ("percentile", 8)]
+    assert all(r["p50_ms"] > 0 and r["size_bytes"] > 0 for r in rows)
+    assert "held-out" in report["images"]
+    int8 = [r for r in rows if r["weights"] != "float32"]
+    top = max(r["dice"] for r in int8)
+    assert report["chosen"]["dice"] >= top - 0.0005 and "chosen" in result.output
+    assert all(r["dice_delta"] == pytest.approx(r["dice"] - rows[0]["dice"]) for r in int8)
+    out = tmp_path / "chosen.onnx"
+    options = report["chosen"]["options"].split()
+    result = runner.invoke(cli, ["convert", str(tiny_run / "model.keras"), *options,
+                                 "--calib-samples", str(report["chosen"]["images"]),
+                                 "--verify-samples", "4", "--keep-failed", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    calibration = json.loads(out.with_name(out.name + ".json").read_text())["calibration"]
+    assert calibration["method"] == report["chosen"]["method"]
+    result = runner.invoke(cli, ["calib-compare", str(tiny_run / "model.keras"), "--to", "tflite",
+                                 "--method", "entropy"])
+    assert result.exit_code == 2 and "min/max only" in result.output
+    result = runner.invoke(cli, ["convert", str(tiny_run / "model.keras"), "--quant", "int8",
+                                 "--calib-method", "entropy", "--out", str(tmp_path / "t.tflite")])
+    assert result.exit_code == 2 and "--calib-method entropy is ONNX Runtime's" in result.output

@@ -18,6 +18,10 @@ from edgeseg.commands._options import contract_from, contract_options, keras_opt
               help="Calibration images for int8/int16x8 (built-in name or folder) "
                    "[the model's training data].")
 @click.option("--calib-samples", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]),
+              default="minmax", show_default=True,
+              help="How int8 ranges are set: min/max (TFLite's only method), or ONNX Runtime's "
+                   "entropy / percentile (compare them: edgeseg calib-compare).")
 @click.option("--io", type=click.Choice(["float", "int8", "uint8"]), default="float",
               show_default=True, help="TFLite input/output type (int8 models).")
 @click.option("--per-tensor", is_flag=True,
@@ -50,8 +54,8 @@ from edgeseg.commands._options import contract_from, contract_options, keras_opt
               help="Output file (.tflite or .onnx).")
 @keras_options
 @contract_options
-def convert(model_path, to, quant, calib, calib_samples, io, per_tensor, input_size, opset, dynamic,
-            no_verify, verify_samples, parity_tolerance, min_agreement, max_dice_drop, verify_data,
+def convert(model_path, to, quant, calib, calib_samples, calib_method, io, per_tensor, input_size,
+            opset, dynamic, no_verify, verify_samples, parity_tolerance, min_agreement, max_dice_drop, verify_data,
             keep_failed, fallback, out, unsafe, **contract):
     """Convert MODEL to OUT, with its card inside and beside it (OUT.json). MODEL is a Keras
     model of any flavour (tf-keras or Keras 3 .keras/.h5, a SavedModel folder; custom layers
@@ -75,6 +79,7 @@ def convert(model_path, to, quant, calib, calib_samples, io, per_tensor, input_s
     from converters import convert as run
 
     result = run(model_path, out, to=to, quant=quant, calib=calib, calib_samples=calib_samples,
+                 calib_method=calib_method,
                  io=io, per_tensor=per_tensor, input_size=input_size, opset=opset, dynamic=dynamic,
                  verify=not no_verify, verify_samples=verify_samples, unsafe=unsafe,
                  tolerance=parity_tolerance, min_agreement=min_agreement,
