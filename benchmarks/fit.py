@@ -13,7 +13,7 @@ The choice for a budget: of the configurations on that frontier, the one with th
 and benchmarked on held-out built-in test images with the Cortex-M target, so its Dice is the one
 of the file the microcontroller runs, measured in TFLite Micro and in LiteRT.
 
-    python -m benchmarks.fit --ram 512KB --ram 1MB --out fit/        # ~6 min on 2 cores
+    python -m benchmarks.fit --ram 512KB --ram 1MB --out fit/        # ~8 min on 2 cores
     python -m benchmarks.fit --ram 256KB --steps 100 --out /tmp/fit
 """
 

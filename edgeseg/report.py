@@ -56,7 +56,7 @@ def _header(threads: list) -> list[str]:
 
 
 TARGET_HEADER = ["target", "file", "how", "latency ms", "cycles", "SRAM / arena KB", "flash KB",
-                 "ops on the CPU / missing", "Dice"]
+                 "DRAM KB", "ops on the CPU / missing", "Dice"]
 
 
 def _kb(value) -> str:
@@ -79,7 +79,7 @@ def target_rows(report: dict) -> list[list[str]]:
             threads = f", {host['threads']} thr" if host.get("threads") else ""
             table.append([f"host CPU ({cpu}{threads})", name, f"measured ({host['runtime']})",
                           f"{host['latency_ms']['p50']:.2f}", "", "", _kb(host["size_bytes"]),
-                          "", _dice(host)])
+                          "", "", _dice(host)])
         for r in (r for r in rows if r["path"] == path):
             p50 = r["latency_ms"].get("p50")
             latency = f"{p50:.2f} @ {r['clock_mhz']:.0f} MHz" \
@@ -96,7 +96,7 @@ def target_rows(report: dict) -> list[list[str]]:
                 how += f" ({r['system_config']}, {r['memory_mode']})"
             table.append([r["target"], name, how, latency,
                           f"{r['cycles']:,}" if r.get("cycles") else "", memory,
-                          _kb(r.get("flash_bytes")), ops, _dice(r)])
+                          _kb(r.get("flash_bytes")), _kb(r.get("dram_bytes")), ops, _dice(r)])
     return table
 
 
@@ -130,11 +130,12 @@ def markdown(report: dict) -> str:
     targets = target_rows(report)
     if targets:
         lines += ["", "## Targets", "",
-                  "Ethos-U: Vela's estimate (cycles at the stated clock; SRAM and flash as "
-                  "Vela places them), Dice of the same .tflite in LiteRT. Cortex-M: TFLite Micro "
-                  "on this host (tensor arena; flash = the file), with its own Dice.", "",
+                  "Ethos-U: Vela's estimate (cycles at the stated clock, of the NPU's part: ops "
+                  "left to the CPU are not in it; SRAM, flash and DRAM as Vela places them), Dice "
+                  "of the same .tflite in LiteRT. Cortex-M: TFLite Micro on this host (tensor "
+                  "arena; flash = the file), with its own Dice.", "",
                   "| " + " | ".join(TARGET_HEADER) + " |",
-                  "|" + "|".join("---" if i < 3 or i == 7 else "---:"
+                  "|" + "|".join("---" if i < 3 or i == 8 else "---:"
                                  for i in range(len(TARGET_HEADER))) + "|"]
         lines += ["| " + " | ".join(row) + " |" for row in targets]
     return "\n".join(lines) + "\n"
@@ -270,7 +271,8 @@ def html_page(report: dict, plot_uris: dict[str, str], samples: list[dict]) -> s
                    for row in _rows(report))
     targets = target_rows(report)
     target_table = "" if not targets else (
-        "<h2>Targets</h2><p>Ethos-U: Vela's estimate, Dice of the same .tflite in LiteRT. "
+        "<h2>Targets</h2><p>Ethos-U: Vela's estimate (the NPU's part; ops left to the CPU are "
+        "not in it), Dice of the same .tflite in LiteRT. "
         "Cortex-M: TFLite Micro on this host (tensor arena; flash = the file), its own Dice.</p>"
         "<table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in TARGET_HEADER) +
         "</tr></thead><tbody>" + "".join(

@@ -87,6 +87,9 @@ def describe(row: dict) -> str:
     reasons = row.get("cpu_reasons") or {}
     if reasons:
         text += "\n  " + "; ".join(f"{op}: {why}" for op, why in reasons.items())
+    if row["cpu_ops"] and set(row["cpu_ops"]) <= {"QUANTIZE", "DEQUANTIZE"}:
+        text += ("\n  (the conversions of the float input and output: a file converted with "
+                 "--io int8 runs wholly on the NPU)")
     return text
 
 
