@@ -38,6 +38,8 @@ def target_rows(targets, models: dict, pairs: list, labels: dict, scores: dict,
     rows = []
     for path, model in models.items():
         if model.format != "tflite":
+            if model.format == "onnx":
+                echo(f"targets: {path.name} left out: they take .tflite files")
             continue
         for name in names:
             try:

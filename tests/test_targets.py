@@ -115,3 +115,18 @@ def test_bench_target_rows_carry_the_dice_of_their_file_and_the_gate_holds_budge
     again = runner.invoke(cli, ["check", str(out), "--baseline", str(baseline)])
     assert again.exit_code == 0, again.output
     json.loads(baseline.read_text())
+
+
+def test_fit_search_keeps_the_largest_input_whose_arena_fits_the_budget(tmp_path):
+    from benchmarks.fit import measure, search
+
+    small, large = measure(0.25, 32, tmp_path, echo=lambda line: None), \
+        measure(0.25, 64, tmp_path, echo=lambda line: None)
+    assert small["runs"] and 0 < small["arena_bytes"] < large["arena_bytes"]
+    ram = (small["arena_bytes"] + large["arena_bytes"]) // 2
+    found = search([ram, large["arena_bytes"]], tmp_path, alphas=(0.25,), sizes=(32, 64),
+                   echo=lambda line: None)  # measured above: reused, not converted again
+    assert found["budgets"][ram]["choice"]["size"] == 32
+    assert found["budgets"][large["arena_bytes"]]["choice"]["size"] == 64
+    assert search([small["arena_bytes"] - 1], tmp_path, alphas=(0.25,), sizes=(32, 64),
+                  echo=lambda line: None)["budgets"][small["arena_bytes"] - 1]["choice"] is None
