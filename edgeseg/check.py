@@ -157,6 +157,13 @@ def parse_budget(text: str, key: str, option: str) -> Budget:
     return Budget(key, limit, target)
 
 
+def _figure(row: dict, key: str):
+    value = row.get(key)
+    if key == "latency_ms":
+        return value.get("p50") if isinstance(value, dict) else None
+    return value
+
+
 def _budget_problems(report: dict, budgets) -> list[Violation]:
     problems = []
     targets = [r for r in report["results"] if r.get("target")]
@@ -166,10 +173,13 @@ def _budget_problems(report: dict, budgets) -> list[Violation]:
             problems.append(Violation("-", budget.target, None, "budget",
                                       f"no row for target {budget.target} in the report: its "
                                       f"{budget.label()} budget cannot be checked"))
+        elif not any(_measured(_figure(r, budget.key)) for r in rows) and not budget.target:
+            problems.append(Violation("-", "targets", None, "budget",
+                                      f"no target row in the report gives its "
+                                      f"{budget.label()}: the budget cannot be checked (bench "
+                                      f"--target)"))
         for row in rows:
-            value = row.get(budget.key)
-            if budget.key == "latency_ms":
-                value = value.get("p50") if isinstance(value, dict) else None
+            value = _figure(row, budget.key)
             if not _measured(value):
                 if budget.target:  # asked of this target by name: missing fails
                     problems.append(Violation(*_key(row), "budget",

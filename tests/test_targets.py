@@ -108,6 +108,11 @@ def test_bench_target_rows_carry_the_dice_of_their_file_and_the_gate_holds_budge
                                "--max-flash", "ethos-u85-256=1MB"])
     assert over.exit_code == 1
     assert "cortex-m: arena" in over.output and "no row for target ethos-u85-256" in over.output
+    from edgeseg.check import Budget, compare
+
+    host_only = {**report, "results": [r for r in report["results"] if not r.get("target")]}
+    [problem] = compare(host_only, budgets=[Budget("arena_bytes", 1 << 20)])
+    assert "no target row in the report gives its arena" in str(problem)  # fails closed
     bad = runner.invoke(cli, ["check", str(out), "--max-arena", "lots"])
     assert bad.exit_code == 2 and "--max-arena: 'lots' is not a size" in bad.output
     baseline = tmp_path / "baseline.json"
