@@ -68,10 +68,14 @@ def describe(row: dict) -> str:
         if not row.get("runs"):
             return (f"{row['target']} ({row['runtime']}): does not run: TFLite Micro has no "
                     f"kernel for {', '.join(row['unsupported_ops'])}")
-        text = (f"{row['target']} ({row['runtime']}): runs; tensor arena "
-                f"{row['arena_bytes']:,} bytes ({_kb(row['arena_bytes'])}: activations "
-                f"{row['arena_head_bytes']:,}, TFLM's records {row['arena_tail_bytes']:,} on this "
-                f"64-bit host), flash {row['flash_bytes']:,} bytes (the file)")
+        if row.get("arena_bytes") is None:
+            arena = "tensor arena not reported"
+        else:
+            arena = (f"tensor arena {row['arena_bytes']:,} bytes ({_kb(row['arena_bytes'])}: "
+                     f"activations {row['arena_head_bytes'] or 0:,}, TFLM's records "
+                     f"{row['arena_tail_bytes'] or 0:,} on this 64-bit host)")
+        text = (f"{row['target']} ({row['runtime']}): runs; {arena}, flash "
+                f"{row['flash_bytes']:,} bytes (the file)")
         if row.get("dice") is not None:
             text += f"; Dice {row['dice']:.4f}"
         if row.get("agreement") is not None:

@@ -15,8 +15,8 @@ recursion limit, and its C++ core (regor) would take the process down with it if
 model. A child process keeps all of that out of edgeseg, and its documented CSV is a stable
 interface.
 
-    >>> rows = estimate("model_int8.tflite", "ethos-u55-128")  # doctest: +SKIP
-    >>> rows["latency_ms"]["p50"], rows["sram_bytes"], rows["cpu_ops"]  # doctest: +SKIP
+    >>> row = estimate("model_int8.tflite", "ethos-u55-128")  # doctest: +SKIP
+    >>> row["latency_ms"]["p50"], row["sram_bytes"], row["cpu_ops"]  # doctest: +SKIP
 """
 
 from __future__ import annotations

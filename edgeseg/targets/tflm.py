@@ -40,6 +40,7 @@ RUNTIME = "tflm"
 # The arena handed to TFLM on the host: generous (it is only host memory); the model's real need
 # is what the recording allocator reports, not this.
 HOST_ARENA = 64 << 20
+MAX_HOST_ARENA = 1 << 30
 
 
 def tflm_version() -> str:
@@ -102,21 +103,22 @@ class TFLMModel(LiteRTModel):
         from edgeseg.safety import check_untrusted
 
         EdgeModel.__init__(self, path, None, contract)
-        tflm_version()
-        try:
-            from tflite_micro import runtime as tflm
-        except ImportError:
-            raise EdgesegError(f"the Cortex-M target needs TensorFlow Lite Micro: {INSTALL}") \
-                from None
+        tflm_version()  # installed, or one line with the pip command
+        from tflite_micro import runtime as tflm
         if not trusted:
             check_untrusted(self.path)
-        with native_stderr() as log:
-            try:
-                self.interpreter = tflm.Interpreter.from_bytes(self.path.read_bytes(),
-                                                               arena_size=arena_size)
-                error = None
-            except Exception as caught:  # noqa: BLE001 - TFLM raises RuntimeError, ValueError, ...
-                error = caught
+        data = self.path.read_bytes()
+        while True:
+            with native_stderr() as log:
+                try:
+                    self.interpreter = tflm.Interpreter.from_bytes(data, arena_size=arena_size)
+                    error = None
+                except Exception as caught:  # noqa: BLE001 - TFLM raises RuntimeError, ...
+                    error = caught
+            if error is None or "Failed to resize buffer" not in log[0] or \
+                    arena_size >= MAX_HOST_ARENA:
+                break
+            arena_size *= 4  # a model larger than the host arena: a larger one, then measure
         self.missing_ops = missing_ops(log[0])
         if error is not None:
             if self.missing_ops:
