@@ -85,7 +85,8 @@ def target_rows(report: dict) -> list[list[str]]:
             latency = f"{p50:.2f} @ {r['clock_mhz']:.0f} MHz" \
                 if r.get("estimated") and p50 == p50 else "not estimated"
             if r.get("runs") is False:
-                ops = "missing: " + ", ".join(r.get("unsupported_ops") or [])
+                ops = "missing: " + ", ".join(r["unsupported_ops"]) if r.get("unsupported_ops") \
+                    else "does not run: " + _short(r.get("failure") or "")
             else:
                 ops = ", ".join(f"{op} x{n}" for op, n in (r.get("cpu_ops") or {}).items()) or \
                     ("none" if r.get("estimated") else "all ops run")
@@ -98,6 +99,14 @@ def target_rows(report: dict) -> list[list[str]]:
                           f"{r['cycles']:,}" if r.get("cycles") else "", memory,
                           _kb(r.get("flash_bytes")), _kb(r.get("dram_bytes")), ops, _dice(r)])
     return table
+
+
+def _short(failure: str) -> str:
+    """TFLM's failure without its wrapper, at most 90 characters."""
+    import re
+
+    text = re.sub(r"^TFLite Micro cannot load it \((.*)\)$", r"\1", failure)
+    return text if len(text) <= 90 else text[:89] + "…"
 
 
 def _dice(row: dict) -> str:

@@ -75,6 +75,23 @@ def test_tflm_names_an_op_it_has_no_kernel_for(runner, tf, tmp_path):
     assert "does not run: TFLite Micro has no kernel for ATAN2" in result.output
 
 
+def test_tflm_refusing_a_file_it_has_kernels_for_is_a_row_that_says_why(converted):
+    from edgeseg.targets.tflm import estimate
+
+    for quant, kernel in (("fp16", "dequantize kernel"), ("dynamic", "Hybrid models")):
+        row = estimate(converted[("tflite", quant)][0])
+        assert row["runs"] is False and not row["unsupported_ops"]
+        assert kernel in row["failure"], row["failure"]
+
+
+def test_run_keeps_its_targets_in_run_json():
+    from edgeseg.pipeline import RunConfig
+
+    cfg = RunConfig(targets=("ethos-u55-128", "cortex-m"))
+    assert RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))).resolved() == cfg.resolved()
+    assert RunConfig.from_dict({}).targets == ()  # a run.json from before targets
+
+
 def test_bench_target_rows_carry_the_dice_of_their_file_and_the_gate_holds_budgets(
         runner, converted, tmp_path):
     from edgeseg.check import load_report

@@ -66,8 +66,9 @@ def describe(row: dict) -> str:
     """One line (two for CPU fallbacks) of a target row, for a terminal."""
     if row["target"] == CORTEX_M[0]:
         if not row.get("runs"):
-            return (f"{row['target']} ({row['runtime']}): does not run: TFLite Micro has no "
-                    f"kernel for {', '.join(row['unsupported_ops'])}")
+            why = f"TFLite Micro has no kernel for {', '.join(row['unsupported_ops'])}" \
+                if row.get("unsupported_ops") else row.get("failure") or "TFLite Micro failed"
+            return f"{row['target']} ({row['runtime']}): does not run: {why}"
         if row.get("arena_bytes") is None:
             arena = "tensor arena not reported"
         else:

@@ -84,9 +84,13 @@ class UnsupportedOps(EdgesegError):
 
 
 def _failure(log: str) -> str:
+    """TFLM's first message, its source path shortened to the kernel's name."""
     lines = [line.strip() for line in log.splitlines() if line.strip()
              and not line.startswith("[RecordingMicroAllocator]")]
-    return lines[0][:200] if lines else "no message"
+    if not lines:
+        return "no message"
+    return re.sub(r"^\S*?micro/kernels/(\w+?)(?:_common)?\.cc(?::\d+)?\s*", r"\1 kernel: ",
+                  lines[0])[:200]
 
 
 class TFLMModel(LiteRTModel):
@@ -123,8 +127,7 @@ class TFLMModel(LiteRTModel):
         if error is not None:
             if self.missing_ops:
                 raise UnsupportedOps(self.path, self.missing_ops)
-            raise EdgesegError(f"{self.path}: TFLite Micro cannot load it ({_failure(log[0])}; "
-                               f"{str(error).splitlines()[0][:120] if str(error) else ''})")
+            raise EdgesegError(f"{self.path}: TFLite Micro cannot load it ({_failure(log[0])})")
         self._input = self._detail(self.interpreter.get_input_details(0), self._file.inputs[0])
         self._outputs = [self._detail(self.interpreter.get_output_details(i), tensor)
                          for i, tensor in enumerate(self._file.outputs)]
@@ -172,7 +175,8 @@ def estimate(path, *, contract: dict | None = None) -> dict:
     """Whether ``path`` runs in TFLM and the arena it needs, as a bench row (Dice None: the
     harness fills it from TFLM's own predictions; see :func:`benchmarks.harness.bench`).
 
-    ``runs`` is False with ``unsupported_ops`` named when TFLM lacks kernels; ``arena_bytes`` is
+    ``runs`` is False with ``unsupported_ops`` named when TFLM lacks kernels (``failure``: its
+    message when a kernel it has refuses the file, e.g. float16 weights); ``arena_bytes`` is
     the arena TFLM used for one inference (``arena_head_bytes``: activations, the same on any
     device; ``arena_tail_bytes``: persistent records, smaller on a 32-bit MCU), ``flash_bytes``
     the file's size. TFLM's latency on this host says nothing of a Cortex-M's: ``latency_ms.p50``
@@ -190,13 +194,18 @@ def estimate(path, *, contract: dict | None = None) -> dict:
            "input_shape": list(f.inputs[0].shape) if f.inputs else None,
            "latency_ms": {"p50": float("nan")}, "estimated": False,
            "estimator": f"tflite-micro {tflm_version()}", "runs": False,
-           "unsupported_ops": [], "arena_bytes": None, "arena_head_bytes": None,
+           "unsupported_ops": [], "failure": None, "arena_bytes": None, "arena_head_bytes": None,
            "arena_tail_bytes": None, "flash_bytes": f.size_bytes, "size_bytes": f.size_bytes,
            "cpu_ops": {}, "dice": None, "dice_delta": None}
     try:
         model = TFLMModel(path, contract=contract)
     except UnsupportedOps as error:
         row["unsupported_ops"] = error.ops
+        return row
+    except EdgesegError as error:  # a kernel that refuses the file's types, ...: said, a row
+        if not str(error).startswith(f"{path}: TFLite Micro"):
+            raise  # not TFLM's answer (a file edgeseg cannot read): the caller's error
+        row["failure"] = str(error).split(": ", 1)[1]
         return row
     _, height, width, channels = model.input_shape
     model.predict(np.zeros((1, height or 64, width or 64, channels or 1), np.float32))
