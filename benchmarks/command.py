@@ -40,6 +40,11 @@ def options(function):
         click.option("--json", "json_out", type=click.Path(dir_okay=False),
                      help="Write the bench JSON here."),
         click.option("--quiet", is_flag=True, help="No progress bar."),
+        click.option("--target", "targets", multiple=True, metavar="NAME[,NAME...]",
+                     help="Add a row per .tflite for a target that cannot run here (repeatable): "
+                          "ethos-u55-128/-256, ethos-u65-256/-512, ethos-u85-256 (Vela "
+                          "estimate), cortex-m (TFLite Micro: arena, Dice). Needs "
+                          "edgeseg[targets]."),
         keras_options,
         contract_options,
     ]
@@ -49,7 +54,7 @@ def options(function):
 
 
 def run(models, data, layout, reference, threads, runs, warmup, samples, image_size, json_out,
-        quiet, unsafe=False, **contract) -> dict:
+        quiet, targets=(), unsafe=False, **contract) -> dict:
     """Run the harness with parsed options; write the JSON atomically."""
     from benchmarks.harness import bench
     from edgeseg.files import atomic_write_json, bench_report, check_output
@@ -61,7 +66,7 @@ def run(models, data, layout, reference, threads, runs, warmup, samples, image_s
     report = bench(list(models), data=data, layout=layout, reference=reference, threads=threads,
                    runs=runs, warmup=warmup, samples=samples, image_size=image_size,
                    progress=not quiet, contract=contract_from(**contract), unsafe=unsafe,
-                   echo=click.echo)
+                   targets=targets, echo=click.echo)
     if json_out:
         atomic_write_json(json_out, report)
         click.echo(f"wrote {json_out}")

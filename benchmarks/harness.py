@@ -118,7 +118,7 @@ def _load_data(data, size: int, channels: int, num_classes: int, samples: int, s
 def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs: int = 50,
           warmup: int = 5, samples: int = 32, image_size: int | None = None, seed: int = 0,
           layout: str | None = None, overlap: int = 32, progress: bool = True,
-          contract: dict | None = None, unsafe: bool = False, echo=print) -> dict:
+          contract: dict | None = None, unsafe: bool = False, targets=(), echo=print) -> dict:
     """Benchmark model files side by side; returns the bench JSON (a dict).
 
     Args:
@@ -135,6 +135,8 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
             their user wrote; files converted by edgeseg keep their cards): see
             :func:`edgeseg.runtime.load`.
         unsafe: Keras models only: allow Lambda layers.
+        targets: names of targets that cannot run here (``ethos-u55-128``, ``cortex-m``, ...):
+            a row each per .tflite, with ``target`` set (see :mod:`benchmarks.targets`).
     """
     if runs < 1 or warmup < 0:
         raise EdgesegError(f"--runs must be >= 1 and --warmup >= 0 (got {runs}, {warmup})")
@@ -143,6 +145,10 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
     if any(t < 1 for t in threads):
         raise EdgesegError(f"--threads must be positive (got {', '.join(map(str, threads))})")
     started = time.time()
+    if targets:
+        from edgeseg.targets import parse_targets
+
+        targets = parse_targets(targets)  # an unknown name fails before any work
     paths = [Path(p) for p in models]
     reference_path = Path(reference) if reference else None
     if reference_path and reference_path not in paths:
@@ -269,6 +275,11 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
             "gmacs_per_s": macs / (p50 / 1e3) / 1e9 if macs and p50 > 0 else None,
             "reference": entry.path == reference_path,
         })
+    if targets:
+        from benchmarks.targets import target_rows
+
+        results += target_rows(targets, first_model, pairs, labels, scores, reference_path,
+                               overlap, contract, echo)
     report = {
         "schema": SCHEMA, "machine": machine.describe(),
         "dataset": {"name": data_name, "samples": len(pairs),

@@ -6,6 +6,12 @@ Rows are matched by (variant, runtime, threads). A row regresses when its Dice f
 compared as measured when both reports come from the same machine (CPU and cores), and relative to
 each report's own reference row otherwise: absolute times from different machines say nothing.
 
+Rows of targets that cannot run here (``target`` set: Vela's Ethos-U estimates, TFLite Micro) are
+matched the same way; an estimated latency does not depend on the machine that made it, so it is
+compared as it is, and a target without a latency figure (TFLM) is not held to one. Per-target
+budgets (:class:`Budget`: arena, SRAM, flash, estimated latency) hold every target row, or the
+rows of one target, to an absolute limit.
+
     >>> problems = compare(report, baseline, max_dice_drop=0.01)  # doctest: +SKIP
     >>> [p.message for p in problems]  # doctest: +SKIP
 """
@@ -97,6 +103,99 @@ def validate(report, where) -> None:
         seen[key] = index
 
 
+@dataclass(frozen=True)
+class Budget:
+    """An absolute limit on a target row's figure: ``key`` (``arena_bytes``, ``sram_bytes``,
+    ``flash_bytes`` or ``latency_ms``) at most ``limit``, for ``target`` (None: every target
+    row that reports the figure)."""
+
+    key: str
+    limit: float
+    target: str | None = None
+
+    def label(self) -> str:
+        return {"arena_bytes": "arena", "sram_bytes": "SRAM", "flash_bytes": "flash",
+                "latency_ms": "estimated latency"}[self.key]
+
+
+_UNITS = {"": 1, "b": 1, "kb": 1024, "k": 1024, "kib": 1024, "mb": 1024 ** 2, "m": 1024 ** 2,
+          "mib": 1024 ** 2, "gb": 1024 ** 3, "gib": 1024 ** 3}
+
+
+def parse_bytes(text: str, option: str = "size") -> int:
+    """``512KB``, ``1MB``, ``1.5MiB``, ``65536``: bytes (KB = 1024 bytes, as MCU datasheets
+    count RAM); anything else is one line naming the option."""
+    import re
+
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
+    unit = match.group(2).lower() if match else None
+    if not match or unit not in _UNITS or float(match.group(1)) <= 0:
+        raise EdgesegError(f"{option}: {text!r} is not a size (e.g. 512KB, 1MB, 65536)")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def parse_budget(text: str, key: str, option: str) -> Budget:
+    """``[TARGET=]VALUE`` of a budget option: a size, or milliseconds for ``latency_ms``."""
+    target, _, value = str(text).rpartition("=")
+    target = target.strip().lower() or None
+    if target is not None:
+        from edgeseg.targets import parse_targets
+
+        try:
+            target = parse_targets([target])[0]
+        except EdgesegError as error:
+            raise EdgesegError(f"{option}: {str(error).split(': ', 1)[1]}") from None
+    if key == "latency_ms":
+        try:
+            limit = float(value)
+        except ValueError:
+            limit = -1.0
+        if not limit > 0:
+            raise EdgesegError(f"{option}: {value!r} is not a positive number of milliseconds")
+    else:
+        limit = parse_bytes(value, option)
+    return Budget(key, limit, target)
+
+
+def _figure(row: dict, key: str):
+    value = row.get(key)
+    if key == "latency_ms":
+        return value.get("p50") if isinstance(value, dict) else None
+    return value
+
+
+def _budget_problems(report: dict, budgets) -> list[Violation]:
+    problems = []
+    targets = [r for r in report["results"] if r.get("target")]
+    for budget in budgets:
+        rows = [r for r in targets if budget.target in (None, r["target"])]
+        if budget.target and not rows:
+            problems.append(Violation("-", budget.target, None, "budget",
+                                      f"no row for target {budget.target} in the report: its "
+                                      f"{budget.label()} budget cannot be checked"))
+        elif not any(_measured(_figure(r, budget.key)) for r in rows) and not budget.target:
+            problems.append(Violation("-", "targets", None, "budget",
+                                      f"no target row in the report gives its "
+                                      f"{budget.label()}: the budget cannot be checked (bench "
+                                      f"--target)"))
+        for row in rows:
+            value = _figure(row, budget.key)
+            if not _measured(value):
+                if budget.target:  # asked of this target by name: missing fails
+                    problems.append(Violation(*_key(row), "budget",
+                                              f"no {budget.label()} figure for {row['target']}"
+                                              f": its budget cannot be checked"))
+                continue
+            if value > budget.limit:
+                if budget.key == "latency_ms":
+                    what = f"{value:.2f} ms > {budget.limit:g} ms"
+                else:
+                    what = f"{value:,} bytes ({value / 1024:,.1f} KB) > {budget.limit:,} bytes"
+                problems.append(Violation(*_key(row), "budget",
+                                          f"{row['target']}: {budget.label()} {what}"))
+    return problems
+
+
 def _key(row: dict) -> tuple:
     return row["variant"], row["runtime"], row["threads"]
 
@@ -129,7 +228,8 @@ def _spread_ratio(row: dict, base: dict) -> float | None:
 
 def compare(report: dict, baseline: dict | None = None, *, max_dice_drop: float = 0.01,
             max_latency_ratio: float | None = 1.25, max_size_ratio: float | None = 1.05,
-            max_dice_delta: float | None = None, notes: list | None = None) -> list[Violation]:
+            max_dice_delta: float | None = None, notes: list | None = None,
+            budgets=()) -> list[Violation]:
     """Every rule the report breaks against the baseline (and, with ``max_dice_delta``, against
     its own reference: no variant's Dice may be more than that below the reference's).
 
@@ -137,12 +237,15 @@ def compare(report: dict, baseline: dict | None = None, *, max_dice_drop: float 
     writes ``latency_ms.blocks``): a row regresses only when even its fastest block is slower
     than the baseline's slowest by more than ``max_latency_ratio``. What could not be compared
     (latency across machines without a reference row) is appended to ``notes``, one line each.
+    ``budgets`` (:class:`Budget`) hold target rows to absolute limits.
     """
     notes = [] if notes is None else notes
     problems: list[Violation] = []
     rows = {_key(r): r for r in report["results"]}
     for row in report["results"]:  # a figure that could not be measured never passes
         for name, value in (("Dice", row["dice"]), ("p50 latency", row["latency_ms"]["p50"])):
+            if name == "p50 latency" and row.get("target") and not row.get("estimated"):
+                continue  # a target measured for memory and Dice only (TFLM): no latency to hold
             if not _measured(value):
                 problems.append(Violation(*_key(row), "unmeasured",
                                           f"{name} not measured ({value}): cannot be checked"))
@@ -154,13 +257,15 @@ def compare(report: dict, baseline: dict | None = None, *, max_dice_drop: float 
                 problems.append(Violation(*_key(row), "dice_delta",
                                           f"Dice {row['dice_delta']:+.4f} against the reference "
                                           f"(allowed -{max_dice_delta})"))
+    problems += _budget_problems(report, budgets)
     if baseline is None:
         return problems
     if not baseline["results"]:
         raise EdgesegError("the baseline has no rows: nothing to compare with (record one with "
                            "--write-baseline from a report that has rows)")
     for base in baseline["results"]:  # a baseline is what a build is held to: it must be whole
-        if not (_measured(base["dice"]) and _measured(base["latency_ms"]["p50"])):
+        if not (_measured(base["dice"]) and (_measured(base["latency_ms"]["p50"]) or
+                                             base.get("target") and not base.get("estimated"))):
             raise EdgesegError(f"the baseline's {_where(*_key(base))} has no measured Dice or "
                                f"latency: record the baseline from a complete report")
     same = _same_machine(report, baseline)
@@ -173,8 +278,10 @@ def compare(report: dict, baseline: dict | None = None, *, max_dice_drop: float 
         if drop > max_dice_drop:
             problems.append(Violation(*key, "dice", f"Dice {base['dice']:.4f} -> {row['dice']:.4f}"
                                                     f" (-{drop:.4f}, allowed -{max_dice_drop})"))
-        if max_latency_ratio is not None:
-            if same:
+        if max_latency_ratio is not None and not _measured(base["latency_ms"]["p50"]):
+            pass  # a target without a latency figure (TFLM)
+        elif max_latency_ratio is not None:
+            if same or base.get("estimated"):  # an estimate does not depend on the machine
                 ratio = row["latency_ms"]["p50"] / base["latency_ms"]["p50"] \
                     if _measured(row["latency_ms"]["p50"]) and \
                     _measured(base["latency_ms"]["p50"]) else None
@@ -209,4 +316,5 @@ def compare(report: dict, baseline: dict | None = None, *, max_dice_drop: float 
     return problems
 
 
-__all__ = ["ROW_KEYS", "SCHEMA", "Violation", "compare", "load_report", "validate"]
+__all__ = ["Budget", "ROW_KEYS", "SCHEMA", "Violation", "compare", "load_report", "parse_budget",
+           "parse_bytes", "validate"]

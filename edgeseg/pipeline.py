@@ -53,6 +53,7 @@ class RunConfig(_Json):
     model_file: str | None = None  # a user's trained model: no training, its own I/O contract
     contract: dict = field(default_factory=dict)  # contract keys over its card (runtime.load)
     unsafe: bool = False  # its Lambda layers may load
+    targets: tuple[str, ...] = ()  # edgeseg.targets names: rows per .tflite beside the measured
 
     def resolved(self) -> "RunConfig":
         """The config with every None replaced by its (quick or full) default."""
@@ -63,7 +64,7 @@ class RunConfig(_Json):
             steps=self.steps or (30 if quick else 300), runs=self.runs or (10 if quick else 50),
             samples=self.samples or (8 if quick else 32),
             calib_samples=self.calib_samples or (16 if quick else 100),
-            threads=tuple(self.threads))
+            threads=tuple(self.threads), targets=tuple(self.targets))
 
     @classmethod
     def from_dict(cls, data: dict):
@@ -72,6 +73,8 @@ class RunConfig(_Json):
             data["model"] = ModelConfig.from_dict(data["model"])
         if "threads" in data:
             data["threads"] = tuple(data["threads"])
+        if "targets" in data:
+            data["targets"] = tuple(data["targets"])
         return super().from_dict(data)
 
 
@@ -456,7 +459,8 @@ def _bench(cfg: RunConfig, trained: Path, files: list[Path], echo) -> dict:
     return bench([trained, *files], data=held_out(cfg), layout=cfg.layout, reference=trained,
                  threads=cfg.threads, runs=cfg.runs, warmup=2 if cfg.quick else 5,
                  samples=cfg.samples, image_size=max(_deployed_size(cfg)), seed=cfg.seed,
-                 contract=cfg.contract or None, unsafe=cfg.unsafe, echo=lambda line: None)
+                 contract=cfg.contract or None, unsafe=cfg.unsafe, targets=cfg.targets,
+                 echo=lambda line: None)
 
 
 __all__ = ["CONVERSIONS", "STAGES", "RunConfig", "held_out", "run"]

@@ -17,9 +17,12 @@ from edgeseg.files import atomic_write_text
 
 
 def _rows(report: dict) -> list[dict]:
-    """One row per (variant, runtime), the latency of each thread count side by side."""
+    """One row per (variant, runtime), the latency of each thread count side by side (rows
+    measured here; the targets' rows have their own table)."""
     merged: dict[tuple, dict] = {}
     for r in report["results"]:
+        if r.get("target"):
+            continue
         key = (r["variant"], r["runtime"])
         row = merged.setdefault(key, {**r, "latency": {}})
         row["latency"][r["threads"]] = r["latency_ms"]
@@ -28,7 +31,7 @@ def _rows(report: dict) -> list[dict]:
 
 
 def _threads(report: dict) -> list:
-    values = {r["threads"] for r in report["results"]}
+    values = {r["threads"] for r in report["results"] if not r.get("target")}
     return sorted(v for v in values if v is not None) or [None]
 
 
@@ -52,6 +55,72 @@ def _header(threads: list) -> list[str]:
             "Dice", "Dice delta", "agreement"]
 
 
+TARGET_HEADER = ["target", "file", "how", "latency ms", "cycles", "SRAM / arena KB", "flash KB",
+                 "DRAM KB", "ops on the CPU / missing", "Dice"]
+
+
+def _kb(value) -> str:
+    return f"{value / 1024:,.1f}" if value else ""
+
+
+def target_rows(report: dict) -> list[list[str]]:
+    """The targets table: for every file with target rows, the host's measured row (its first
+    thread count) and each target's, with the Dice of the file that target runs."""
+    from edgeseg.machine import line
+
+    rows = [r for r in report["results"] if r.get("target")]
+    table = []
+    for path in dict.fromkeys(r["path"] for r in rows):
+        name = Path(path).name
+        host = next((r for r in report["results"] if r["path"] == path and not r.get("target")),
+                    None)
+        if host is not None:
+            cpu = report.get("machine", {}).get("cpu") or line(report.get("machine", {}))
+            threads = f", {host['threads']} thr" if host.get("threads") else ""
+            table.append([f"host CPU ({cpu}{threads})", name, f"measured ({host['runtime']})",
+                          f"{host['latency_ms']['p50']:.2f}", "", "", _kb(host["size_bytes"]),
+                          "", "", _dice(host)])
+        for r in (r for r in rows if r["path"] == path):
+            p50 = r["latency_ms"].get("p50")
+            latency = f"{p50:.2f} @ {r['clock_mhz']:.0f} MHz" \
+                if r.get("estimated") and p50 == p50 else "not estimated"
+            if r.get("runs") is False:
+                ops = "missing: " + ", ".join(r["unsupported_ops"]) if r.get("unsupported_ops") \
+                    else "does not run: " + _short(r.get("failure") or "")
+            else:
+                ops = ", ".join(f"{op} x{n}" for op, n in (r.get("cpu_ops") or {}).items()) or \
+                    ("none" if r.get("estimated") else "all ops run")
+            memory = _kb(r.get("sram_bytes")) if r.get("estimated") else \
+                _kb(r.get("arena_bytes"))
+            how = r.get("estimator", "")
+            if r.get("system_config"):
+                how += f" ({r['system_config']}, {r['memory_mode']})"
+            table.append([r["target"], name, how, latency,
+                          f"{r['cycles']:,}" if r.get("cycles") else "", memory,
+                          _kb(r.get("flash_bytes")), _kb(r.get("dram_bytes")), ops, _dice(r)])
+    return table
+
+
+def _short(failure: str) -> str:
+    """TFLM's failure without its wrapper, at most 90 characters."""
+    import re
+
+    text = re.sub(r"^TFLite Micro cannot load it \((.*)\)$", r"\1", failure)
+    return text if len(text) <= 90 else text[:89] + "…"
+
+
+def _dice(row: dict) -> str:
+    dice = row.get("dice")
+    if dice is None or dice != dice:
+        return ""
+    text = f"{dice:.4f}"
+    if row.get("agreement_litert") is not None:
+        text += f" ({row['agreement_litert']:.2%} as LiteRT)"
+    elif row.get("dice_source", "").startswith("LiteRT"):
+        text += " (LiteRT, same file)"
+    return text
+
+
 def markdown(report: dict) -> str:
     """The report as Markdown: the machine, the data, and the table."""
     from edgeseg.machine import line
@@ -67,6 +136,17 @@ def markdown(report: dict) -> str:
              "|" + "|".join("---" if i < 2 else "---:" for i in range(len(head))) + "|"]
     for row in _rows(report):
         lines.append("| " + " | ".join(_cells(row, threads)) + " |")
+    targets = target_rows(report)
+    if targets:
+        lines += ["", "## Targets", "",
+                  "Ethos-U: Vela's estimate (cycles at the stated clock, of the NPU's part: ops "
+                  "left to the CPU are not in it; SRAM, flash and DRAM as Vela places them), Dice "
+                  "of the same .tflite in LiteRT. Cortex-M: TFLite Micro on this host (tensor "
+                  "arena; flash = the file), with its own Dice.", "",
+                  "| " + " | ".join(TARGET_HEADER) + " |",
+                  "|" + "|".join("---" if i < 3 or i == 8 else "---:"
+                                 for i in range(len(TARGET_HEADER))) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in targets]
     return "\n".join(lines) + "\n"
 
 
@@ -74,8 +154,16 @@ def text_table(report: dict) -> str:
     """The same table in fixed-width text, for a terminal."""
     threads = _threads(report)
     table = [_header(threads), *[_cells(row, threads) for row in _rows(report)]]
+    text = _fixed(table, 2)
+    targets = target_rows(report)
+    if targets:
+        text += "\n\n" + _fixed([TARGET_HEADER, *targets], 3)
+    return text
+
+
+def _fixed(table: list[list[str]], left: int) -> str:
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    return "\n".join("  ".join(c.ljust(w) if i < 2 else c.rjust(w)
+    return "\n".join("  ".join(c.ljust(w) if i < left else c.rjust(w)
                                for i, (c, w) in enumerate(zip(r, widths))) for r in table)
 
 
@@ -190,6 +278,15 @@ def html_page(report: dict, plot_uris: dict[str, str], samples: list[dict]) -> s
     head = "".join(f"<th>{e(h)}</th>" for h in _header(threads))
     body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in _cells(row, threads)) + "</tr>"
                    for row in _rows(report))
+    targets = target_rows(report)
+    target_table = "" if not targets else (
+        "<h2>Targets</h2><p>Ethos-U: Vela's estimate (the NPU's part; ops left to the CPU are "
+        "not in it), Dice of the same .tflite in LiteRT. "
+        "Cortex-M: TFLite Micro on this host (tensor arena; flash = the file), its own Dice.</p>"
+        "<table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in TARGET_HEADER) +
+        "</tr></thead><tbody>" + "".join(
+            "<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in targets) +
+        "</tbody></table>")
     figures = "".join(f'<figure><img alt="{e(k)} vs Dice" src="{uri}"><figcaption>{e(k)} vs Dice'
                       f"</figcaption></figure>" for k, uri in plot_uris.items()) or \
         "<p>(plots need matplotlib: pip install edgeseg[report])</p>"
@@ -218,6 +315,7 @@ Data: {e(str(report["dataset"]["name"]))}, {report["dataset"]["samples"]} images
 {run.get("warmup", "?")} warm-up, round robin.</p>
 <h2>Results</h2>
 <table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+{target_table}
 <h2>Latency, size and Dice</h2>
 {figures}
 <h2>Masks</h2>
@@ -236,4 +334,5 @@ def write_reports(report: dict, out, *, data: str | None = None, layout: str | N
     return {"md": md, "html": page, "table": text_table(report)}
 
 
-__all__ = ["html_page", "markdown", "pareto_front", "plots", "sample_masks", "text_table", "write_reports"]
+__all__ = ["html_page", "markdown", "pareto_front", "plots", "sample_masks", "target_rows",
+           "text_table", "write_reports"]

@@ -18,8 +18,17 @@ import click
               help="Allowed growth of a variant's file size.")
 @click.option("--max-dice-delta", type=click.FloatRange(min=0),
               help="Allowed Dice below the report's own reference, for every variant.")
+@click.option("--max-arena", multiple=True, metavar="[TARGET=]SIZE",
+              help="Targets' tensor arena at most SIZE (512KB, 1MB), for one TARGET or all "
+                   "(repeatable).")
+@click.option("--max-sram", multiple=True, metavar="[TARGET=]SIZE",
+              help="Targets' SRAM (Vela's figure) at most SIZE (repeatable).")
+@click.option("--max-flash", multiple=True, metavar="[TARGET=]SIZE",
+              help="Targets' flash at most SIZE (repeatable).")
+@click.option("--max-latency", multiple=True, metavar="[TARGET=]MS",
+              help="Targets' estimated latency at most MS milliseconds (repeatable).")
 def check(report_path, baseline, write_baseline, max_dice_drop, max_latency_ratio, max_size_ratio,
-          max_dice_delta):
+          max_dice_delta, max_arena, max_sram, max_flash, max_latency):
     """Compare REPORT (a bench JSON: report.json of `edgeseg run`, or `bench --json`) per variant,
     runtime and thread count with --baseline; print each violation; exit 1 if there is any.
 
@@ -27,11 +36,21 @@ def check(report_path, baseline, write_baseline, max_dice_drop, max_latency_rati
     edgeseg check runs/nuclei/report.json --write-baseline baselines/nuclei.json
     edgeseg check runs/nuclei/report.json --baseline baselines/nuclei.json
     edgeseg check runs/nuclei/report.json --max-dice-delta 0.01
+    edgeseg check bench.json --max-arena cortex-m=512KB --max-latency ethos-u55-128=20
+
+    The target budgets (--max-arena, --max-sram, --max-flash, --max-latency) hold the rows of
+    `bench --target` to absolute limits: a named target without a row or a figure fails.
     """
-    from edgeseg.check import compare, load_report
+    from edgeseg.check import compare, load_report, parse_budget
     from edgeseg.files import atomic_write_json, bench_report, check_output
 
-    if write_baseline and (baseline or max_dice_delta is not None):
+    budgets = [parse_budget(value, key, option)
+               for key, option, values in (("arena_bytes", "--max-arena", max_arena),
+                                           ("sram_bytes", "--max-sram", max_sram),
+                                           ("flash_bytes", "--max-flash", max_flash),
+                                           ("latency_ms", "--max-latency", max_latency))
+               for value in values]
+    if write_baseline and (baseline or max_dice_delta is not None or budgets):
         raise click.UsageError("--write-baseline records REPORT and checks nothing: give it alone, "
                                "or check with --baseline / --max-dice-delta")
     if write_baseline:
@@ -47,12 +66,14 @@ def check(report_path, baseline, write_baseline, max_dice_drop, max_latency_rati
         atomic_write_json(write_baseline, report)
         click.echo(f"recorded {len(report['results'])} rows of {report_path} as {write_baseline}")
         return
-    if baseline is None and max_dice_delta is None:
-        raise click.UsageError("give --baseline, --max-dice-delta or --write-baseline")
+    if baseline is None and max_dice_delta is None and not budgets:
+        raise click.UsageError("give --baseline, --max-dice-delta, a target budget (--max-arena, "
+                               "--max-sram, --max-flash, --max-latency) or --write-baseline")
     notes: list[str] = []
     problems = compare(report, load_report(baseline) if baseline else None,
                        max_dice_drop=max_dice_drop, max_latency_ratio=max_latency_ratio,
-                       max_size_ratio=max_size_ratio, max_dice_delta=max_dice_delta, notes=notes)
+                       max_size_ratio=max_size_ratio, max_dice_delta=max_dice_delta, notes=notes,
+                       budgets=budgets)
     for note in notes:
         click.echo(f"note: {note}")
     for problem in problems:

@@ -17,7 +17,12 @@ from edgeseg.commands._options import size_option
               help="With --profile: runtime threads.")
 @click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True,
               help="With --profile: timed runs (medians are reported).")
-def inspect(model_path, input_size, as_json, profile, threads, runs):
+@click.option("--target", "targets", multiple=True, metavar="NAME[,NAME...]",
+              help="Also estimate for a target that cannot run here (repeatable): "
+                   "ethos-u55-128, ethos-u55-256, ethos-u65-256, ethos-u65-512, ethos-u85-256 "
+                   "(Arm's Vela), cortex-m or tflm (TensorFlow Lite Micro). Needs "
+                   "edgeseg[targets].")
+def inspect(model_path, input_size, as_json, profile, threads, runs, targets):
     """Describe MODEL from the file alone (no Keras): its ops and their counts, input/output types
     and quantization, tensors left in float inside an integer graph ("float islands"), ops that
     need dynamic shapes, MACs and params, where the bytes go, and for .tflite which ops LiteRT's
@@ -29,12 +34,27 @@ def inspect(model_path, input_size, as_json, profile, threads, runs):
     edgeseg inspect model_int8.tflite
     edgeseg inspect model_int8.onnx --json
     edgeseg inspect model_fp32.tflite --profile --threads 1
+    edgeseg inspect model_int8.tflite --target ethos-u55-128,ethos-u65-256 --target cortex-m
+
+    ``--target`` adds, per target, what its vendor's tool says: for Ethos-U NPUs Vela's
+    estimated time and cycles at the stated clock, SRAM and flash use and the ops left to the
+    CPU; for Cortex-M whether TFLite Micro has a kernel for every op and the tensor arena it
+    needs. Dice on a target: `edgeseg bench FILE --target NAME`.
     """
     import json
 
     from edgeseg.inspection import format_report, inspect_file
+    from edgeseg.targets import parse_targets
 
+    targets = parse_targets(targets)  # an unknown name fails before any work
     report = inspect_file(model_path, input_size)
+    if targets:
+        from edgeseg.targets import estimate
+
+        if report["format"] != "tflite":
+            raise click.UsageError(f"--target: {model_path} is an .onnx; the targets take an int8 "
+                                   f".tflite (convert --quant int8)")
+        report["targets"] = estimate(model_path, targets)
     if profile:
         from edgeseg.profiling import format_profile, profile_file
 
@@ -43,6 +63,10 @@ def inspect(model_path, input_size, as_json, profile, threads, runs):
         click.echo(json.dumps(report, indent=2))
         return
     click.echo(format_report(report))
+    if targets:
+        from edgeseg.targets import format_rows
+
+        click.echo(format_rows(report["targets"]))
     if profile:
         click.echo("")
         click.echo(format_profile(report["profile"]))

@@ -30,14 +30,18 @@ MODEL_SUFFIXES = (".keras", ".h5", ".onnx", ".tflite")
 @click.option("--quick", is_flag=True,
               help="Every stage, small: a tiny training and few fine-tune and timing steps.")
 @click.option("--threads", default="1,2", show_default=True, help="Thread counts to benchmark.")
+@click.option("--target", "targets", multiple=True, metavar="NAME[,NAME...]",
+              help="Also rows for targets that cannot run here, per .tflite (repeatable): "
+                   "ethos-u55-128, ..., cortex-m (see `edgeseg inspect --help`); a targets "
+                   "table in the reports. Needs edgeseg[targets].")
 @click.option("--force", is_flag=True, help="Redo every stage, discarding what --out holds.")
 @click.option("--until", type=click.Choice(["data", "train", "optimize", "convert", "bench",
                                             "report"]), default="report", show_default=True,
               help="Stop after this stage (a rerun continues from there).")
 @keras_options
 @contract_options
-def run(data, layout, test_data, model_name, options, input_size, out, quick, threads, force,
-        until, unsafe, **contract):
+def run(data, layout, test_data, model_name, options, input_size, out, quick, threads, targets,
+        force, until, unsafe, **contract):
     """Run the pipeline and write OUT/report.{json,md,html} with every artifact:
 
     \b
@@ -62,6 +66,7 @@ def run(data, layout, test_data, model_name, options, input_size, out, quick, th
     edgeseg run --quick
     edgeseg run --data synthetic-shapes -o alpha=0.75 --out runs/shapes
     edgeseg run --model my_unet.keras --data data/cells --out runs/mine
+    edgeseg run --target ethos-u55-128,cortex-m
     """
     from pathlib import Path
 
@@ -76,6 +81,9 @@ def run(data, layout, test_data, model_name, options, input_size, out, quick, th
             from None
     if not counts or min(counts) < 1:
         raise click.BadParameter("thread counts must be >= 1", param_hint="'--threads'")
+    from edgeseg.targets import parse_targets
+
+    targets = tuple(parse_targets(targets))  # an unknown name fails before any work
     name = Path(data.rstrip("/")).name + ("-quick" if quick else "")
     model_file = None
     if Path(model_name).suffix.lower() in MODEL_SUFFIXES or Path(model_name).exists():
@@ -96,5 +104,5 @@ def run(data, layout, test_data, model_name, options, input_size, out, quick, th
     cfg = RunConfig(data=data, layout=layout, test_data=test_data,
                     model=ModelConfig(model_name, parse_model_options(options)),
                     input_size=input_size, quick=quick, threads=counts, model_file=model_file,
-                    contract=contract_from(**contract), unsafe=unsafe)
+                    contract=contract_from(**contract), unsafe=unsafe, targets=targets)
     pipeline(cfg, out, force=force, until=until, echo=click.echo)
