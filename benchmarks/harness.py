@@ -27,7 +27,6 @@ import numpy as np
 from edgeseg import machine
 from edgeseg.card import input_fit_of, normalization_of
 from edgeseg.check import SCHEMA, validate  # the one definition of a bench row
-from edgeseg.data.source import is_builtin, load_eval_data
 from edgeseg import metrics, runtime
 from edgeseg.errors import EdgesegError
 from edgeseg.preprocess import normalize
@@ -96,7 +95,9 @@ def _load_data(data, size: int, channels: int, num_classes: int, samples: int, s
     their own sizes (at most ``samples`` of them, 0 = all), or those of a dataset already loaded
     (``edgeseg run`` passes a folder's validation split); images raw (8- or 16-bit, as decoded):
     each model normalises them as its card says."""
-    if isinstance(data, str):
+    if isinstance(data, str):  # images decoded here (Pillow); a loaded dataset needs numpy only
+        from edgeseg.data.source import is_builtin, load_eval_data
+
         builtin = is_builtin(data)
         dataset = load_eval_data(data, size=size if builtin else None, channels=channels,
                                  num_classes=max(2, num_classes), layout=layout, count=samples,
@@ -113,6 +114,20 @@ def _load_data(data, size: int, channels: int, num_classes: int, samples: int, s
                f"calibrated on)"
     count = len(dataset) if builtin or not samples else min(samples, len(dataset))
     return name, [dataset.sample(index) for index in range(count)]
+
+
+def task(models, image_size: int | None = None) -> tuple[int, int, int]:
+    """(image side, channels, classes) of the images to benchmark loaded models on: built-in
+    images are made at ``image_size``, else at the models' longest input side (256 for models
+    that take any size)."""
+    sizes = {max(m.input_shape[1:3]) for m in models if m.input_shape[1] is not None}
+    size = image_size or (max(sizes) if sizes else 256)
+    channels = {m.input_shape[-1] for m in models}
+    classes = {m.num_classes for m in models}
+    if len(channels) > 1 or len(classes) > 1:
+        raise EdgesegError("the models differ in input channels or classes; bench models of one "
+                           "task together")
+    return size, channels.pop(), classes.pop()
 
 
 def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs: int = 50,
@@ -172,15 +187,7 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
             where = entry.path.resolve()
             entry.variant = f"{entry.variant} ({where.parent.name}/{where.name})"
 
-    sizes = {max(m.input_shape[1:3]) for m in first_model.values()
-             if m.input_shape[1] is not None}
-    size = image_size or (max(sizes) if sizes else 256)
-    channels = {m.input_shape[-1] for m in first_model.values()}
-    classes = {m.num_classes for m in first_model.values()}
-    if len(channels) > 1 or len(classes) > 1:
-        raise EdgesegError("the models differ in input channels or classes; bench models of one "
-                           "task together")
-    channels, num_classes = channels.pop(), classes.pop()
+    size, channels, num_classes = task(first_model.values(), image_size)
     data_name, pairs = _load_data(data, size, channels, num_classes, samples, seed, layout)
     if not pairs:
         raise EdgesegError(f"{data}: no samples to benchmark on")
