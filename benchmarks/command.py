@@ -49,8 +49,9 @@ def options(function):
 
 
 def run(models, data, layout, reference, threads, runs, warmup, samples, image_size, json_out,
-        quiet, unsafe=False, **contract) -> dict:
-    """Run the harness with parsed options; write the JSON atomically."""
+        quiet, unsafe=False, remote=None, **contract) -> dict:
+    """Run the harness with parsed options (on a board: ``remote``, the keyword arguments of
+    :func:`benchmarks.remote.bench_remote` that say where); write the JSON atomically."""
     from benchmarks.harness import bench
     from edgeseg.files import atomic_write_json, bench_report, check_output
 
@@ -58,10 +59,18 @@ def run(models, data, layout, reference, threads, runs, warmup, samples, image_s
         json_out = check_output(json_out, inputs=[*models, reference, data], option="--json",
                                 kind=("a bench report", bench_report))
 
-    report = bench(list(models), data=data, layout=layout, reference=reference, threads=threads,
-                   runs=runs, warmup=warmup, samples=samples, image_size=image_size,
-                   progress=not quiet, contract=contract_from(**contract), unsafe=unsafe,
-                   echo=click.echo)
+    if remote:
+        from benchmarks.remote import bench_remote
+
+        report = bench_remote(list(models), data=data, layout=layout, reference=reference,
+                              threads=threads, runs=runs, warmup=warmup, samples=samples,
+                              image_size=image_size, progress=not quiet,
+                              contract=contract_from(**contract), echo=click.echo, **remote)
+    else:
+        report = bench(list(models), data=data, layout=layout, reference=reference,
+                       threads=threads, runs=runs, warmup=warmup, samples=samples,
+                       image_size=image_size, progress=not quiet,
+                       contract=contract_from(**contract), unsafe=unsafe, echo=click.echo)
     if json_out:
         atomic_write_json(json_out, report)
         click.echo(f"wrote {json_out}")
