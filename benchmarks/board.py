@@ -66,8 +66,13 @@ def main(argv: list[str]) -> int:
     try:
         with np.load(root / "data.npz") as arrays:
             data = Images(job["dataset"], arrays)
+            given = None  # a reference that ran on the host (a Keras model): its predictions
+            if job.get("reference_name"):
+                given = (job["reference_name"],
+                         [arrays[f"reference_{i}"] for i in range(len(data))])
             report = bench([root / m for m in job["models"]], data=data,
                            reference=root / job["reference"] if job.get("reference") else None,
+                           reference_labels=given,
                            threads=tuple(job["threads"]), runs=job["runs"], warmup=job["warmup"],
                            samples=0, image_size=job["image_size"], overlap=job["overlap"],
                            progress=job["progress"], contract=job.get("contract") or None,

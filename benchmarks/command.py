@@ -65,7 +65,8 @@ def run(models, data, layout, reference, threads, runs, warmup, samples, image_s
         report = bench_remote(list(models), data=data, layout=layout, reference=reference,
                               threads=threads, runs=runs, warmup=warmup, samples=samples,
                               image_size=image_size, progress=not quiet,
-                              contract=contract_from(**contract), echo=click.echo, **remote)
+                              contract=contract_from(**contract), unsafe=unsafe,
+                              echo=click.echo, **remote)
     else:
         report = bench(list(models), data=data, layout=layout, reference=reference,
                        threads=threads, runs=runs, warmup=warmup, samples=samples,

@@ -133,7 +133,8 @@ def task(models, image_size: int | None = None) -> tuple[int, int, int]:
 def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs: int = 50,
           warmup: int = 5, samples: int = 32, image_size: int | None = None, seed: int = 0,
           layout: str | None = None, overlap: int = 32, progress: bool = True,
-          contract: dict | None = None, unsafe: bool = False, echo=print) -> dict:
+          contract: dict | None = None, unsafe: bool = False, reference_labels=None,
+          echo=print) -> dict:
     """Benchmark model files side by side; returns the bench JSON (a dict).
 
     Args:
@@ -150,6 +151,9 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
             their user wrote; files converted by edgeseg keep their cards): see
             :func:`edgeseg.runtime.load`.
         unsafe: Keras models only: allow Lambda layers.
+        reference_labels: ``(name, [class ids per image])`` of a reference that ran elsewhere
+            (a Keras model on the host while the files run on a board): it gives
+            ``dice_delta`` and ``agreement`` instead of ``reference``.
     """
     if runs < 1 or warmup < 0:
         raise EdgesegError(f"--runs must be >= 1 and --warmup >= 0 (got {runs}, {warmup})")
@@ -191,7 +195,7 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
     data_name, pairs = _load_data(data, size, channels, num_classes, samples, seed, layout)
     if not pairs:
         raise EdgesegError(f"{data}: no samples to benchmark on")
-    if reference_path is None:
+    if reference_path is None and reference_labels is None:
         reference_path = next((p for p, m in first_model.items() if _variant(m) == "fp32"),
                               paths[0])
 
@@ -220,7 +224,13 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
     for path in first_model:
         flat = np.concatenate([l.ravel() for l in labels[path]])
         scores[path] = metrics.scores(flat, flat_truth, num_classes)
-    reference_flat = np.concatenate([l.ravel() for l in labels[reference_path]])
+    if reference_labels is not None:
+        reference_name, given = reference_labels
+        reference_flat = np.concatenate([np.asarray(l).ravel() for l in given])
+        reference_dice = metrics.scores(reference_flat, flat_truth, num_classes)["dice"]
+    else:
+        reference_flat = np.concatenate([l.ravel() for l in labels[reference_path]])
+        reference_dice = scores[reference_path]["dice"]
 
     # --- latency: round robin over every (model, threads) ---------------------------------------
     inputs = {}
@@ -271,7 +281,7 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
             "load_ms": entry.load_ms, "macs": macs, "params": params, "size_bytes": size_bytes,
             "gzip_bytes": gzip_bytes, "sparsity": sparsity, "dice": s["dice"],
             "dice_per_class": s["dice_per_class"], "iou": s["iou"],
-            "dice_delta": s["dice"] - scores[reference_path]["dice"],
+            "dice_delta": s["dice"] - reference_dice,
             "agreement": metrics.agreement(flat, reference_flat, flat_truth),
             "gmacs_per_s": macs / (p50 / 1e3) / 1e9 if macs and p50 > 0 else None,
             "reference": entry.path == reference_path,
@@ -280,7 +290,8 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
         "schema": SCHEMA, "machine": machine.describe(),
         "dataset": {"name": data_name, "samples": len(pairs),
                     "image_sizes": sorted({f"{m.shape[1]}x{m.shape[0]}" for _, m in pairs})},
-        "reference": next(e.variant for e in entries if e.path == reference_path),
+        "reference": reference_name if reference_labels is not None else
+        next(e.variant for e in entries if e.path == reference_path),
         "run": {"runs": runs, "warmup": warmup, "threads": list(threads),
                 "peak_rss_mb": peak, "seconds": round(time.time() - started, 1)},
         "results": results,

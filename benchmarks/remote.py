@@ -193,16 +193,17 @@ class Board:
         return done
 
     # --- the steps ---------------------------------------------------------------------------
-    def prepare(self, needs: list[str]) -> dict:
+    def prepare(self, needs: list[str], folder: bool = True) -> dict:
         """Check the board's Python has what ``needs`` (names of :data:`NEEDS`), then make the
-        temporary folder; returns ``{"python": version}``."""
+        temporary folder (unless ``folder=False``); returns ``{"python": version}``."""
         base = shlex.quote(self.remote_dir) if self.remote_dir else '"${TMPDIR:-/tmp}"'
         groups = [f"{name}={','.join(NEEDS[name])}" for name in needs]
         py = shlex.quote(self.python)
         script = (f"{py} -c {shlex.quote(_PROBE)} {' '.join(map(shlex.quote, groups))} || "
-                  f"exit $?\n"
-                  f"d=$(mktemp -d {base}/{FOLDER_PREFIX}XXXXXX) || exit 101\n"
-                  f'echo "folder $d"\n')
+                  f"exit $?\n")
+        if folder:
+            script += (f"d=$(mktemp -d {base}/{FOLDER_PREFIX}XXXXXX) || exit 101\n"
+                       f'echo "folder $d"\n')
         done = self.run(script, "while connecting")
         lines = dict(line.split(" ", 1) for line in done.stdout.splitlines() if " " in line)
         version = lines.get("python", "").split(" ")[0]
@@ -222,10 +223,11 @@ class Board:
             where = self.remote_dir or "$TMPDIR or /tmp"
             raise RemoteError(f"{self.target}: cannot make a temporary folder in {where} on the "
                               f"board ({_last_line(done.stderr)})")
-        if done.returncode or "folder" not in lines:
+        if done.returncode or (folder and "folder" not in lines):
             raise RemoteError(f"{self.target}: the board's Python failed "
                               f"({_last_line(done.stderr) or f'exit {done.returncode}'})")
-        self.folder = lines["folder"].strip()
+        if folder:
+            self.folder = lines["folder"].strip()
         return {"python": version}
 
     def upload(self, members: list[tuple[str, bytes | Path]]) -> None:
@@ -325,25 +327,33 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def _local_models(models, reference) -> tuple[list[Path], Path | None]:
+def _local_models(models, reference) -> tuple[list[Path], Path | None, Path | None]:
+    """(the files for the board, the reference among them, a Keras reference that runs here)."""
     paths = [Path(p) for p in models]
-    for path in paths + ([Path(reference)] if reference else []):
-        if not path.exists():
-            raise EdgesegError(f"{path}: no such model file")
-        if path.is_dir() or path.suffix.lower() not in RUNTIME_OF:
-            raise EdgesegError(f"{path}: a board runs .tflite and .onnx files (--on); convert "
-                               f"it first (edgeseg convert)")
     reference = Path(reference) if reference else None
     if reference is not None and reference not in paths:
         paths.append(reference)
-    return paths, reference
+    here = None
+    for path in paths:
+        if not path.exists():
+            raise EdgesegError(f"{path}: no such model file")
+        if path.is_dir() or path.suffix.lower() not in RUNTIME_OF:
+            if path != reference:
+                raise EdgesegError(f"{path}: a board runs .tflite and .onnx files (--on); "
+                                   f"convert it first (edgeseg convert), or make it the "
+                                   f"--reference, which runs here")
+            here = path
+    boards = [p for p in paths if p != here]
+    if not boards:
+        raise EdgesegError("--on: no .tflite or .onnx file to run on the board")
+    return boards, None if here else reference, here
 
 
-def _images_npz(pairs) -> bytes:
+def _images_npz(pairs, extra: dict) -> bytes:
     import numpy as np
 
     buffer = io.BytesIO()
-    arrays = {}
+    arrays = dict(extra)
     for index, (image, mask) in enumerate(pairs):
         arrays[f"image_{index}"], arrays[f"mask_{index}"] = image, mask
     np.savez_compressed(buffer, **arrays)
@@ -354,7 +364,7 @@ def bench_remote(models, target: str | Target, *, data="synthetic-nuclei", refer
                  threads=(1,), runs: int = 50, warmup: int = 5, samples: int = 32,
                  image_size: int | None = None, seed: int = 0, layout: str | None = None,
                  overlap: int = 32, progress: bool = True, contract: dict | None = None,
-                 python: str = "python3", remote_dir: str | None = None, ssh_config=None,
+                 unsafe: bool = False, python: str = "python3", remote_dir: str | None = None, ssh_config=None,
                  echo=print) -> dict:
     """:func:`benchmarks.harness.bench` on a board over SSH; returns the bench JSON, each row
     with ``target`` (the URL) and ``machine`` (the board's), the top-level ``machine`` the
@@ -372,7 +382,7 @@ def bench_remote(models, target: str | Target, *, data="synthetic-nuclei", refer
     target = target if isinstance(target, Target) else parse_target(str(target))
     if runs < 1 or warmup < 0 or any(t < 1 for t in threads):
         raise EdgesegError("--runs, --warmup and --threads must be positive")
-    paths, reference_path = _local_models(models, reference)
+    paths, reference_path, here = _local_models(models, reference)
     needs = ["numpy", *sorted({RUNTIME_OF[p.suffix.lower()] for p in paths})]
 
     board = Board(target, ssh_config=ssh_config, python=python, remote_dir=remote_dir)
@@ -380,11 +390,10 @@ def bench_remote(models, target: str | Target, *, data="synthetic-nuclei", refer
     failed = True
     try:
         board.prepare(needs)  # first: a board that cannot be reached or used is said at once
-        members, names, data_name, pairs = _bundle(paths, reference_path, len(models), data,
-                                                   image_size, samples, seed, layout, contract,
-                                                   {"threads": list(threads), "runs": runs,
-                                                    "warmup": warmup, "overlap": overlap,
-                                                    "progress": progress})
+        members, names, data_name, pairs, size, opened = _bundle(
+            paths, reference_path, here, data, image_size, samples, seed, layout, contract,
+            unsafe, {"threads": list(threads), "runs": runs, "warmup": warmup,
+                     "overlap": overlap, "progress": progress})
         board.upload(members)
 
         def relay(line: str) -> None:
@@ -406,7 +415,19 @@ def bench_remote(models, target: str | Target, *, data="synthetic-nuclei", refer
     for row in report["results"]:
         row["path"] = next((local[n] for n in local if row["path"].endswith(n)), row["path"])
         row["target"], row["machine"] = str(target), report["machine"]
+        _cost_here(row, opened.get(row["path"]))
     report["targets"] = {str(target): report["machine"]}
+    if here is not None:  # the Keras reference, measured here on the same images
+        from benchmarks.harness import bench
+
+        mine = bench([here], data=_Pairs(data_name, pairs), threads=threads, runs=runs,
+                     warmup=warmup, samples=0, image_size=size, overlap=overlap,
+                     progress=progress, contract=contract, unsafe=unsafe,
+                     echo=lambda line: None)
+        for row in mine["results"]:
+            row["target"], row["machine"] = "local", mine["machine"]
+        report["results"] = mine["results"] + report["results"]
+        report["targets"]["local"] = mine["machine"]
     validate(report, f"{target}'s report")
     from edgeseg.report import text_table
 
@@ -415,6 +436,15 @@ def bench_remote(models, target: str | Target, *, data="synthetic-nuclei", refer
          f"({', '.join(sorted({f'{m.shape[1]}x{m.shape[0]}' for _, m in pairs}))})")
     echo(text_table(report))
     return report
+
+
+def check_board(target, *, python: str = "python3", remote_dir: str | None = None,
+                ssh_config=None) -> None:
+    """Reach the board and check its Python has numpy and LiteRT (before a long run that will
+    benchmark there); raises the one-line :class:`RemoteError` when not."""
+    Board(target if isinstance(target, Target) else parse_target(str(target)),
+          ssh_config=ssh_config, python=python, remote_dir=remote_dir) \
+        .prepare(["numpy", "ai-edge-litert"], folder=False)
 
 
 def _opened(path: Path, contract: dict | None):
@@ -429,16 +459,41 @@ def _opened(path: Path, contract: dict | None):
     return runtime.load(path, num_threads=1, contract=contract, foreign_only=True)
 
 
-def _bundle(paths, reference_path, count, data, image_size, samples, seed, layout, contract,
-            settings):
-    """What goes to the board: (tar members, {local path: its name there}, the data's name,
-    the images), the images made or read here exactly as a local run would score them."""
-    from benchmarks.harness import _load_data, task
+class _Pairs:
+    """Images already made, as the harness reads a loaded dataset."""
 
-    size, channels, num_classes = task([_opened(p, contract) for p in paths], image_size)
+    def __init__(self, name: str, pairs):
+        self.name, self.pairs = name, pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def sample(self, index: int):
+        return self.pairs[index]
+
+
+def _bundle(paths, reference_path, here, data, image_size, samples, seed, layout, contract,
+            unsafe, settings):
+    """What goes to the board: (tar members, {local path: its name there}, the data's name,
+    the images, their side), the images made or read here exactly as a local run would score
+    them; with ``here`` (a Keras reference), its predictions of them too."""
+    from benchmarks.harness import _load_data, _variant, task
+    from edgeseg import metrics, runtime
+    from edgeseg.tiling import predict_image
+
+    opened = [_opened(p, contract) for p in paths]
+    reference = None
+    if here is not None:
+        reference = runtime.load(here, contract=contract, unsafe=unsafe, foreign_only=True)
+    size, channels, num_classes = task(opened + ([reference] if reference else []), image_size)
     data_name, pairs = _load_data(data, size, channels, num_classes, samples, seed, layout)
     if not pairs:
         raise EdgesegError(f"{data}: no samples to benchmark on")
+    extra = {}
+    if reference is not None:
+        for index, (image, _) in enumerate(pairs):
+            probs = predict_image(reference, image, settings["overlap"])
+            extra[f"reference_{index}"] = metrics.labels_from_probs(probs[None])[0]
     names = {}  # local path -> its place on the board (models/<i>/<its folder's name>/<name>)
     members: list[tuple[str, bytes | Path]] = []
     source_root = Path(__file__).resolve().parent.parent
@@ -451,11 +506,26 @@ def _bundle(paths, reference_path, count, data, image_size, samples, seed, layou
         card = path.with_name(path.name + ".json")
         if card.is_file():
             members.append((name + ".json", card))
-    job = {"dataset": data_name, "models": [names[p] for p in paths[:count]],
+    job = {"dataset": data_name, "models": [names[p] for p in paths],
            "reference": names[reference_path] if reference_path else None,
+           "reference_name": _variant(reference) if reference is not None else None,
            "image_size": size, "contract": contract or {}, **settings}
-    members += [("data.npz", _images_npz(pairs)), ("job.json", json.dumps(job).encode())]
-    return members, names, data_name, pairs
+    members += [("data.npz", _images_npz(pairs, extra)), ("job.json", json.dumps(job).encode())]
+    return members, names, data_name, pairs, size, {str(p): m for p, m in zip(paths, opened)}
+
+
+def _cost_here(row: dict, model) -> None:
+    """MACs and params the board could not read (an .onnx where the onnx package is missing),
+    read here from the same file at the size it ran at."""
+    if row.get("macs") is not None or model is None:
+        return
+    macs, params, sparsity = model.cost(tuple(row["input_shape"][1:3]))
+    if macs:
+        p50 = row["latency_ms"]["p50"]
+        row.update(macs=macs, params=params, cost_read_here=True,
+                   gmacs_per_s=macs / (p50 / 1e3) / 1e9 if p50 > 0 else None)
+    if row.get("sparsity") is None:
+        row["sparsity"] = sparsity
 
 
 def _result(board: Board, stdout: str, stderr: str, code: int, names: dict) -> dict:
@@ -495,4 +565,4 @@ def _result(board: Board, stdout: str, stderr: str, code: int, names: dict) -> d
                           f"written") from None
 
 
-__all__ = ["Board", "RemoteError", "Target", "bench_remote", "parse_target"]
+__all__ = ["Board", "RemoteError", "Target", "bench_remote", "check_board", "parse_target"]

@@ -107,13 +107,18 @@ def sshd(tmp_path_factory):
 
 
 def _edgeseg(*args, check_one_line: bool = False):
-    """``edgeseg ARGS`` in a child process; ``check_one_line``: its standard error is one line."""
-    done = subprocess.run([sys.executable, "-m", "edgeseg", *map(str, args)],
-                          capture_output=True, text=True, timeout=120)
+    """``edgeseg ARGS`` in this process (the session's TensorFlow and runtimes stay loaded):
+    (exit status, standard error); ``check_one_line``: standard error is one ``Error:`` line."""
+    from click.testing import CliRunner
+
+    from edgeseg.cli import cli
+
+    result = CliRunner().invoke(cli, [str(a) for a in args])
     if check_one_line:
-        lines = [line for line in done.stderr.splitlines() if line.strip()]
-        assert len(lines) == 1 and lines[0].startswith("Error: "), done.stderr
-    return done
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    return SimpleNamespace(returncode=result.exit_code, stderr=result.stderr,
+                           stdout=result.stdout)
 
 
 def _remote(sshd, *args, config=None, python=None, remote_dir=None):
@@ -131,29 +136,52 @@ def board_dir(tmp_path):
     assert list(where.iterdir()) == [], "the remote temporary folder was left behind"
 
 
-def test_a_board_gives_the_rows_of_a_local_run(sshd, converted, tmp_path, board_dir):
+def test_a_board_gives_the_rows_of_a_local_run(sshd, tiny_run, converted, runner, tmp_path,
+                                               board_dir):
+    """The Keras reference runs here, the .tflite files on the board: every figure but the times
+    is the local run's, and the gate reads the report."""
     from edgeseg.check import load_report
+    from edgeseg.cli import cli
 
-    files = [converted[("tflite", "none")][0], converted[("tflite", "int8")][0]]
+    files = [tiny_run / "model.keras", converted[("tflite", "none")][0],
+             converted[("tflite", "int8")][0]]
     local, remote = tmp_path / "local.json", tmp_path / "remote.json"
-    done = _edgeseg("bench", *files, *QUICK, "--json", local)
-    assert done.returncode == 0, done.stderr
-    done = _edgeseg("bench", *files, *QUICK, "--json", remote,
-                    *_remote(sshd, remote_dir=board_dir))
-    assert done.returncode == 0, done.stderr
-    assert f"target: {sshd.url}" in done.stdout and "machine: " in done.stdout
+    args = ["bench", *map(str, files), "--reference", str(files[0]), *QUICK]
+    done = runner.invoke(cli, [*args, "--json", str(local)])
+    assert done.exit_code == 0, done.output
+    done = runner.invoke(cli, [*args, "--json", str(remote), *map(str, _remote(
+        sshd, remote_dir=board_dir))])
+    assert done.exit_code == 0, done.output
+    assert f"target: {sshd.url}" in done.output and "machine: " in done.output
     here, there = load_report(local), load_report(remote)  # the gate's validation holds
     assert there["dataset"] == here["dataset"] and there["reference"] == here["reference"]
-    assert there["targets"] == {sshd.url: there["machine"]}
-    assert len(there["results"]) == len(here["results"]) == 2
+    assert set(there["targets"]) == {sshd.url, "local"}
+    assert len(there["results"]) == len(here["results"]) == 3
     for a, b in zip(here["results"], there["results"]):
-        assert (b["variant"], b["runtime"], b["threads"], b["path"]) == \
-               (a["variant"], a["runtime"], a["threads"], a["path"])
+        assert (b["variant"], b["runtime"], b["threads"], b["path"], b["reference"]) == \
+               (a["variant"], a["runtime"], a["threads"], a["path"], a["reference"])
         for key in ("dice", "dice_per_class", "iou", "dice_delta", "agreement", "macs", "params",
                     "size_bytes", "gzip_bytes", "input_shape"):
             assert b[key] == a[key], key  # the same file on the same images
-        assert b["target"] == sshd.url and b["machine"]["cores"] >= 1
+        assert b["target"] == ("local" if b["format"] == "keras" else sshd.url)
+        assert b["machine"]["cores"] >= 1
         assert b["latency_ms"]["p50"] > 0 and b["latency_ms"]["runs"] == 3
+
+
+def test_an_onnx_on_a_board_without_the_onnx_package(sshd, converted, runner, tmp_path,
+                                                     board_dir):
+    """The board has ONNX Runtime but not onnx (which reads MACs): they are read here; keys are
+    added (target, machine, targets), none renamed."""
+    from edgeseg.cli import cli
+    from test_bench import _check_schema
+
+    out = tmp_path / "remote.json"
+    done = runner.invoke(cli, ["bench", str(converted[("onnx", "none")][0]), *QUICK, "--json",
+                               str(out), *map(str, _remote(sshd, remote_dir=board_dir))])
+    assert done.exit_code == 0, done.output
+    report = json.loads(out.read_text())
+    _check_schema(report)
+    assert report["results"][0]["cost_read_here"] is True
 
 
 def test_a_changed_host_key_is_one_line(sshd, converted, tmp_path, board_dir):
@@ -162,10 +190,13 @@ def test_a_changed_host_key_is_one_line(sshd, converted, tmp_path, board_dir):
     known.write_text(f"[127.0.0.1]:{sshd.port} {' '.join(other)}\n")
     config = _client_config(tmp_path / "config", known, sshd.tmp / "user_key")
     out = tmp_path / "bench.json"
-    done = _edgeseg("bench", converted[("tflite", "int8")][0], *QUICK, "--json", out,
-                    *_remote(sshd, config=config, remote_dir=board_dir), check_one_line=True)
-    assert done.returncode == 1 and "host key differs from the one in your known_hosts" in \
-        done.stderr and sshd.url in done.stderr
+    done = subprocess.run([sys.executable, "-m", "edgeseg", "bench",
+                           str(converted[("tflite", "int8")][0]), *QUICK, "--json", str(out),
+                           *map(str, _remote(sshd, config=config, remote_dir=board_dir))],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(f"Error: {sshd.url}: its host key differs from the one in "
+                                  f"your known_hosts")
     assert not out.exists()
     known.write_text("")  # not known at all
     done = _edgeseg("bench", converted[("tflite", "int8")][0], *QUICK,
@@ -282,14 +313,3 @@ def test_a_keras_model_cannot_go_to_a_board(tiny_run, runner):
 
     result = runner.invoke(cli, ["bench", str(tiny_run / "model.keras"), "--on", "ssh://board"])
     assert result.exit_code == 2 and "a board runs .tflite and .onnx files" in result.output
-
-
-def test_json_of_a_remote_report_keeps_the_bench_keys(sshd, converted, tmp_path, board_dir):
-    """Keys are added (target, machine, targets), none renamed: the local schema test holds."""
-    from test_bench import _check_schema
-
-    out = tmp_path / "remote.json"
-    done = _edgeseg("bench", converted[("onnx", "none")][0], *QUICK, "--json", out,
-                    *_remote(sshd, python=sys.executable, remote_dir=board_dir))
-    assert done.returncode == 0, done.stderr
-    _check_schema(json.loads(out.read_text()))

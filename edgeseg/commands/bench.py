@@ -6,31 +6,12 @@ from __future__ import annotations
 import click
 
 from benchmarks.command import options
-
-
-def _target(ctx, param, value):
-    if value is None:
-        return None
-    from benchmarks.remote import parse_target
-    from edgeseg.errors import EdgesegError
-
-    try:
-        return parse_target(value)
-    except EdgesegError as error:
-        raise click.BadParameter(str(error).removeprefix("--on ")) from None
+from edgeseg.commands._options import board_options
 
 
 @click.command(short_help="Benchmark models (latency, size, MACs, Dice) here or on a board.")
 @options
-@click.option("--on", "on", metavar="ssh://[USER@]HOST[:PORT]", callback=_target,
-              help="Run the harness on this board over SSH (your ssh keys and ~/.ssh/config); "
-                   "it needs Python with numpy and the runtime, nothing else.")
-@click.option("--python", "board_python", metavar="PATH",
-              help="With --on: the board's Python [python3].")
-@click.option("--remote-dir", metavar="DIR",
-              help="With --on: where the temporary folder goes on the board [$TMPDIR or /tmp].")
-@click.option("--ssh-config", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
-              help="With --on: an ssh config file instead of ~/.ssh/config (ssh -F).")
+@board_options
 def bench(on, board_python, remote_dir, ssh_config, **kwargs):
     """Benchmark MODEL... side by side: latency (round robin, per thread count), load time, MACs,
     params, size and gzipped size, weight sparsity, Dice/IoU against ground truth, and Dice delta
@@ -40,7 +21,7 @@ def bench(on, board_python, remote_dir, ssh_config, **kwargs):
     With --on, the .tflite/.onnx files, their cards and the evaluation images are copied to a
     temporary folder on the board, the harness runs there with the board's own Python and runtime
     (nothing is installed), the bench JSON comes back (each row says its target and machine) and
-    the folder is removed.
+    the folder is removed. A Keras --reference runs here, on the same images.
 
     \b
     edgeseg bench runs/nuclei/model.keras model_int8.tflite model_int8.onnx --threads 1,2
@@ -48,14 +29,6 @@ def bench(on, board_python, remote_dir, ssh_config, **kwargs):
     edgeseg bench model_fp32.tflite model_int8.tflite --on ssh://pi@raspberrypi.local
     """
     from benchmarks.command import run
+    from edgeseg.commands._options import board_from
 
-    if on is None:
-        for name, value in (("--python", board_python), ("--remote-dir", remote_dir),
-                            ("--ssh-config", ssh_config)):
-            if value is not None:
-                raise click.UsageError(f"{name} applies to a board: give it with --on")
-        remote = None
-    else:
-        remote = {"target": on, "python": board_python or "python3", "remote_dir": remote_dir,
-                  "ssh_config": ssh_config}
-    run(**kwargs, remote=remote)
+    run(**kwargs, remote=board_from(on, board_python, remote_dir, ssh_config))

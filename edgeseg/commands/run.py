@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from edgeseg.commands._options import (contract_from, contract_options, keras_options,
-                                       model_option, parse_model_options)
+from edgeseg.commands._options import (board_options, contract_from, contract_options,
+                                       keras_options, model_option, parse_model_options)
 
 MODEL_SUFFIXES = (".keras", ".h5", ".onnx", ".tflite")
 
@@ -36,8 +36,9 @@ MODEL_SUFFIXES = (".keras", ".h5", ".onnx", ".tflite")
               help="Stop after this stage (a rerun continues from there).")
 @keras_options
 @contract_options
+@board_options
 def run(data, layout, test_data, model_name, options, input_size, out, quick, threads, force,
-        until, unsafe, **contract):
+        until, unsafe, on, board_python, remote_dir, ssh_config, **contract):
     """Run the pipeline and write OUT/report.{json,md,html} with every artifact:
 
     \b
@@ -57,6 +58,9 @@ def run(data, layout, test_data, model_name, options, input_size, out, quick, th
     an .onnx is quantized to int8; every file is benchmarked and scored on the validation split
     (or --test-data) against yours.
 
+    With --on ssh://[USER@]HOST[:PORT] the bench stage runs the .tflite/.onnx files on that
+    board (see edgeseg bench --help); the Keras reference runs here, on the same images.
+
     \b
     edgeseg run
     edgeseg run --quick
@@ -65,6 +69,7 @@ def run(data, layout, test_data, model_name, options, input_size, out, quick, th
     """
     from pathlib import Path
 
+    from edgeseg.commands._options import board_from
     from edgeseg.config import ModelConfig
     from edgeseg.pipeline import RunConfig
     from edgeseg.pipeline import run as pipeline
@@ -76,6 +81,7 @@ def run(data, layout, test_data, model_name, options, input_size, out, quick, th
             from None
     if not counts or min(counts) < 1:
         raise click.BadParameter("thread counts must be >= 1", param_hint="'--threads'")
+    board = board_from(on, board_python, remote_dir, ssh_config)
     name = Path(data.rstrip("/")).name + ("-quick" if quick else "")
     model_file = None
     if Path(model_name).suffix.lower() in MODEL_SUFFIXES or Path(model_name).exists():
@@ -97,4 +103,4 @@ def run(data, layout, test_data, model_name, options, input_size, out, quick, th
                     model=ModelConfig(model_name, parse_model_options(options)),
                     input_size=input_size, quick=quick, threads=counts, model_file=model_file,
                     contract=contract_from(**contract), unsafe=unsafe)
-    pipeline(cfg, out, force=force, until=until, echo=click.echo)
+    pipeline(cfg, out, force=force, until=until, echo=click.echo, board=board)
