@@ -112,7 +112,7 @@ def parse_target(text: str) -> Target:
     host = parts.hostname or ""
     if not host or host.startswith("-") or not re.fullmatch(r"[\w.:%-]+", host):
         raise EdgesegError(f"--on {text}: no valid host name ({usage})")
-    if port == 0:
+    if port == 0 or parts.netloc.endswith(":"):
         raise EdgesegError(f"--on {text}: the port must be a number from 1 to 65535")
     # urlsplit lowers the host; an ~/.ssh/config alias is matched as written
     netloc_host = parts.netloc.rsplit("@", 1)[-1]
@@ -238,7 +238,7 @@ class Board:
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         errors = _Collect(process.stderr)
         try:
-            with tarfile.open(fileobj=process.stdin, mode="w|gz") as tar:
+            with tarfile.open(fileobj=process.stdin, mode="w|gz", dereference=True) as tar:
                 for name, member in members:
                     if isinstance(member, bytes):
                         info = tarfile.TarInfo(name)
@@ -396,8 +396,9 @@ def bench_remote(models, target: str | Target, *, data="synthetic-nuclei", refer
                      "overlap": overlap, "progress": progress})
         board.upload(members)
 
-        def relay(line: str) -> None:
-            if progress and not line.startswith("INFO: Created TensorFlow Lite"):
+        def relay(line: str) -> None:  # progress as it comes (--quiet: warnings only)
+            if line.startswith("warning: ") or (
+                    progress and not line.startswith(("INFO: Created TensorFlow Lite", "error: "))):
                 print(f"  [{target.host}] {line}", file=sys.stderr, flush=True)
 
         stdout, stderr, code = board.bench(relay)
@@ -496,9 +497,8 @@ def _bundle(paths, reference_path, here, data, image_size, samples, seed, layout
             extra[f"reference_{index}"] = metrics.labels_from_probs(probs[None])[0]
     names = {}  # local path -> its place on the board (models/<i>/<its folder's name>/<name>)
     members: list[tuple[str, bytes | Path]] = []
-    source_root = Path(__file__).resolve().parent.parent
     for relative in DEVICE_SOURCES:
-        members.append((f"src/{relative}", source_root / relative))
+        members.append((f"src/{relative}", _source(relative)))
     for index, path in enumerate(paths):
         name = f"models/{index}/{path.resolve().parent.name or 'model'}/{path.name}"
         names[path] = name
@@ -512,6 +512,14 @@ def _bundle(paths, reference_path, here, data, image_size, samples, seed, layout
            "image_size": size, "contract": contract or {}, **settings}
     members += [("data.npz", _images_npz(pairs, extra)), ("job.json", json.dumps(job).encode())]
     return members, names, data_name, pairs, size, {str(p): m for p, m in zip(paths, opened)}
+
+
+def _source(relative: str) -> Path:
+    """The file of this installation behind ``edgeseg/card.py`` or ``benchmarks/harness.py``."""
+    import importlib
+
+    package, _, rest = relative.partition("/")
+    return Path(importlib.import_module(package).__file__).resolve().parent / rest
 
 
 def _cost_here(row: dict, model) -> None:
