@@ -268,7 +268,7 @@ class Board:
         """Run the harness in the folder; ``relay(line)`` gets its standard error as it comes.
         Returns (stdout, stderr, the harness's exit status)."""
         folder = shlex.quote(self.folder)
-        script = (f"cd {folder} && PYTHONPATH={folder}/src PYTHONNOUSERSITE=1 "
+        script = (f"cd {folder} && PYTHONPATH={folder}/src${{PYTHONPATH:+:$PYTHONPATH}} "
                   f"{shlex.quote(self.python)} -m benchmarks.board job.json\n"
                   f"s=$?; [ $s -gt 128 ] && echo \"edgeseg-board: killed by signal $((s - 128))\""
                   f" >&2; exit $s\n")
