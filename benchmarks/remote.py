@@ -10,7 +10,8 @@ The system's OpenSSH client does the work (``ssh``, a tar stream over it), so ke
 are all they need), the model files with their cards, the evaluation images made here (so every
 file is scored on exactly the images a local run scores) and a job; the board's own Python runs
 ``benchmarks/board.py``; the bench JSON comes back on standard output; the folder is removed,
-also after a failure or Ctrl-C. Nothing is installed on the board.
+also after a failure or Ctrl-C. Nothing is installed on the board, unless ``install``
+(``--install``): then what its Python lacks is pip-installed into a venv in that folder.
 
 Every failure is one :class:`RemoteError` line naming the board: an unknown or changed host key,
 authentication, a refused or unreachable host, a connection that dropped mid-run, a board
@@ -193,14 +194,17 @@ class Board:
         return done
 
     # --- the steps ---------------------------------------------------------------------------
-    def prepare(self, needs: list[str], folder: bool = True) -> dict:
+    def prepare(self, needs: list[str], folder: bool = True, install: bool = False) -> dict:
         """Check the board's Python has what ``needs`` (names of :data:`NEEDS`), then make the
-        temporary folder (unless ``folder=False``); returns ``{"python": version}``."""
+        temporary folder (unless ``folder=False``); with ``install``, what is missing is
+        pip-installed into a venv in that folder (:meth:`install`) instead of refused.
+        Returns ``{"python": version, "missing": [...]}``."""
         base = shlex.quote(self.remote_dir) if self.remote_dir else '"${TMPDIR:-/tmp}"'
         groups = [f"{name}={','.join(NEEDS[name])}" for name in needs]
         py = shlex.quote(self.python)
-        script = (f"{py} -c {shlex.quote(_PROBE)} {' '.join(map(shlex.quote, groups))} || "
-                  f"exit $?\n")
+        allowed = "3" if install else "0"  # the probe's "something is missing": go on
+        script = (f"{py} -c {shlex.quote(_PROBE)} {' '.join(map(shlex.quote, groups))}\n"
+                  f"s=$?; [ $s -eq 0 ] || [ $s -eq {allowed} ] || exit $s\n")
         if folder:
             script += (f"d=$(mktemp -d {base}/{FOLDER_PREFIX}XXXXXX) || exit 101\n"
                        f'echo "folder $d"\n')
@@ -211,14 +215,16 @@ class Board:
             raise RemoteError(f"{self.target}: no Python at {self.python!r} on the board "
                               f"({_last_line(done.stderr) or f'exit {done.returncode}'}); give "
                               f"it with --python")
-        if done.returncode == 3:
-            missing = lines.get("missing", "").split()
-            if missing:
-                raise RemoteError(f"{self.target}: the board's Python ({self.python}, {version}) "
-                                  f"lacks {', '.join(missing)}; on the board run: {self.python} "
-                                  f"-m pip install {' '.join(missing)}")
+        missing = lines.get("missing", "").split()
+        if version and tuple(int(v) for v in version.split(".")[:2]) < MIN_PYTHON:
+            if folder and "folder" in lines:
+                self.folder = lines["folder"].strip()  # made before the check: removed after
             raise RemoteError(f"{self.target}: the board's Python is {version}; the harness "
                               f"needs {'.'.join(map(str, MIN_PYTHON))} or newer (--python)")
+        if missing and not install:
+            raise RemoteError(f"{self.target}: the board's Python ({self.python}, {version}) "
+                              f"lacks {', '.join(missing)}; on the board run: {self.python} -m "
+                              f"pip install {' '.join(missing)} (or give --install)")
         if done.returncode == 101:
             where = self.remote_dir or "$TMPDIR or /tmp"
             raise RemoteError(f"{self.target}: cannot make a temporary folder in {where} on the "
@@ -228,7 +234,42 @@ class Board:
                               f"({_last_line(done.stderr) or f'exit {done.returncode}'})")
         if folder:
             self.folder = lines["folder"].strip()
-        return {"python": version}
+        return {"python": version, "missing": missing}
+
+    def install(self, packages: list[str], relay) -> None:
+        """pip-install ``packages`` into a venv in the folder (seeing the board's own packages)
+        and run the harness with its Python from then on."""
+        venv = shlex.quote(f"{self.folder}/venv")
+        # the board's own pip where it has one (seconds faster), else the venv's ensurepip
+        script = (f"{shlex.quote(self.python)} -m venv --system-site-packages --without-pip "
+                  f"{venv} || exit 90\n"
+                  f"{venv}/bin/python -m pip --version >/dev/null 2>&1 || "
+                  f"{venv}/bin/python -m ensurepip --default-pip >/dev/null || exit 90\n"
+                  f"{venv}/bin/python -m pip install --disable-pip-version-check --no-input "
+                  f"{' '.join(map(shlex.quote, packages))} || exit 91\n")
+        process = subprocess.Popen(self.command(script), stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        output = _Collect(process.stdout, relay)
+        try:
+            code = process.wait()
+        except BaseException:
+            _stop(process)
+            raise
+        said = _last_line(output.text())
+        fix = f"{self.python} -m pip install {' '.join(packages)}"
+        if _NO_SPACE in output.text():
+            raise RemoteError(f"{self.target}: --install: no space left on the board in "
+                              f"{self.folder.rsplit('/', 1)[0]} for {', '.join(packages)}")
+        if code == 255:
+            raise _ssh_failure(self.target, output.text(), "while installing")
+        if code == 90:
+            raise RemoteError(f"{self.target}: --install: the board's Python cannot make a venv "
+                              f"({said}); install python3-venv there, or on the board run: {fix}")
+        if code:
+            raise RemoteError(f"{self.target}: --install: pip could not install "
+                              f"{', '.join(packages)} on the board ({said}); on the board run: "
+                              f"{fix}")
+        self.python = f"{self.folder}/venv/bin/python"
 
     def upload(self, members: list[tuple[str, bytes | Path]]) -> None:
         """Stream ``(name in the folder, bytes or a local file)`` to the folder as a tar.gz."""
@@ -364,7 +405,7 @@ def bench_remote(models, target: str | Target, *, data="synthetic-nuclei", refer
                  threads=(1,), runs: int = 50, warmup: int = 5, samples: int = 32,
                  image_size: int | None = None, seed: int = 0, layout: str | None = None,
                  overlap: int = 32, progress: bool = True, contract: dict | None = None,
-                 unsafe: bool = False, python: str = "python3", remote_dir: str | None = None, ssh_config=None,
+                 unsafe: bool = False, python: str = "python3", install: bool = False, remote_dir: str | None = None, ssh_config=None,
                  echo=print) -> dict:
     """:func:`benchmarks.harness.bench` on a board over SSH; returns the bench JSON, each row
     with ``target`` (the URL) and ``machine`` (the board's), the top-level ``machine`` the
@@ -387,20 +428,24 @@ def bench_remote(models, target: str | Target, *, data="synthetic-nuclei", refer
 
     board = Board(target, ssh_config=ssh_config, python=python, remote_dir=remote_dir)
     echo(f"target: {target} (Python {python})")
+
+    def relay(line: str) -> None:  # the board's output as it comes (--quiet: warnings only)
+        if line.startswith("warning: ") or (
+                progress and not line.startswith(("INFO: Created TensorFlow Lite", "error: "))):
+            print(f"  [{target.host}] {line}", file=sys.stderr, flush=True)
+
     failed = True
     try:
-        board.prepare(needs)  # first: a board that cannot be reached or used is said at once
+        # first: a board that cannot be reached or used is said at once
+        missing = board.prepare(needs, install=install)["missing"]
+        if missing:
+            echo(f"installing {', '.join(missing)} on the board (a venv in {board.folder})")
+            board.install(missing, relay)
         members, names, data_name, pairs, size, opened = _bundle(
             paths, reference_path, here, data, image_size, samples, seed, layout, contract,
             unsafe, {"threads": list(threads), "runs": runs, "warmup": warmup,
                      "overlap": overlap, "progress": progress})
         board.upload(members)
-
-        def relay(line: str) -> None:  # progress as it comes (--quiet: warnings only)
-            if line.startswith("warning: ") or (
-                    progress and not line.startswith(("INFO: Created TensorFlow Lite", "error: "))):
-                print(f"  [{target.host}] {line}", file=sys.stderr, flush=True)
-
         stdout, stderr, code = board.bench(relay)
         report = _result(board, stdout, stderr, code, names)
         failed = False
@@ -440,12 +485,13 @@ def bench_remote(models, target: str | Target, *, data="synthetic-nuclei", refer
 
 
 def check_board(target, *, python: str = "python3", remote_dir: str | None = None,
-                ssh_config=None) -> None:
-    """Reach the board and check its Python has numpy and LiteRT (before a long run that will
-    benchmark there); raises the one-line :class:`RemoteError` when not."""
+                ssh_config=None, install: bool = False) -> None:
+    """Reach the board and check its Python has numpy and LiteRT, or that ``install`` will get
+    them (before a long run that will benchmark there); raises the one-line
+    :class:`RemoteError` when not."""
     Board(target if isinstance(target, Target) else parse_target(str(target)),
           ssh_config=ssh_config, python=python, remote_dir=remote_dir) \
-        .prepare(["numpy", "ai-edge-litert"], folder=False)
+        .prepare(["numpy", "ai-edge-litert"], folder=False, install=install)
 
 
 def _opened(path: Path, contract: dict | None):

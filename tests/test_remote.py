@@ -271,7 +271,24 @@ def test_a_board_python_without_numpy_names_the_fix(sshd, converted, tmp_path, b
                     *_remote(sshd, python=bare, remote_dir=board_dir), check_one_line=True)
     assert done.returncode == 1
     assert f"lacks numpy, ai-edge-litert; on the board run: {bare} -m pip install numpy " \
-           f"ai-edge-litert" in done.stderr
+           f"ai-edge-litert (or give --install)" in done.stderr
+
+
+def test_install_puts_what_the_board_lacks_in_a_venv_of_the_folder(sshd, converted, runner,
+                                                                   tmp_path, board_dir):
+    """--install: the venv made on the board sees the board's own packages (here the base
+    interpreter's numpy and LiteRT, so pip finds them there, offline) and runs the harness."""
+    from edgeseg.cli import cli
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")],
+                   check=True)
+    bare = tmp_path / "venv" / "bin" / "python"
+    done = runner.invoke(cli, ["bench", str(converted[("tflite", "int8")][0]), *QUICK,
+                               *map(str, _remote(sshd, python=bare, remote_dir=board_dir)),
+                               "--install"])
+    assert done.exit_code == 0, done.output
+    assert "installing numpy, ai-edge-litert on the board (a venv in " in done.output
+    assert "int8" in done.output.splitlines()[-1]
 
 
 @pytest.mark.parametrize("url, message", [

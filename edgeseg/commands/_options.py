@@ -163,17 +163,21 @@ board_options = compose(
                       "/tmp]."),
     click.option("--ssh-config", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
                  help="With --on: an ssh config file instead of ~/.ssh/config (ssh -F)."),
+    click.option("--install", is_flag=True,
+                 help="With --on: pip-install what the board's Python lacks (numpy, the "
+                      "runtime) into a venv in the temporary folder, removed with it."),
 )
 
 
-def board_from(on=None, board_python=None, remote_dir=None, ssh_config=None) -> dict | None:
+def board_from(on=None, board_python=None, remote_dir=None, ssh_config=None,
+               install=False) -> dict | None:
     """The ``board`` keyword arguments of :func:`benchmarks.remote.bench_remote` from
     :func:`board_options` (None: run here)."""
     if on is None:
         for name, value in (("--python", board_python), ("--remote-dir", remote_dir),
-                            ("--ssh-config", ssh_config)):
+                            ("--ssh-config", ssh_config), ("--install", install or None)):
             if value is not None:
                 raise click.UsageError(f"{name} applies to a board: give it with --on")
         return None
     return {"target": on, "python": board_python or "python3", "remote_dir": remote_dir,
-            "ssh_config": ssh_config}
+            "ssh_config": ssh_config, "install": install}

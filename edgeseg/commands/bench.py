@@ -12,7 +12,7 @@ from edgeseg.commands._options import board_options
 @click.command(short_help="Benchmark models (latency, size, MACs, Dice) here or on a board.")
 @options
 @board_options
-def bench(on, board_python, remote_dir, ssh_config, **kwargs):
+def bench(on, board_python, remote_dir, ssh_config, install, **kwargs):
     """Benchmark MODEL... side by side: latency (round robin, per thread count), load time, MACs,
     params, size and gzipped size, weight sparsity, Dice/IoU against ground truth, and Dice delta
     and pixel agreement against a reference model. The same harness as `python -m benchmarks`;
@@ -20,7 +20,7 @@ def bench(on, board_python, remote_dir, ssh_config, **kwargs):
 
     With --on, the .tflite/.onnx files, their cards and the evaluation images are copied to a
     temporary folder on the board, the harness runs there with the board's own Python and runtime
-    (nothing is installed), the bench JSON comes back (each row says its target and machine) and
+    (nothing is installed unless --install), the bench JSON comes back (each row says its target and machine) and
     the folder is removed. A Keras --reference runs here, on the same images.
 
     \b
@@ -31,4 +31,4 @@ def bench(on, board_python, remote_dir, ssh_config, **kwargs):
     from benchmarks.command import run
     from edgeseg.commands._options import board_from
 
-    run(**kwargs, remote=board_from(on, board_python, remote_dir, ssh_config))
+    run(**kwargs, remote=board_from(on, board_python, remote_dir, ssh_config, install))

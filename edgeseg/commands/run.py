@@ -38,7 +38,7 @@ MODEL_SUFFIXES = (".keras", ".h5", ".onnx", ".tflite")
 @contract_options
 @board_options
 def run(data, layout, test_data, model_name, options, input_size, out, quick, threads, force,
-        until, unsafe, on, board_python, remote_dir, ssh_config, **contract):
+        until, unsafe, on, board_python, remote_dir, ssh_config, install, **contract):
     """Run the pipeline and write OUT/report.{json,md,html} with every artifact:
 
     \b
@@ -81,7 +81,7 @@ def run(data, layout, test_data, model_name, options, input_size, out, quick, th
             from None
     if not counts or min(counts) < 1:
         raise click.BadParameter("thread counts must be >= 1", param_hint="'--threads'")
-    board = board_from(on, board_python, remote_dir, ssh_config)
+    board = board_from(on, board_python, remote_dir, ssh_config, install)
     name = Path(data.rstrip("/")).name + ("-quick" if quick else "")
     model_file = None
     if Path(model_name).suffix.lower() in MODEL_SUFFIXES or Path(model_name).exists():
