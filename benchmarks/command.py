@@ -54,8 +54,9 @@ def options(function):
 
 
 def run(models, data, layout, reference, threads, runs, warmup, samples, image_size, json_out,
-        quiet, targets=(), unsafe=False, **contract) -> dict:
-    """Run the harness with parsed options; write the JSON atomically."""
+        quiet, targets=(), unsafe=False, remote=None, **contract) -> dict:
+    """Run the harness with parsed options (on a board: ``remote``, the keyword arguments of
+    :func:`benchmarks.remote.bench_remote` that say where); write the JSON atomically."""
     from benchmarks.harness import bench
     from edgeseg.files import atomic_write_json, bench_report, check_output
 
@@ -63,10 +64,23 @@ def run(models, data, layout, reference, threads, runs, warmup, samples, image_s
         json_out = check_output(json_out, inputs=[*models, reference, data], option="--json",
                                 kind=("a bench report", bench_report))
 
-    report = bench(list(models), data=data, layout=layout, reference=reference, threads=threads,
-                   runs=runs, warmup=warmup, samples=samples, image_size=image_size,
-                   progress=not quiet, contract=contract_from(**contract), unsafe=unsafe,
-                   targets=targets, echo=click.echo)
+    if remote and targets:
+        raise click.UsageError("--target estimates run here and --on runs files on a board: "
+                               "give them to two bench commands")
+    if remote:
+        from benchmarks.remote import bench_remote
+
+        report = bench_remote(list(models), data=data, layout=layout, reference=reference,
+                              threads=threads, runs=runs, warmup=warmup, samples=samples,
+                              image_size=image_size, progress=not quiet,
+                              contract=contract_from(**contract), unsafe=unsafe,
+                              echo=click.echo, **remote)
+    else:
+        report = bench(list(models), data=data, layout=layout, reference=reference,
+                       threads=threads, runs=runs, warmup=warmup, samples=samples,
+                       image_size=image_size, progress=not quiet,
+                       contract=contract_from(**contract), unsafe=unsafe, targets=targets,
+                       echo=click.echo)
     if json_out:
         atomic_write_json(json_out, report)
         click.echo(f"wrote {json_out}")

@@ -27,7 +27,6 @@ import numpy as np
 from edgeseg import machine
 from edgeseg.card import input_fit_of, normalization_of
 from edgeseg.check import SCHEMA, validate  # the one definition of a bench row
-from edgeseg.data.source import is_builtin, load_eval_data
 from edgeseg import metrics, runtime
 from edgeseg.errors import EdgesegError
 from edgeseg.preprocess import normalize
@@ -96,7 +95,9 @@ def _load_data(data, size: int, channels: int, num_classes: int, samples: int, s
     their own sizes (at most ``samples`` of them, 0 = all), or those of a dataset already loaded
     (``edgeseg run`` passes a folder's validation split); images raw (8- or 16-bit, as decoded):
     each model normalises them as its card says."""
-    if isinstance(data, str):
+    if isinstance(data, str):  # images decoded here (Pillow); a loaded dataset needs numpy only
+        from edgeseg.data.source import is_builtin, load_eval_data
+
         builtin = is_builtin(data)
         dataset = load_eval_data(data, size=size if builtin else None, channels=channels,
                                  num_classes=max(2, num_classes), layout=layout, count=samples,
@@ -115,10 +116,25 @@ def _load_data(data, size: int, channels: int, num_classes: int, samples: int, s
     return name, [dataset.sample(index) for index in range(count)]
 
 
+def task(models, image_size: int | None = None) -> tuple[int, int, int]:
+    """(image side, channels, classes) of the images to benchmark loaded models on: built-in
+    images are made at ``image_size``, else at the models' longest input side (256 for models
+    that take any size)."""
+    sizes = {max(m.input_shape[1:3]) for m in models if m.input_shape[1] is not None}
+    size = image_size or (max(sizes) if sizes else 256)
+    channels = {m.input_shape[-1] for m in models}
+    classes = {m.num_classes for m in models}
+    if len(channels) > 1 or len(classes) > 1:
+        raise EdgesegError("the models differ in input channels or classes; bench models of one "
+                           "task together")
+    return size, channels.pop(), classes.pop()
+
+
 def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs: int = 50,
           warmup: int = 5, samples: int = 32, image_size: int | None = None, seed: int = 0,
           layout: str | None = None, overlap: int = 32, progress: bool = True,
-          contract: dict | None = None, unsafe: bool = False, targets=(), echo=print) -> dict:
+          contract: dict | None = None, unsafe: bool = False, targets=(), reference_labels=None,
+          echo=print) -> dict:
     """Benchmark model files side by side; returns the bench JSON (a dict).
 
     Args:
@@ -137,6 +153,9 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
         unsafe: Keras models only: allow Lambda layers.
         targets: names of targets that cannot run here (``ethos-u55-128``, ``cortex-m``, ...):
             a row each per .tflite, with ``target`` set (see :mod:`benchmarks.targets`).
+        reference_labels: ``(name, [class ids per image])`` of a reference that ran elsewhere
+            (a Keras model on the host while the files run on a board): it gives
+            ``dice_delta`` and ``agreement`` instead of ``reference``.
     """
     if runs < 1 or warmup < 0:
         raise EdgesegError(f"--runs must be >= 1 and --warmup >= 0 (got {runs}, {warmup})")
@@ -178,19 +197,11 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
             where = entry.path.resolve()
             entry.variant = f"{entry.variant} ({where.parent.name}/{where.name})"
 
-    sizes = {max(m.input_shape[1:3]) for m in first_model.values()
-             if m.input_shape[1] is not None}
-    size = image_size or (max(sizes) if sizes else 256)
-    channels = {m.input_shape[-1] for m in first_model.values()}
-    classes = {m.num_classes for m in first_model.values()}
-    if len(channels) > 1 or len(classes) > 1:
-        raise EdgesegError("the models differ in input channels or classes; bench models of one "
-                           "task together")
-    channels, num_classes = channels.pop(), classes.pop()
+    size, channels, num_classes = task(first_model.values(), image_size)
     data_name, pairs = _load_data(data, size, channels, num_classes, samples, seed, layout)
     if not pairs:
         raise EdgesegError(f"{data}: no samples to benchmark on")
-    if reference_path is None:
+    if reference_path is None and reference_labels is None:
         reference_path = next((p for p, m in first_model.items() if _variant(m) == "fp32"),
                               paths[0])
 
@@ -219,7 +230,13 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
     for path in first_model:
         flat = np.concatenate([l.ravel() for l in labels[path]])
         scores[path] = metrics.scores(flat, flat_truth, num_classes)
-    reference_flat = np.concatenate([l.ravel() for l in labels[reference_path]])
+    if reference_labels is not None:
+        reference_name, given = reference_labels
+        reference_flat = np.concatenate([np.asarray(l).ravel() for l in given])
+        reference_dice = metrics.scores(reference_flat, flat_truth, num_classes)["dice"]
+    else:
+        reference_flat = np.concatenate([l.ravel() for l in labels[reference_path]])
+        reference_dice = scores[reference_path]["dice"]
 
     # --- latency: round robin over every (model, threads) ---------------------------------------
     inputs = {}
@@ -270,7 +287,7 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
             "load_ms": entry.load_ms, "macs": macs, "params": params, "size_bytes": size_bytes,
             "gzip_bytes": gzip_bytes, "sparsity": sparsity, "dice": s["dice"],
             "dice_per_class": s["dice_per_class"], "iou": s["iou"],
-            "dice_delta": s["dice"] - scores[reference_path]["dice"],
+            "dice_delta": s["dice"] - reference_dice,
             "agreement": metrics.agreement(flat, reference_flat, flat_truth),
             "gmacs_per_s": macs / (p50 / 1e3) / 1e9 if macs and p50 > 0 else None,
             "reference": entry.path == reference_path,
@@ -284,7 +301,8 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
         "schema": SCHEMA, "machine": machine.describe(),
         "dataset": {"name": data_name, "samples": len(pairs),
                     "image_sizes": sorted({f"{m.shape[1]}x{m.shape[0]}" for _, m in pairs})},
-        "reference": next(e.variant for e in entries if e.path == reference_path),
+        "reference": reference_name if reference_labels is not None else
+        next(e.variant for e in entries if e.path == reference_path),
         "run": {"runs": runs, "warmup": warmup, "threads": list(threads),
                 "peak_rss_mb": peak, "seconds": round(time.time() - started, 1)},
         "results": results,

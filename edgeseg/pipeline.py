@@ -109,9 +109,11 @@ class _Stages:
 STAGES = ("data", "train", "optimize", "convert", "bench", "report")
 
 
-def run(cfg: RunConfig, out, *, force: bool = False, until: str = "report", echo=print) -> dict:
+def run(cfg: RunConfig, out, *, force: bool = False, until: str = "report", echo=print,
+        board: dict | None = None) -> dict:
     """Run every stage that has no output in ``out`` yet, up to ``until``; returns the report
-    paths (those that were written)."""
+    paths (those that were written). ``board``: benchmark the files there (the keyword
+    arguments of :func:`benchmarks.remote.bench_remote` that say where: ``target``, ...)."""
     if until not in STAGES:
         raise EdgesegError(f"--until must be one of {', '.join(STAGES)} (got {until!r})")
     last = STAGES.index(until)
@@ -124,6 +126,10 @@ def run(cfg: RunConfig, out, *, force: bool = False, until: str = "report", echo
         if previous != cfg:
             raise EdgesegError(f"{out}: holds a run with other settings ({saved}); use another "
                                f"--out or --force to start over")
+    if board and last >= STAGES.index("bench") and (force or not (out / "report.json").exists()):
+        from benchmarks.remote import check_board
+
+        check_board(**board)  # a board that cannot be used is said now, not after training
     from edgeseg.data.source import is_builtin
 
     if not is_builtin(cfg.data):  # decode the folders now: bad data leaves nothing behind
@@ -167,9 +173,10 @@ def run(cfg: RunConfig, out, *, force: bool = False, until: str = "report", echo
         stages.skip("bench", f"{report_json} exists")
         report = json.loads(report_json.read_text())
     else:
+        where = f"; the files on {board['target']}" if board else ""
         stages.start("bench", f"{len(files) + 1} models x threads {','.join(map(str, cfg.threads))}"
-                              f", {cfg.runs} runs, {_scored_on(cfg)}")
-        report = _bench(cfg, trained, files, echo)
+                              f", {cfg.runs} runs, {_scored_on(cfg)}{where}")
+        report = _bench(cfg, trained, files, echo, board)
         atomic_write_json(report_json, report)
     if last < STAGES.index("report"):
         return {"json": report_json}
@@ -453,9 +460,18 @@ def held_out(cfg: RunConfig):
     return at_own_size(_load(_train_config(cfg).data)[1])
 
 
-def _bench(cfg: RunConfig, trained: Path, files: list[Path], echo) -> dict:
+def _bench(cfg: RunConfig, trained: Path, files: list[Path], echo, board=None) -> dict:
     from benchmarks.harness import bench
 
+    if board:
+        from benchmarks.remote import bench_remote
+
+        return bench_remote([trained, *files], data=held_out(cfg), layout=cfg.layout,
+                            reference=trained, threads=cfg.threads, runs=cfg.runs,
+                            warmup=2 if cfg.quick else 5, samples=cfg.samples,
+                            image_size=max(_deployed_size(cfg)), seed=cfg.seed,
+                            contract=cfg.contract or None, unsafe=cfg.unsafe, progress=False,
+                            echo=lambda line: None, **board)
     return bench([trained, *files], data=held_out(cfg), layout=cfg.layout, reference=trained,
                  threads=cfg.threads, runs=cfg.runs, warmup=2 if cfg.quick else 5,
                  samples=cfg.samples, image_size=max(_deployed_size(cfg)), seed=cfg.seed,

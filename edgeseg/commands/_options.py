@@ -138,3 +138,46 @@ def contract_from(input_layout=None, normalize=None, output=None, logits=None) -
     contract = {"input_layout": input_layout and input_layout.upper(), "normalize": normalize,
                 "output": output, "output_kind": kind}
     return {k: v for k, v in contract.items() if v is not None}
+
+
+def _target(ctx, param, value):
+    if value is None:
+        return None
+    from benchmarks.remote import parse_target
+    from edgeseg.errors import EdgesegError
+
+    try:
+        return parse_target(value)
+    except EdgesegError as error:
+        raise click.BadParameter(str(error).removeprefix("--on ")) from None
+
+
+board_options = compose(
+    click.option("--on", "on", metavar="ssh://[USER@]HOST[:PORT]", callback=_target,
+                 help="Benchmark on this board over SSH (your ssh keys and ~/.ssh/config); it "
+                      "needs Python with numpy and the runtime, nothing else."),
+    click.option("--python", "board_python", metavar="PATH",
+                 help="With --on: the board's Python [python3]."),
+    click.option("--remote-dir", metavar="DIR",
+                 help="With --on: where the temporary folder goes on the board [$TMPDIR or "
+                      "/tmp]."),
+    click.option("--ssh-config", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+                 help="With --on: an ssh config file instead of ~/.ssh/config (ssh -F)."),
+    click.option("--install", is_flag=True,
+                 help="With --on: pip-install what the board's Python lacks (numpy, the "
+                      "runtime) into a venv in the temporary folder, removed with it."),
+)
+
+
+def board_from(on=None, board_python=None, remote_dir=None, ssh_config=None,
+               install=False) -> dict | None:
+    """The ``board`` keyword arguments of :func:`benchmarks.remote.bench_remote` from
+    :func:`board_options` (None: run here)."""
+    if on is None:
+        for name, value in (("--python", board_python), ("--remote-dir", remote_dir),
+                            ("--ssh-config", ssh_config), ("--install", install or None)):
+            if value is not None:
+                raise click.UsageError(f"{name} applies to a board: give it with --on")
+        return None
+    return {"target": on, "python": board_python or "python3", "remote_dir": remote_dir,
+            "ssh_config": ssh_config, "install": install}

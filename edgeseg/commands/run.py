@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from edgeseg.commands._options import (contract_from, contract_options, keras_options,
-                                       model_option, parse_model_options)
+from edgeseg.commands._options import (board_options, contract_from, contract_options,
+                                       keras_options, model_option, parse_model_options)
 
 MODEL_SUFFIXES = (".keras", ".h5", ".onnx", ".tflite")
 
@@ -40,8 +40,9 @@ MODEL_SUFFIXES = (".keras", ".h5", ".onnx", ".tflite")
               help="Stop after this stage (a rerun continues from there).")
 @keras_options
 @contract_options
+@board_options
 def run(data, layout, test_data, model_name, options, input_size, out, quick, threads, targets,
-        force, until, unsafe, **contract):
+        force, until, unsafe, on, board_python, remote_dir, ssh_config, install, **contract):
     """Run the pipeline and write OUT/report.{json,md,html} with every artifact:
 
     \b
@@ -61,6 +62,9 @@ def run(data, layout, test_data, model_name, options, input_size, out, quick, th
     an .onnx is quantized to int8; every file is benchmarked and scored on the validation split
     (or --test-data) against yours.
 
+    With --on ssh://[USER@]HOST[:PORT] the bench stage runs the .tflite/.onnx files on that
+    board (see edgeseg bench --help); the Keras reference runs here, on the same images.
+
     \b
     edgeseg run
     edgeseg run --quick
@@ -70,6 +74,7 @@ def run(data, layout, test_data, model_name, options, input_size, out, quick, th
     """
     from pathlib import Path
 
+    from edgeseg.commands._options import board_from
     from edgeseg.config import ModelConfig
     from edgeseg.pipeline import RunConfig
     from edgeseg.pipeline import run as pipeline
@@ -84,6 +89,10 @@ def run(data, layout, test_data, model_name, options, input_size, out, quick, th
     from edgeseg.targets import parse_targets
 
     targets = tuple(parse_targets(targets))  # an unknown name fails before any work
+    if targets and on:
+        raise click.UsageError("--target estimates run here and --on runs files on a board: "
+                               "give --target to a separate edgeseg bench of the run's files")
+    board = board_from(on, board_python, remote_dir, ssh_config, install)
     name = Path(data.rstrip("/")).name + ("-quick" if quick else "")
     model_file = None
     if Path(model_name).suffix.lower() in MODEL_SUFFIXES or Path(model_name).exists():
@@ -105,4 +114,4 @@ def run(data, layout, test_data, model_name, options, input_size, out, quick, th
                     model=ModelConfig(model_name, parse_model_options(options)),
                     input_size=input_size, quick=quick, threads=counts, model_file=model_file,
                     contract=contract_from(**contract), unsafe=unsafe, targets=targets)
-    pipeline(cfg, out, force=force, until=until, echo=click.echo)
+    pipeline(cfg, out, force=force, until=until, echo=click.echo, board=board)
