@@ -77,7 +77,9 @@ def calibrate(model, size, calibration, per_tensor: bool = False):
     converter = make_converter(model, size, "int8", calibration, per_tensor=per_tensor)
     converter.experimental_mlir_quantizer = True
     converter._experimental_calibrate_only = True  # noqa: SLF001 - what QuantizationDebugger sets
-    calibrated = converter.convert()
+    with warnings.catch_warnings():  # TensorFlow's note on every integer conversion
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+        calibrated = converter.convert()
 
     def quantize(denylist=()) -> bytes:
         with warnings.catch_warnings():  # TensorFlow's note on every integer conversion
