@@ -166,8 +166,6 @@ def plot(points: dict, front: list[str], choice: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     for label, p in points.items():
         ax.scatter(p["p50"], p["dice"], s=36, color="tab:red" if label == choice else "tab:blue")
-        ax.annotate(label, (p["p50"], p["dice"]), fontsize=7, xytext=(4, 3),
-                    textcoords="offset points")
     ax.plot([points[k]["p50"] for k in front], [points[k]["dice"] for k in front], "--",
             color="grey", linewidth=1, label="Pareto front")
     top = max(p["dice"] for p in points.values())
@@ -177,7 +175,11 @@ def plot(points: dict, front: list[str], choice: str, path: Path) -> None:
     ax.set_ylabel("Dice (held-out)")
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
+    ax.margins(0.15)
     fig.tight_layout()
+    from edgeseg.report import label_points
+
+    label_points(ax, [(p["p50"], p["dice"]) for p in points.values()], list(points))
     from edgeseg.files import atomic_write_bytes
     import io
 

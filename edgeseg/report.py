@@ -176,6 +176,51 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return sorted(front, key=lambda i: points[i][0])
 
 
+def label_points(ax, points, labels, fontsize: int = 7) -> list:
+    """Annotate each of ``points`` (data coordinates) with its label where the label overlaps no
+    other label and no marker: the nearest free spot on rings around the point, with a leader line
+    when it had to move away. Call it last (after limits, legend and layout are final). Returns
+    the labels' boxes in display coordinates."""
+    import math
+
+    from matplotlib.transforms import Bbox
+
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    shown = [ax.transData.transform(p) for p in points]
+    taken = [Bbox.from_bounds(x - 5, y - 5, 10, 10) for x, y in shown]  # the markers
+    frame = ax.get_window_extent(renderer)
+    rings = [(4, 3), (4, -11), (-4, 3), (-4, -11)] + [
+        (r * math.cos(a), r * math.sin(a)) for r in (16, 28, 42, 58, 76, 96, 120)
+        for a in (math.radians(d) for d in range(0, 360, 20))]
+    boxes = []
+    for index in sorted(range(len(points)), key=lambda i: (shown[i][0], -shown[i][1])):
+        spot, box = rings[0], None
+        for dx, dy in rings:
+            note = ax.annotate(labels[index], points[index], xytext=(dx, dy),
+                               textcoords="offset points", fontsize=fontsize,
+                               ha="left" if dx >= 0 else "right",
+                               va="bottom" if dy >= 0 else "top")
+            extent = note.get_window_extent(renderer).expanded(1.05, 1.15)
+            note.remove()
+            if not any(extent.overlaps(other) for other in taken) and \
+                    frame.contains(extent.x0, extent.y0) and frame.contains(extent.x1, extent.y1):
+                spot, box = (dx, dy), extent
+                break
+        dx, dy = spot
+        moved = box is not None and (abs(dx) > 6 or abs(dy) > 12)
+        note = ax.annotate(labels[index], points[index], xytext=spot, textcoords="offset points",
+                           fontsize=fontsize, ha="left" if dx >= 0 else "right",
+                           va="bottom" if dy >= 0 else "top", alpha=1.0 if box else 0.6,
+                           arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.6,
+                                       "shrinkA": 0, "shrinkB": 3} if moved else None)
+        box = box or note.get_window_extent(renderer)  # nowhere free: the first spot, faded
+        taken.append(box)
+        boxes.append(box)
+    return boxes
+
+
 def plots(report: dict) -> dict[str, str]:
     """{"latency": data URI, "size": data URI} of the two Pareto plots ({} without matplotlib)."""
     try:
@@ -201,8 +246,6 @@ def plots(report: dict) -> dict[str, str]:
             r = rows[i]
             ax.scatter(*points[i], s=36, marker="o" if r["format"] == "tflite" else
                        "s" if r["format"] == "onnx" else "^")
-            ax.annotate(f"{r['variant']} ({r['runtime']})", points[i], fontsize=7,
-                        xytext=(4, 3), textcoords="offset points")
         front = pareto_front([points[i] for i in keep])
         xs, ys = zip(*[points[keep[i]] for i in front])
         ax.plot(xs, ys, "--o", color="grey", linewidth=1, markersize=11, markerfacecolor="none",
@@ -211,7 +254,10 @@ def plots(report: dict) -> dict[str, str]:
         ax.set_xlabel(label)
         ax.set_ylabel("Dice")
         ax.grid(alpha=0.3)
+        ax.margins(0.15)  # room for labels around the outer points
         fig.tight_layout()
+        label_points(ax, [points[i] for i in keep],
+                     [f"{rows[i]['variant']} ({rows[i]['runtime']})" for i in keep])
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png")
         plt.close(fig)
@@ -231,9 +277,10 @@ def sample_masks(report: dict, data: str, layout: str | None = None, count: int 
     from edgeseg.preprocess import display_affine
     from edgeseg.errors import EdgesegError
     from edgeseg.tiling import predict_image
-    from edgeseg.visualize import overlay, png_data_uri
+    from edgeseg.visualize import disagreement, overlay, png_data_uri
 
     models, seen = [], set()
+    reference_name = None
     for row in _rows(report):
         if row["path"] in seen:
             continue
@@ -242,6 +289,8 @@ def sample_masks(report: dict, data: str, layout: str | None = None, count: int 
             models.append((f"{row['variant']} ({row['runtime']})",
                            runtime.load(row["path"], contract=contract, unsafe=unsafe,
                                         foreign_only=True)))
+            if row.get("reference") and reference_name is None:
+                reference_name = models[-1][0]
         except EdgesegError as error:  # e.g. a file removed since the bench: said, then left out
             from edgeseg._logging import warn_once
 
@@ -262,10 +311,18 @@ def sample_masks(report: dict, data: str, layout: str | None = None, count: int 
         image = np.clip(raw.astype(np.float32) * a + b, 0, 1)
         cells = [("image", png_data_uri(overlay(image, np.zeros_like(truth)), 256)),
                  ("ground truth", png_data_uri(overlay(image, truth), 256))]
-        for name, model in models:
-            labels = metrics.labels_from_probs(predict_image(model, raw)[None])[0]
+        predicted = [(name, metrics.labels_from_probs(predict_image(model, raw)[None])[0])
+                     for name, model in models]
+        reference = dict(predicted).get(reference_name, predicted[0][1])
+        differences = []
+        for name, labels in predicted:
             cells.append((name, png_data_uri(overlay(image, labels), 256)))
-        samples.append({"index": index, "cells": cells})
+            if labels is not reference:
+                picture, counts = disagreement(image, labels, reference, truth)
+                differences.append(
+                    (f"{name}: {counts['differs']:,} px differ from the reference, "
+                     f"{counts['wrong']:,} more wrong with it", png_data_uri(picture, 256)))
+        samples.append({"index": index, "cells": cells, "differences": differences})
     return samples
 
 
@@ -295,6 +352,13 @@ def html_page(report: dict, plot_uris: dict[str, str], samples: list[dict]) -> s
         cells = "".join(f'<figure><img alt="{e(name)}" src="{uri}"><figcaption>{e(name)}'
                         f"</figcaption></figure>" for name, uri in sample["cells"])
         grids += f'<h3>sample {sample["index"]}</h3><div class="grid">{cells}</div>'
+        if sample.get("differences"):
+            diffs = "".join(f'<figure><img alt="{e(name)}" src="{uri}"><figcaption>{e(name)}'
+                            f"</figcaption></figure>" for name, uri in sample["differences"])
+            grids += (f'<p class="key">Where each variant disagrees: <b class="differs">magenta'
+                      f'</b> its class differs from the reference\'s; <b class="wrong">amber</b> '
+                      f"it agrees with the reference and both miss the ground truth.</p>"
+                      f'<div class="grid">{diffs}</div>')
     run = report.get("run", {})
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>edgeseg report</title>
@@ -307,6 +371,9 @@ tr:first-child td {{ background: #f4f4f4; }}
 figure {{ display: inline-block; margin: 4px; }}
 figcaption {{ font-size: 12px; text-align: center; }}
 .grid img {{ width: 192px; image-rendering: pixelated; }}
+.grid figcaption {{ max-width: 192px; }}
+.key {{ font-size: 13px; }}
+.differs {{ color: #c0c; }} .wrong {{ color: #c90; }}
 </style></head><body>
 <h1>edgeseg report</h1>
 <p>Machine: {e(line(report["machine"]))}<br>

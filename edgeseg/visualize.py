@@ -41,6 +41,29 @@ def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.45) -> np.ndar
     return np.where(paint, (1 - alpha) * rgb + alpha * colours, rgb).astype(np.uint8)
 
 
+DIFFERS = (255, 0, 255)  # magenta: the variant's class differs from the reference's
+WRONG = (255, 200, 0)  # amber: the variant agrees with the reference, and both miss the truth
+
+
+def disagreement(image: np.ndarray, labels: np.ndarray, reference: np.ndarray,
+                 truth: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+    """RGB uint8 (H, W, 3): the image in grey with the pixels where ``labels`` differ from the
+    ``reference``'s in magenta and, where ground truth is given, the pixels both get wrong in
+    amber; and the counts ``{"differs", "wrong", "pixels"}`` (unlabeled truth pixels left out).
+    A variant's regression is then seen where it is, not only counted."""
+    image = np.asarray(image, np.float32)
+    grey = image.mean(axis=-1, keepdims=True) if image.shape[-1] > 1 else image
+    rgb = np.repeat(np.clip(grey * 255.0 * 0.6, 0, 255), 3, axis=-1)
+    labelled = np.ones(labels.shape, bool) if truth is None else truth != UNLABELED
+    differs = (labels != reference) & labelled
+    wrong = np.zeros_like(differs) if truth is None else \
+        (labels == reference) & (labels != truth) & labelled
+    rgb[differs] = DIFFERS
+    rgb[wrong] = WRONG
+    return rgb.astype(np.uint8), {"differs": int(differs.sum()), "wrong": int(wrong.sum()),
+                                  "pixels": int(labelled.sum())}
+
+
 def png_data_uri(array: np.ndarray, width: int | None = None) -> str:
     """An image as a ``data:image/png;base64,...`` URI (for a self-contained HTML page)."""
     image = Image.fromarray(np.asarray(array))
@@ -51,4 +74,5 @@ def png_data_uri(array: np.ndarray, width: int | None = None) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-__all__ = ["COLOURS", "mask_image", "overlay", "palette", "png_data_uri"]
+__all__ = ["COLOURS", "DIFFERS", "WRONG", "disagreement", "mask_image", "overlay", "palette",
+           "png_data_uri"]

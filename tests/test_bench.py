@@ -135,3 +135,56 @@ def test_files_with_one_variant_name_stay_separate_rows(converted, tmp_path):
     assert variants == {"int8 (model_a/int8.tflite)", "int8 (model_b/int8.tflite)"}
     table = text_table(report)
     assert "model_a/int8.tflite" in table and "model_b/int8.tflite" in table
+
+
+def test_plot_labels_never_overlap_even_when_the_points_pile_up():
+    """Issue 17: ten variants on one spot (the default's files differ by 0.01 ms) used to print
+    ten labels on top of each other."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from edgeseg.report import label_points
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    points = [(3.8 + 0.01 * i, 0.9736 + 0.0001 * i) for i in range(10)] + [(40, 0.97), (20, 0.95)]
+    for point in points:
+        ax.scatter(*point, s=36)
+    ax.margins(0.15)
+    fig.tight_layout()
+    boxes = label_points(ax, points, [f"mobile_unet variant {i} (litert)" for i in range(12)])
+    plt.close(fig)
+    assert len(boxes) == 12
+    assert not [(i, j) for i in range(12) for j in range(i) if boxes[i].overlaps(boxes[j])]
+
+
+def test_disagreement_overlay_marks_where_a_variant_differs_and_what_both_miss():
+    import numpy as np
+
+    from edgeseg.visualize import DIFFERS, WRONG, disagreement
+
+    image = np.full((4, 4, 1), 0.5, np.float32)
+    reference = np.zeros((4, 4), np.uint8)
+    reference[0, :2] = 1
+    labels = reference.copy()
+    labels[3, 3] = 1  # the variant's own change
+    truth = reference.copy()
+    truth[1, 1] = 1  # missed by both
+    truth[2, 2] = 255  # unlabeled: never counted
+    picture, counts = disagreement(image, labels, reference, truth)
+    assert counts == {"differs": 1, "wrong": 1, "pixels": 15}
+    assert tuple(picture[3, 3]) == DIFFERS and tuple(picture[1, 1]) == WRONG
+    assert tuple(picture[0, 0]) == tuple(picture[2, 2]) == (76, 76, 76)  # grey, dimmed
+
+
+def test_the_html_report_shows_each_variants_disagreement(converted, tiny_run, tmp_path):
+    from benchmarks.harness import bench
+    from edgeseg.report import write_reports
+
+    files = [converted[("tflite", "none")][0], converted[("tflite", "int8")][0]]
+    report = bench(files, runs=2, warmup=0, samples=2, image_size=64, progress=False,
+                   echo=lambda line: None)
+    write_reports(report, tmp_path, data="synthetic-nuclei")
+    page = (tmp_path / "report.html").read_text()
+    assert "Where each variant disagrees" in page and "px differ from the reference" in page
