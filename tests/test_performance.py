@@ -203,20 +203,13 @@ def test_the_sweep_command_trains_converts_benchmarks_and_chooses(tmp_path):
     out = tmp_path / "sweep"
     done = subprocess.run([sys.executable, "-m", "benchmarks.sweep", "--only", "concat,add",
                            "--steps", "2", "--runs", "2", "--samples", "2", "--input-size", "32",
-                           "--seeds", "0,1", "--rounds", "2", "--out", str(out)],
+                           "--seeds", "3", "--rounds", "1", "--out", str(out)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((out / "sweep.json").read_text())
     assert report["schema"] == "edgeseg.bench/1"
     assert set(report["sweep"]["configs"]) == {"concat", "add"}
-    # two seeds trained apart, scored on the same images; the first seed's files timed twice
-    assert (out / "seed1" / "add" / "int8.tflite").exists() and report["seeds"] == [0, 1]
-    for row in report["results"]:
-        assert row["path"].startswith(str(out / "seed0"))
-        assert len(row["latency_ms"]["rounds"]) == 2
-        assert row["latency_ms"]["p50"] == pytest.approx(sum(row["latency_ms"]["rounds"]) / 2)
-        assert sorted(row["dice_seeds"]) == ["0", "1"]
-        assert row["dice"] == pytest.approx(sum(row["dice_seeds"].values()) / 2)
+    assert report["seeds"] == [3] and (out / "seed3" / "add" / "int8.tflite").exists()
     # the rule, recomputed from the rows: each configuration's fastest file within 0.01 Dice of its
     # fp32 file, then the fastest configuration within 0.005 of the best
     best = {}
@@ -231,6 +224,32 @@ def test_the_sweep_command_trains_converts_benchmarks_and_chooses(tmp_path):
     assert report["sweep"]["choice"] == want
     assert len(report["results"]) == 4  # fp32 and int8 .tflite of each, one thread
     assert "chosen" in (out / "sweep.md").read_text() and (out / "sweep.png").stat().st_size > 0
+
+
+def test_seeds_are_scored_apart_and_the_first_seeds_files_timed_each_round(converted, tmp_path):
+    import shutil
+
+    from benchmarks.budget import measure
+
+    files = {}
+    for seed in (0, 1):  # each "seed" a folder of its own model's files, as the budget writes them
+        folder = tmp_path / f"seed{seed}" / "tiny"
+        folder.mkdir(parents=True)
+        for quant in ("none", "int8"):
+            source, _ = converted[("tflite", quant)]
+            shutil.copy(source, folder / source.name)
+            shutil.copy(source.with_name(source.name + ".json"), folder / (source.name + ".json"))
+        files[seed] = sorted(folder.glob("*.tflite"))
+    report = measure(files, threads=(1,), runs=2, samples=2, rounds=2, input_size=64,
+                     reference=files[0][0], echo=lambda line: None)
+    assert report["seeds"] == [0, 1] and report["rounds"] == 2
+    for row in report["results"]:
+        assert row["path"].startswith(str(tmp_path / "seed0"))
+        rounds = row["latency_ms"]["rounds"]
+        assert len(rounds) == 2 and row["latency_ms"]["p50"] == pytest.approx(sum(rounds) / 2)
+        assert sorted(row["dice_seeds"]) == ["0", "1"]
+        assert row["dice"] == pytest.approx(sum(row["dice_seeds"].values()) / 2)
+        assert row["dice_sd"] == pytest.approx(0.0, abs=1e-12)  # the same files: no spread
 
 
 def test_the_sweep_refuses_an_unknown_configuration():

@@ -80,7 +80,7 @@ def test_a_run_on_a_folder_scores_only_images_no_stage_learned_from(tmp_path, ru
     folder = write_synthetic("synthetic-nuclei", tmp_path / "cells", count=20, size=64, seed=5)
     out = tmp_path / "run"
     result = runner.invoke(cli, ["run", "--data", str(folder), "--quick", "--input-size", "64",
-                                 "--threads", "1", "--out", str(out)])
+                                 "--threads", "1", "-o", "alpha=0.25", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "scored on its validation split" in result.output
     report = json.loads((out / "report.json").read_text())
@@ -96,8 +96,8 @@ def test_a_run_on_a_folder_scores_only_images_no_stage_learned_from(tmp_path, ru
     for name in ("run.json", "report.json", "report.md", "report.html"):
         (again / name).unlink()
     result = runner.invoke(cli, ["run", "--data", str(folder), "--test-data", str(test_folder),
-                                 "--quick", "--input-size", "64", "--threads", "1", "--until",
-                                 "bench", "--out", str(again)])
+                                 "--quick", "--input-size", "64", "--threads", "1", "-o",
+                                 "alpha=0.25", "--until", "bench", "--out", str(again)])
     assert result.exit_code == 0, result.output
     assert "train: " in result.output and "exists (skipped" in result.output
     assert json.loads((again / "report.json").read_text())["dataset"]["samples"] == 6
