@@ -73,7 +73,7 @@ class ConvertConfig:
         verify_data: labelled data to check parity on [the validation data the model's card
             records, else --calib's validation split, else --calib's images, said].
         keep_failed: write a file that failed its parity check anyway (its card says so).
-        fallback: TFLite int8: keep the fewest, cheapest ops in float until ``max_dice_drop``
+        fallback: int8: keep the fewest, cheapest ops in float until ``max_dice_drop``
             (and ``min_agreement``) hold (:mod:`converters.selective`), chosen on labelled images
             apart from the ones parity then checks; the card records which ops and why.
         per_tensor: one weight scale per tensor instead of per channel (smaller files).
@@ -181,10 +181,10 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
     if cfg.calib_method != "minmax" and (to != "onnx" or quant != "int8"):
         raise ConfigError(f"--calib-method {cfg.calib_method} is ONNX Runtime's (--to onnx --quant "
                           f"int8); TFLite's converter calibrates min/max only")
-    if cfg.fallback and (to != "tflite" or quant != "int8" or qat):
-        raise ConfigError("--fallback keeps layers of a TFLite --quant int8 conversion in float "
+    if cfg.fallback and (quant != "int8" or qat):
+        raise ConfigError("--fallback keeps layers of a --quant int8 conversion in float "
                           + ("(a quantization-aware model has its int8 ranges already)" if qat
-                             else f"(not --to {to} --quant {quant})"))
+                             else f"(not --quant {quant})"))
     if cfg.fallback and not cfg.verify:
         raise ConfigError("--fallback needs the parity check (it measures the Dice budget): "
                           "drop --no-verify")
@@ -204,15 +204,21 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
                 print(f"warning: --calib {data}: {unlike}", file=sys.stderr)
 
     selection = None
-    if cfg.fallback:
-        selection, samples = _select(cfg, loaded, model, size, calibration, data, trained_on,
-                                     channels, num_classes, norm)
-        raw = selection.model
-    elif to == "tflite":
-        raw = tflite_conv.tflite_bytes(model, size, quant, calibration, cfg.io, cfg.per_tensor)
+    if to == "tflite":
+        if cfg.fallback:
+            selection, samples = _select(cfg, to, loaded, model, size, calibration, data,
+                                         trained_on, channels, num_classes, norm)
+            raw = selection.model
+        else:
+            raw = tflite_conv.tflite_bytes(model, size, quant, calibration, cfg.io,
+                                           cfg.per_tensor)
     else:
         raw = onnx_conv.onnx_bytes(model, size, opset=cfg.opset, dynamic=cfg.dynamic)
-        if quant == "int8":
+        if cfg.fallback:
+            selection, samples = _select(cfg, to, loaded, raw, size, calibration, data,
+                                         trained_on, channels, num_classes, norm)
+            raw = selection.model
+        elif quant == "int8":
             raw = onnx_conv.quantize_onnx(raw, calibration, cfg.per_tensor, cfg.calib_method)
         elif cfg.per_tensor:
             raise ConfigError("--per-tensor applies to --quant int8")
@@ -281,7 +287,8 @@ def finish(out: Path, to: str, raw: bytes, card: dict, source, size, cfg: Conver
     return ConvertResult(path, card, parity)
 
 
-def _select(cfg, loaded, model, size, calibration, data, trained_on, channels, num_classes, norm):
+def _select(cfg, to, loaded, model, size, calibration, data, trained_on, channels, num_classes,
+            norm):
     """(Selection, parity samples): the selective int8 search on one half of twice the parity
     images, the other half left for the parity check, so the images that chose the float ops
     never score the file."""
@@ -292,6 +299,10 @@ def _select(cfg, loaded, model, size, calibration, data, trained_on, channels, n
 
     if cfg.io != "float":
         raise ConfigError("--fallback keeps float ops in the graph: it takes --io float")
+    if to == "onnx" and cfg.calib_method != "minmax":
+        raise ConfigError("--fallback calibrates min/max: drop --calib-method")
+    if to == "onnx" and cfg.dynamic:
+        raise ConfigError("--fallback measures at a fixed size: drop --dynamic")
     images, masks, where = _parity_samples(replace(cfg, verify_samples=2 * cfg.verify_samples),
                                            data, trained_on, size, channels, num_classes, norm)
     if masks is None or len(images) < 4:
@@ -306,7 +317,7 @@ def _select(cfg, loaded, model, size, calibration, data, trained_on, channels, n
                                    for i in range(0, half, 8)])
     selection = search(model, size, calibration, images[:half], masks[:half], source_probs,
                        max_dice_drop=budget, min_agreement=cfg.min_agreement,
-                       per_tensor=cfg.per_tensor, num_classes=num_classes,
+                       per_tensor=cfg.per_tensor, num_classes=num_classes, to=to,
                        echo=lambda line: print(line, file=sys.stderr))
     share = selection.float_macs / (selection.macs or 1)
     print(f"  {len(selection.float_ops)} op(s) in float ({share:.1%} of the MACs): "

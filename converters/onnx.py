@@ -73,37 +73,76 @@ def quantize_onnx(float_bytes: bytes, images: np.ndarray, per_tensor: bool = Fal
     ORT's ``method``: ``minmax`` (the ranges seen), ``entropy`` (the range that keeps the most
     information, KL divergence) or ``percentile`` (99.999% of the values seen).
     """
-    import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, \
-        quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    with OnnxQuantizer(float_bytes, images, per_tensor, method) as quantizer:
+        return quantizer.quantize()
 
-    if images is None or len(images) == 0:
-        raise ConfigError("--quant int8 needs calibration images (--calib DATA)")
-    if method not in CALIBRATION_METHODS:
-        raise ConfigError(f"--calib-method for ONNX must be one of "
-                          f"{', '.join(CALIBRATION_METHODS)} (got {method!r})")
-    calibrate = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                 "percentile": CalibrationMethod.Percentile}[method]
-    # ORT's symbolic shape inference writes scratch files (sym_shape_infer_temp.onnx, <uuid>.data)
-    # into the working folder on dynamic graphs: it runs inside the temporary folder instead
-    with tempfile.TemporaryDirectory(prefix="edgeseg-onnx-") as tmp, contextlib.chdir(tmp):
-        source, prepared, target = (Path(tmp) / n for n in ("float.onnx", "prep.onnx", "int8.onnx"))
-        source.write_bytes(float_bytes)
+
+class OnnxQuantizer:
+    """Calibrate an ONNX model once, quantize it as often as asked (ONNX Runtime's calibration
+    cache), each time with other nodes left in float (``nodes_to_exclude``); see
+    :func:`quantize_onnx` for the arguments. A context manager: its temporary folder goes with it.
+    """
+
+    def __init__(self, float_bytes: bytes, images: np.ndarray, per_tensor: bool = False,
+                 method: str = "minmax"):
+        import onnx
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        if images is None or len(images) == 0:
+            raise ConfigError("--quant int8 needs calibration images (--calib DATA)")
+        if method not in CALIBRATION_METHODS:
+            raise ConfigError(f"--calib-method for ONNX must be one of "
+                              f"{', '.join(CALIBRATION_METHODS)} (got {method!r})")
+        self.per_tensor, self.method = per_tensor, method
+        self._images = np.asarray(images, np.float32)
+        self._tmp = tempfile.TemporaryDirectory(prefix="edgeseg-onnx-")
+        self.folder = Path(self._tmp.name)
+        self.prepared = self.folder / "prep.onnx"
+        self._cache = self.folder / "calibration.json"
+        self._count = 0
+        # ORT's symbolic shape inference writes scratch files (sym_shape_infer_temp.onnx,
+        # <uuid>.data) into the working folder on dynamic graphs: it runs in the temporary one
+        with contextlib.chdir(self.folder):
+            source = self.folder / "float.onnx"
+            source.write_bytes(float_bytes)
+            try:
+                quant_pre_process(str(source), str(self.prepared), skip_symbolic_shape=False)
+            except Exception:  # symbolic inference fails on some graphs; ONNX's own still works
+                quant_pre_process(str(source), str(self.prepared), skip_symbolic_shape=True)
+        self._input = onnx.load(str(self.prepared)).graph.input[0].name
+
+    def quantize(self, exclude=()) -> bytes:
+        """The int8 QDQ model with the nodes named in ``exclude`` left in float."""
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, \
+            quantize_static
+
+        calibrate = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                     "percentile": CalibrationMethod.Percentile}[self.method]
+        self._count += 1
+        target = self.folder / f"int8-{self._count}.onnx"
+        reader = None if self._cache.exists() else _Reader(self._input, self._images)
         try:
-            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=False)
-        except Exception:  # symbolic inference fails on some graphs; ONNX's own still works
-            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-        name = onnx.load(str(prepared)).graph.input[0].name
-        try:
-            quantize_static(str(prepared), str(target), _Reader(name, np.asarray(images, np.float32)),
-                            quant_format=QuantFormat.QDQ, per_channel=not per_tensor,
-                            calibrate_method=calibrate,
-                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+            with contextlib.chdir(self.folder):
+                quantize_static(str(self.prepared), str(target), reader,
+                                quant_format=QuantFormat.QDQ, per_channel=not self.per_tensor,
+                                calibrate_method=calibrate, calibration_cache_path=self._cache,
+                                nodes_to_exclude=list(exclude),
+                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
         except Exception as error:
             raise ConversionError(f"ONNX int8 quantization failed: "
                                   f"{str(error).splitlines()[0][:300]}") from None
-        return target.read_bytes()
+        data = target.read_bytes()
+        target.unlink()
+        return data
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def with_metadata(model_bytes: bytes, entries: dict[str, str]) -> bytes:

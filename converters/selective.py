@@ -1,10 +1,11 @@
 """Selective int8: keep the fewest, cheapest layers in float until a Dice budget holds.
 
-TFLite's quantizer does the work. The model is calibrated once (the converter's calibrate-only
-mode, as TFLite's ``QuantizationDebugger`` does); each trial is then only the MLIR quantization
-pass over the calibrated model with some ops' outputs denylisted (``denylisted_nodes``: those ops
-stay float, with QUANTIZE/DEQUANTIZE around them), run in LiteRT on labelled images the
-calibration did not use.
+The runtimes' own quantizers do the work, each calibrating once. TFLite: the converter's
+calibrate-only mode (as TFLite's ``QuantizationDebugger`` uses it), then per trial only the MLIR
+quantization pass with some ops' outputs denylisted (``denylisted_nodes``: those ops stay float,
+with QUANTIZE/DEQUANTIZE around them). ONNX: ONNX Runtime's ``quantize_static`` with its
+calibration cache, per trial with ``nodes_to_exclude``. Each trial runs in its runtime (LiteRT,
+ONNX Runtime) on labelled images the calibration did not use.
 
 The search, on a Dice budget (``max_dice_drop`` against the float source, on those images):
 
@@ -109,21 +110,53 @@ def candidates(calibrated: bytes) -> list[dict]:
     return ops
 
 
+def onnx_candidates(quantizer) -> list[dict]:
+    """The nodes of an :class:`converters.onnx.OnnxQuantizer`'s model that its int8 model
+    quantizes (a DequantizeLinear feeds them): name (what ``nodes_to_exclude`` takes), op type,
+    MACs."""
+    import onnx
+
+    from edgeseg.flops import onnx_cost
+
+    quantized = onnx.load_from_string(quantizer.quantize())
+    producer = {out: node.op_type for node in quantized.graph.node for out in node.output}
+    quantized_nodes = {node.name for node in quantized.graph.node
+                       if node.op_type not in ("QuantizeLinear", "DequantizeLinear")
+                       and any(producer.get(i) == "DequantizeLinear" for i in node.input)}
+    prepared = onnx.load(str(quantizer.prepared))
+    macs = {layer.name: layer.macs for layer in onnx_cost(prepared).layers}
+    return [{"node": node.name, "op": node.op_type, "layer": node.name,
+             "macs": macs.get(node.name, 0)}
+            for node in prepared.graph.node if node.name in quantized_nodes]
+
+
 def search(model, size, calibration, images, masks, source_probs, *, max_dice_drop: float,
            min_agreement: float | None = None, per_tensor: bool = False, num_classes: int = 1,
-           echo=print) -> Selection:
+           to: str = "tflite", echo=print) -> Selection:
     """The int8 model with the fewest, cheapest ops in float whose Dice on ``images`` (with
     ground truth ``masks``) is at most ``max_dice_drop`` below the source's (``source_probs``,
     the float model's probabilities on ``images``) and whose pixel agreement is at least
-    ``min_agreement`` [0.98]."""
-    from edgeseg import runtime
-    from edgeseg.files import atomic_write_bytes
+    ``min_agreement`` [0.98]. ``model``: a tf_keras model (``to="tflite"``), or the float .onnx
+    bytes in its own layout with ``calibration`` in that layout (``to="onnx"``)."""
+    from converters.onnx import OnnxQuantizer
 
     if masks is None:
         raise ValueError("a Dice budget needs labelled images")
-    min_agreement = QUANT_AGREEMENT if min_agreement is None else min_agreement
+    if to == "onnx":
+        with OnnxQuantizer(model, calibration, per_tensor) as quantizer:
+            return _search(quantizer.quantize, onnx_candidates(quantizer), ".onnx", images,
+                           masks, source_probs, max_dice_drop, min_agreement, num_classes, echo)
     calibrated, quantize = calibrate(model, size, calibration, per_tensor)
-    ops = candidates(calibrated)
+    return _search(quantize, candidates(calibrated), ".tflite", images, masks, source_probs,
+                   max_dice_drop, min_agreement, num_classes, echo)
+
+
+def _search(quantize, ops, suffix, images, masks, source_probs, max_dice_drop, min_agreement,
+            num_classes, echo) -> Selection:
+    from edgeseg import runtime
+    from edgeseg.files import atomic_write_bytes
+
+    min_agreement = QUANT_AGREEMENT if min_agreement is None else min_agreement
     total_macs = sum(op["macs"] for op in ops)
     count = 0
 
@@ -132,7 +165,7 @@ def search(model, size, calibration, images, masks, source_probs, *, max_dice_dr
             nonlocal count
             count += 1
             data = quantize(float_ops)
-            path = atomic_write_bytes(Path(tmp) / f"trial{count}.tflite", data)
+            path = atomic_write_bytes(Path(tmp) / f"trial{count}{suffix}", data)
             probs = runtime.load(path, trusted=True).predict(images)
             parity = check_parity(source_probs, probs, mode="quantized", num_classes=num_classes,
                                   masks=masks)
@@ -179,4 +212,4 @@ def search(model, size, calibration, images, masks, source_probs, *, max_dice_dr
                      agreement=best.agreement, met=met, sensitivity=sensitivity, trials=count)
 
 
-__all__ = ["Selection", "calibrate", "candidates", "search"]
+__all__ = ["Selection", "calibrate", "candidates", "onnx_candidates", "search"]

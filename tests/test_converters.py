@@ -401,6 +401,18 @@ def test_selective_int8_puts_denylisted_ops_in_float_and_searches_a_dice_budget(
     assert hard.trials == 1 + len(ops) + len(helping)  # full, each op alone, the greedy steps
     assert len(hard.float_ops) == len(helping)
 
+    from converters.onnx import OnnxQuantizer, onnx_bytes
+    from converters.selective import onnx_candidates
+
+    raw = onnx_bytes(model, (64, 64))  # ONNX Runtime: calibrated once, nodes_to_exclude per trial
+    with OnnxQuantizer(raw, calibration) as quantizer:
+        nodes = onnx_candidates(quantizer)
+    assert {"Conv", "Add"} <= {node["op"] for node in nodes}
+    hard = search(raw, (64, 64), calibration, images, masks, probs, max_dice_drop=-1.0, to="onnx",
+                  echo=lambda line: None)
+    assert not hard.met and len(hard.sensitivity) == len(nodes)
+    assert hard.model[:2] != b"" and hard.trials >= 1 + len(nodes)
+
 
 def test_convert_fallback_records_its_choice_and_refuses_what_it_cannot_do(tiny_run, tmp_path,
                                                                           runner):
@@ -415,8 +427,15 @@ def test_convert_fallback_records_its_choice_and_refuses_what_it_cannot_do(tiny_
     assert chosen["float_ops"] == [] and chosen["float_macs_share"] == 0  # int8 met the budget
     assert chosen["budget_met"] and chosen["dice_full_int8"] == chosen["dice"]
     assert "chose the float ops" in card["parity"]["images"]  # scored on the other half
-    for args, message in ((["--to", "onnx", "--quant", "int8"], "not --to onnx --quant int8"),
-                          (["--quant", "fp16"], "not --to tflite --quant fp16"),
+    onnx_out = tmp_path / "sel.onnx"  # the same search through ONNX Runtime's nodes_to_exclude
+    result = runner.invoke(cli, ["convert", str(model), "--to", "onnx", "--quant", "int8",
+                                 "--fallback", "--max-dice-drop", "1", "--calib-samples", "8",
+                                 "--verify-samples", "4", "--out", str(onnx_out)])
+    assert result.exit_code == 0, result.output
+    chosen = json.loads(onnx_out.with_name(onnx_out.name + ".json").read_text())["recipe"][
+        "float_fallback"]
+    assert chosen["budget_met"] and chosen["float_ops"] == []
+    for args, message in ((["--quant", "fp16"], "not --quant fp16"),
                           (["--quant", "int8", "--no-verify"], "needs the parity check")):
         bad = tmp_path / ("x.onnx" if "onnx" in args else "x.tflite")
         result = runner.invoke(cli, ["convert", str(model), *args, "--fallback", "--out", str(bad)])

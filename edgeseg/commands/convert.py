@@ -47,7 +47,8 @@ from edgeseg.commands._options import contract_from, contract_options, keras_opt
 @click.option("--keep-failed", is_flag=True,
               help="Write a file that fails its parity check anyway (its card says so).")
 @click.option("--fallback", is_flag=True,
-              help="TFLite int8: keep the fewest, cheapest layers in float until --max-dice-drop "
+              help="int8 (TFLite or ONNX): keep the fewest, cheapest layers in float until "
+                   "--max-dice-drop "
                    "and --min-agreement hold (chosen on labelled images apart from the parity "
                    "ones; the card says which and why).")
 @click.option("--out", type=click.Path(dir_okay=False), required=True,
