@@ -26,13 +26,16 @@ from edgeseg.errors import ConfigError
 
 def quant_errors(model_path, *, calib: str | None = None, verify_data: str | None = None,
                  input_size=None, calib_samples: int = 100, verify_samples: int = 16,
-                 seed: int = 0, unsafe: bool = False, contract: dict | None = None) -> dict:
+                 seed: int = 0, unsafe: bool = False, contract: dict | None = None,
+                 sensitivity: bool = False) -> dict:
     """Per-layer int8 error of the model at ``model_path`` (a Keras model of any flavour).
 
     Returns ``{"model", "calibration", "images", "layers": [...]}``; each layer (one quantized
     op's output) has ``op``, ``layer``, ``tensor``, ``elements``, ``rmse``, ``max_abs_error``,
     ``scale`` (the int8 step), ``rmse_steps`` (RMSE in steps: 0.29 is a perfect rounding error),
-    ``macs`` and ``macs_share``, ranked by ``rmse_steps``, worst first.
+    ``macs`` and ``macs_share``, ranked by ``rmse_steps``, worst first. ``sensitivity``: also
+    each layer's Dice gain when it alone stays float (``sensitivity`` key: layers ranked by gain,
+    measured on the same labelled images; :mod:`converters.selective`).
     """
     from converters.calibration import calibration_images, calibration_source
     from converters.export import ConvertConfig, _parity_samples, _split_of, _trained_config, \
@@ -62,7 +65,8 @@ def quant_errors(model_path, *, calib: str | None = None, verify_data: str | Non
                                      seed=seed, normalization=norm, fit=fit, trained_on=trained_on)
     cfg = ConvertConfig(quant="int8", verify_data=verify_data, verify_samples=verify_samples,
                         seed=seed)
-    images, _, where = _parity_samples(cfg, data, trained_on, size, channels, num_classes, norm)
+    images, masks, where = _parity_samples(cfg, data, trained_on, size, channels, num_classes,
+                                           norm)
     converter = make_converter(model, size, "int8", calibration)
     with warnings.catch_warnings():  # TensorFlow's notes: integer conversion, tf.lite.Interpreter
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
@@ -86,10 +90,23 @@ def quant_errors(model_path, *, calib: str | None = None, verify_data: str | Non
                        "scale": scale, "rmse_steps": rmse / scale if scale else None,
                        "macs": macs, "macs_share": macs / total})
     layers.sort(key=lambda layer: -(layer["rmse_steps"] or 0))
-    return {"model": str(model_path), "input_size": list(size),
-            "calibration": {"data": data, "samples": len(calibration),
-                            "images": calibration_source(data, trained_on)},
-            "images": where, "layers": layers}
+    report = {"model": str(model_path), "input_size": list(size),
+              "calibration": {"data": data, "samples": len(calibration),
+                              "images": calibration_source(data, trained_on)},
+              "images": where, "layers": layers}
+    if sensitivity:
+        from converters.selective import search
+
+        if masks is None:
+            raise ConfigError(f"the sensitivity is a Dice gain: it needs labelled images (found "
+                              f"{where}): give --verify-data DIR")
+        probs = np.concatenate([loaded.predict(images[i:i + 8]) for i in range(0, len(images), 8)])
+        found = search(model, size, calibration, images, masks, probs, max_dice_drop=1.0,
+                       num_classes=num_classes, measure_all=True, echo=lambda line: None)
+        report["dice_float"], report["dice_int8"] = found.dice_source, found.dice_int8
+        report["sensitivity"] = [{k: s[k] for k in ("layer", "op", "macs", "dice", "gain")}
+                                 for s in found.sensitivity]
+    return report
 
 
 def _layer_name(tensor: str) -> str:
@@ -111,6 +128,14 @@ def format_errors(report: dict, top: int = 15) -> str:
                      f"{layer['max_abs_error']:>10.4f} {layer['macs_share']:>6.1%}")
     lines.append("RMSE in quantization steps of the layer's output: 0.29 is rounding alone; "
                  "layers far above it lose information (clipped ranges, outliers).")
+    if "sensitivity" in report:
+        total = sum(s["macs"] for s in report["sensitivity"]) or 1
+        lines += ["", f"Sensitivity: Dice with each layer alone in float (float "
+                      f"{report['dice_float']:.4f}, full int8 {report['dice_int8']:.4f})",
+                  f"{'layer':<28} {'op':<18} {'Dice':>8} {'gain':>8} {'MACs':>7}"]
+        for s in report["sensitivity"][:top]:
+            lines.append(f"{s['layer'][:28]:<28} {s['op'][:18]:<18} {s['dice']:>8.4f} "
+                         f"{s['gain']:>+8.4f} {s['macs'] / total:>6.1%}")
     return "\n".join(lines)
 
 

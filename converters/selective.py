@@ -132,12 +132,13 @@ def onnx_candidates(quantizer) -> list[dict]:
 
 def search(model, size, calibration, images, masks, source_probs, *, max_dice_drop: float,
            min_agreement: float | None = None, per_tensor: bool = False, num_classes: int = 1,
-           to: str = "tflite", echo=print) -> Selection:
+           to: str = "tflite", measure_all: bool = False, echo=print) -> Selection:
     """The int8 model with the fewest, cheapest ops in float whose Dice on ``images`` (with
     ground truth ``masks``) is at most ``max_dice_drop`` below the source's (``source_probs``,
     the float model's probabilities on ``images``) and whose pixel agreement is at least
     ``min_agreement`` [0.98]. ``model``: a tf_keras model (``to="tflite"``), or the float .onnx
-    bytes in its own layout with ``calibration`` in that layout (``to="onnx"``)."""
+    bytes in its own layout with ``calibration`` in that layout (``to="onnx"``). ``measure_all``:
+    each op's sensitivity even when full int8 meets the budget (a report of them)."""
     from converters.onnx import OnnxQuantizer
 
     if masks is None:
@@ -145,14 +146,15 @@ def search(model, size, calibration, images, masks, source_probs, *, max_dice_dr
     if to == "onnx":
         with OnnxQuantizer(model, calibration, per_tensor) as quantizer:
             return _search(quantizer.quantize, onnx_candidates(quantizer), ".onnx", images,
-                           masks, source_probs, max_dice_drop, min_agreement, num_classes, echo)
+                           masks, source_probs, max_dice_drop, min_agreement, num_classes, echo,
+                           measure_all)
     calibrated, quantize = calibrate(model, size, calibration, per_tensor)
     return _search(quantize, candidates(calibrated), ".tflite", images, masks, source_probs,
-                   max_dice_drop, min_agreement, num_classes, echo)
+                   max_dice_drop, min_agreement, num_classes, echo, measure_all)
 
 
 def _search(quantize, ops, suffix, images, masks, source_probs, max_dice_drop, min_agreement,
-            num_classes, echo) -> Selection:
+            num_classes, echo, measure_all=False) -> Selection:
     from edgeseg import runtime
     from edgeseg.files import atomic_write_bytes
 
@@ -182,12 +184,13 @@ def _search(quantize, ops, suffix, images, masks, source_probs, max_dice_drop, m
              f"{source:.4f}), agreement {full.agreement:.2%}")
         best, best_data = full, data
         sensitivity = []
-        if not holds(full, source):
+        if measure_all or not holds(full, source):
             echo(f"  sensitivity: each of {len(ops)} ops alone in float")
             for op in ops:
                 alone, _ = trial((op["node"],))
                 sensitivity.append({**op, "dice": alone.dice, "gain": alone.dice - full.dice,
                                     "agreement": alone.agreement})
+        if not holds(full, source):
             ranked = sorted((s for s in sensitivity if s["gain"] > 0),
                             key=lambda s: (-s["gain"], s["macs"]))
             chosen: list[dict] = []
@@ -202,7 +205,7 @@ def _search(quantize, ops, suffix, images, masks, source_probs, max_dice_drop, m
                     attempt, attempt_data = trial([c["node"] for c in rest])
                     if holds(attempt, source):
                         chosen, best, best_data = rest, attempt, attempt_data
-            sensitivity.sort(key=lambda s: -s["gain"])
+        sensitivity.sort(key=lambda s: -s["gain"])
         met = holds(best, source)
     float_ops = [op for op in ops if op["node"] in best.float_ops]
     return Selection(model=best_data, float_ops=[op["node"] for op in float_ops],

@@ -345,9 +345,13 @@ def test_quant_error_ranks_the_layers_a_bad_calibration_breaks(tiny_run, tmp_pat
     model = tiny_run / "model.keras"
     good = tmp_path / "good.json"
     result = runner.invoke(cli, ["quant-error", str(model), "--calib-samples", "8", "--samples",
-                                 "4", "--json", str(good)])
+                                 "4", "--sensitivity", "--json", str(good)])
     assert result.exit_code == 0, result.output
     report = json.loads(good.read_text())
+    gains = [s["gain"] for s in report["sensitivity"]]  # each layer alone in float, ranked
+    assert gains == sorted(gains, reverse=True) and len(gains) >= len(report["layers"]) - 2
+    assert all(s["dice"] == pytest.approx(report["dice_int8"] + s["gain"])
+               for s in report["sensitivity"]) and "Sensitivity" in result.output
     layers = report["layers"]
     steps = [layer["rmse_steps"] for layer in layers]
     assert steps == sorted(steps, reverse=True) and "held-out" in report["images"]

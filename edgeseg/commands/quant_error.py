@@ -19,12 +19,15 @@ from edgeseg.commands._options import contract_from, contract_options, keras_opt
 @size_option("Size to quantize at, N or HxW [the model's own].")
 @click.option("--top", type=click.IntRange(min=1), default=15, show_default=True,
               help="Layers to print.")
+@click.option("--sensitivity", is_flag=True,
+              help="Also each layer's Dice gain when it alone stays in float (one int8 "
+                   "quantization per layer, on the same images).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False),
               help="Also write every layer's figures to this JSON file.")
 @keras_options
 @contract_options
 def quant_error(model_path, calib, calib_samples, verify_data, verify_samples, input_size, top,
-                json_out, unsafe, **contract):
+                sensitivity, json_out, unsafe, **contract):
     """Quantize MODEL (.keras/.h5/SavedModel) to int8 as `convert --quant int8` does and measure,
     with TFLite's QuantizationDebugger, the error of every quantized layer's output against the
     float model on images the calibration did not use. Layers are ranked by their RMSE in
@@ -34,6 +37,7 @@ def quant_error(model_path, calib, calib_samples, verify_data, verify_samples, i
     \\b
     edgeseg quant-error runs/nuclei/model.keras
     edgeseg quant-error my_unet.keras --calib data/cells --json errors.json
+    edgeseg quant-error runs/nuclei/model.keras --sensitivity
     """
     from converters.quant_error import format_errors, quant_errors
     from edgeseg.files import atomic_write_json, check_output
@@ -44,7 +48,8 @@ def quant_error(model_path, calib, calib_samples, verify_data, verify_samples, i
                                       lambda obj: isinstance(obj, dict) and "layers" in obj))
     report = quant_errors(model_path, calib=calib, verify_data=verify_data, input_size=input_size,
                           calib_samples=calib_samples, verify_samples=verify_samples,
-                          unsafe=unsafe, contract=contract_from(**contract))
+                          unsafe=unsafe, contract=contract_from(**contract),
+                          sensitivity=sensitivity)
     click.echo(format_errors(report, top))
     if json_out:
         atomic_write_json(json_out, report)
