@@ -27,7 +27,7 @@ from edgeseg.errors import ConfigError
 def quant_errors(model_path, *, calib: str | None = None, verify_data: str | None = None,
                  input_size=None, calib_samples: int = 100, verify_samples: int = 16,
                  seed: int = 0, unsafe: bool = False, contract: dict | None = None,
-                 sensitivity: bool = False) -> dict:
+                 sensitivity: bool = False, to: str = "tflite") -> dict:
     """Per-layer int8 error of the model at ``model_path`` (a Keras model of any flavour).
 
     Returns ``{"model", "calibration", "images", "layers": [...]}``; each layer (one quantized
@@ -35,7 +35,9 @@ def quant_errors(model_path, *, calib: str | None = None, verify_data: str | Non
     ``scale`` (the int8 step), ``rmse_steps`` (RMSE in steps: 0.29 is a perfect rounding error),
     ``macs`` and ``macs_share``, ranked by ``rmse_steps``, worst first. ``sensitivity``: also
     each layer's Dice gain when it alone stays float (``sensitivity`` key: layers ranked by gain,
-    measured on the same labelled images; :mod:`converters.selective`).
+    measured on the same labelled images; :mod:`converters.selective`). ``to="onnx"``: the same
+    for ONNX Runtime's int8 QDQ model (:func:`onnx_layer_errors`; each layer with ``sqnr_db``
+    instead of ``rmse_steps``, ranked lowest first).
     """
     from converters.calibration import calibration_images, calibration_source
     from converters.export import ConvertConfig, _parity_samples, _split_of, _trained_config, \
@@ -67,6 +69,18 @@ def quant_errors(model_path, *, calib: str | None = None, verify_data: str | Non
                         seed=seed)
     images, masks, where = _parity_samples(cfg, data, trained_on, size, channels, num_classes,
                                            norm)
+    if to == "onnx":
+        from converters.onnx import onnx_bytes
+
+        raw = onnx_bytes(model, size)
+        report = {"model": str(model_path), "input_size": list(size), "format": "onnx",
+                  "calibration": {"data": data, "samples": len(calibration),
+                                  "images": calibration_source(data, trained_on)},
+                  "images": where, "layers": onnx_layer_errors(raw, calibration, images)}
+        if sensitivity:
+            _add_sensitivity(report, raw, size, calibration, images, masks, where, loaded,
+                             num_classes, "onnx")
+        return report
     converter = make_converter(model, size, "int8", calibration)
     with warnings.catch_warnings():  # TensorFlow's notes: integer conversion, tf.lite.Interpreter
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
@@ -95,18 +109,90 @@ def quant_errors(model_path, *, calib: str | None = None, verify_data: str | Non
                               "images": calibration_source(data, trained_on)},
               "images": where, "layers": layers}
     if sensitivity:
-        from converters.selective import search
-
-        if masks is None:
-            raise ConfigError(f"the sensitivity is a Dice gain: it needs labelled images (found "
-                              f"{where}): give --verify-data DIR")
-        probs = np.concatenate([loaded.predict(images[i:i + 8]) for i in range(0, len(images), 8)])
-        found = search(model, size, calibration, images, masks, probs, max_dice_drop=1.0,
-                       num_classes=num_classes, measure_all=True, echo=lambda line: None)
-        report["dice_float"], report["dice_int8"] = found.dice_source, found.dice_int8
-        report["sensitivity"] = [{k: s[k] for k in ("layer", "op", "macs", "dice", "gain")}
-                                 for s in found.sensitivity]
+        _add_sensitivity(report, model, size, calibration, images, masks, where, loaded,
+                         num_classes, "tflite")
     return report
+
+
+def _add_sensitivity(report, model, size, calibration, images, masks, where, loaded,
+                     num_classes, to) -> None:
+    from converters.selective import search
+
+    if masks is None:
+        raise ConfigError(f"the sensitivity is a Dice gain: it needs labelled images (found "
+                          f"{where}): give --verify-data DIR")
+    probs = np.concatenate([loaded.predict(images[i:i + 8]) for i in range(0, len(images), 8)])
+    found = search(model, size, calibration, images, masks, probs, max_dice_drop=1.0,
+                   num_classes=num_classes, measure_all=True, to=to, echo=lambda line: None)
+    report["dice_float"], report["dice_int8"] = found.dice_source, found.dice_int8
+    report["sensitivity"] = [{k: s[k] for k in ("layer", "op", "macs", "dice", "gain")}
+                             for s in found.sensitivity]
+
+
+def onnx_layer_errors(float_bytes: bytes, calibration, images) -> list[dict]:
+    """Per-node error of ONNX Runtime's int8 QDQ model against the float one on ``images``
+    (ORT's ``qdq_loss_debug``: every node's output saved from both models, compared): each node
+    with ``op``, ``layer`` (the node), ``tensor``, ``sqnr_db`` (signal to quantization noise of
+    the int8 model's output against the float model's; lower is worse, about 6 dB a bit),
+    ``lost_db`` (how much lower than its worst input's: the error the node itself adds; a graph
+    input counts as exact), ``macs``, ``macs_share``; ranked by ``lost_db``, worst first.
+    Errors accumulate through the graph, so the node where the SQNR falls, not the lowest one,
+    is the culprit."""
+    import tempfile
+    from pathlib import Path
+
+    import onnx
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations, compute_activation_error, create_activation_matching,
+        modify_model_output_intermediate_tensors)
+
+    from converters.onnx import OnnxQuantizer
+    from edgeseg.flops import onnx_cost
+
+    with OnnxQuantizer(float_bytes, calibration) as quantizer, \
+            tempfile.TemporaryDirectory(prefix="edgeseg-qdq-") as tmp:
+        qdq = Path(tmp) / "qdq.onnx"
+        qdq.write_bytes(quantizer.quantize())
+        prepared = onnx.load(str(quantizer.prepared))
+        activations = {}
+        for name, path in (("float", quantizer.prepared), ("qdq", qdq)):
+            augmented = Path(tmp) / f"{name}-augmented.onnx"
+            modify_model_output_intermediate_tensors(str(path), str(augmented))
+            feeds = [{prepared.graph.input[0].name: np.asarray(image, np.float32)[None]}
+                     for image in images]
+            activations[name] = collect_activations(str(augmented), feeds)
+    matching = create_activation_matching(activations["qdq"], activations["float"])
+    errors = compute_activation_error(matching)
+    sqnr = {tensor: float(e["xmodel_err"]) for tensor, e in errors.items() if "xmodel_err" in e}
+    costs = {layer.name: layer.macs for layer in onnx_cost(prepared).layers}
+    total = sum(costs.values()) or 1
+    exact = 100.0  # a graph input or a weight: what the node reads is exact before it runs
+    producer = {out: node for node in prepared.graph.node for out in node.output}
+    reach: dict[str, float] = {}
+
+    def upstream(tensor: str) -> float:
+        """The SQNR a tensor arrives with: its own where measured, else its producer's inputs'
+        (a fused op's intermediate is not saved), exact at graph inputs and weights."""
+        if tensor in sqnr:
+            return sqnr[tensor]
+        if tensor not in reach:
+            node = producer.get(tensor)
+            reach[tensor] = exact if node is None else min(
+                [upstream(i) for i in node.input if i] or [exact])
+        return reach[tensor]
+
+    layers = []
+    for node in prepared.graph.node:
+        measured = [sqnr[out] for out in node.output if out in sqnr]
+        if not measured:
+            continue
+        before = min([upstream(i) for i in node.input if i] or [exact])
+        macs = costs.get(node.name or node.output[0], 0)
+        layers.append({"op": node.op_type, "layer": node.name or node.output[0],
+                       "tensor": node.output[0], "sqnr_db": measured[0],
+                       "lost_db": before - measured[0], "macs": macs, "macs_share": macs / total})
+    layers.sort(key=lambda layer: -layer["lost_db"])
+    return layers
 
 
 def _layer_name(tensor: str) -> str:
@@ -120,14 +206,25 @@ def _layer_name(tensor: str) -> str:
 def format_errors(report: dict, top: int = 15) -> str:
     """The ranking as a table for a terminal."""
     lines = [f"{report['model']}: int8 error per layer on {report['images']} (calibrated on "
-             f"{report['calibration']['samples']} images: {report['calibration']['images']})",
-             f"{'layer':<28} {'op':<18} {'RMSE (steps)':>12} {'max |err|':>10} {'MACs':>7}"]
-    for layer in report["layers"][:top]:
-        steps = f"{layer['rmse_steps']:.2f}" if layer["rmse_steps"] is not None else "-"
-        lines.append(f"{layer['layer'][:28]:<28} {layer['op'][:18]:<18} {steps:>12} "
-                     f"{layer['max_abs_error']:>10.4f} {layer['macs_share']:>6.1%}")
-    lines.append("RMSE in quantization steps of the layer's output: 0.29 is rounding alone; "
-                 "layers far above it lose information (clipped ranges, outliers).")
+             f"{report['calibration']['samples']} images: {report['calibration']['images']})"]
+    if report.get("format") == "onnx":
+        lines.append(f"{'node':<36} {'op':<14} {'SQNR dB':>8} {'lost here':>10} {'MACs':>7}")
+        for layer in report["layers"][:top]:
+            lines.append(f"{layer['layer'][-36:]:<36} {layer['op'][:14]:<14} "
+                         f"{layer['sqnr_db']:>8.1f} {layer['lost_db']:>10.1f} "
+                         f"{layer['macs_share']:>6.1%}")
+        lines.append("SQNR of each node's int8 output against the float model's (ONNX Runtime's "
+                     "qdq_loss_debug; about 6 dB a bit), ranked by how much the node itself loses "
+                     "(its SQNR below its worst input's; graph inputs count as exact).")
+    else:
+        lines.append(f"{'layer':<28} {'op':<18} {'RMSE (steps)':>12} {'max |err|':>10} "
+                     f"{'MACs':>7}")
+        for layer in report["layers"][:top]:
+            steps = f"{layer['rmse_steps']:.2f}" if layer["rmse_steps"] is not None else "-"
+            lines.append(f"{layer['layer'][:28]:<28} {layer['op'][:18]:<18} {steps:>12} "
+                         f"{layer['max_abs_error']:>10.4f} {layer['macs_share']:>6.1%}")
+        lines.append("RMSE in quantization steps of the layer's output: 0.29 is rounding alone; "
+                     "layers far above it lose information (clipped ranges, outliers).")
     if "sensitivity" in report:
         total = sum(s["macs"] for s in report["sensitivity"]) or 1
         lines += ["", f"Sensitivity: Dice with each layer alone in float (float "
@@ -139,4 +236,4 @@ def format_errors(report: dict, top: int = 15) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["format_errors", "quant_errors"]
+__all__ = ["format_errors", "onnx_layer_errors", "quant_errors"]

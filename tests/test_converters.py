@@ -366,6 +366,14 @@ def test_quant_error_ranks_the_layers_a_bad_calibration_breaks(tiny_run, tmp_pat
                                  "4", "--json", str(bad)])
     assert result.exit_code == 0, result.output
     assert json.loads(bad.read_text())["layers"][0]["rmse_steps"] > 3 * steps[0]
+    onnx_report = tmp_path / "onnx.json"  # ONNX Runtime's int8, through its qdq_loss_debug
+    result = runner.invoke(cli, ["quant-error", str(model), "--to", "onnx", "--calib-samples",
+                                 "8", "--samples", "2", "--json", str(onnx_report)])
+    assert result.exit_code == 0, result.output
+    nodes = json.loads(onnx_report.read_text())["layers"]
+    lost = [node["lost_db"] for node in nodes]
+    assert lost == sorted(lost, reverse=True) and {"Conv", "Add"} & {n["op"] for n in nodes}
+    assert all(np.isfinite(node["sqnr_db"]) for node in nodes) and "lost here" in result.output
 
 
 def test_selective_int8_puts_denylisted_ops_in_float_and_searches_a_dice_budget(tiny_run):

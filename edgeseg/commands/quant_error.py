@@ -19,6 +19,9 @@ from edgeseg.commands._options import contract_from, contract_options, keras_opt
 @size_option("Size to quantize at, N or HxW [the model's own].")
 @click.option("--top", type=click.IntRange(min=1), default=15, show_default=True,
               help="Layers to print.")
+@click.option("--to", "to", type=click.Choice(["tflite", "onnx"]), default="tflite",
+              show_default=True, help="Whose int8: TFLite's (its QuantizationDebugger) or ONNX "
+                                      "Runtime's (its qdq_loss_debug).")
 @click.option("--sensitivity", is_flag=True,
               help="Also each layer's Dice gain when it alone stays in float (one int8 "
                    "quantization per layer, on the same images).")
@@ -27,7 +30,7 @@ from edgeseg.commands._options import contract_from, contract_options, keras_opt
 @keras_options
 @contract_options
 def quant_error(model_path, calib, calib_samples, verify_data, verify_samples, input_size, top,
-                sensitivity, json_out, unsafe, **contract):
+                to, sensitivity, json_out, unsafe, **contract):
     """Quantize MODEL (.keras/.h5/SavedModel) to int8 as `convert --quant int8` does and measure,
     with TFLite's QuantizationDebugger, the error of every quantized layer's output against the
     float model on images the calibration did not use. Layers are ranked by their RMSE in
@@ -49,7 +52,7 @@ def quant_error(model_path, calib, calib_samples, verify_data, verify_samples, i
     report = quant_errors(model_path, calib=calib, verify_data=verify_data, input_size=input_size,
                           calib_samples=calib_samples, verify_samples=verify_samples,
                           unsafe=unsafe, contract=contract_from(**contract),
-                          sensitivity=sensitivity)
+                          sensitivity=sensitivity, to=to)
     click.echo(format_errors(report, top))
     if json_out:
         atomic_write_json(json_out, report)
