@@ -16,12 +16,18 @@ from pathlib import Path
 from edgeseg.files import atomic_write_text
 
 
+def estimate(row: dict) -> bool:
+    """A row a target's tool estimated (Vela, TFLite Micro), not a measured run (here or on a
+    board over SSH)."""
+    return bool(row.get("estimator"))
+
+
 def _rows(report: dict) -> list[dict]:
     """One row per (variant, runtime), the latency of each thread count side by side (rows
-    measured here; the targets' rows have their own table)."""
+    measured, here or on a board; the estimates have their own table)."""
     merged: dict[tuple, dict] = {}
     for r in report["results"]:
-        if r.get("target"):
+        if estimate(r):
             continue
         key = (r["variant"], r["runtime"])
         row = merged.setdefault(key, {**r, "latency": {}})
@@ -31,7 +37,7 @@ def _rows(report: dict) -> list[dict]:
 
 
 def _threads(report: dict) -> list:
-    values = {r["threads"] for r in report["results"] if not r.get("target")}
+    values = {r["threads"] for r in report["results"] if not estimate(r)}
     return sorted(v for v in values if v is not None) or [None]
 
 
@@ -68,18 +74,26 @@ def target_rows(report: dict) -> list[list[str]]:
     thread count) and each target's, with the Dice of the file that target runs."""
     from edgeseg.machine import line
 
-    rows = [r for r in report["results"] if r.get("target")]
+    rows = [r for r in report["results"] if estimate(r)]
+    boards = [r for r in report["results"] if str(r.get("target", "")).startswith("ssh://")]
     table = []
-    for path in dict.fromkeys(r["path"] for r in rows):
+    for path in dict.fromkeys(r["path"] for r in boards + rows):
         name = Path(path).name
-        host = next((r for r in report["results"] if r["path"] == path and not r.get("target")),
-                    None)
+        host = next((r for r in report["results"] if r["path"] == path
+                     and r.get("target") in (None, "local")), None)
         if host is not None:
             cpu = report.get("machine", {}).get("cpu") or line(report.get("machine", {}))
             threads = f", {host['threads']} thr" if host.get("threads") else ""
             table.append([f"host CPU ({cpu}{threads})", name, f"measured ({host['runtime']})",
                           f"{host['latency_ms']['p50']:.2f}", "", "", _kb(host["size_bytes"]),
                           "", "", _dice(host)])
+        for board in (r for r in boards if r["path"] == path):
+            cpu = (board.get("machine") or {}).get("cpu", "")
+            threads = f", {board['threads']} thr" if board.get("threads") else ""
+            table.append([f"{board['target']} ({cpu}{threads})", name,
+                          f"measured on the board ({board['runtime']})",
+                          f"{board['latency_ms']['p50']:.2f}", "", "",
+                          _kb(board["size_bytes"]), "", "", _dice(board)])
         for r in (r for r in rows if r["path"] == path):
             p50 = r["latency_ms"].get("p50")
             latency = f"{p50:.2f} @ {r['clock_mhz']:.0f} MHz" \
@@ -337,7 +351,8 @@ def html_page(report: dict, plot_uris: dict[str, str], samples: list[dict]) -> s
                    for row in _rows(report))
     targets = target_rows(report)
     target_table = "" if not targets else (
-        "<h2>Targets</h2><p>Ethos-U: Vela's estimate (the NPU's part; ops left to the CPU are "
+        "<h2>Targets</h2><p>Boards (ssh://): measured there by the same harness. "
+        "Ethos-U: Vela's estimate (the NPU's part; ops left to the CPU are "
         "not in it), Dice of the same .tflite in LiteRT. "
         "Cortex-M: TFLite Micro on this host (tensor arena; flash = the file), its own Dice.</p>"
         "<table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in TARGET_HEADER) +

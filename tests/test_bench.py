@@ -188,3 +188,25 @@ def test_the_html_report_shows_each_variants_disagreement(converted, tiny_run, t
     write_reports(report, tmp_path, data="synthetic-nuclei")
     page = (tmp_path / "report.html").read_text()
     assert "Where each variant disagrees" in page and "px differ from the reference" in page
+
+
+def test_rows_measured_on_a_board_stay_in_the_main_table_and_join_the_targets_table(converted):
+    """A remote bench's rows carry ``target`` (ssh://...) like the tools' estimates do, but they
+    were measured: they are results, and a line of the targets table."""
+    import copy
+
+    from benchmarks.harness import bench
+    from edgeseg.report import estimate, markdown, target_rows
+
+    report = bench([converted[("tflite", "int8")][0]], runs=2, warmup=0, samples=2,
+                   image_size=64, progress=False, echo=lambda line: None)
+    board = copy.deepcopy(report["results"][0])
+    board.update(target="ssh://pi@board", machine={"cpu": "Cortex-A76"}, variant="int8 (board)")
+    vela = copy.deepcopy(report["results"][0])
+    vela.update(target="ethos-u55-128", estimator="vela 5", estimated=True, runtime="ethos-u55-128",
+                clock_mhz=500.0, cycles=10, sram_bytes=1024)
+    report["results"] += [board, vela]
+    assert not estimate(board) and estimate(vela)
+    assert "int8 (board)" in markdown(report)
+    lines = [row[0] for row in target_rows(report)]
+    assert lines[1] == "ssh://pi@board (Cortex-A76, 1 thr)" and lines[2] == "ethos-u55-128"
