@@ -79,7 +79,10 @@ def options(function):
                               "seed's files."),
             click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True,
                          help="Timing rounds (each a whole interleaved run): p50 is their median, "
-                              "goals must hold in the worst one.")]):
+                              "goals must hold in the worst one."),
+            click.option("--no-amx", is_flag=True,
+                         help="Time with Intel AMX denied to the runtimes (see edgeseg bench "
+                              "--help): the figures of a CPU with AVX-512 VNNI but no AMX.")]):
         function = decorator(function)
     return function
 

@@ -40,6 +40,10 @@ def options(function):
         click.option("--json", "json_out", type=click.Path(dir_okay=False),
                      help="Write the bench JSON here."),
         click.option("--quiet", is_flag=True, help="No progress bar."),
+        click.option("--no-amx", is_flag=True,
+                     help="Keep the runtimes off Intel AMX (a seccomp filter refuses the kernel's "
+                          "AMX permission): what a CPU with AVX-512 VNNI but no AMX would run. "
+                          "The machine line says 'AMX-INT8 denied'."),
         click.option("--target", "targets", multiple=True, metavar="NAME[,NAME...]",
                      help="Add a row per .tflite for a target that cannot run here (repeatable): "
                           "ethos-u55-128/-256, ethos-u65-256/-512, ethos-u85-256 (Vela "
@@ -54,7 +58,7 @@ def options(function):
 
 
 def run(models, data, layout, reference, threads, runs, warmup, samples, image_size, json_out,
-        quiet, targets=(), unsafe=False, remote=None, **contract) -> dict:
+        quiet, targets=(), unsafe=False, remote=None, no_amx=False, **contract) -> dict:
     """Run the harness with parsed options (on a board: ``remote``, the keyword arguments of
     :func:`benchmarks.remote.bench_remote` that say where); write the JSON atomically."""
     from benchmarks.harness import bench
@@ -64,6 +68,12 @@ def run(models, data, layout, reference, threads, runs, warmup, samples, image_s
         json_out = check_output(json_out, inputs=[*models, reference, data], option="--json",
                                 kind=("a bench report", bench_report))
 
+    if no_amx:
+        if remote:
+            raise click.UsageError("--no-amx applies to this machine, not to a board (--on)")
+        from edgeseg.machine import deny_amx
+
+        deny_amx()  # before any runtime loads a model
     if remote and targets:
         raise click.UsageError("--target estimates run here and --on runs files on a board: "
                                "give them to two bench commands")

@@ -268,11 +268,15 @@ def run_peers(out: Path, *, input_size: int = 256, steps: int = 300, runs: int =
 @click.command("benchmarks.peers", context_settings={"help_option_names": ["-h", "--help"]})
 @budget.options
 @click.option("--out", type=click.Path(file_okay=False), default="peers", show_default=True)
-def main(input_size, steps, runs, samples, seeds, rounds, out):
+def main(input_size, steps, runs, samples, seeds, rounds, no_amx, out):
     """Train, convert and benchmark mobile_unet against the tutorial, Xception and classic U-Nets."""
     if input_size % 32:
         raise click.BadParameter(f"{input_size} must divide by 32 (tutorial_unet)",
                                  param_hint="--input-size")
+    if no_amx:
+        from edgeseg.machine import deny_amx
+
+        deny_amx()  # for the whole process: training does not use AMX in fp32 either
     run_peers(Path(out), input_size=input_size, steps=steps, runs=runs, samples=samples,
               seeds=seeds, rounds=rounds, echo=click.echo)
 

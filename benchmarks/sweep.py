@@ -193,13 +193,17 @@ def plot(points: dict, front: list[str], choice: str, path: Path) -> None:
 @budget.options
 @click.option("--only", help="Comma-separated labels of the configurations to run.")
 @click.option("--out", type=click.Path(file_okay=False), default="sweep", show_default=True)
-def main(input_size, steps, runs, samples, seeds, rounds, only, out):
+def main(input_size, steps, runs, samples, seeds, rounds, no_amx, only, out):
     """Sweep mobile_unet's options on one training budget; pick the default by latency and Dice."""
     labels = {c.label for c in CONFIGS}
     chosen = [s.strip() for s in only.split(",")] if only else None
     if chosen and set(chosen) - labels:
         raise click.BadParameter(f"unknown {', '.join(sorted(set(chosen) - labels))}; valid: "
                                  f"{', '.join(c.label for c in CONFIGS)}", param_hint="--only")
+    if no_amx:
+        from edgeseg.machine import deny_amx
+
+        deny_amx()  # for the whole process: training does not use AMX in fp32 either
     run_sweep(Path(out), input_size=input_size, steps=steps, runs=runs, samples=samples,
               only=chosen, seeds=seeds, rounds=rounds, echo=click.echo)
 

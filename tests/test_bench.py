@@ -210,3 +210,24 @@ def test_rows_measured_on_a_board_stay_in_the_main_table_and_join_the_targets_ta
     assert "int8 (board)" in markdown(report)
     lines = [row[0] for row in target_rows(report)]
     assert lines[1] == "ssh://pi@board (Cortex-A76, 1 thr)" and lines[2] == "ethos-u55-128"
+
+
+@pytest.mark.skipif(sys.platform != "linux" or __import__("platform").machine() != "x86_64",
+                    reason="AMX permission is an x86-64 Linux matter")
+def test_no_amx_refuses_the_kernels_amx_permission_and_says_so(converted, tmp_path):
+    """Issue 19: the no-AMX figures measured on an AMX machine. After deny_amx(), the request
+    every AMX user must make (arch_prctl ARCH_REQ_XCOMP_PERM) fails with EPERM."""
+    code = ("import ctypes, errno\n"
+            "from edgeseg.machine import deny_amx\n"
+            "libc = ctypes.CDLL(None, use_errno=True)\n"
+            "deny_amx()\n"
+            "result = libc.syscall(158, 0x1023, 18)\n"
+            "print(result, ctypes.get_errno() == errno.EPERM)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["-1", "True"]
+    out = tmp_path / "bench.json"
+    subprocess.run([sys.executable, "-m", "benchmarks", str(converted[("tflite", "int8")][0]),
+                    "--runs", "2", "--samples", "2", "--quiet", "--no-amx", "--json", str(out)],
+                   capture_output=True, text=True, check=True)
+    isa = json.loads(out.read_text())["machine"]["isa"]
+    assert "AMX-INT8" not in isa  # on an AMX machine it reads "AMX-INT8 denied"
