@@ -87,6 +87,13 @@ def _stop(signum, frame):
     raise KeyboardInterrupt
 
 
+def _ignore_stops() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def main() -> None:
     """Console entry point: bad input is one line and exit 2; Ctrl-C or SIGTERM one line and
     128 + the signal (130, 143), whatever was running when it came."""
@@ -94,13 +101,16 @@ def main() -> None:
     import sys
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    previous_term = signal.signal(signal.SIGTERM, _stop)
+    previous_int = signal.signal(signal.SIGINT, _stop)
     try:
         cli.main(prog_name="edgeseg", standalone_mode=False)
         if not _stopped:  # the work is done and said: a signal during TensorFlow's shutdown
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # must not turn it into a failure
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            import atexit  # must not turn it into a failure; ignored only once the process
+            # exits, so a caller that runs main() in-process (and its children) keeps Ctrl-C
+            atexit.register(_ignore_stops)
+            signal.signal(signal.SIGTERM, previous_term)
+            signal.signal(signal.SIGINT, previous_int)
             return
     except (KeyboardInterrupt, click.exceptions.Abort):
         _stopped.append(signal.SIGINT)
