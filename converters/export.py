@@ -198,7 +198,10 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
                                          count=cfg.calib_samples, seed=cfg.seed,
                                          normalization=norm, fit=fit, trained_on=trained_on)
         if cfg.verify:  # the parity images, read once: compared here, checked against below
-            samples = _parity_samples(cfg, data, trained_on, size, channels, num_classes, norm)
+            # (--fallback: twice as many, half to choose the float ops, half to check the file)
+            count = cfg.verify_samples * (2 if cfg.fallback else 1)
+            samples = _parity_samples(replace(cfg, verify_samples=count), data, trained_on, size,
+                                      channels, num_classes, norm)
             unlike = _unlike(calibration, samples[0])
             if unlike:
                 print(f"warning: --calib {data}: {unlike}", file=sys.stderr)
@@ -206,8 +209,7 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
     selection = None
     if to == "tflite":
         if cfg.fallback:
-            selection, samples = _select(cfg, to, loaded, model, size, calibration, data,
-                                         trained_on, channels, num_classes, norm)
+            selection, samples = _select(cfg, to, loaded, model, size, calibration, samples)
             raw = selection.model
         else:
             raw = tflite_conv.tflite_bytes(model, size, quant, calibration, cfg.io,
@@ -215,8 +217,7 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
     else:
         raw = onnx_conv.onnx_bytes(model, size, opset=cfg.opset, dynamic=cfg.dynamic)
         if cfg.fallback:
-            selection, samples = _select(cfg, to, loaded, raw, size, calibration, data,
-                                         trained_on, channels, num_classes, norm)
+            selection, samples = _select(cfg, to, loaded, raw, size, calibration, samples)
             raw = selection.model
         elif quant == "int8":
             raw = onnx_conv.quantize_onnx(raw, calibration, cfg.per_tensor, cfg.calib_method)
@@ -287,8 +288,7 @@ def finish(out: Path, to: str, raw: bytes, card: dict, source, size, cfg: Conver
     return ConvertResult(path, card, parity)
 
 
-def _select(cfg, to, loaded, model, size, calibration, data, trained_on, channels, num_classes,
-            norm):
+def _select(cfg, to, loaded, model, size, calibration, samples):
     """(Selection, parity samples): the selective int8 search on one half of twice the parity
     images, the other half left for the parity check, so the images that chose the float ops
     never score the file."""
@@ -303,8 +303,8 @@ def _select(cfg, to, loaded, model, size, calibration, data, trained_on, channel
         raise ConfigError("--fallback calibrates min/max: drop --calib-method")
     if to == "onnx" and cfg.dynamic:
         raise ConfigError("--fallback measures at a fixed size: drop --dynamic")
-    images, masks, where = _parity_samples(replace(cfg, verify_samples=2 * cfg.verify_samples),
-                                           data, trained_on, size, channels, num_classes, norm)
+    images, masks, where = samples  # twice --verify-samples of them (read in convert)
+    num_classes = loaded.num_classes
     if masks is None or len(images) < 4:
         raise ConfigError(f"--fallback measures a Dice budget: it needs labelled images apart "
                           f"from the calibration ones (found {where}): give --verify-data DIR")

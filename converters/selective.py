@@ -37,9 +37,6 @@ class Trial:
     dice: float | None
     agreement: float
 
-    def to_dict(self) -> dict:
-        return {"float_ops": list(self.float_ops), "dice": self.dice, "agreement": self.agreement}
-
 
 @dataclass
 class Selection:
