@@ -27,7 +27,7 @@ def quantize_user_onnx(model_path, out, cfg: ConvertConfig) -> ConvertResult:
         raise ConfigError("--io and --dynamic do not apply to quantizing an .onnx")
     if cfg.fallback:
         raise ConfigError(f"{model_path}: --fallback searches the conversions of Keras models; "
-                          f"for an .onnx, quantize it and read edgeseg's per-layer report")
+                          f"quantize an .onnx without it (--to onnx --quant int8)")
     source = runtime.load(model_path, contract=cfg.contract)
     source_card = source.card
     _, height, width, channels = source.input_shape
