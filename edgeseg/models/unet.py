@@ -30,8 +30,8 @@ BLOCKS = {"ds": ds_block, "ir": ir_block}
 def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alpha: float = 1.0,
                 depth: int = 4, block: str = "ds", upsample: str = "bilinear", skips: bool = True,
                 dilation=1, base_filters: int = 32, blocks_per_level: int = 1, stem: int = 2,
-                merge: str = "add", head: str | None = None, bn_momentum: float = 0.9
-                ) -> keras.Model:
+                merge: str = "add", head: str | None = None, stem_filters: int | None = None,
+                bn_momentum: float = 0.9) -> keras.Model:
     """A U-Net with a MobileNet encoder and a depthwise-separable decoder.
 
     The encoder halves the resolution ``depth`` times: a stride-2 3x3 stem, then per level a stride-2
@@ -63,6 +63,10 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
     Args:
         input_size: int, (height, width), or None for any size; sides must divide by ``2**depth``.
         alpha: MobileNet's width multiplier.
+        stem_filters: channels of the first level alone (the stem, its blocks, the last decoder
+            block and the head's input), whatever ``alpha`` gives the others; None: like the
+            others. That level runs at the highest resolution, where time goes to memory traffic
+            more than to MACs (MobileNetV3's 16-channel stem follows the same reasoning).
         bn_momentum: 0.9, not Keras' 0.99: short CPU fine-tunes otherwise leave the moving statistics
             far behind, and the model predicts nothing in inference mode.
     """
@@ -73,6 +77,8 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
     check_positive(name, "depth", depth)
     check_positive(name, "base_filters", base_filters)
     check_positive(name, "blocks_per_level", blocks_per_level)
+    if stem_filters is not None:
+        check_positive(name, "stem_filters", stem_filters)
     check_choice(name, "stem", stem, (1, 2))
     check_choice(name, "merge", merge, ("concat", "add"))
     if head is not None:
@@ -82,6 +88,8 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
     halvings = depth if upsample == "maxunpool" else depth - (stem == 1)
     inputs = model_input(name, input_size, channels, 2 ** halvings, num_classes)
     filters = [make_divisible(base_filters * 2 ** i * alpha) for i in range(depth)]
+    if stem_filters is not None:
+        filters[0] = stem_filters
     block_fn, bn = BLOCKS[block], {"momentum": bn_momentum}
 
     if upsample == "maxunpool":
