@@ -57,6 +57,11 @@ CONFIGS = (
                                                     "stem_filters": 16}),
     Candidate("add-shuffle-stem8", "mobile_unet", {"merge": "add", "head": "shuffle",
                                                    "stem_filters": 8}),
+    # the first level keeps its width but loses a block: the encoder's, or the decoder's
+    Candidate("add-shuffle-stemblocks0", "mobile_unet", {"merge": "add", "head": "shuffle",
+                                                         "stem_blocks": 0}),
+    Candidate("add-shuffle-nofinal", "mobile_unet", {"merge": "add", "head": "shuffle",
+                                                     "final_block": False}),
 )
 
 

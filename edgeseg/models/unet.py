@@ -31,6 +31,7 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
                 depth: int = 4, block: str = "ds", upsample: str = "bilinear", skips: bool = True,
                 dilation=1, base_filters: int = 32, blocks_per_level: int = 1, stem: int = 2,
                 merge: str = "add", head: str | None = None, stem_filters: int | None = None,
+                stem_blocks: int | None = None, final_block: bool = True,
                 bn_momentum: float = 0.9) -> keras.Model:
     """A U-Net with a MobileNet encoder and a depthwise-separable decoder.
 
@@ -67,6 +68,10 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
             block and the head's input), whatever ``alpha`` gives the others; None: like the
             others. That level runs at the highest resolution, where time goes to memory traffic
             more than to MACs (MobileNetV3's 16-channel stem follows the same reasoning).
+        stem_blocks: stride-1 blocks after the stem (the first level's); None: ``blocks_per_level``.
+            0 makes the stem's output the first skip.
+        final_block: False leaves out the decoder's block at the first level: the head classifies
+            the sum of the upsampled decoder and the first skip directly.
         bn_momentum: 0.9, not Keras' 0.99: short CPU fine-tunes otherwise leave the moving statistics
             far behind, and the model predicts nothing in inference mode.
     """
@@ -79,6 +84,11 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
     check_positive(name, "blocks_per_level", blocks_per_level)
     if stem_filters is not None:
         check_positive(name, "stem_filters", stem_filters)
+    if stem_blocks is not None and (isinstance(stem_blocks, bool) or not isinstance(stem_blocks, int)
+                                    or stem_blocks < 0):
+        raise ConfigError(f"{name}: stem_blocks must be a whole number >= 0 (got {stem_blocks!r})")
+    if not isinstance(final_block, bool):
+        raise ConfigError(f"{name}: final_block must be true or false (got {final_block!r})")
     check_choice(name, "stem", stem, (1, 2))
     check_choice(name, "merge", merge, ("concat", "add"))
     if head is not None:
@@ -96,7 +106,7 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
         x = _maxunpool_unet(inputs, filters, block_fn, rates, skips, blocks_per_level, bn, merge)
     else:
         x = _strided_unet(inputs, filters, block_fn, rates, skips, blocks_per_level, upsample, bn,
-                          stem, merge)
+                          stem, merge, stem_blocks, final_block)
     if full_resolution:
         if head is not None:
             raise ConfigError(f"{name}: head={head!r} upsamples a half-resolution head; with "
@@ -120,7 +130,8 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
 HEADS = ("bilinear", "nearest", "shuffle")
 
 
-def _strided_unet(x, filters, block_fn, rates, skips, blocks_per_level, mode, bn, stem, merge):
+def _strided_unet(x, filters, block_fn, rates, skips, blocks_per_level, mode, bn, stem, merge,
+                  stem_blocks=None, final_block=True):
     """Encoder with stride-2 downsampling; returns the decoder output at 1/``stem`` of the input's
     resolution."""
     features = []
@@ -129,7 +140,10 @@ def _strided_unet(x, filters, block_fn, rates, skips, blocks_per_level, mode, bn
             x = conv_bn_act(x, width, 3, stem, "stem", **bn)
         else:
             x = block_fn(x, width, 2, f"enc{level}_b0", **bn)
-        for b in range(1, blocks_per_level + (level == 0)):
+        # stride-1 blocks: after the stem, or after the level's stride-2 block
+        count = blocks_per_level - 1 if level else \
+            blocks_per_level if stem_blocks is None else stem_blocks
+        for b in range(1, 1 + count):
             x = block_fn(x, width, 1, f"enc{level}_b{b}", **bn)
         features.append(x)
     x = _bottleneck(x, filters[-1], block_fn, rates, bn)
@@ -138,7 +152,8 @@ def _strided_unet(x, filters, block_fn, rates, skips, blocks_per_level, mode, bn
             x = conv_bn_act(x, filters[level], 1, 1, f"dec{level}_proj", **bn)
         x = upsample(x, mode, f"dec{level}_up", filters=filters[level])
         x = _merge(x, features[level], merge, f"dec{level}") if skips else x
-        x = ds_block(x, filters[level], 1, f"dec{level}_b0", **bn)
+        if level or final_block:
+            x = ds_block(x, filters[level], 1, f"dec{level}_b0", **bn)
     return x
 
 
