@@ -171,7 +171,7 @@ def convert_all(model: Path, out: Path, size: int, files=tuple(FILES), trained: 
         same = bool(card) and card.get("input_size") == [size, size] and \
             recipe.get("to") == to and recipe.get("quant") == quant and \
             calibration.get("seed", seed) == seed and \
-            Path((card.get("source") or {}).get("model", "")) == Path(model) and \
+            _same_path((card.get("source") or {}).get("model", ""), model) and \
             target.stat().st_mtime >= Path(model).stat().st_mtime
         if same:
             reused.append(name)
@@ -183,6 +183,12 @@ def convert_all(model: Path, out: Path, size: int, files=tuple(FILES), trained: 
     echo(f"  {out.name}: " + ", ".join(f"{p.name} {p.stat().st_size / 1024:.0f} KB" for p in paths)
          + (f" (reused, same model, size, mode and seed: {', '.join(reused)})" if reused else ""))
     return paths
+
+
+def _same_path(recorded: str, model: Path) -> bool:
+    """Whether a card's source path names ``model``, however either was spelled (relative to
+    another directory, or absolute)."""
+    return bool(recorded) and Path(recorded).resolve() == Path(model).resolve()
 
 
 def seed_folder(out: Path, seed: int) -> Path:
