@@ -130,6 +130,29 @@ def test_a_full_resolution_stem_keeps_the_output_size_and_costs_more():
     create_model("mobile_unet", input_size=8, depth=4, stem=1)  # three halvings: 8 divides
 
 
+def test_the_first_level_has_its_own_width_and_blocks():
+    from edgeseg.flops import keras_cost
+
+    default = create_model("mobile_unet", input_size=SIZE, head="shuffle")
+    narrow = create_model("mobile_unet", input_size=SIZE, head="shuffle", stem_filters=16)
+    widths = lambda m, names: [m.get_layer(n).filters for n in names]  # noqa: E731
+    first = ["stem_conv", "enc0_b1_pw_conv", "dec0_proj_conv", "dec0_b0_pw_conv"]
+    assert widths(narrow, first) == [16] * 4 and widths(default, first) == [32] * 4
+    assert widths(narrow, ["enc1_b0_pw_conv", "enc3_b0_pw_conv"]) == [64, 256]
+    assert keras_cost(narrow).macs < keras_cost(default).macs
+
+    names = lambda m: {layer.name for layer in m.layers}  # noqa: E731
+    bare = create_model("mobile_unet", input_size=SIZE, head="shuffle", stem_blocks=0)
+    assert not any(n.startswith("enc0_b") for n in names(bare)) and "dec0_b0_pw_conv" in names(bare)
+    short = create_model("mobile_unet", input_size=SIZE, head="shuffle", final_block=False)
+    assert "enc0_b1_pw_conv" in names(short) and not any(n.startswith("dec0_b") for n in names(short))
+    deep = create_model("mobile_unet", input_size=SIZE, blocks_per_level=2, stem_blocks=1)
+    assert "enc0_b1_pw_conv" in names(deep) and "enc0_b2_pw_conv" not in names(deep)
+    assert "enc1_b1_pw_conv" in names(deep)  # the other levels keep blocks_per_level
+    for model in (narrow, bare, short):
+        assert model.output_shape == default.output_shape == (None, SIZE, SIZE, 1)
+
+
 @pytest.mark.parametrize("mode", UPSAMPLES)
 def test_merge_add_adds_skips_of_the_same_width(mode):
     from edgeseg.flops import keras_cost
@@ -193,6 +216,9 @@ def test_a_pixel_shuffle_head_converts_to_depth_to_space_in_both_runtimes(tmp_pa
     ("mobile_unet", {"merge": "sum"}, "merge must be one of concat, add"),
     ("mobile_unet", {"head": "cubic"}, "head must be one of bilinear, nearest, shuffle"),
     ("mobile_unet", {"head": "shuffle", "stem": 1}, "head='shuffle' upsamples a half-resolution"),
+    ("mobile_unet", {"stem_filters": 0}, "option stem_filters=0 must be a whole number from 1"),
+    ("mobile_unet", {"stem_blocks": -1}, "stem_blocks must be a whole number >= 0"),
+    ("mobile_unet", {"final_block": "no"}, "final_block must be true or false"),
     ("mobile_unet", {"alpha": 0}, "option alpha=0 must be a number from"),
     ("mobile_unet", {"dilation": 0}, "option dilation=0 must be a whole number from 1"),
     ("mobile_unet", {"num_classes": 0}, "option num_classes=0 must be a whole number from 1"),
