@@ -62,6 +62,8 @@ CONFIGS = (
                                                          "stem_blocks": 0}),
     Candidate("add-shuffle-nofinal", "mobile_unet", {"merge": "add", "head": "shuffle",
                                                      "final_block": False}),
+    Candidate("add-shuffle-stemblocks0-nofinal", "mobile_unet", {
+        "merge": "add", "head": "shuffle", "stem_blocks": 0, "final_block": False}),
 )
 
 
