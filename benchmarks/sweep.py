@@ -64,6 +64,9 @@ CONFIGS = (
                                                      "final_block": False}),
     Candidate("add-shuffle-stemblocks0-nofinal", "mobile_unet", {
         "merge": "add", "head": "shuffle", "stem_blocks": 0, "final_block": False}),
+    Candidate("add-shuffle-stem48-stemblocks0-nofinal", "mobile_unet", {
+        "merge": "add", "head": "shuffle", "stem_filters": 48, "stem_blocks": 0,
+        "final_block": False}),
 )
 
 
