@@ -39,8 +39,8 @@ PEERS = (
     Candidate("xception_unet", "xception_unet", {}),
     Candidate("unet16", "unet", {"base": 16}),
     Candidate("unet64", "unet", {"base": 64}, trained=False),
-    # the sweep's choice on three seeds (python -m benchmarks.sweep): a candidate default
-    Candidate("mobile_unet-a0.75-shuffle", "mobile_unet", {"alpha": 0.75, "head": "shuffle"}),
+    # the default until issue 19 (bilinear head, a block after the stem), beside the new one
+    Candidate("mobile_unet-previous", "mobile_unet", {"head": "bilinear", "stem_blocks": None}),
 )
 DEFAULT = "mobile_unet"
 
