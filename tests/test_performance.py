@@ -126,6 +126,11 @@ def test_the_sweep_rule_takes_the_fastest_within_the_dice_tolerance():
     assert pareto(points) == ["small", "mid", "big"]
     points["mid"]["dice"] = 0.969
     assert choose(points) == "big"
+    # --min-dice: the peers' promise on top of the sweep's own tolerance
+    points["mid"]["dice"] = 0.972
+    assert choose(points, min_dice=0.9714) == "mid"
+    assert choose(points, min_dice=0.973) == "big"
+    assert choose(points, min_dice=0.99) is None  # nothing passes: said, not a fallback pick
 
 
 def _row(model, file, runtime, threads, p50, dice, macs=10 ** 9):
