@@ -96,9 +96,13 @@ def make_converter(model, input_size=None, quant: str = "none",
     elif quant in ("int8", "int16x8") and not qat:
         samples = _representative(representative, (height, width, channels), quant)
         converter.representative_dataset = lambda: ([s[None]] for s in samples)
-        converter.target_spec.supported_ops = [
-            tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if quant == "int8" else
-            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        # int16x8 keeps in float the few ops that have no 16x8 kernel (DEPTH_TO_SPACE, the
+        # default's pixel-shuffle head, among them), as TensorFlow's guide does; inspect shows them
+        # as float islands. int8 has kernels for all of edgeseg's ops and must stay integer.
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8] \
+            if quant == "int8" else \
+            [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
+             tf.lite.OpsSet.TFLITE_BUILTINS]
     if per_tensor:
         if quant not in ("dynamic", "int8", "int16x8"):
             raise ConfigError(f"--per-tensor applies to quantized weights, not --quant {quant}")
