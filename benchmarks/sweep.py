@@ -34,8 +34,8 @@ DICE_TOLERANCE = 0.005  # the rule above
 
 # Options are spelled out in full (not left to the defaults), so the sweep measures the same
 # networks whatever the defaults become: "concat" is the U-Net form; the others change one thing.
-# Until the first level lost its block, every configuration had one there (stem_blocks=None: as
-# many as the other levels) and a bilinear head where not said otherwise.
+# Every configuration has its first-level block (stem_blocks=None: as many as the other levels)
+# and a bilinear head where not said otherwise.
 _OLD = {"stem_blocks": None}
 _CONCAT = {"merge": "concat", "head": "bilinear", **_OLD}
 _ADD = {"merge": "add", "head": "bilinear", **_OLD}
@@ -60,7 +60,7 @@ CONFIGS = (
     # (stem, depthwise, resize and add at 128x128 were 2/3 of add-shuffle's profile): narrower...
     Candidate("add-shuffle-stem16", "mobile_unet", {**_SHUFFLE, **_OLD, "stem_filters": 16}),
     Candidate("add-shuffle-stem8", "mobile_unet", {**_SHUFFLE, **_OLD, "stem_filters": 8}),
-    # ... or as wide, without its encoder block (the default since), its decoder block, or both
+    # ... or as wide, without its encoder block, its decoder block, or both
     Candidate("add-shuffle-stemblocks0", "mobile_unet", {**_SHUFFLE, "stem_blocks": 0}),
     Candidate("add-shuffle-nofinal", "mobile_unet", {**_SHUFFLE, **_OLD, "final_block": False}),
     Candidate("add-shuffle-stemblocks0-nofinal", "mobile_unet", {

@@ -134,36 +134,37 @@ def test_the_first_level_has_its_own_width_and_blocks():
     from edgeseg.flops import keras_cost
 
     names = lambda m: {layer.name for layer in m.layers}  # noqa: E731
-    default = create_model("mobile_unet", input_size=SIZE)  # the stem's output is the first skip
-    assert "head_shuffle" in names(default) and "dec0_b0_pw_conv" in names(default)
-    assert not any(n.startswith("enc0_b") for n in names(default))
-    blocked = create_model("mobile_unet", input_size=SIZE, stem_blocks=None)  # as the other levels
-    narrow = create_model("mobile_unet", input_size=SIZE, stem_blocks=None, stem_filters=16)
+    default = create_model("mobile_unet", input_size=SIZE)  # one block after the stem
+    narrow = create_model("mobile_unet", input_size=SIZE, stem_filters=16)
     widths = lambda m, layers: [m.get_layer(n).filters for n in layers]  # noqa: E731
     first = ["stem_conv", "enc0_b1_pw_conv", "dec0_proj_conv", "dec0_b0_pw_conv"]
-    assert widths(narrow, first) == [16] * 4 and widths(blocked, first) == [32] * 4
+    assert widths(narrow, first) == [16] * 4 and widths(default, first) == [32] * 4
     assert widths(narrow, ["enc1_b0_pw_conv", "enc3_b0_pw_conv"]) == [64, 256]
-    assert keras_cost(narrow).macs < keras_cost(blocked).macs
-    assert keras_cost(default).macs < keras_cost(blocked).macs
+    assert keras_cost(narrow).macs < keras_cost(default).macs
 
-    short = create_model("mobile_unet", input_size=SIZE, stem_blocks=None, final_block=False)
+    bare = create_model("mobile_unet", input_size=SIZE, stem_blocks=0)  # the stem is the skip
+    assert not any(n.startswith("enc0_b") for n in names(bare)) and "dec0_b0_pw_conv" in names(bare)
+    assert keras_cost(bare).macs < keras_cost(default).macs
+    short = create_model("mobile_unet", input_size=SIZE, final_block=False)
     assert "enc0_b1_pw_conv" in names(short) and not any(n.startswith("dec0_b") for n in names(short))
     deep = create_model("mobile_unet", input_size=SIZE, blocks_per_level=2, stem_blocks=1)
     assert "enc0_b1_pw_conv" in names(deep) and "enc0_b2_pw_conv" not in names(deep)
     assert "enc1_b1_pw_conv" in names(deep)  # the other levels keep blocks_per_level
-    for model in (blocked, narrow, short, deep):
+    for model in (narrow, bare, short, deep):
         assert model.output_shape == default.output_shape == (None, SIZE, SIZE, 1)
 
 
-def test_the_default_head_is_a_pixel_shuffle_except_after_a_transposed_decoder():
+def test_the_default_head_upsamples_as_the_decoder_does():
     names = lambda m: {layer.name for layer in m.layers}  # noqa: E731
     for upsample in ("bilinear", "nearest"):
         model = create_model("mobile_unet", input_size=SIZE, upsample=upsample)
-        assert "head_shuffle" in names(model) and f"head_{upsample}" not in names(model)
+        assert f"head_{upsample}" in names(model) and "head_shuffle" not in names(model)
     transposed = create_model("mobile_unet", input_size=SIZE, upsample="transpose")
-    assert "head_logits_transpose" in names(transposed) and "head_shuffle" not in names(transposed)
-    resized = create_model("mobile_unet", input_size=SIZE, head="bilinear")
-    assert "head_bilinear" in names(resized) and resized.output_shape == (None, SIZE, SIZE, 1)
+    assert "head_logits_transpose" in names(transposed)
+    nearest_head = create_model("mobile_unet", input_size=SIZE, head="nearest")
+    assert "head_nearest" in names(nearest_head) and "head_bilinear" not in names(nearest_head)
+    shuffled = create_model("mobile_unet", input_size=SIZE, head="shuffle", stem_blocks=0)
+    assert "head_shuffle" in names(shuffled) and shuffled.output_shape == (None, SIZE, SIZE, 1)
 
 
 @pytest.mark.parametrize("mode", UPSAMPLES)

@@ -31,18 +31,18 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
                 depth: int = 4, block: str = "ds", upsample: str = "bilinear", skips: bool = True,
                 dilation=1, base_filters: int = 32, blocks_per_level: int = 1, stem: int = 2,
                 merge: str = "add", head: str | None = None, stem_filters: int | None = None,
-                stem_blocks: int | None = 0, final_block: bool = True,
+                stem_blocks: int | None = None, final_block: bool = True,
                 bn_momentum: float = 0.9) -> keras.Model:
     """A U-Net with a MobileNet encoder and a depthwise-separable decoder.
 
     The encoder halves the resolution ``depth`` times: a stride-2 3x3 stem (followed by
-    ``stem_blocks`` stride-1 blocks), then per level a stride-2 MobileNet block (``block="ds"``: V1 depthwise + pointwise; ``"ir"``: V2 inverted residual) followed
+    ``stem_blocks`` stride-1 blocks, by default one), then per level a stride-2 MobileNet block (``block="ds"``: V1 depthwise + pointwise; ``"ir"``: V2 inverted residual) followed
     by ``blocks_per_level - 1`` stride-1 blocks; level ``i`` has ``base_filters * 2**i * alpha``
     channels (rounded to a multiple of 8). The deepest level is the bottleneck, where ``dilation``
     (an int, or one rate per extra block) adds atrous blocks to widen the field of view. The decoder
     upsamples, merges the encoder feature of the same resolution (``skips=True``; ``False`` gives
     the plain hour-glass) and applies one depthwise-separable block per level; a 1x1 head gives the
-    class logits at half resolution, laid out at the input's size. ``merge="add"`` (the
+    class logits at half resolution, upsampled to the input's size. ``merge="add"`` (the
     default) first projects the decoder to the skip's width with a 1x1 conv at the lower resolution,
     then upsamples and adds the skip (LinkNet-style); ``merge="concat"`` concatenates as the U-Net
     paper does. On the 300-step sweep (``python -m benchmarks.sweep``) "add" was 1.6x faster at
@@ -51,17 +51,16 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
     resolution instead (the encoder then halves ``depth - 1`` times and the head needs no upsampling):
     finer boundaries for about 4x the MACs of the first and last levels.
 
-    ``head`` says how the half-resolution head reaches the input's size (``stem=2``): ``"shuffle"``
-    predicts ``4 * num_classes`` logits per pixel and lays them out as 2x2 patches (pixel shuffle,
+    ``head`` says how the half-resolution head reaches the input's size (``stem=2``): by default as
+    the decoder upsamples (``upsample``: resized, or a transposed convolution); ``"bilinear"`` or
+    ``"nearest"`` resize the class logits whatever the decoder does; ``"shuffle"`` predicts
+    ``4 * num_classes`` logits per pixel and lays them out as 2x2 patches (pixel shuffle,
     DEPTH_TO_SPACE): a learned upsampling that only moves values, where resizing a one-channel map
-    costs XNNPACK more than the convolutions before it; ``"bilinear"`` or ``"nearest"`` resize the
-    class logits. None (the default) is ``"shuffle"``, except after a transposed-convolution decoder,
-    whose head is a transposed convolution too.
+    costs XNNPACK more than the convolutions before it.
 
-    The defaults are the sweep's (``python -m benchmarks.sweep``, 3 seeds, README "Performance"):
-    ``merge="add"``, the pixel-shuffle head and ``stem_blocks=0`` (the stem's output is the first
-    skip: the first level is where the time goes, and its encoder block bought 0.0008 Dice for a
-    fifth of the latency).
+    ``head="shuffle", stem_blocks=0`` is the sweep's candidate default (README "Performance": 1.2x
+    faster at 300 steps for 0.0015 Dice) but not the default: it learns slowly in its first ~100
+    steps, where short runs (``edgeseg run --quick`` on a small folder) then learn nothing.
 
     With ``upsample="maxunpool"`` the encoder downsamples by 2x2 max-pooling instead of strides (the
     stem runs at full resolution, whatever ``stem`` says) and the decoder puts values back at the pooling positions
@@ -74,8 +73,8 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
             block and the head's input), whatever ``alpha`` gives the others; None: like the
             others. That level runs at the highest resolution, where time goes to memory traffic
             more than to MACs (MobileNetV3's 16-channel stem follows the same reasoning).
-        stem_blocks: stride-1 blocks after the stem, at the first level (default 0: the stem's
-            output is the first skip); None: ``blocks_per_level``, like the other levels.
+        stem_blocks: stride-1 blocks after the stem, at the first level; None (the default):
+            ``blocks_per_level``, like the other levels; 0 makes the stem's output the first skip.
         final_block: False leaves out the decoder's block at the first level: the head classifies
             the sum of the upsampled decoder and the first skip directly.
         bn_momentum: 0.9, not Keras' 0.99: short CPU fine-tunes otherwise leave the moving statistics
@@ -118,14 +117,15 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
             raise ConfigError(f"{name}: head={head!r} upsamples a half-resolution head; with "
                               f"upsample='maxunpool' or stem=1 the head is at full resolution")
         logits = classifier(x, num_classes)
-    elif head == "shuffle" or (head is None and upsample != "transpose"):
+    elif head == "shuffle":
         logits = DepthToSpace(2, name="head_shuffle")(classifier(x, 4 * num_classes))
-    elif head is not None:  # a 1x1 conv commutes with resizing: classify first, resize less
-        logits = layers.UpSampling2D(2, interpolation=head, name=f"head_{head}")(
-            classifier(x, num_classes))
-    else:  # after a transposed-convolution decoder
+    elif head is None and upsample == "transpose":
         logits = layers.Conv2DTranspose(num_classes, 2, strides=2, padding="same",
                                         name="head_logits_transpose")(x)
+    else:  # a 1x1 conv commutes with resizing: classify first, resize less
+        mode = head or upsample
+        logits = layers.UpSampling2D(2, interpolation=mode, name=f"head_{mode}")(
+            classifier(x, num_classes))
     return keras.Model(inputs, probabilities(logits, num_classes), name=name)
 
 
