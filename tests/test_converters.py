@@ -167,17 +167,6 @@ def test_compaction_shares_vectors_and_changes_no_output(tiny_run):
     np.testing.assert_array_equal(outputs[0], outputs[1])
 
 
-def test_int16x8_keeps_only_the_ops_without_16x8_kernels_in_float(converted):
-    """The default's pixel-shuffle head has no 16x8 kernel: it stays float (TensorFlow's fallback),
-    everything else computes in int16; before the fallback the conversion failed outright."""
-    from edgeseg.inspection import inspect_file
-
-    path, output = converted[("tflite", "int16x8")]
-    report = inspect_file(path)
-    assert [island["op"] for island in report["float_islands"]] == ["DEPTH_TO_SPACE"]
-    assert report["activation_types"].get("int16", 0) > 10 and "agreement" in output
-
-
 def test_inspect_prints_ops_types_islands_and_bytes(converted, runner):
     path, _ = converted[("tflite", "int8")]
     result = runner.invoke(cli, ["inspect", str(path)])
