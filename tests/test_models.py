@@ -233,6 +233,7 @@ def test_a_pixel_shuffle_head_converts_to_depth_to_space_in_both_runtimes(tmp_pa
     ("mobile_unet", {"stem_filters": 0}, "option stem_filters=0 must be a whole number from 1"),
     ("mobile_unet", {"stem_blocks": -1}, "stem_blocks must be a whole number >= 0"),
     ("mobile_unet", {"final_block": "no"}, "final_block must be true or false"),
+    ("mobile_unet", {"upsample": "maxunpool", "stem_blocks": 0}, "has its own first level"),
     ("mobile_unet", {"alpha": 0}, "option alpha=0 must be a number from"),
     ("mobile_unet", {"dilation": 0}, "option dilation=0 must be a whole number from 1"),
     ("mobile_unet", {"num_classes": 0}, "option num_classes=0 must be a whole number from 1"),

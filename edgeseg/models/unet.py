@@ -36,8 +36,9 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
     """A U-Net with a MobileNet encoder and a depthwise-separable decoder.
 
     The encoder halves the resolution ``depth`` times: a stride-2 3x3 stem (followed by
-    ``stem_blocks`` stride-1 blocks, by default one), then per level a stride-2 MobileNet block (``block="ds"``: V1 depthwise + pointwise; ``"ir"``: V2 inverted residual) followed
-    by ``blocks_per_level - 1`` stride-1 blocks; level ``i`` has ``base_filters * 2**i * alpha``
+    ``stem_blocks`` stride-1 blocks, by default one), then per level a stride-2 MobileNet block
+    (``block="ds"``: V1 depthwise + pointwise; ``"ir"``: V2 inverted residual) followed by
+    ``blocks_per_level - 1`` stride-1 blocks; level ``i`` has ``base_filters * 2**i * alpha``
     channels (rounded to a multiple of 8). The deepest level is the bottleneck, where ``dilation``
     (an int, or one rate per extra block) adds atrous blocks to widen the field of view. The decoder
     upsamples, merges the encoder feature of the same resolution (``skips=True``; ``False`` gives
@@ -94,6 +95,9 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
         raise ConfigError(f"{name}: stem_blocks must be a whole number >= 0 (got {stem_blocks!r})")
     if not isinstance(final_block, bool):
         raise ConfigError(f"{name}: final_block must be true or false (got {final_block!r})")
+    if upsample == "maxunpool" and (stem_blocks is not None or not final_block):
+        raise ConfigError(f"{name}: stem_blocks and final_block shape the strided U-Net; "
+                          f"upsample='maxunpool' has its own first level")
     check_choice(name, "stem", stem, (1, 2))
     check_choice(name, "merge", merge, ("concat", "add"))
     if head is not None:

@@ -66,8 +66,8 @@ def create_model(name: str, **options):
 # (a NaN width or a depth of 99 otherwise fails deep inside Keras, or not at all)
 RANGES = {"alpha": (float, 1 / 64, 8.0), "depth": (int, 1, 7), "base_filters": (int, 1, 1024),
           "base": (int, 1, 1024), "bn_momentum": (float, 0.0, 0.999),
-          "blocks_per_level": (int, 1, 8), "stem": (int, 1, 8), "stem_filters": (int, 1, 1024), "dilation": (int, 1, 64),
-          "channels": (int, 1, 64), "num_classes": (int, 1, 255)}
+          "blocks_per_level": (int, 1, 8), "stem": (int, 1, 8), "stem_filters": (int, 1, 1024),
+          "dilation": (int, 1, 64), "channels": (int, 1, 64), "num_classes": (int, 1, 255)}
 
 
 def check_options(name: str, options: dict) -> None:
@@ -75,7 +75,7 @@ def check_options(name: str, options: dict) -> None:
     import math
 
     for key, value in options.items():
-        if key not in RANGES or (value is None and key == "stem_filters"):  # None: its default
+        if key not in RANGES or value is None:  # None: the option's default (the builder checks)
             continue
         kind, low, high = RANGES[key]
         values = value if isinstance(value, (list, tuple)) and key == "dilation" else (value,)
