@@ -219,6 +219,23 @@ def test_a_pixel_shuffle_head_converts_to_depth_to_space_in_both_runtimes(tmp_pa
     np.testing.assert_allclose(load(onnx_path).predict(image), want, atol=1e-4)
 
 
+def test_the_pixel_shuffle_head_starts_as_nearest_upsampling_and_keeps_its_initialiser(tmp_path):
+    from edgeseg._keras import keras
+    from edgeseg.models.blocks import ICNR
+
+    model = create_model("mobile_unet", input_size=SIZE, num_classes=3, alpha=0.25, head="shuffle")
+    kernel = model.get_layer("head_logits").get_weights()[0]  # (1, 1, C, 4 * 3)
+    for offset in range(1, 4):  # each 2x2 sub-pixel starts with the same filters (ICNR)
+        np.testing.assert_array_equal(kernel[..., 3 * offset:3 * offset + 3], kernel[..., :3])
+    logits = keras.Model(model.input, model.get_layer("head_shuffle").output)(_images(1))
+    np.testing.assert_array_equal(logits[:, ::2, ::2], logits[:, 1::2, 1::2])
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert isinstance(loaded.get_layer("head_logits").kernel_initializer, ICNR)
+    with pytest.raises(ValueError, match="do not divide by 4"):
+        ICNR(2)((1, 1, 8, 6))
+
+
 @pytest.mark.parametrize("name, options, message", [
     ("resnet_unet", {}, "valid models: mobile_unet, tutorial_unet, unet, xception_unet"),
     ("mobile_unet", {"input_size": 100}, "does not divide by 16"),

@@ -104,6 +104,32 @@ class DepthToSpace(layers.Layer):
         return {**super().get_config(), "block_size": self.block_size}
 
 
+@keras.utils.register_keras_serializable(package="edgeseg")
+class ICNR(keras.initializers.Initializer):
+    """ICNR (Aitken et al. 2017, "Checkerboard artifact free sub-pixel convolution"): the kernel of
+    a convolution followed by ``DepthToSpace(block_size)`` starts as the same ``base`` kernel
+    repeated for each of the ``block_size**2`` sub-pixel positions, so the pixel shuffle starts as
+    nearest upsampling of one convolution. Initialised independently, the sub-pixel filters
+    disagree and each learns from a quarter of the pixels: short runs learn much less.
+    """
+
+    def __init__(self, block_size: int = 2, base="glorot_uniform"):
+        self.block_size = int(block_size)
+        self.base = keras.initializers.get(base)
+
+    def __call__(self, shape, dtype=None, **kwargs):
+        copies = self.block_size ** 2
+        if shape[-1] % copies:
+            raise ValueError(f"ICNR: {shape[-1]} output channels do not divide by {copies}")
+        kernel = self.base((*shape[:-1], shape[-1] // copies), dtype=dtype)
+        # DEPTH_TO_SPACE takes channel (dy * b + dx) * C + c to offset (dy, dx) of class c
+        return tf.tile(kernel, [1] * (len(shape) - 1) + [copies])
+
+    def get_config(self):
+        return {"block_size": self.block_size,
+                "base": keras.initializers.serialize(self.base)}
+
+
 def _upsample_nearest(x):
     return keras.backend.resize_images(x, 2, 2, "channels_last", interpolation="nearest")
 
@@ -124,9 +150,10 @@ def upsample(x, mode: str, name: str, *, filters: int | None = None):
     raise ValueError(f"upsample mode {mode!r} is built by the caller")
 
 
-def classifier(x, num_classes: int, name: str = "head"):
+def classifier(x, num_classes: int, name: str = "head", kernel_initializer="glorot_uniform"):
     """1x1 conv to class logits (``{name}_logits``), kept apart from the activation (``probs``)."""
-    return layers.Conv2D(num_classes, 1, name=f"{name}_logits")(x)
+    return layers.Conv2D(num_classes, 1, kernel_initializer=kernel_initializer,
+                         name=f"{name}_logits")(x)
 
 
 def probabilities(logits, num_classes: int):

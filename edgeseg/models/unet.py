@@ -9,6 +9,7 @@ from __future__ import annotations
 from edgeseg._keras import keras, layers
 from edgeseg.models.blocks import (
     UPSAMPLE_MODES,
+    ICNR,
     DepthToSpace,
     MaxUnpool2D,
     check_choice,
@@ -122,7 +123,8 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
                               f"upsample='maxunpool' or stem=1 the head is at full resolution")
         logits = classifier(x, num_classes)
     elif head == "shuffle":
-        logits = DepthToSpace(2, name="head_shuffle")(classifier(x, 4 * num_classes))
+        logits = DepthToSpace(2, name="head_shuffle")(
+            classifier(x, 4 * num_classes, kernel_initializer=ICNR(2)))
     elif head is None and upsample == "transpose":
         logits = layers.Conv2DTranspose(num_classes, 2, strides=2, padding="same",
                                         name="head_logits_transpose")(x)
