@@ -173,16 +173,21 @@ def _layer_kinds(model):
 
 
 @pytest.mark.parametrize("upsample", [*DECODERS, "shuffle-head"])
-def test_qat_wraps_and_trains_every_decoder(tiny_data, upsample):
-    from edgeseg.models.saving import is_quantization_aware
+def test_qat_wraps_trains_and_reloads_every_decoder(tiny_data, upsample, tmp_path):
+    from edgeseg.models.saving import is_quantization_aware, load_model, save_model
     from edgeseg.optimize.quantize import quantize_for_training
 
     model = _model(head="shuffle") if upsample == "shuffle-head" else _model(upsample)
     qat = quantize_for_training(model, "default")
     assert is_quantization_aware(qat) and "QuantizeLayer" in _layer_kinds(qat)
     _finetune(qat, tiny_data)
-    out = qat(np.random.rand(1, 32, 32, 1).astype("float32"), training=False).numpy()
+    image = np.random.rand(1, 32, 32, 1).astype("float32")
+    out = qat(image, training=False).numpy()
     assert out.shape == (1, 32, 32, 1) and np.isfinite(out).all()
+    # QAT models are saved as .h5 (see optimize), whose loader must find the zoo's own objects
+    # (the shuffle head's initializer once was not, reported as tfmot's QuantizeLayer)
+    loaded = load_model(save_model(qat, tmp_path / "qat.h5"))
+    np.testing.assert_allclose(loaded(image, training=False).numpy(), out, atol=1e-6)
 
 
 @pytest.mark.parametrize("upsample", DECODERS)

@@ -44,14 +44,14 @@ def load_model(path, *, unsafe: bool = False, custom_objects: dict | None = None
     if not unsafe and carries_code(path):
         # Keras' safe_mode covers the .keras format only; a legacy .h5 would run the code
         raise code_refused(path)
-    try:
-        with quantize_scope():
+    with quantize_scope():  # also while naming a missing class: tfmot's are known in it
+        try:
             return keras.models.load_model(str(path), compile=False, safe_mode=not unsafe,
                                            custom_objects=custom_objects or given() or None)
-    except (ValueError, TypeError) as error:
-        raise load_error(path, error, keras, "tf-keras") from None
-    except (OSError, KeyError) as error:
-        raise EdgesegError(f"{path}: not a Keras model file ({type(error).__name__})") from None
+        except (ValueError, TypeError) as error:
+            raise load_error(path, error, keras, "tf-keras") from None
+        except (OSError, KeyError) as error:
+            raise EdgesegError(f"{path}: not a Keras model file ({type(error).__name__})") from None
 
 
 def is_quantization_aware(model) -> bool:

@@ -37,7 +37,7 @@ from tensorflow_model_optimization.python.core.quantization.keras.default_8bit i
 
 from edgeseg._keras import keras, layers, tf
 from edgeseg.errors import ConfigError
-from edgeseg.models.blocks import DepthToSpace, MaxUnpool2D
+from edgeseg.models.blocks import ICNR, DepthToSpace, MaxUnpool2D
 from edgeseg.optimize.selection import producers
 
 SCHEMES = ("default", "prune", "cluster", "prune+cluster")
@@ -81,7 +81,7 @@ def _scheme(name: str):
 
 def custom_objects() -> dict:
     """What a saved QAT model of the zoo needs besides tfmot's own objects."""
-    return {"MaxUnpool2D": MaxUnpool2D, "DepthToSpace": DepthToSpace,
+    return {"MaxUnpool2D": MaxUnpool2D, "DepthToSpace": DepthToSpace, "ICNR": ICNR,
             "Default8BitOutputQuantizeConfig": _configs.Default8BitOutputQuantizeConfig,
             "Default8BitConvTransposeQuantizeConfig":
                 _registry.Default8BitConvTransposeQuantizeConfig,
