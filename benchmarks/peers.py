@@ -39,10 +39,8 @@ PEERS = (
     Candidate("xception_unet", "xception_unet", {}),
     Candidate("unet16", "unet", {"base": 16}),
     Candidate("unet64", "unet", {"base": 64}, trained=False),
-    # the sweep's choice on three seeds (python -m benchmarks.sweep --min-dice): a candidate
-    # default, not the default while it learns slowly in short runs (README "Performance")
-    Candidate("mobile_unet-stemblocks0-shuffle", "mobile_unet", {"head": "shuffle",
-                                                                 "stem_blocks": 0}),
+    # the default until issue 19 (a block after the stem), beside the new one
+    Candidate("mobile_unet-previous", "mobile_unet", {"head": "bilinear", "stem_blocks": None}),
 )
 DEFAULT = "mobile_unet"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -134,23 +136,24 @@ def test_the_first_level_has_its_own_width_and_blocks():
     from edgeseg.flops import keras_cost
 
     names = lambda m: {layer.name for layer in m.layers}  # noqa: E731
-    default = create_model("mobile_unet", input_size=SIZE)  # one block after the stem
-    narrow = create_model("mobile_unet", input_size=SIZE, stem_filters=16)
+    default = create_model("mobile_unet", input_size=SIZE)  # the stem's output is the first skip
+    assert "head_bilinear" in names(default) and "dec0_b0_pw_conv" in names(default)
+    assert not any(n.startswith("enc0_b") for n in names(default))
+    blocked = create_model("mobile_unet", input_size=SIZE, stem_blocks=None)  # as the other levels
+    narrow = create_model("mobile_unet", input_size=SIZE, stem_blocks=None, stem_filters=16)
     widths = lambda m, layers: [m.get_layer(n).filters for n in layers]  # noqa: E731
     first = ["stem_conv", "enc0_b1_pw_conv", "dec0_proj_conv", "dec0_b0_pw_conv"]
-    assert widths(narrow, first) == [16] * 4 and widths(default, first) == [32] * 4
+    assert widths(narrow, first) == [16] * 4 and widths(blocked, first) == [32] * 4
     assert widths(narrow, ["enc1_b0_pw_conv", "enc3_b0_pw_conv"]) == [64, 256]
-    assert keras_cost(narrow).macs < keras_cost(default).macs
+    assert keras_cost(narrow).macs < keras_cost(blocked).macs
+    assert keras_cost(default).macs < keras_cost(blocked).macs
 
-    bare = create_model("mobile_unet", input_size=SIZE, stem_blocks=0)  # the stem is the skip
-    assert not any(n.startswith("enc0_b") for n in names(bare)) and "dec0_b0_pw_conv" in names(bare)
-    assert keras_cost(bare).macs < keras_cost(default).macs
-    short = create_model("mobile_unet", input_size=SIZE, final_block=False)
+    short = create_model("mobile_unet", input_size=SIZE, stem_blocks=None, final_block=False)
     assert "enc0_b1_pw_conv" in names(short) and not any(n.startswith("dec0_b") for n in names(short))
     deep = create_model("mobile_unet", input_size=SIZE, blocks_per_level=2, stem_blocks=1)
     assert "enc0_b1_pw_conv" in names(deep) and "enc0_b2_pw_conv" not in names(deep)
     assert "enc1_b1_pw_conv" in names(deep)  # the other levels keep blocks_per_level
-    for model in (narrow, bare, short, deep):
+    for model in (blocked, narrow, short, deep):
         assert model.output_shape == default.output_shape == (None, SIZE, SIZE, 1)
 
 
@@ -163,7 +166,7 @@ def test_the_default_head_upsamples_as_the_decoder_does():
     assert "head_logits_transpose" in names(transposed)
     nearest_head = create_model("mobile_unet", input_size=SIZE, head="nearest")
     assert "head_nearest" in names(nearest_head) and "head_bilinear" not in names(nearest_head)
-    shuffled = create_model("mobile_unet", input_size=SIZE, head="shuffle", stem_blocks=0)
+    shuffled = create_model("mobile_unet", input_size=SIZE, head="shuffle")
     assert "head_shuffle" in names(shuffled) and shuffled.output_shape == (None, SIZE, SIZE, 1)
 
 
@@ -219,19 +222,26 @@ def test_a_pixel_shuffle_head_converts_to_depth_to_space_in_both_runtimes(tmp_pa
     np.testing.assert_allclose(load(onnx_path).predict(image), want, atol=1e-4)
 
 
-def test_the_pixel_shuffle_head_starts_as_nearest_upsampling_and_keeps_its_initialiser(tmp_path):
+def test_the_pixel_shuffle_head_shares_a_draw_between_sub_pixels_and_keeps_its_initialiser(tmp_path):
     from edgeseg._keras import keras
     from edgeseg.models.blocks import ICNR
 
-    model = create_model("mobile_unet", input_size=SIZE, num_classes=3, alpha=0.25, head="shuffle")
-    kernel = model.get_layer("head_logits").get_weights()[0]  # (1, 1, C, 4 * 3)
-    for offset in range(1, 4):  # each 2x2 sub-pixel starts with the same filters (ICNR)
+    kernel = ICNR(2, noise=0.0)((1, 1, 8, 12)).numpy()  # pure ICNR: nearest upsampling at first
+    for offset in range(1, 4):
         np.testing.assert_array_equal(kernel[..., 3 * offset:3 * offset + 3], kernel[..., :3])
-    logits = keras.Model(model.input, model.get_layer("head_shuffle").output)(_images(1))
-    np.testing.assert_array_equal(logits[:, ::2, ::2], logits[:, 1::2, 1::2])
+    keras.utils.set_random_seed(0)
+    kernels = np.stack([ICNR(2)((1, 1, 64, 4)).numpy().ravel() for _ in range(200)])
+    share = np.corrcoef(kernels[:, ::4].ravel(), kernels[:, 1::4].ravel())[0, 1]
+    assert 0.3 < share < 0.7  # half the variance shared (noise=1): correlated, not equal
+    with warnings.catch_warnings():  # one initializer called twice would repeat its draw
+        warnings.simplefilter("error")
+        ICNR(2)((1, 1, 8, 4))
+    model = create_model("mobile_unet", input_size=SIZE, num_classes=3, alpha=0.25, head="shuffle")
+    assert isinstance(model.get_layer("head_logits").kernel_initializer, ICNR)
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
-    assert isinstance(loaded.get_layer("head_logits").kernel_initializer, ICNR)
+    assert loaded.get_layer("head_logits").kernel_initializer.get_config() == \
+        model.get_layer("head_logits").kernel_initializer.get_config()
     with pytest.raises(ValueError, match="do not divide by 4"):
         ICNR(2)((1, 1, 8, 6))
 
@@ -250,7 +260,7 @@ def test_the_pixel_shuffle_head_starts_as_nearest_upsampling_and_keeps_its_initi
     ("mobile_unet", {"stem_filters": 0}, "option stem_filters=0 must be a whole number from 1"),
     ("mobile_unet", {"stem_blocks": -1}, "stem_blocks must be a whole number >= 0"),
     ("mobile_unet", {"final_block": "no"}, "final_block must be true or false"),
-    ("mobile_unet", {"upsample": "maxunpool", "stem_blocks": 0}, "has its own first level"),
+    ("mobile_unet", {"upsample": "maxunpool", "stem_blocks": 1}, "has its own first level"),
     ("mobile_unet", {"alpha": 0}, "option alpha=0 must be a number from"),
     ("mobile_unet", {"dilation": 0}, "option dilation=0 must be a whole number from 1"),
     ("mobile_unet", {"num_classes": 0}, "option num_classes=0 must be a whole number from 1"),

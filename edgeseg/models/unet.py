@@ -32,19 +32,19 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
                 depth: int = 4, block: str = "ds", upsample: str = "bilinear", skips: bool = True,
                 dilation=1, base_filters: int = 32, blocks_per_level: int = 1, stem: int = 2,
                 merge: str = "add", head: str | None = None, stem_filters: int | None = None,
-                stem_blocks: int | None = None, final_block: bool = True,
+                stem_blocks: int | None = 0, final_block: bool = True,
                 bn_momentum: float = 0.9) -> keras.Model:
     """A U-Net with a MobileNet encoder and a depthwise-separable decoder.
 
     The encoder halves the resolution ``depth`` times: a stride-2 3x3 stem (followed by
-    ``stem_blocks`` stride-1 blocks, by default one), then per level a stride-2 MobileNet block
+    ``stem_blocks`` stride-1 blocks, by default none), then per level a stride-2 MobileNet block
     (``block="ds"``: V1 depthwise + pointwise; ``"ir"``: V2 inverted residual) followed by
     ``blocks_per_level - 1`` stride-1 blocks; level ``i`` has ``base_filters * 2**i * alpha``
     channels (rounded to a multiple of 8). The deepest level is the bottleneck, where ``dilation``
     (an int, or one rate per extra block) adds atrous blocks to widen the field of view. The decoder
     upsamples, merges the encoder feature of the same resolution (``skips=True``; ``False`` gives
     the plain hour-glass) and applies one depthwise-separable block per level; a 1x1 head gives the
-    class logits at half resolution, upsampled to the input's size. ``merge="add"`` (the
+    class logits at half resolution, laid out at the input's size. ``merge="add"`` (the
     default) first projects the decoder to the skip's width with a 1x1 conv at the lower resolution,
     then upsamples and adds the skip (LinkNet-style); ``merge="concat"`` concatenates as the U-Net
     paper does. On the 300-step sweep (``python -m benchmarks.sweep``) "add" was 1.6x faster at
@@ -58,11 +58,13 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
     ``"nearest"`` resize the class logits whatever the decoder does; ``"shuffle"`` predicts
     ``4 * num_classes`` logits per pixel and lays them out as 2x2 patches (pixel shuffle,
     DEPTH_TO_SPACE): a learned upsampling that only moves values, where resizing a one-channel map
-    costs XNNPACK more than the convolutions before it.
+    costs XNNPACK more than the convolutions before it. Its filters start half shared (see
+    :class:`~edgeseg.models.blocks.ICNR`), or short runs learn little.
 
-    ``head="shuffle", stem_blocks=0`` is the sweep's candidate default (README "Performance": 1.2x
-    faster at 300 steps for 0.0015 Dice) but not the default: it learns slowly in its first ~100
-    steps, where short runs (``edgeseg run --quick`` on a small folder) then learn nothing.
+    ``stem_blocks=0`` is the default since the 3-seed sweep (``python -m benchmarks.sweep``,
+    README "Performance"): the first level, at half the input's resolution, is where the time
+    goes, and its encoder block bought 0.0008 Dice (0.9730 against 0.9722, mean of 3 seeds at 300
+    steps) for 1.17x the latency (3.13 against 2.68 ms, fp32 .tflite, 256x256, 1 thread).
 
     With ``upsample="maxunpool"`` the encoder downsamples by 2x2 max-pooling instead of strides (the
     stem runs at full resolution, whatever ``stem`` says) and the decoder puts values back at the pooling positions
@@ -75,8 +77,8 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
             block and the head's input), whatever ``alpha`` gives the others; None: like the
             others. That level runs at the highest resolution, where time goes to memory traffic
             more than to MACs (MobileNetV3's 16-channel stem follows the same reasoning).
-        stem_blocks: stride-1 blocks after the stem, at the first level; None (the default):
-            ``blocks_per_level``, like the other levels; 0 makes the stem's output the first skip.
+        stem_blocks: stride-1 blocks after the stem, at the first level (default 0: the stem's
+            output is the first skip); None: ``blocks_per_level``, like the other levels.
         final_block: False leaves out the decoder's block at the first level: the head classifies
             the sum of the upsampled decoder and the first skip directly.
         bn_momentum: 0.9, not Keras' 0.99: short CPU fine-tunes otherwise leave the moving statistics
@@ -96,9 +98,9 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
         raise ConfigError(f"{name}: stem_blocks must be a whole number >= 0 (got {stem_blocks!r})")
     if not isinstance(final_block, bool):
         raise ConfigError(f"{name}: final_block must be true or false (got {final_block!r})")
-    if upsample == "maxunpool" and (stem_blocks is not None or not final_block):
+    if upsample == "maxunpool" and (stem_blocks != 0 or not final_block):
         raise ConfigError(f"{name}: stem_blocks and final_block shape the strided U-Net; "
-                          f"upsample='maxunpool' has its own first level")
+                          f"upsample='maxunpool' has its own first level (leave them unset)")
     check_choice(name, "stem", stem, (1, 2))
     check_choice(name, "merge", merge, ("concat", "add"))
     if head is not None:
