@@ -91,8 +91,10 @@ def train(candidate: Candidate, out: Path, steps: int, seed: int = 0, echo=print
     """Train (or build, when ``trained`` is False) ``candidate`` into ``out/model.keras``.
 
     ``steps`` optimizer steps of 16 crops. A finished model is reused only when it was made with
-    the same parameters (model, options, steps, seed, data: the ``key`` in ``budget.json``), and
-    that is said. Returns ``{"dice": validation Dice or None, "seconds": ..., "key": ...}``.
+    the same parameters (model, options, steps, seed, data: the ``key`` in ``budget.json``) and the
+    same network (its ``architecture``: layers and initializers, which a change of the zoo's
+    defaults or code changes under the same options), and that is said. Returns ``{"dice":
+    validation Dice or None, "seconds": ..., "key": ...}``.
     """
     from edgeseg.config import DataConfig, ModelConfig, TrainConfig, train_defaults
     from edgeseg.train import MODEL_FILE, fit
@@ -100,6 +102,7 @@ def train(candidate: Candidate, out: Path, steps: int, seed: int = 0, echo=print
     out.mkdir(parents=True, exist_ok=True)
     summary = out / "budget.json"
     key = {"model": candidate.model, "options": dict(candidate.options),
+           "architecture": architecture(candidate),
            "trained": candidate.trained, "steps": steps if candidate.trained else 0,
            "seed": seed, "data": DATA, "train_size": TRAIN_SIZE}
     if (out / MODEL_FILE).exists() and summary.exists():
@@ -129,6 +132,19 @@ def train(candidate: Candidate, out: Path, steps: int, seed: int = 0, echo=print
     echo(f"  {candidate.label}: " + (f"validation Dice {info['dice']:.4f}, {info['seconds']:.0f} s"
                                      if info["dice"] is not None else "random weights"))
     return info
+
+
+def architecture(candidate: Candidate) -> str:
+    """A digest of the network ``candidate`` builds (its Keras config: every layer, option and
+    initializer), so a cached model is not taken for one that code or default changes made
+    different under the same options."""
+    import hashlib
+
+    from edgeseg.models import create_model
+
+    model = create_model(candidate.model, input_size=TRAIN_SIZE, channels=1, num_classes=1,
+                         **candidate.options)
+    return hashlib.sha256(model.to_json().encode()).hexdigest()[:16]
 
 
 def _differences(old: dict | None, new: dict) -> str:

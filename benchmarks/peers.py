@@ -1,8 +1,8 @@
 """``python -m benchmarks.peers``: the default ``mobile_unet`` against what a user would have built.
 
 Trains ``mobile_unet`` (the default), ``tutorial_unet`` (TensorFlow's tutorial, alpha 1.0),
-``xception_unet`` (the keras.io Oxford-Pets model) and ``unet`` base 16 on the same data and step
-budget (:mod:`benchmarks.budget`); builds ``unet`` base 64 (the paper's width) with random weights,
+``xception_unet`` (the keras.io Oxford-Pets model), ``unet`` base 16 and ``mobile_unet-previous``
+(the default before issue 19: a block after the stem) on the same data and step budget (:mod:`benchmarks.budget`); builds ``unet`` base 64 (the paper's width) with random weights,
 for MACs and latency only; converts each to TFLite fp32/int8 and ONNX fp32/int8; benchmarks every
 file in one interleaved run at 1 and 2 threads; measures the roofline of each runtime, data type and
 thread count (:mod:`benchmarks.roofline`: one large 1x1 convolution) and the default model's per-op

@@ -156,13 +156,15 @@ def _classes(node, found: list[str]) -> list[str]:
     return found
 
 
-def _unknown_class(path: Path, keras_module) -> str | None:
-    """The first class the file's config names that neither Keras nor the custom objects know."""
+def _unknown_class(path: Path, keras_module, known_scope=None) -> str | None:
+    """The first class the file's config names that neither Keras nor the custom objects know.
+    ``known_scope(names)``: the names a loading scope supplies, given the file's class names."""
     config = _model_config(path)
     if config is None:
         return None
-    known = set(_CUSTOM_OBJECTS)
-    for name in _classes(config, []):
+    names = _classes(config, [])
+    known = set(_CUSTOM_OBJECTS) | set(known_scope(names) if known_scope else ())
+    for name in names:
         short = name.split(">")[-1]
         if short.startswith("__") or short in known or name in known:
             continue
@@ -224,13 +226,15 @@ def _load_keras3(path: Path, unsafe: bool):
         raise load_error(path, error, keras, "Keras 3") from None
 
 
-def load_error(path: Path, error: Exception, keras_module, label: str) -> EdgesegError:
+def load_error(path: Path, error: Exception, keras_module, label: str,
+               known_scope=None) -> EdgesegError:
     """One line for a Keras model that does not load: the class that is missing and the option
-    that supplies it, code that needs --unsafe, or the loader's first line."""
+    that supplies it, code that needs --unsafe, or the loader's first line. ``known_scope``: see
+    :func:`_unknown_class`."""
     message = str(error)
     if "Lambda" in message or "safe_mode" in message:
         return code_refused(path)
-    missing = _unknown_class(path, keras_module)
+    missing = _unknown_class(path, keras_module, known_scope)
     if missing:
         given = f" (--custom-objects {', '.join(_CUSTOM_SOURCES)} does not define it)" \
             if _CUSTOM_SOURCES else ""

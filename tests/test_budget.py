@@ -169,6 +169,12 @@ def test_budget_caches_are_keyed_on_what_made_them(tmp_path):
     assert "reused" in lines[-1]
     train(candidate, tmp_path, steps=5, seed=1, echo=lines.append)
     assert any("other parameters" in line and "seed 0 -> 1" in line for line in lines)
+    # the same options, another network (as when a default of the zoo changes): built again
+    summary = json.loads((tmp_path / "budget.json").read_text())
+    summary["key"]["architecture"] = "a network made by older code"
+    (tmp_path / "budget.json").write_text(json.dumps(summary))
+    train(candidate, tmp_path, steps=5, seed=1, echo=lines.append)
+    assert "architecture" in lines[-2] and "reused" not in lines[-1]
     model = tmp_path / "model.keras"
     convert_all(model, tmp_path, 32, ("fp32.tflite",), trained=False, echo=lines.append)
     first = (tmp_path / "fp32.tflite").stat().st_mtime_ns

@@ -155,6 +155,10 @@ def test_the_first_level_has_its_own_width_and_blocks():
     assert "enc1_b1_pw_conv" in names(deep)  # the other levels keep blocks_per_level
     for model in (blocked, narrow, short, deep):
         assert model.output_shape == default.output_shape == (None, SIZE, SIZE, 1)
+    for stem_blocks, first in ((None, {"enc0_b1_pw_conv"}), (0, set())):  # maxunpool's too
+        unpooled = create_model("mobile_unet", input_size=SIZE, upsample="maxunpool",
+                                stem_blocks=stem_blocks)
+        assert {n for n in names(unpooled) if n.startswith("enc0_b")} & {"enc0_b1_pw_conv"} == first
 
 
 def test_the_default_head_upsamples_as_the_decoder_does():
@@ -246,6 +250,25 @@ def test_the_pixel_shuffle_head_shares_a_draw_between_sub_pixels_and_keeps_its_i
         ICNR(2)((1, 1, 8, 6))
 
 
+def test_a_users_class_wins_over_a_zoo_class_of_the_same_name(tmp_path):
+    from edgeseg._keras import keras, layers, tf
+    from edgeseg.models.saving import load_model
+
+    class ICNR(keras.initializers.Initializer):  # the user's own, named like the zoo's
+        def __call__(self, shape, dtype=None, **kwargs):
+            return tf.ones(shape, dtype)
+
+        def get_config(self):
+            return {}
+
+    inputs = keras.Input((8, 8, 1))
+    model = keras.Model(inputs, layers.Conv2D(2, 1, kernel_initializer=ICNR())(inputs))
+    for suffix in (".keras", ".h5"):
+        model.save(tmp_path / f"m{suffix}")
+        loaded = load_model(tmp_path / f"m{suffix}", custom_objects={"ICNR": ICNR})
+        assert type(loaded.layers[-1].kernel_initializer) is ICNR
+
+
 @pytest.mark.parametrize("name, options, message", [
     ("resnet_unet", {}, "valid models: mobile_unet, tutorial_unet, unet, xception_unet"),
     ("mobile_unet", {"input_size": 100}, "does not divide by 16"),
@@ -260,7 +283,7 @@ def test_the_pixel_shuffle_head_shares_a_draw_between_sub_pixels_and_keeps_its_i
     ("mobile_unet", {"stem_filters": 0}, "option stem_filters=0 must be a whole number from 1"),
     ("mobile_unet", {"stem_blocks": -1}, "stem_blocks must be a whole number >= 0"),
     ("mobile_unet", {"final_block": "no"}, "final_block must be true or false"),
-    ("mobile_unet", {"upsample": "maxunpool", "stem_blocks": 1}, "has its own first level"),
+    ("mobile_unet", {"upsample": "maxunpool", "final_block": False}, "unpools to full resolution"),
     ("mobile_unet", {"alpha": 0}, "option alpha=0 must be a number from"),
     ("mobile_unet", {"dilation": 0}, "option dilation=0 must be a whole number from 1"),
     ("mobile_unet", {"num_classes": 0}, "option num_classes=0 must be a whole number from 1"),

@@ -116,13 +116,20 @@ class ICNR(keras.initializers.Initializer):
     seed of two. Equal filters (``noise=0``) learn fast, but the features before them get the
     same gradient from all four positions and learn no sub-pixel detail until the filters drift
     apart: 0.018 less Dice at 300 steps. Both draws at full scale (``noise=1``) kept the fast start
-    (0.84, 0.83) within 0.0015 of the independent draw's Dice at 300 steps (two seeds each).
+    (0.84, 0.83) within 0.0015 of the independent draw's validation Dice at 300 steps (two seeds
+    each; on 3 seeds' held-out test images the sweep measured 0.002 less, README "Performance").
+    The kernel's variance is then about twice the base's.
     """
 
     def __init__(self, block_size: int = 2, base="glorot_uniform", noise: float = 1.0):
         self.block_size = int(block_size)
         self.base = keras.initializers.get(base)
         self.noise = float(noise)
+        # a second instance (a Keras initializer called twice repeats its draw), seeded apart
+        config = self.base.get_config()
+        if config.get("seed") is not None:
+            config["seed"] += 1
+        self._independent = type(self.base).from_config(config)
 
     def __call__(self, shape, dtype=None, **kwargs):
         copies = self.block_size ** 2
@@ -133,11 +140,7 @@ class ICNR(keras.initializers.Initializer):
         kernel = tf.tile(shared, [1] * (len(shape) - 1) + [copies])
         if not self.noise:
             return kernel
-        # a second instance: a Keras initializer called twice repeats its draw
-        config = self.base.get_config()
-        if config.get("seed") is not None:
-            config["seed"] += 1
-        return kernel + self.noise * type(self.base).from_config(config)(shape, dtype=dtype)
+        return kernel + self.noise * self._independent(shape, dtype=dtype)
 
     def get_config(self):
         return {"block_size": self.block_size, "noise": self.noise,

@@ -36,7 +36,7 @@ def load_model(path, *, unsafe: bool = False, custom_objects: dict | None = None
     """
     from edgeseg.keras_models import carries_code, code_refused, custom_objects as given, \
         load_error
-    from edgeseg.optimize.quantize import quantize_scope
+    from edgeseg.optimize.quantize import quantize_names, quantize_scope
 
     path = Path(path)
     if not path.exists():
@@ -44,14 +44,15 @@ def load_model(path, *, unsafe: bool = False, custom_objects: dict | None = None
     if not unsafe and carries_code(path):
         # Keras' safe_mode covers the .keras format only; a legacy .h5 would run the code
         raise code_refused(path)
-    with quantize_scope():  # also while naming a missing class: tfmot's are known in it
-        try:
+    users = custom_objects or given() or {}
+    try:  # the user's objects in the inner scope: theirs win over a zoo class of the same name
+        with quantize_scope(), keras.utils.custom_object_scope(users):
             return keras.models.load_model(str(path), compile=False, safe_mode=not unsafe,
-                                           custom_objects=custom_objects or given() or None)
-        except (ValueError, TypeError) as error:
-            raise load_error(path, error, keras, "tf-keras") from None
-        except (OSError, KeyError) as error:
-            raise EdgesegError(f"{path}: not a Keras model file ({type(error).__name__})") from None
+                                           custom_objects=users or None)
+    except (ValueError, TypeError) as error:
+        raise load_error(path, error, keras, "tf-keras", known_scope=quantize_names) from None
+    except (OSError, KeyError) as error:
+        raise EdgesegError(f"{path}: not a Keras model file ({type(error).__name__})") from None
 
 
 def is_quantization_aware(model) -> bool:

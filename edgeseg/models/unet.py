@@ -98,9 +98,9 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
         raise ConfigError(f"{name}: stem_blocks must be a whole number >= 0 (got {stem_blocks!r})")
     if not isinstance(final_block, bool):
         raise ConfigError(f"{name}: final_block must be true or false (got {final_block!r})")
-    if upsample == "maxunpool" and (stem_blocks != 0 or not final_block):
-        raise ConfigError(f"{name}: stem_blocks and final_block shape the strided U-Net; "
-                          f"upsample='maxunpool' has its own first level (leave them unset)")
+    if upsample == "maxunpool" and not final_block:
+        raise ConfigError(f"{name}: final_block=False shapes the strided U-Net's decoder; "
+                          f"upsample='maxunpool' unpools to full resolution through every level")
     check_choice(name, "stem", stem, (1, 2))
     check_choice(name, "merge", merge, ("concat", "add"))
     if head is not None:
@@ -115,7 +115,8 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
     block_fn, bn = BLOCKS[block], {"momentum": bn_momentum}
 
     if upsample == "maxunpool":
-        x = _maxunpool_unet(inputs, filters, block_fn, rates, skips, blocks_per_level, bn, merge)
+        x = _maxunpool_unet(inputs, filters, block_fn, rates, skips, blocks_per_level, bn, merge,
+                            stem_blocks)
     else:
         x = _strided_unet(inputs, filters, block_fn, rates, skips, blocks_per_level, upsample, bn,
                           stem, merge, stem_blocks, final_block)
@@ -140,8 +141,15 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
 HEADS = ("bilinear", "nearest", "shuffle")
 
 
+def _first_level_blocks(level, blocks_per_level, stem_blocks):
+    """Stride-1 blocks of an encoder level: after the stem, or after the level's first block."""
+    if level:
+        return blocks_per_level - 1
+    return blocks_per_level if stem_blocks is None else stem_blocks
+
+
 def _strided_unet(x, filters, block_fn, rates, skips, blocks_per_level, mode, bn, stem, merge,
-                  stem_blocks=None, final_block=True):
+                  stem_blocks, final_block):
     """Encoder with stride-2 downsampling; returns the decoder output at 1/``stem`` of the input's
     resolution."""
     features = []
@@ -150,10 +158,7 @@ def _strided_unet(x, filters, block_fn, rates, skips, blocks_per_level, mode, bn
             x = conv_bn_act(x, width, 3, stem, "stem", **bn)
         else:
             x = block_fn(x, width, 2, f"enc{level}_b0", **bn)
-        # stride-1 blocks: after the stem, or after the level's stride-2 block
-        count = blocks_per_level - 1 if level else \
-            blocks_per_level if stem_blocks is None else stem_blocks
-        for b in range(1, 1 + count):
+        for b in range(1, 1 + _first_level_blocks(level, blocks_per_level, stem_blocks)):
             x = block_fn(x, width, 1, f"enc{level}_b{b}", **bn)
         features.append(x)
     x = _bottleneck(x, filters[-1], block_fn, rates, bn)
@@ -173,7 +178,7 @@ def _merge(x, skip, merge, prefix):
     return layers.Concatenate(name=f"{prefix}_concat")([x, skip])
 
 
-def _maxunpool_unet(x, filters, block_fn, rates, skips, blocks_per_level, bn, merge):
+def _maxunpool_unet(x, filters, block_fn, rates, skips, blocks_per_level, bn, merge, stem_blocks):
     """Encoder with 2x2 max-pooling; decoder unpools at the recorded positions (full resolution out)."""
     pools = []
     for level, width in enumerate(filters):
@@ -181,7 +186,7 @@ def _maxunpool_unet(x, filters, block_fn, rates, skips, blocks_per_level, bn, me
             x = conv_bn_act(x, width, 3, 1, "stem", **bn)
         else:
             x = block_fn(x, width, 1, f"enc{level}_b0", **bn)
-        for b in range(1, blocks_per_level + (level == 0)):
+        for b in range(1, 1 + _first_level_blocks(level, blocks_per_level, stem_blocks)):
             x = block_fn(x, width, 1, f"enc{level}_b{b}", **bn)
         source = x
         x = layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)

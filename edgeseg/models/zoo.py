@@ -67,6 +67,7 @@ def create_model(name: str, **options):
 RANGES = {"alpha": (float, 1 / 64, 8.0), "depth": (int, 1, 7), "base_filters": (int, 1, 1024),
           "base": (int, 1, 1024), "bn_momentum": (float, 0.0, 0.999),
           "blocks_per_level": (int, 1, 8), "stem": (int, 1, 8), "stem_filters": (int, 1, 1024),
+          "stem_blocks": (int, 0, 8),
           "dilation": (int, 1, 64), "channels": (int, 1, 64), "num_classes": (int, 1, 255)}
 
 
@@ -75,7 +76,7 @@ def check_options(name: str, options: dict) -> None:
     import math
 
     for key, value in options.items():
-        if key not in RANGES or value is None:  # None: the option's default (the builder checks)
+        if key not in RANGES or value is None:  # None has each option's own meaning (builder checks)
             continue
         kind, low, high = RANGES[key]
         values = value if isinstance(value, (list, tuple)) and key == "dilation" else (value,)

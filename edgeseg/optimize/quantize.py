@@ -96,6 +96,16 @@ def quantize_scope():
         yield
 
 
+def quantize_names(file_classes) -> set[str]:
+    """The class names :func:`quantize_scope` supplies, for a file that is a QAT model (names a
+    ``Quantize*`` class among ``file_classes``); none for any other file, whose missing classes
+    are the user's to supply whatever their names."""
+    if not any(name.split(">")[-1].startswith("Quantize") for name in file_classes):
+        return set()
+    scope = _quantization.quantize_scope(custom_objects())
+    return {name for objects in scope.custom_objects for name in objects}
+
+
 def _custom(layer) -> bool:
     """A layer class defined outside Keras (a user's ``--custom-objects``)."""
     return type(layer).__module__.split(".")[0] not in ("tf_keras", "keras", "edgeseg",
