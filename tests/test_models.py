@@ -281,7 +281,7 @@ def test_a_users_class_wins_over_a_zoo_class_of_the_same_name(tmp_path):
     ("mobile_unet", {"head": "cubic"}, "head must be one of bilinear, nearest, shuffle"),
     ("mobile_unet", {"head": "shuffle", "stem": 1}, "head='shuffle' upsamples a half-resolution"),
     ("mobile_unet", {"stem_filters": 0}, "option stem_filters=0 must be a whole number from 1"),
-    ("mobile_unet", {"stem_blocks": -1}, "stem_blocks must be a whole number >= 0"),
+    ("mobile_unet", {"stem_blocks": -1}, "option stem_blocks=-1 must be a whole number from 0 to 8"),
     ("mobile_unet", {"final_block": "no"}, "final_block must be true or false"),
     ("mobile_unet", {"upsample": "maxunpool", "final_block": False}, "unpools to full resolution"),
     ("mobile_unet", {"alpha": 0}, "option alpha=0 must be a number from"),

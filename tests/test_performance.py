@@ -68,10 +68,14 @@ def test_onnx_profile_reads_ort_node_times(converted, quant):
     kinds = {group["op"] for group in profile["by_type"]}
     assert kinds & {"Conv", "FusedConv", "QLinearConv"}
     # ORT's node times account for the run (not a tenth of it, not three times it), and the
-    # convolutions, which do nearly all the MACs, take the largest share
+    # convolutions (all their kinds: a QDQ file keeps some in float), which do nearly all the MACs,
+    # take more time than any other kind of op (in this tiny int8 model the 32 DequantizeLinear
+    # nodes come close to its QLinearConv ones alone)
     assert 0.3 < profile["sum_ms"] / profile["whole_ms"] < 3, profile
-    slowest = max(profile["by_type"], key=lambda group: group["ms"])
-    assert slowest["op"] in {"Conv", "FusedConv", "QLinearConv", "ConvInteger"}, profile["by_type"]
+    convolutions = {"Conv", "FusedConv", "QLinearConv", "ConvInteger"}
+    conv_ms = sum(group["ms"] for group in profile["by_type"] if group["op"] in convolutions)
+    assert conv_ms > max(group["ms"] for group in profile["by_type"]
+                         if group["op"] not in convolutions), profile["by_type"]
 
 
 def test_inspect_profile_prints_the_breakdown(converted):
