@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import numpy as np
@@ -115,6 +116,26 @@ def test_resume_continues_an_interrupted_run_from_its_last_epoch(tmp_path):
     assert result.epochs == 1 and result.model_path.exists()
     with pytest.raises(TrainingError, match="no interrupted run to resume"):
         fit(_tiny_cfg(), tmp_path, resume=True, verbose=0)
+
+
+def test_resuming_a_run_whose_network_changed_since_is_one_line(tmp_path):
+    """A run interrupted before a default of the zoo changed: its saved options now build another
+    network, whose variables the checkpoint does not fit (it once ended in a traceback)."""
+    from edgeseg.config import ModelConfig, load_config, save_config
+    from edgeseg.train import TrainingError, fit
+
+    made = dataclasses.replace(_tiny_cfg(), model=ModelConfig("mobile_unet", {
+        "alpha": 0.25, "stem_blocks": None}))
+    with pytest.raises(_Interrupt):
+        fit(made, tmp_path, verbose=0, callbacks=[_InterruptAfter(1)], check=False)
+    saved = load_config(type(made), tmp_path / "config.json")  # as a run started before the
+    # default changed saved it: without the option, which meant what the default meant then
+    save_config(dataclasses.replace(saved, model=ModelConfig("mobile_unet", {"alpha": 0.25})),
+                tmp_path / "config.json")
+    with pytest.raises(TrainingError, match=r"checkpoint does not fit the mobile_unet that its "
+                                            r"options \(alpha=0.25\) build now.*--force"):
+        fit(made, tmp_path, resume=True, verbose=0, check=False)
+    assert any((tmp_path / "backup").iterdir())  # the checkpoint is left as it was
 
 
 def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
