@@ -2,8 +2,9 @@
 
 Trains ``mobile_unet`` (the default), ``tutorial_unet`` (TensorFlow's tutorial, alpha 1.0),
 ``xception_unet`` (the keras.io Oxford-Pets model), ``unet`` base 16 and ``mobile_unet-previous``
-(the default before issue 19: a block after the stem) on the same data and step budget (:mod:`benchmarks.budget`); builds ``unet`` base 64 (the paper's width) with random weights,
-for MACs and latency only; converts each to TFLite fp32/int8 and ONNX fp32/int8; benchmarks every
+(the default before issue 19: a block after the stem) on the same data and step budget
+(:mod:`benchmarks.budget`); builds ``unet`` base 64 (the paper's width) with random weights, for
+MACs and latency only; converts each to TFLite fp32/int8 and ONNX fp32/int8; benchmarks every
 file in one interleaved run at 1 and 2 threads; measures the roofline of each runtime, data type and
 thread count (:mod:`benchmarks.roofline`: one large 1x1 convolution) and the default model's per-op
 time in each runtime; and checks the goals below, printing

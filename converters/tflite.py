@@ -97,7 +97,7 @@ def make_converter(model, input_size=None, quant: str = "none",
         samples = _representative(representative, (height, width, channels), quant)
         converter.representative_dataset = lambda: ([s[None]] for s in samples)
         # int16x8 keeps in float the few ops that have no 16x8 kernel (DEPTH_TO_SPACE, the
-        # pixel-shuffle head ``head="shuffle"``, among them), as TensorFlow's guide does; inspect shows them
+        # pixel-shuffle head's, among them), as TensorFlow's guide does; inspect shows them
         # as float islands. int8 has kernels for all of edgeseg's ops and must stay integer.
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8] \
             if quant == "int8" else \

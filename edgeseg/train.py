@@ -118,10 +118,6 @@ def _is_chief(strategy) -> bool:
         and "chief" not in resolver.cluster_spec().as_dict())
 
 
-def _options_text(options: dict) -> str:
-    return ", ".join(f"{key}={value}" for key, value in options.items()) or "the defaults"
-
-
 def fit(cfg: TrainConfig, out, *, resume: bool = False, force: bool = False, verbose: int = 1,
         callbacks=(), echo=print, check: bool = True) -> TrainResult:
     """Train ``cfg.model`` on ``cfg.data`` and write ``out/model.keras`` with its card.
@@ -242,9 +238,10 @@ def fit(cfg: TrainConfig, out, *, resume: bool = False, force: bool = False, ver
             raise
         # BackupAndRestore's checkpoint was written by another network than these options build
         # now (e.g. a default of the zoo changed since the run started): nothing was trained
+        options = ", ".join(f"{k}={v}" for k, v in cfg.model.options.items()) or "the defaults"
         raise TrainingError(
             f"{out}: the interrupted run's checkpoint does not fit the {cfg.model.name} that its "
-            f"options ({_options_text(cfg.model.options)}) build now - a default may have changed "
+            f"options ({options}) build now - a default may have changed "
             f"since it started; start it again with --force (or train into another --out with "
             f"the options it was made with)") from None
     except _Diverged as diverged:

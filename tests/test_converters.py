@@ -167,6 +167,25 @@ def test_compaction_shares_vectors_and_changes_no_output(tiny_run):
     np.testing.assert_array_equal(outputs[0], outputs[1])
 
 
+def test_int16x8_keeps_only_the_ops_without_16x8_kernels_in_float(tiny_train_args, runner,
+                                                                  tmp_path):
+    """The pixel-shuffle head has no 16x8 kernel: it stays float (TensorFlow's fallback), the rest
+    computes in int16; before the fallback the conversion failed outright. Trained, since a
+    random-weight model's int16 depthwise convolutions overflow LiteRT's prepare."""
+    from edgeseg.inspection import inspect_file
+
+    trained = runner.invoke(cli, ["train", *tiny_train_args, "-o", "head=shuffle",
+                                  "--out", str(tmp_path / "run")])
+    assert trained.exit_code == 0, trained.output
+    path = tmp_path / "m_int16x8.tflite"
+    result = runner.invoke(cli, ["convert", str(tmp_path / "run" / "model.keras"),
+                                 "--quant", "int16x8", "--out", str(path)])
+    assert result.exit_code == 0, result.output
+    report = inspect_file(path)
+    assert [island["op"] for island in report["float_islands"]] == ["DEPTH_TO_SPACE"]
+    assert report["activation_types"].get("int16", 0) > 10 and "agreement" in result.output
+
+
 def test_inspect_prints_ops_types_islands_and_bytes(converted, runner):
     path, _ = converted[("tflite", "int8")]
     result = runner.invoke(cli, ["inspect", str(path)])
