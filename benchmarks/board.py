@@ -61,7 +61,7 @@ def main(argv: list[str]) -> int:
     import numpy as np
 
     from benchmarks.harness import bench
-    from edgeseg.errors import EdgesegError
+    from edgeseg.device.errors import EdgesegError
 
     try:
         with np.load(root / "data.npz") as arrays:

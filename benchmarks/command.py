@@ -1,21 +1,12 @@
-"""The harness's command line, shared by ``python -m benchmarks`` and ``edgeseg bench``."""
+"""The harness's command line, shared by ``python -m benchmarks`` and ``edgeseg bench`` (which
+adds Keras models and boards over SSH to it)."""
 
 from __future__ import annotations
 
 import click
 
-from edgeseg.commands._options import contract_from, contract_options, keras_options
-from edgeseg.errors import EdgesegError
-
-
-def _threads(ctx, param, value: str) -> tuple[int, ...]:
-    try:
-        counts = tuple(int(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers") from None
-    if not counts or any(c < 1 for c in counts):
-        raise click.BadParameter(f"{value!r}: thread counts must be >= 1")
-    return counts
+from edgeseg.device.cli_options import contract_from, contract_options, parse_threads
+from edgeseg.device.entry import Command
 
 
 def options(function):
@@ -28,7 +19,7 @@ def options(function):
         click.option("--layout", help="Folder layout (default: detected)."),
         click.option("--reference", type=click.Path(), metavar="MODEL",
                      help="Model for Dice delta and agreement [the first fp32 one]."),
-        click.option("--threads", default="1", show_default=True, callback=_threads,
+        click.option("--threads", default="1", show_default=True, callback=parse_threads,
                      help="Thread counts, e.g. 1,2."),
         click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True,
                      help="Timed round-robin iterations."),
@@ -49,7 +40,6 @@ def options(function):
                           "ethos-u55-128/-256, ethos-u65-256/-512, ethos-u85-256 (Vela "
                           "estimate), cortex-m (TFLite Micro: arena, Dice). Needs "
                           "edgeseg[targets]."),
-        keras_options,
         contract_options,
     ]
     for decorator in reversed(decorators):
@@ -58,20 +48,22 @@ def options(function):
 
 
 def run(models, data, layout, reference, threads, runs, warmup, samples, image_size, json_out,
-        quiet, targets=(), unsafe=False, remote=None, no_amx=False, **contract) -> dict:
+        quiet, targets=(), load=None, remote=None, no_amx=False, **contract) -> dict:
     """Run the harness with parsed options (on a board: ``remote``, the keyword arguments of
-    :func:`benchmarks.remote.bench_remote` that say where); write the JSON atomically."""
+    :func:`benchmarks.remote.bench_remote` that say where; ``load``: how model files are opened,
+    see :func:`benchmarks.harness.bench`); write the JSON atomically."""
     from benchmarks.harness import bench
-    from edgeseg.files import atomic_write_json, bench_report, check_output
+    from edgeseg.device.benchjson import is_bench_report
+    from edgeseg.device.files import atomic_write_json, check_output
 
     if json_out:
         json_out = check_output(json_out, inputs=[*models, reference, data], option="--json",
-                                kind=("a bench report", bench_report))
+                                kind=("a bench report", is_bench_report))
 
     if no_amx:
         if remote:
             raise click.UsageError("--no-amx applies to this machine, not to a board (--on)")
-        from edgeseg.machine import deny_amx
+        from edgeseg.device.machine import deny_amx
 
         deny_amx()  # before any runtime loads a model
     if remote and targets:
@@ -83,13 +75,13 @@ def run(models, data, layout, reference, threads, runs, warmup, samples, image_s
         report = bench_remote(list(models), data=data, layout=layout, reference=reference,
                               threads=threads, runs=runs, warmup=warmup, samples=samples,
                               image_size=image_size, progress=not quiet,
-                              contract=contract_from(**contract), unsafe=unsafe,
+                              contract=contract_from(**contract), load=load,
                               echo=click.echo, **remote)
     else:
         report = bench(list(models), data=data, layout=layout, reference=reference,
                        threads=threads, runs=runs, warmup=warmup, samples=samples,
                        image_size=image_size, progress=not quiet,
-                       contract=contract_from(**contract), unsafe=unsafe, targets=targets,
+                       contract=contract_from(**contract), load=load, targets=targets,
                        echo=click.echo)
     if json_out:
         atomic_write_json(json_out, report)
@@ -97,54 +89,15 @@ def run(models, data, layout, reference, threads, runs, warmup, samples, image_s
     return report
 
 
-@click.command("benchmarks", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("benchmarks", cls=Command, context_settings={"help_option_names": ["-h", "--help"]})
 @options
 def main(**kwargs):
     """Benchmark .tflite/.onnx models on this device: latency (round robin), MACs, size, sparsity,
-    and Dice against ground truth and against a reference model. Needs numpy and a runtime only.
+    and Dice against ground truth and against a reference model. Needs numpy and a runtime only
+    (Keras models: edgeseg bench, on a machine with edgeseg[train]).
 
     \b
     python -m benchmarks model_fp32.tflite model_int8.tflite --threads 1,2 --json bench.json
     python -m benchmarks model_int8.tflite --data my_test_set/ --runs 200
     """
-    import os
-    import sys
-
-    from edgeseg.cli import DISK_ERRORS
-
-    import signal
-
-    from edgeseg.cli import _stop, _stopped
-
-    signal.signal(signal.SIGTERM, _stop)  # SIGTERM unwinds like Ctrl-C: one line, no JSON
-    try:
-        run(**kwargs)
-    except EdgesegError as error:
-        raise click.ClickException(str(error)) from None
-    except OSError as error:
-        if error.errno not in DISK_ERRORS:
-            raise
-        raise click.ClickException(f"{error.filename or 'the --json file'}: "
-                                   f"{os.strerror(error.errno).lower()}") from None
-    except KeyboardInterrupt:
-        signum = _stopped[0] if _stopped else signal.SIGINT
-        name = "interrupted" if signum == signal.SIGINT else "terminated"
-        click.echo(f"{name}: nothing was written", err=True)
-        sys.exit(128 + signum)
-
-
-main.exit_code = 2
-
-
-def script(command: click.Command, prog_name: str) -> None:
-    """Run a benchmark script's click command: bad input is one line on stderr and exit 2."""
-    import sys
-
-    try:
-        command.main(prog_name=prog_name, standalone_mode=False)
-    except click.ClickException as error:
-        error.show()
-        sys.exit(2)
-    except EdgesegError as error:
-        click.echo(f"Error: {error}", err=True)
-        sys.exit(2)
+    run(**kwargs)

@@ -1,8 +1,10 @@
 """The benchmark harness: latency, size, MACs, sparsity and Dice of model files, side by side.
 
-Needs numpy and a runtime only (LiteRT for .tflite, ONNX Runtime for .onnx); a Keras model pulls
-in TensorFlow when it is loaded, and only then. Every (model, thread count) pair is one row of the
-bench JSON (``schema: edgeseg.bench/1``, keys as in the design; more may be added).
+Needs numpy and a runtime only (LiteRT for .tflite, ONNX Runtime for .onnx); the host's
+``edgeseg bench`` hands it a loader for Keras models too (``load``: :func:`edgeseg.runtime.load`),
+which pulls in TensorFlow when such a model is loaded, and only then. Every (model, thread
+count) pair is one row of the bench JSON (``schema: edgeseg.bench/1``, keys as in the design; more
+may be added).
 
 Latency is measured round robin: each timed iteration runs every loaded model, in turn, so
 whatever else the machine does slows all of them alike and the ratios between rows hold. Each
@@ -24,13 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg import machine
-from edgeseg.card import input_fit_of, normalization_of
-from edgeseg.check import SCHEMA, validate  # the one definition of a bench row
-from edgeseg import metrics, runtime
-from edgeseg.errors import EdgesegError
-from edgeseg.preprocess import normalize
-from edgeseg.tiling import predict_image, resized_input
+from edgeseg.device import machine
+from edgeseg.device.card import input_fit_of, normalization_of
+from edgeseg.device.benchjson import SCHEMA, text_table, validate
+from edgeseg.device import metrics, runtime
+from edgeseg.device.errors import EdgesegError
+from edgeseg.device.preprocess import normalize
+from edgeseg.device.scoring import Pairs, predictions, score_labels
+from edgeseg.device.tiling import resized_input
 
 
 @dataclass
@@ -77,7 +80,7 @@ class Progress:
             self._next_note += 0.25
 
 
-def _variant(model: runtime.EdgeModel) -> str:
+def model_variant(model: runtime.EdgeModel) -> str:
     return model.card.get("variant") or model.path.stem
 
 
@@ -89,30 +92,26 @@ def _size(path: Path) -> tuple[int, int]:
     return len(data), len(gzip.compress(data, 9))
 
 
-def _load_data(data, size: int, channels: int, num_classes: int, samples: int, seed: int,
-               layout: str | None):
-    """(name, [(image, mask)]): held-out built-in images at ``size``, or a folder's images at
-    their own sizes (at most ``samples`` of them, 0 = all), or those of a dataset already loaded
-    (``edgeseg run`` passes a folder's validation split); images raw (8- or 16-bit, as decoded):
-    each model normalises them as its card says."""
+def bench_images(data, size: int, channels: int, num_classes: int, samples: int, seed: int,
+                 layout: str | None):
+    """(name, [(image, mask)]): the images :func:`edgeseg.device.data.roles.score_data` scores
+    on for a named dataset (held-out built-in images at ``size``; a folder's images at their own
+    sizes, at most ``samples`` of them, 0 = all), or those of a dataset already loaded (``edgeseg
+    run`` passes the images its plan scores on, named for what they are); images raw (8- or
+    16-bit, as decoded): each model normalises them as its card says."""
     if isinstance(data, str):  # images decoded here (Pillow); a loaded dataset needs numpy only
-        from edgeseg.data.source import is_builtin, load_eval_data
+        from edgeseg.device.data.datasets import is_builtin
+        from edgeseg.device.data.roles import describe_score, score_data
 
         builtin = is_builtin(data)
-        dataset = load_eval_data(data, size=size if builtin else None, channels=channels,
-                                 num_classes=max(2, num_classes), layout=layout, count=samples,
-                                 seed=seed)
-        name = dataset.name
-        if builtin:
-            from edgeseg.data.source import TEST_OFFSET
-
-            name = f"{name} (test samples from index {TEST_OFFSET:,}: never trained, validated " \
-                   f"or calibrated on)"
+        dataset = score_data(data, size=size, channels=channels, num_classes=max(2, num_classes),
+                             layout=layout, count=samples, seed=seed)
+        count = len(dataset) if builtin or not samples else min(samples, len(dataset))
+        name = describe_score(data, count) if builtin else dataset.name
     else:
-        builtin, dataset = False, data
-        name = f"{dataset.name} (validation split: images no stage trained, selected or " \
-               f"calibrated on)"
-    count = len(dataset) if builtin or not samples else min(samples, len(dataset))
+        dataset = data
+        count = min(samples, len(dataset)) if samples else len(dataset)
+        name = dataset.name
     return name, [dataset.sample(index) for index in range(count)]
 
 
@@ -133,7 +132,7 @@ def task(models, image_size: int | None = None) -> tuple[int, int, int]:
 def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs: int = 50,
           warmup: int = 5, samples: int = 32, image_size: int | None = None, seed: int = 0,
           layout: str | None = None, overlap: int = 32, progress: bool = True,
-          contract: dict | None = None, unsafe: bool = False, targets=(), reference_labels=None,
+          contract: dict | None = None, targets=(), reference_labels=None, load=None,
           echo=print) -> dict:
     """Benchmark model files side by side; returns the bench JSON (a dict).
 
@@ -149,13 +148,14 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
         image_size: built-in datasets: image side [the models' longest input side, or 256].
         contract: I/O-contract keys for the models edgeseg did not make (no card, or a sidecar
             their user wrote; files converted by edgeseg keep their cards): see
-            :func:`edgeseg.runtime.load`.
-        unsafe: Keras models only: allow Lambda layers.
+            :func:`edgeseg.device.runtime.load`.
         targets: names of targets that cannot run here (``ethos-u55-128``, ``cortex-m``, ...):
-            a row each per .tflite, with ``target`` set (see :mod:`benchmarks.targets`).
+            a row each per .tflite, with ``target`` set (see :mod:`benchmarks.target_rows`).
         reference_labels: ``(name, [class ids per image])`` of a reference that ran elsewhere
             (a Keras model on the host while the files run on a board): it gives
             ``dice_delta`` and ``agreement`` instead of ``reference``.
+        load: how a model file is opened, ``load(path, num_threads=, contract=,
+            foreign_only=)`` [:func:`edgeseg.device.runtime.load`: .tflite and .onnx].
     """
     if runs < 1 or warmup < 0:
         raise EdgesegError(f"--runs must be >= 1 and --warmup >= 0 (got {runs}, {warmup})")
@@ -165,7 +165,7 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
         raise EdgesegError(f"--threads must be positive (got {', '.join(map(str, threads))})")
     started = time.time()
     if targets:
-        from edgeseg.targets import parse_targets
+        from edgeseg.device.targets import parse_targets
 
         targets = parse_targets(targets)  # an unknown name fails before any work
     paths = [Path(p) for p in models]
@@ -178,11 +178,11 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
     for path in paths:
         for count in threads:
             t0 = time.perf_counter()
-            model = runtime.load(path, num_threads=count, contract=contract, unsafe=unsafe,
-                                 foreign_only=True)
+            model = (load or runtime.load)(path, num_threads=count, contract=contract,
+                                           foreign_only=True)
             load_ms = (time.perf_counter() - t0) * 1e3
             is_keras = model.format == "keras"
-            entries.append(_Entry(path, _variant(model), model, None if is_keras else count,
+            entries.append(_Entry(path, model_variant(model), model, None if is_keras else count,
                                   load_ms))
             first_model.setdefault(path, model)
             if is_keras:  # one pool per process: thread counts make no difference
@@ -198,14 +198,14 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
             entry.variant = f"{entry.variant} ({where.parent.name}/{where.name})"
 
     size, channels, num_classes = task(first_model.values(), image_size)
-    data_name, pairs = _load_data(data, size, channels, num_classes, samples, seed, layout)
+    data_name, pairs = bench_images(data, size, channels, num_classes, samples, seed, layout)
     if not pairs:
         raise EdgesegError(f"{data}: no samples to benchmark on")
     if reference_path is None and reference_labels is None:
-        reference_path = next((p for p, m in first_model.items() if _variant(m) == "fp32"),
+        reference_path = next((p for p, m in first_model.items() if model_variant(m) == "fp32"),
                               paths[0])
 
-    from edgeseg.preprocess import dim_range_warning
+    from edgeseg.device.preprocess import dim_range_warning
 
     dim = dim_range_warning((image for image, _ in pairs[:8]),
                             normalization_of(next(iter(first_model.values())).card))
@@ -218,22 +218,16 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
     # --- accuracy: every model once (threads do not change what it predicts) -------------------
     labels: dict[Path, list[np.ndarray]] = {}
     bar = Progress(len(first_model) * len(pairs), "predicting", progress)
-    for path, model in first_model.items():
-        labels[path] = []
-        for image, _ in pairs:
-            probs = predict_image(model, image, overlap)
-            labels[path].append(metrics.labels_from_probs(probs[None])[0])
-            bar.step()
     truth = [mask for _, mask in pairs]
+    for path, model in first_model.items():
+        labels[path], _ = predictions(model, Pairs(data_name, pairs), overlap=overlap,
+                                     step=bar.step)
+    scores = {path: score_labels(labels[path], truth, num_classes) for path in first_model}
     flat_truth = np.concatenate([m.ravel() for m in truth])
-    scores = {}
-    for path in first_model:
-        flat = np.concatenate([l.ravel() for l in labels[path]])
-        scores[path] = metrics.scores(flat, flat_truth, num_classes)
     if reference_labels is not None:
         reference_name, given = reference_labels
         reference_flat = np.concatenate([np.asarray(l).ravel() for l in given])
-        reference_dice = metrics.scores(reference_flat, flat_truth, num_classes)["dice"]
+        reference_dice = score_labels(given, truth, num_classes)["dice"]
     else:
         reference_flat = np.concatenate([l.ravel() for l in labels[reference_path]])
         reference_dice = scores[reference_path]["dice"]
@@ -293,7 +287,7 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
             "reference": entry.path == reference_path,
         })
     if targets:
-        from benchmarks.targets import target_rows
+        from benchmarks.target_rows import target_rows
 
         results += target_rows(targets, first_model, pairs, labels, scores, reference_path,
                                overlap, contract, echo)
@@ -308,7 +302,6 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
         "results": results,
     }
     validate(report, "the harness's report")  # what readers (the gate, reports) rely on
-    from edgeseg.report import text_table
 
     echo(text_table(report))
     return report
@@ -320,4 +313,4 @@ def _fit(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.pad(image, pad, mode="edge")[:height, :width]
 
 
-__all__ = ["SCHEMA", "bench"]
+__all__ = ["SCHEMA", "bench", "bench_images", "model_variant", "task"]

@@ -6,8 +6,8 @@
 The system's OpenSSH client does the work (``ssh``, a tar stream over it), so keys, agents,
 ``~/.ssh/config`` host aliases and ProxyJump work as they do for the user; it runs with
 ``BatchMode=yes`` (never a password prompt) and keep-alives. On the board: a temporary folder
-(``mktemp -d``), the device-side sources of edgeseg (:data:`DEVICE_SOURCES`: numpy and a runtime
-are all they need), the model files with their cards, the evaluation images made here (so every
+(``mktemp -d``), the device side of edgeseg (:func:`device_sources`: numpy and a runtime are all
+it needs), the model files with their cards, the evaluation images made here (so every
 file is scored on exactly the images a local run scores) and a job; the board's own Python runs
 ``benchmarks/board.py``; the bench JSON comes back on standard output; the folder is removed,
 also after a failure or Ctrl-C. Nothing is installed on the board, unless ``install``
@@ -32,18 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from edgeseg.errors import EdgesegError
+from edgeseg.device.errors import EdgesegError
 
-# What `python -m benchmarks.board` imports on a .tflite or an .onnx (tests/test_remote.py runs it
-# on a board Python that has nothing else: a module missing here fails there).
-DEVICE_SOURCES = (
-    "benchmarks/__init__.py", "benchmarks/board.py", "benchmarks/harness.py",
-    "edgeseg/__init__.py", "edgeseg/_logging.py", "edgeseg/card.py", "edgeseg/check.py",
-    "edgeseg/errors.py", "edgeseg/files.py", "edgeseg/flops.py", "edgeseg/machine.py",
-    "edgeseg/metrics.py", "edgeseg/postprocess.py", "edgeseg/preprocess.py",
-    "edgeseg/report.py", "edgeseg/runtime.py", "edgeseg/safety.py", "edgeseg/tiling.py",
-    "edgeseg/formats/__init__.py", "edgeseg/formats/onnx.py", "edgeseg/formats/tflite.py",
-)
 # module names (any one of them will do) -> the package a board installs for them
 NEEDS = {"numpy": ("numpy",), "ai-edge-litert": ("ai_edge_litert", "tflite_runtime", "tensorflow"),
          "onnxruntime": ("onnxruntime",)}
@@ -405,20 +395,21 @@ def bench_remote(models, target: str | Target, *, data="synthetic-nuclei", refer
                  threads=(1,), runs: int = 50, warmup: int = 5, samples: int = 32,
                  image_size: int | None = None, seed: int = 0, layout: str | None = None,
                  overlap: int = 32, progress: bool = True, contract: dict | None = None,
-                 unsafe: bool = False, python: str = "python3", install: bool = False, remote_dir: str | None = None, ssh_config=None,
-                 echo=print) -> dict:
+                 load=None, python: str = "python3", install: bool = False,
+                 remote_dir: str | None = None, ssh_config=None, echo=print) -> dict:
     """:func:`benchmarks.harness.bench` on a board over SSH; returns the bench JSON, each row
     with ``target`` (the URL) and ``machine`` (the board's), the top-level ``machine`` the
     board's, and ``targets`` ({URL: machine}).
 
     The images are made or read here (as a local run would), so a file scores the same Dice on
-    the board as here; the files' ``path`` in the rows are the local ones.
+    the board as here; the files' ``path`` in the rows are the local ones. ``load``: how a
+    reference that runs here is opened (see :func:`benchmarks.harness.bench`).
 
         >>> report = bench_remote(["model_int8.tflite"], "ssh://pi@raspberrypi.local",
         ...                       threads=(1, 4))  # doctest: +SKIP
     """
-    from edgeseg import machine
-    from edgeseg.check import validate
+    from edgeseg.device import machine
+    from edgeseg.device.benchjson import text_table, validate
 
     target = target if isinstance(target, Target) else parse_target(str(target))
     if runs < 1 or warmup < 0 or any(t < 1 for t in threads):
@@ -443,7 +434,7 @@ def bench_remote(models, target: str | Target, *, data="synthetic-nuclei", refer
             board.install(missing, relay)
         members, names, data_name, pairs, size, opened = _bundle(
             paths, reference_path, here, data, image_size, samples, seed, layout, contract,
-            unsafe, {"threads": list(threads), "runs": runs, "warmup": warmup,
+            load, {"threads": list(threads), "runs": runs, "warmup": warmup,
                      "overlap": overlap, "progress": progress})
         board.upload(members)
         stdout, stderr, code = board.bench(relay)
@@ -465,17 +456,17 @@ def bench_remote(models, target: str | Target, *, data="synthetic-nuclei", refer
     report["targets"] = {str(target): report["machine"]}
     if here is not None:  # the Keras reference, measured here on the same images
         from benchmarks.harness import bench
+        from edgeseg.device.scoring import Pairs
 
-        mine = bench([here], data=_Pairs(data_name, pairs), threads=threads, runs=runs,
+        mine = bench([here], data=Pairs(data_name, pairs), threads=threads, runs=runs,
                      warmup=warmup, samples=0, image_size=size, overlap=overlap,
-                     progress=progress, contract=contract, unsafe=unsafe,
+                     progress=progress, contract=contract, load=load,
                      echo=lambda line: None)
         for row in mine["results"]:
             row["target"], row["machine"] = "local", mine["machine"]
         report["results"] = mine["results"] + report["results"]
         report["targets"]["local"] = mine["machine"]
     validate(report, f"{target}'s report")
-    from edgeseg.report import text_table
 
     echo(f"machine: {machine.line(report['machine'])}")
     echo(f"data: {data_name}, {len(pairs)} images "
@@ -497,7 +488,7 @@ def check_board(target, *, python: str = "python3", remote_dir: str | None = Non
 def _opened(path: Path, contract: dict | None):
     """A model opened here only to read its input and classes (verified first, as every file
     edgeseg opens; LiteRT without its default delegate, which would announce itself)."""
-    from edgeseg import runtime
+    from edgeseg.device import runtime
 
     if path.suffix.lower() == ".tflite":
         model = runtime.LiteRTModel(path, 1, contract=contract, delegates=False)
@@ -506,45 +497,31 @@ def _opened(path: Path, contract: dict | None):
     return runtime.load(path, num_threads=1, contract=contract, foreign_only=True)
 
 
-class _Pairs:
-    """Images already made, as the harness reads a loaded dataset."""
-
-    def __init__(self, name: str, pairs):
-        self.name, self.pairs = name, pairs
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def sample(self, index: int):
-        return self.pairs[index]
-
-
 def _bundle(paths, reference_path, here, data, image_size, samples, seed, layout, contract,
-            unsafe, settings):
+            load, settings):
     """What goes to the board: (tar members, {local path: its name there}, the data's name,
     the images, their side), the images made or read here exactly as a local run would score
     them; with ``here`` (a Keras reference), its predictions of them too."""
-    from benchmarks.harness import _load_data, _variant, task
-    from edgeseg import metrics, runtime
-    from edgeseg.tiling import predict_image
+    from benchmarks.harness import bench_images, model_variant, task
+    from edgeseg.device import runtime
+    from edgeseg.device.scoring import labels_of
 
     opened = [_opened(p, contract) for p in paths]
     reference = None
     if here is not None:
-        reference = runtime.load(here, contract=contract, unsafe=unsafe, foreign_only=True)
+        reference = (load or runtime.load)(here, contract=contract, foreign_only=True)
     size, channels, num_classes = task(opened + ([reference] if reference else []), image_size)
-    data_name, pairs = _load_data(data, size, channels, num_classes, samples, seed, layout)
+    data_name, pairs = bench_images(data, size, channels, num_classes, samples, seed, layout)
     if not pairs:
         raise EdgesegError(f"{data}: no samples to benchmark on")
     extra = {}
     if reference is not None:
         for index, (image, _) in enumerate(pairs):
-            probs = predict_image(reference, image, settings["overlap"])
-            extra[f"reference_{index}"] = metrics.labels_from_probs(probs[None])[0]
+            extra[f"reference_{index}"] = labels_of(reference, image, settings["overlap"])
     names = {}  # local path -> its place on the board (models/<i>/<its folder's name>/<name>)
     members: list[tuple[str, bytes | Path]] = []
-    for relative in DEVICE_SOURCES:
-        members.append((f"src/{relative}", _source(relative)))
+    for relative in device_sources():
+        members.append((f"src/{relative.as_posix()}", _source(relative)))
     for index, path in enumerate(paths):
         name = f"models/{index}/{path.resolve().parent.name or 'model'}/{path.name}"
         names[path] = name
@@ -554,18 +531,36 @@ def _bundle(paths, reference_path, here, data, image_size, samples, seed, layout
             members.append((name + ".json", card))
     job = {"dataset": data_name, "models": [names[p] for p in paths],
            "reference": names[reference_path] if reference_path else None,
-           "reference_name": _variant(reference) if reference is not None else None,
+           "reference_name": model_variant(reference) if reference is not None else None,
            "image_size": size, "contract": contract or {}, **settings}
     members += [("data.npz", _images_npz(pairs, extra)), ("job.json", json.dumps(job).encode())]
     return members, names, data_name, pairs, size, {str(p): m for p, m in zip(paths, opened)}
 
 
-def _source(relative: str) -> Path:
-    """The file of this installation behind ``edgeseg/card.py`` or ``benchmarks/harness.py``."""
+def device_sources() -> list[Path]:
+    """The device side's files, relative to the folder that holds the packages: the package
+    ``edgeseg`` itself (its ``__init__.py``), everything in ``edgeseg/device/``, and the harness
+    (the modules directly in ``benchmarks/``; its ``studies/`` are host-side). Read from the
+    files of this installation, so a module added there ships with no list to update."""
+    import benchmarks
+    import edgeseg
+
+    edgeseg_dir = Path(edgeseg.__file__).resolve().parent
+    harness_dir = Path(benchmarks.__file__).resolve().parent
+    files = [Path("edgeseg/__init__.py")]
+    files += [Path("edgeseg") / p.relative_to(edgeseg_dir)
+              for p in sorted((edgeseg_dir / "device").rglob("*.py"))]
+    files += [Path("benchmarks") / p.name for p in sorted(harness_dir.glob("*.py"))]
+    return files
+
+
+def _source(relative: Path) -> Path:
+    """The file of this installation behind ``edgeseg/device/card.py`` or
+    ``benchmarks/harness.py``."""
     import importlib
 
-    package, _, rest = relative.partition("/")
-    return Path(importlib.import_module(package).__file__).resolve().parent / rest
+    package, *rest = relative.parts
+    return Path(importlib.import_module(package).__file__).resolve().parent.joinpath(*rest)
 
 
 def _cost_here(row: dict, model) -> None:
@@ -619,4 +614,5 @@ def _result(board: Board, stdout: str, stderr: str, code: int, names: dict) -> d
                           f"written") from None
 
 
-__all__ = ["Board", "RemoteError", "Target", "bench_remote", "check_board", "parse_target"]
+__all__ = ["Board", "RemoteError", "Target", "bench_remote", "check_board", "device_sources",
+           "parse_target"]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.errors import ConfigError
+from edgeseg.device.errors import ConfigError
 
 METHODS = {"tflite": ("minmax",), "onnx": ("minmax", "entropy", "percentile")}
 DICE_TIE = 0.0005
@@ -48,7 +48,8 @@ def settings(formats, counts, methods=None, weights=("per-channel", "per-tensor"
 def compare(model_path, *, formats=("tflite", "onnx"), counts=(16, 100), methods=None,
             weights=("per-channel", "per-tensor"), calib=None, verify_data=None,
             verify_samples: int = 32, input_size=None, runs: int = 20, threads: int = 1,
-            seed: int = 0, unsafe: bool = False, contract=None, echo=print) -> dict:
+            seed: int = 0, unsafe: bool = False, contract=None, custom_objects=None,
+            echo=print) -> dict:
     """Convert ``model_path`` to int8 with every setting, score and time each; returns
     ``{"model", "images", "rows": [...], "chosen": row}`` (each row: the setting, ``dice``,
     ``dice_delta`` against the float model, ``agreement``, ``size_bytes``, ``p50_ms``,
@@ -68,6 +69,7 @@ def compare(model_path, *, formats=("tflite", "onnx"), counts=(16, 100), methods
             result = _quiet(convert, model_path, path, ConvertConfig(
                 to=to, quant="none", input_size=input_size, verify_data=verify_data,
                 verify_samples=verify_samples, seed=seed, unsafe=unsafe, contract=contract,
+                custom_objects=custom_objects,
                 calib=calib))
             rows.append({"to": to, "method": "-", "images": 0, "weights": "float32",
                          "dice": None, "agreement": 1.0, "options": f"--to {to}",
@@ -82,7 +84,8 @@ def compare(model_path, *, formats=("tflite", "onnx"), counts=(16, 100), methods
                                 per_tensor=setting["weights"] == "per-tensor",
                                 input_size=input_size, verify_data=verify_data,
                                 verify_samples=verify_samples, keep_failed=True, seed=seed,
-                                unsafe=unsafe, contract=contract)
+                                unsafe=unsafe, contract=contract,
+                                custom_objects=custom_objects)
             result, said = _quiet(convert, model_path, path, cfg, keep_output=True)
             parity = result.parity
             options = (f"--to {setting['to']} --quant int8 --calib-samples {setting['images']}"

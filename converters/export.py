@@ -1,7 +1,7 @@
 """``convert()``: a Keras model file -> a self-describing, parity-checked .tflite or .onnx file.
 
 Any Keras the user saved with (tf-keras, Keras 3, a SavedModel folder; custom layers through
-:mod:`edgeseg.keras_models`), its segmentation output chosen and its I/O contract carried into the
+:mod:`edgeseg.keras_files`), its segmentation output chosen and its I/O contract carried into the
 card of the file written.
 
     >>> from converters import ConvertConfig, convert
@@ -13,98 +13,15 @@ card of the file written.
 
 from __future__ import annotations
 
-import json
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
-from converters.calibration import calibration_images, calibration_source, labelled_samples
-from converters.tflite import ConversionError
-from converters.verify import Parity, check_parity
-from edgeseg import card as cards
-from edgeseg.errors import ConfigError
-from edgeseg.files import atomic_write_bytes
-
-FORMATS = {"tflite": (".tflite",), "onnx": (".onnx",)}
-FLOAT_MODES = ("none", "fp16")
-
-
-@dataclass(frozen=True)
-class ConvertResult:
-    path: Path
-    card: dict
-    parity: Parity | None
-
-
-def variant_of(source_variant: str | None, quant: str, qat: bool) -> str:
-    """``fp32``/``fp16``/``dynamic``/``int8``/``int16x8``, after the source's own name when it
-    was optimized (``pruned50-int8``, ``pruned50-qat-int8``; a QAT model's always says ``qat``)."""
-    name = "fp32" if quant == "none" else quant
-    parts = [source_variant] if source_variant and source_variant != "fp32" else []
-    if qat and not any("qat" in part for part in parts):
-        parts.append("qat")
-    return "-".join([*parts, name])
-
-
-@dataclass(frozen=True)
-class ConvertConfig:
-    """How to convert (every option of ``edgeseg convert``).
-
-    Attributes:
-        to: ``tflite`` or ``onnx``; by default from the output's suffix.
-        quant: TFLite ``none|fp16|dynamic|int8|int16x8``; ONNX ``none|int8``.
-        calib: calibration data (a built-in dataset or a folder) for int8/int16x8; by default the
-            data the model was trained on, when the card names a built-in dataset or a folder.
-        calib_samples: calibration images.
-        calib_method: how calibration sets the int8 ranges: ``minmax`` (TFLite's only method,
-            ONNX Runtime's default), ``entropy`` or ``percentile`` (ONNX Runtime).
-        io: TFLite input/output type, ``float|int8|uint8`` (``int8`` models only).
-        input_size: (height, width) to convert at; by default the size the model was trained
-            at, or its own fixed size.
-        opset, dynamic: ONNX opset; any batch and size instead of a fixed (1, H, W, C).
-        verify, verify_samples: run the file in its runtime and compare it with the source.
-        tolerance: float parity: largest |difference| of the probabilities allowed (logits are
-            compared after their sigmoid/softmax, so the limit is on the outputs' own scale)
-            [1e-3 float32, 1e-2 fp16].
-        min_agreement: smallest share of pixels whose class must agree with the source's
-            [0.999 for float modes, 0.98 for quantized ones].
-        max_dice_drop: quantized modes, where the parity images have ground truth: largest fall
-            of Dice against the source [0.02].
-        verify_data: labelled data to check parity on [the validation data the model's card
-            records, else --calib's validation split, else --calib's images, said].
-        keep_failed: write a file that failed its parity check anyway (its card says so).
-        fallback: int8: keep the fewest, cheapest ops in float until ``max_dice_drop``
-            (and ``min_agreement``) hold (:mod:`converters.selective`), chosen on labelled images
-            apart from the ones parity then checks; the card records which ops and why.
-        per_tensor: one weight scale per tensor instead of per channel (smaller files).
-        unsafe: allow Keras models that carry code (Lambda layers).
-        contract: I/O-contract keys over the source's card (``normalize``, ``output``,
-            ``output_kind``, ...: see :func:`edgeseg.card.with_overrides`).
-    """
-
-    to: str | None = None
-    quant: str = "none"
-    calib: str | None = None
-    calib_samples: int = 100
-    calib_method: str = "minmax"
-    io: str = "float"
-    input_size: tuple[int, int] | None = None
-    opset: int = 17
-    dynamic: bool = False
-    verify: bool = True
-    verify_samples: int = 16
-    tolerance: float | None = None
-    min_agreement: float | None = None
-    max_dice_drop: float | None = None
-    verify_data: str | None = None
-    keep_failed: bool = False
-    fallback: bool = False
-    seed: int = 0
-    per_tensor: bool = False
-    unsafe: bool = False
-    contract: dict | None = None
-    trained_on: object | None = None  # a DataConfig: its training split calibrates, its
-    # validation split checks parity, when the model's card does not record one (a user's model)
+from converters.config import FORMATS, QUANT_MODES, ConvertConfig, ConvertResult, variant_of
+from converters.write import unlike, write_checked
+from edgeseg.device import card as cards
+from edgeseg.device.data import roles
+from edgeseg.device.errors import ConfigError
 
 
 def convert(model_path, out, config: ConvertConfig | None = None, **options) -> ConvertResult:
@@ -123,7 +40,7 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
     cfg = config or ConvertConfig(**options)
     if cfg.input_size is not None:
         cfg = replace(cfg, input_size=cards.parse_size(cfg.input_size))
-    from edgeseg.files import check_output
+    from edgeseg.device.files import check_output
 
     out = check_output(out, inputs=[model_path, cfg.calib], model=True)
     to = cfg.to or next((fmt for fmt, suffixes in FORMATS.items() if out.suffix in suffixes), None)
@@ -132,7 +49,7 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
     if out.suffix not in FORMATS[to]:
         raise ConfigError(f"{out}: {'an' if to == 'onnx' else 'a'} {to} file must end in "
                           f"{FORMATS[to][0]}")
-    modes = tflite_conv.QUANT_MODES if to == "tflite" else onnx_conv.QUANT_MODES
+    modes = QUANT_MODES[to]
     if cfg.quant not in modes:
         raise ConfigError(f"--quant for {to} must be one of {', '.join(modes)} (got {cfg.quant!r})")
     if to == "onnx" and cfg.io != "float":
@@ -154,7 +71,8 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
                           f"a Keras model (.keras, .h5, a SavedModel folder)"
                           + (" or an .onnx with --to onnx --quant int8"
                              if model_path.suffix.lower() == ".onnx" else ""))
-    loaded = runtime.load(model_path, unsafe=cfg.unsafe, contract=cfg.contract)
+    loaded = runtime.load(model_path, unsafe=cfg.unsafe, contract=cfg.contract,
+                          custom_objects=cfg.custom_objects)
     if loaded.card.get("status") == "failed":
         print(f"warning: {model_path}: its card says training failed ({loaded.card.get('failure')}"
               f"); converting it anyway", file=sys.stderr)
@@ -168,13 +86,14 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
                           f"144x256)")
     size = tuple(int(v) for v in size)
     channels, num_classes = int(model.input_shape[-1]), loaded.num_classes
-    from edgeseg.machine import check_memory
+    from edgeseg.device.machine import check_memory
 
     # calibration and parity images, and the model's activations (a few tens of channels per pixel)
     check_memory(size[0] * size[1] * 4 * (channels * (cfg.calib_samples + 2 * cfg.verify_samples)
                                           + 64 * 8), f"converting at {size[0]}x{size[1]}")
-    data = cfg.calib or _trained_on(source_card)
-    trained_on = _trained_config(source_card) or cfg.trained_on or _split_of(cfg.calib, cfg.seed)
+    data = cfg.calib or roles.trained_data(source_card)
+    trained_on = roles.trained_config(source_card) or cfg.trained_on or \
+        roles.own_split(cfg.calib, cfg.seed)
     norm, fit = cards.normalization_of(source_card), cards.input_fit_of(source_card)
 
     quant = cfg.quant
@@ -194,17 +113,19 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
     if needs_calib:
         if data is None:
             raise ConfigError(f"--quant {quant} needs calibration data: give --calib DATA")
-        calibration = calibration_images(data, size=size, channels=channels,
+        calibration = roles.calibration_images(data, size=size, channels=channels,
                                          count=cfg.calib_samples, seed=cfg.seed,
                                          normalization=norm, fit=fit, trained_on=trained_on)
         if cfg.verify:  # the parity images, read once: compared here, checked against below
             # (--fallback: twice as many, half to choose the float ops, half to check the file)
             count = cfg.verify_samples * (2 if cfg.fallback else 1)
-            samples = _parity_samples(replace(cfg, verify_samples=count), data, trained_on, size,
-                                      channels, num_classes, norm)
-            unlike = _unlike(calibration, samples[0])
-            if unlike:
-                print(f"warning: --calib {data}: {unlike}", file=sys.stderr)
+            samples = roles.parity_images(data, verify_data=cfg.verify_data,
+                                          trained_on=trained_on, size=size, channels=channels,
+                                          num_classes=num_classes, count=count, seed=cfg.seed,
+                                          normalization=norm)
+            unlike_data = unlike(calibration, samples[0])
+            if unlike_data:
+                print(f"warning: --calib {data}: {unlike_data}", file=sys.stderr)
 
     selection = None
     if to == "tflite":
@@ -240,52 +161,9 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
         calibration=None if calibration is None else {
             "data": data, "samples": len(calibration), "seed": cfg.seed,
             "method": cfg.calib_method, "per_tensor": cfg.per_tensor,
-            "images": calibration_source(data, trained_on)})
+            "images": roles.calibration_source(data, trained_on)})
 
-    return finish(out, to, raw, card, loaded, size, cfg, data, trained_on, samples)
-
-
-def finish(out: Path, to: str, raw: bytes, card: dict, source, size, cfg: ConvertConfig, data,
-           trained_on, samples=None) -> ConvertResult:
-    """Stamp ``card`` into ``raw``, count its MACs, check its parity against ``source`` (an
-    EdgeModel), and write the file and its card; nothing is written when parity fails."""
-    from converters import onnx as onnx_conv
-    from converters.flatbuffer import rewrite
-    from edgeseg.flops import file_cost
-    from edgeseg.safety import trust
-
-    def stamped(card_: dict) -> bytes:
-        if to == "tflite":
-            return rewrite(raw, card_)
-        return onnx_conv.with_metadata(raw, {cards.EMBEDDED_KEY: json.dumps(card_, sort_keys=True)})
-
-    # Count and verify the very bytes that are written (only the card inside them changes after).
-    trial = out.with_name(f".{out.stem}.partial{out.suffix}")
-    try:
-        atomic_write_bytes(trial, stamped(card))
-        cost = file_cost(trial, input_size=size)
-        card.update(macs=cost.macs, params=cost.params)
-        parity = None
-        if cfg.verify:
-            parity, where = _parity(source, trial, samples or _parity_samples(
-                cfg, data, trained_on, size, card["channels"], card["num_classes"],
-                cards.normalization_of(card)), cfg)
-            card["parity"] = {**parity.to_dict(), "images": where}
-            if not parity.passed:
-                message = (f"{out}: parity check failed on {where}: {parity.summary()} (limits: "
-                           f"--parity-tolerance, --min-agreement, --max-dice-drop)")
-                if not cfg.keep_failed:
-                    raise ConversionError(message)
-                print(f"warning: {message}; written anyway (--keep-failed), its card says so",
-                      file=sys.stderr)
-            if parity.warning:
-                print(f"warning: {out}: {parity.warning}", file=sys.stderr)
-        path = atomic_write_bytes(out, stamped(card))
-        cards.write_card(path, card)
-        trust(path)  # this process wrote it: later loads here need no child-process probe
-    finally:
-        trial.unlink(missing_ok=True)
-    return ConvertResult(path, card, parity)
+    return write_checked(out, to, raw, card, loaded, size, cfg, data, trained_on, samples)
 
 
 def _select(cfg, to, loaded, model, size, calibration, samples):
@@ -329,111 +207,4 @@ def _select(cfg, to, loaded, model, size, calibration, samples):
                        f"{len(images) - half} of {where} (the other {half} chose the float ops)")
 
 
-def _parity_samples(cfg, data, trained_on, size, channels, num_classes, norm):
-    """(images, masks or None, where): the images parity is checked on, never the calibration
-    images when anything else is known: --verify-data, else the validation data of what the
-    model was trained on (its card), else --calib's own validation split, else --calib's images
-    (then ``where`` says so). Random images when there is no data at all."""
-    import numpy as np
-
-    from edgeseg.data.source import is_builtin
-
-    source = cfg.verify_data or (trained_on.source if trained_on is not None else None) or data
-    if source is None:
-        images = np.random.default_rng(cfg.seed).random((cfg.verify_samples, *size, channels),
-                                                       np.float32)
-        return images, None, "random images (no data: give --verify-data DIR)"
-    images, masks = labelled_samples(source, size=size, channels=channels,
-                                     num_classes=num_classes, count=cfg.verify_samples,
-                                     seed=cfg.seed, normalization=norm, trained_on=trained_on)
-    if masks is None and source == data:
-        where = (f"the calibration images of {data} themselves (there are no labelled images "
-                 f"apart from them: give --verify-data DIR)")
-    elif is_builtin(source):
-        where = f"{len(images)} held-out {source} images"
-    elif trained_on is not None and Path(source).resolve() == Path(trained_on.source).resolve():
-        where = f"{len(images)} images of {source}'s validation split"
-    else:
-        where = f"{len(images)} images of {source}"
-    return images, masks, where
-
-
-def _unlike(calibration, reference) -> str | None:
-    """Why calibration images do not look like the data the model is checked on (their pixel
-    statistics after normalisation), or None. Uniform or washed-out images calibrate ranges
-    that real images overflow."""
-    import numpy as np
-
-    if calibration is None or reference is None or not len(reference):
-        return None
-    c_mean, c_std = float(np.mean(calibration)), float(np.std(calibration))
-    r_mean, r_std = float(np.mean(reference)), float(np.std(reference))
-    if r_std > 0 and (c_std < 0.25 * r_std or abs(c_mean - r_mean) > 2 * r_std):
-        return (f"the calibration images look unlike the model's data (pixel mean {c_mean:.3f}, "
-                f"spread {c_std:.3f}; the model's data: {r_mean:.3f}, {r_std:.3f}): their int8 "
-                f"ranges may not fit real images")
-    return None
-
-
-def _parity(source, path, samples, cfg):
-    """(Parity, where): the converted file against its source, both through EdgeModel.predict
-    (probabilities, whatever the outputs are), on ``samples`` from :func:`_parity_samples`."""
-    import numpy as np
-
-    from edgeseg import runtime
-
-    images, masks, where = samples
-    num_classes = source.num_classes
-    converted = runtime.load(path, trusted=True)  # written by this process
-    mode = cfg.quant if cfg.quant in FLOAT_MODES else "quantized"
-    source_out = np.concatenate([source.predict(images[i:i + 8]) for i in range(0, len(images), 8)])
-    parity = check_parity(source_out, converted.predict(images), mode=mode,
-                          num_classes=num_classes, masks=masks, tolerance=cfg.tolerance,
-                          min_agreement=cfg.min_agreement, max_dice_drop=cfg.max_dice_drop)
-    return parity, where
-
-
-def _split_of(data: str | None, seed: int):
-    """A labelled folder given as --calib for a model whose card records no training data: its
-    own train/validation split, so calibration (training split) and parity (validation split)
-    never use the same images. None for built-in data and image-only folders."""
-    from edgeseg.config import DataConfig
-    from edgeseg.data import folders
-    from edgeseg.data.source import is_builtin
-
-    if data is None or is_builtin(data) or not Path(data).is_dir():
-        return None
-    try:
-        folders.find_samples(data)
-    except folders.DataError:
-        return None
-    return DataConfig(source=data, seed=seed)
-
-
-def _trained_config(card: dict):
-    """The DataConfig the model's training (or fine-tune) read, when its card records one."""
-    from edgeseg.config import DataConfig
-
-    data = (card.get("recipe") or {}).get("data")
-    if not isinstance(data, dict):
-        return None
-    try:
-        return DataConfig.from_dict(data)
-    except TypeError:
-        return None
-
-
-def _trained_on(card: dict) -> str | None:
-    """The data the model was trained on, when that can be read again (a built-in name or a folder)."""
-    recipe = card.get("recipe") or {}
-    data = (recipe.get("data") or {}).get("source")
-    if data is None and isinstance(card.get("source"), dict):
-        data = card["source"].get("data")
-    from edgeseg.data.source import is_builtin
-
-    if data and (is_builtin(data) or Path(data).is_dir()):
-        return data
-    return None
-
-
-__all__ = ["ConvertResult", "convert", "variant_of"]
+__all__ = ["ConvertConfig", "ConvertResult", "convert"]

@@ -16,7 +16,7 @@ import json
 import flatbuffers
 import numpy as np
 
-from edgeseg.formats.tflite import CARD_KEY, schema
+from edgeseg.device.formats.tflite import CARD_KEY, schema
 
 _IDENTIFIER = b"TFL3"
 
@@ -54,8 +54,8 @@ def _short_name(name: str, prefix: str) -> str:
 
 
 def rewrite(tflite: bytes, card: dict | None = None, *, compact: bool = True) -> bytes:
-    """The same model with ``card`` as JSON metadata (``edgeseg.card``) and, if ``compact``, the
-    shared vectors and short names described above."""
+    """The same model with ``card`` as JSON metadata (``edgeseg.device.card``) and, if ``compact``,
+    the shared vectors and short names described above."""
     fb = schema()
     model = fb.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
     if compact:

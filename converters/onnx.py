@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from converters.config import CALIBRATION_METHODS
+from converters.config import ONNX_MODES as QUANT_MODES
 from converters.tflite import ConversionError, concrete_function, fixed_shape
-from edgeseg.errors import ConfigError
+from edgeseg.device.errors import ConfigError
 
-QUANT_MODES = ("none", "int8")
 DEFAULT_OPSET = 17
 
 
@@ -60,7 +61,6 @@ class _Reader:
         raise NotImplementedError
 
 
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 
 def quantize_onnx(float_bytes: bytes, images: np.ndarray, per_tensor: bool = False,

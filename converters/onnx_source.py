@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from converters.calibration import calibration_images, calibration_source
-from converters.export import ConvertConfig, ConvertResult, finish
-from edgeseg import card as cards
-from edgeseg.errors import ConfigError
+from converters.config import ConvertConfig, ConvertResult
+from converters.write import write_checked
+from edgeseg.device import card as cards
+from edgeseg.device.data import roles
+from edgeseg.device.errors import ConfigError
 
 
 def quantize_user_onnx(model_path, out, cfg: ConvertConfig) -> ConvertResult:
@@ -28,7 +29,7 @@ def quantize_user_onnx(model_path, out, cfg: ConvertConfig) -> ConvertResult:
     if cfg.fallback:
         raise ConfigError(f"{model_path}: --fallback searches the conversions of Keras models; "
                           f"quantize an .onnx without it (--to onnx --quant int8)")
-    source = runtime.load(model_path, contract=cfg.contract)
+    source = runtime.load(model_path, contract=cfg.contract)  # an .onnx: no Keras options
     source_card = source.card
     _, height, width, channels = source.input_shape
     size = cfg.input_size or cards.size_of(source_card) or \
@@ -39,11 +40,9 @@ def quantize_user_onnx(model_path, out, cfg: ConvertConfig) -> ConvertResult:
     data = cfg.calib
     if data is None:
         raise ConfigError("--quant int8 needs calibration data: give --calib DATA")
-    from converters.export import _split_of
-
-    trained_on = cfg.trained_on or _split_of(data, cfg.seed)
+    trained_on = cfg.trained_on or roles.own_split(data, cfg.seed)
     norm, fit = cards.normalization_of(source_card), cards.input_fit_of(source_card)
-    images = calibration_images(data, size=size, channels=channels, count=cfg.calib_samples,
+    images = roles.calibration_images(data, size=size, channels=channels, count=cfg.calib_samples,
                                 seed=cfg.seed, normalization=norm, fit=fit,
                                 trained_on=trained_on)
     if source.layout == "NCHW":
@@ -64,8 +63,8 @@ def quantize_user_onnx(model_path, out, cfg: ConvertConfig) -> ConvertResult:
                 "per_tensor": cfg.per_tensor, "from": "onnx"},
         calibration={"data": data, "samples": len(images), "seed": cfg.seed,
                      "method": cfg.calib_method, "per_tensor": cfg.per_tensor,
-                     "images": calibration_source(data, trained_on)})
-    return finish(out, "onnx", raw, card, source, tuple(size), cfg, data, trained_on)
+                     "images": roles.calibration_source(data, trained_on)})
+    return write_checked(out, "onnx", raw, card, source, tuple(size), cfg, data, trained_on)
 
 
 __all__ = ["quantize_user_onnx"]

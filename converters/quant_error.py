@@ -20,13 +20,15 @@ import warnings
 
 import numpy as np
 
-from edgeseg import card as cards
-from edgeseg.errors import ConfigError
+from edgeseg.device import card as cards
+from edgeseg.device.data import roles
+from edgeseg.device.errors import ConfigError
 
 
 def quant_errors(model_path, *, calib: str | None = None, verify_data: str | None = None,
                  input_size=None, calib_samples: int = 100, verify_samples: int = 16,
                  seed: int = 0, unsafe: bool = False, contract: dict | None = None,
+                 custom_objects: dict | None = None,
                  sensitivity: bool = False, to: str = "tflite") -> dict:
     """Per-layer int8 error of the model at ``model_path`` (a Keras model of any flavour).
 
@@ -39,15 +41,13 @@ def quant_errors(model_path, *, calib: str | None = None, verify_data: str | Non
     for ONNX Runtime's int8 QDQ model (:func:`onnx_layer_errors`; each layer with ``sqnr_db``
     instead of ``rmse_steps``, ranked lowest first).
     """
-    from converters.calibration import calibration_images, calibration_source
-    from converters.export import ConvertConfig, _parity_samples, _split_of, _trained_config, \
-        _trained_on
-    from converters.tflite import make_converter
+    from converters.tflite import layer_name, make_converter
     from edgeseg import runtime
     from edgeseg._keras import tf
-    from edgeseg.flops import tflite_cost
+    from edgeseg.device.flops import tflite_cost
 
-    loaded = runtime.load(model_path, unsafe=unsafe, contract=contract)
+    loaded = runtime.load(model_path, unsafe=unsafe, contract=contract,
+                          custom_objects=custom_objects)
     if loaded.format != "keras":
         raise ConfigError(f"{model_path}: the per-layer error is measured from the float Keras "
                           f"model the int8 file is made from (TFLite's debugger converts it)")
@@ -58,24 +58,25 @@ def quant_errors(model_path, *, calib: str | None = None, verify_data: str | Non
     if size is None:
         raise ConfigError(f"{model_path} takes any input size: give --input-size")
     channels, num_classes = int(model.input_shape[-1]), loaded.num_classes
-    data = calib or _trained_on(card)
+    data = calib or roles.trained_data(card)
     if data is None:
         raise ConfigError("the int8 ranges need calibration data: give --calib DATA")
-    trained_on = _trained_config(card) or _split_of(data, seed)
+    trained_on = roles.trained_config(card) or roles.own_split(data, seed)
     norm, fit = cards.normalization_of(card), cards.input_fit_of(card)
-    calibration = calibration_images(data, size=size, channels=channels, count=calib_samples,
+    calibration = roles.calibration_images(data, size=size, channels=channels, count=calib_samples,
                                      seed=seed, normalization=norm, fit=fit, trained_on=trained_on)
-    cfg = ConvertConfig(quant="int8", verify_data=verify_data, verify_samples=verify_samples,
-                        seed=seed)
-    images, masks, where = _parity_samples(cfg, data, trained_on, size, channels, num_classes,
-                                           norm)
+    images, masks, where = roles.parity_images(data, verify_data=verify_data,
+                                               trained_on=trained_on, size=size,
+                                               channels=channels, num_classes=num_classes,
+                                               count=verify_samples, seed=seed,
+                                               normalization=norm)
     if to == "onnx":
         from converters.onnx import onnx_bytes
 
         raw = onnx_bytes(model, size)
         report = {"model": str(model_path), "input_size": list(size), "format": "onnx",
                   "calibration": {"data": data, "samples": len(calibration),
-                                  "images": calibration_source(data, trained_on)},
+                                  "images": roles.calibration_source(data, trained_on)},
                   "images": where, "layers": onnx_layer_errors(raw, calibration, images)}
         if sensitivity:
             _add_sensitivity(report, raw, size, calibration, images, masks, where, loaded,
@@ -98,7 +99,7 @@ def quant_errors(model_path, *, calib: str | None = None, verify_data: str | Non
         scale = float(row["scale"])
         rmse = float(np.sqrt(float(row["mean_squared_error"])))
         macs = costs.get(row["tensor_name"], 0)
-        layers.append({"op": row["op_name"], "layer": _layer_name(row["tensor_name"]),
+        layers.append({"op": row["op_name"], "layer": layer_name(row["tensor_name"]),
                        "tensor": row["tensor_name"], "elements": int(float(row["num_elements"])),
                        "rmse": rmse, "max_abs_error": float(row["max_abs_error"]),
                        "scale": scale, "rmse_steps": rmse / scale if scale else None,
@@ -106,7 +107,7 @@ def quant_errors(model_path, *, calib: str | None = None, verify_data: str | Non
     layers.sort(key=lambda layer: -(layer["rmse_steps"] or 0))
     report = {"model": str(model_path), "input_size": list(size),
               "calibration": {"data": data, "samples": len(calibration),
-                              "images": calibration_source(data, trained_on)},
+                              "images": roles.calibration_source(data, trained_on)},
               "images": where, "layers": layers}
     if sensitivity:
         _add_sensitivity(report, model, size, calibration, images, masks, where, loaded,
@@ -147,7 +148,7 @@ def onnx_layer_errors(float_bytes: bytes, calibration, images) -> list[dict]:
         modify_model_output_intermediate_tensors)
 
     from converters.onnx import OnnxQuantizer
-    from edgeseg.flops import onnx_cost
+    from edgeseg.device.flops import onnx_cost
 
     with OnnxQuantizer(float_bytes, calibration) as quantizer, \
             tempfile.TemporaryDirectory(prefix="edgeseg-qdq-") as tmp:
@@ -193,14 +194,6 @@ def onnx_layer_errors(float_bytes: bytes, calibration, images) -> list[dict]:
                        "lost_db": before - measured[0], "macs": macs, "macs_share": macs / total})
     layers.sort(key=lambda layer: -layer["lost_db"])
     return layers
-
-
-def _layer_name(tensor: str) -> str:
-    """The Keras layer a converted tensor comes from (``model/enc1_pw_relu6/Relu6;...`` ->
-    ``enc1_pw_relu6``): the name a user knows."""
-    first = tensor.split(";")[0]
-    parts = first.split("/")
-    return parts[1] if len(parts) > 2 else first
 
 
 def format_errors(report: dict, top: int = 15) -> str:

@@ -91,9 +91,9 @@ def calibrate(model, size, calibration, per_tensor: bool = False):
 def candidates(calibrated: bytes) -> list[dict]:
     """The ops of the calibrated model that can stay float: each op's output tensor name (what
     ``denylisted_nodes`` takes), op name, Keras layer and MACs."""
-    from converters.quant_error import _layer_name
-    from edgeseg.flops import tflite_cost
-    from edgeseg.formats.tflite import read_tflite
+    from converters.tflite import layer_name
+    from edgeseg.device.flops import tflite_cost
+    from edgeseg.device.formats.tflite import read_tflite
 
     parsed = read_tflite(calibrated)
     cost = tflite_cost(parsed)
@@ -102,7 +102,7 @@ def candidates(calibrated: bytes) -> list[dict]:
         if not op.outputs or op.name in ("QUANTIZE", "DEQUANTIZE"):
             continue
         tensor = parsed.tensors[op.outputs[0]].name
-        ops.append({"node": tensor, "op": op.name, "layer": _layer_name(tensor),
+        ops.append({"node": tensor, "op": op.name, "layer": layer_name(tensor),
                     "macs": layer.macs})
     return ops
 
@@ -113,7 +113,7 @@ def onnx_candidates(quantizer) -> list[dict]:
     MACs."""
     import onnx
 
-    from edgeseg.flops import onnx_cost
+    from edgeseg.device.flops import onnx_cost
 
     quantized = onnx.load_from_string(quantizer.quantize())
     producer = {out: node.op_type for node in quantized.graph.node for out in node.output}
@@ -153,7 +153,7 @@ def search(model, size, calibration, images, masks, source_probs, *, max_dice_dr
 def _search(quantize, ops, suffix, images, masks, source_probs, max_dice_drop, min_agreement,
             num_classes, echo, measure_all=False) -> Selection:
     from edgeseg import runtime
-    from edgeseg.files import atomic_write_bytes
+    from edgeseg.device.files import atomic_write_bytes
 
     min_agreement = QUANT_AGREEMENT if min_agreement is None else min_agreement
     total_macs = sum(op["macs"] for op in ops)

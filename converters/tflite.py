@@ -21,12 +21,12 @@ from typing import Iterable
 
 import numpy as np
 
-from edgeseg._logging import dropping
-from edgeseg.errors import ConfigError
-from edgeseg.files import atomic_write_bytes
+from converters.config import IO_TYPES
+from converters.config import TFLITE_MODES as QUANT_MODES
+from edgeseg.device.log import dropping
+from edgeseg.device.errors import ConfigError
+from edgeseg.device.files import atomic_write_bytes
 
-QUANT_MODES = ("none", "fp16", "dynamic", "int8", "int16x8")
-IO_TYPES = ("float", "int8", "uint8")
 
 
 class ConversionError(ConfigError):
@@ -40,7 +40,7 @@ def tflite_bytes(model, input_size=None, quant: str = "none",
 
     Args:
         model: a model with one NHWC image input and one output: a tf_keras model (plain or
-            quantization-aware) or a :class:`edgeseg.keras_models.KerasSource` (any Keras, a
+            quantization-aware) or a :class:`edgeseg.keras_files.KerasSource` (any Keras, a
             SavedModel, with its segmentation output chosen).
         input_size: int or (height, width); required when the model takes any size.
         quant: one of ``QUANT_MODES``.
@@ -166,5 +166,14 @@ def fixed_shape(model, input_size) -> tuple[int, int, int]:
     return int(height), int(width), int(channels)
 
 
+def layer_name(tensor: str) -> str:
+    """The Keras layer a converted tensor comes from (``model/enc1_pw_relu6/Relu6;...`` ->
+    ``enc1_pw_relu6``): the name a user knows."""
+    first = tensor.split(";")[0]
+    parts = first.split("/")
+    return parts[1] if len(parts) > 2 else first
+
+
 __all__ = ["ConversionError", "IO_TYPES", "QUANT_MODES", "concrete_function", "convert_tflite",
+           "layer_name",
            "fixed_shape", "make_converter", "tflite_bytes"]

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from edgeseg import metrics
+from edgeseg.device import metrics
 
 TOLERANCES = {"none": 1e-3, "fp16": 1e-2}
 FLOAT_AGREEMENT = 0.999

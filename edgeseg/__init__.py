@@ -18,10 +18,10 @@ _LAZY = {
     "create_model": "edgeseg.models",
     "list_models": "edgeseg.models",
     "model_options": "edgeseg.models",
-    "keras_cost": "edgeseg.flops",
-    "ModelCost": "edgeseg.flops",
-    "EdgesegError": "edgeseg.errors",
-    "ConfigError": "edgeseg.errors",
+    "keras_cost": "edgeseg.device.flops",
+    "ModelCost": "edgeseg.device.flops",
+    "EdgesegError": "edgeseg.device.errors",
+    "ConfigError": "edgeseg.device.errors",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -1,4 +1,5 @@
-"""One frozen dataclass per stage, saved as JSON beside every artifact and loaded back to resume.
+"""One frozen dataclass per stage, saved as JSON beside every artifact and loaded back to resume:
+data (:class:`DataConfig`), model, training, optimization and the whole run (:class:`RunConfig`).
 
     >>> cfg = TrainConfig(data=DataConfig("synthetic-nuclei"), model=ModelConfig("mobile_unet"))
     >>> TrainConfig.from_dict(cfg.to_dict()) == cfg
@@ -7,49 +8,14 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 
-
-class _Json:
-    def to_dict(self) -> dict:
-        return _plain(dataclasses.asdict(self))
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
-
-    @classmethod
-    def from_dict(cls, data: dict):
-        data = cls._upgrade(dict(data))
-        kwargs = {}
-        for f in dataclasses.fields(cls):
-            if f.name not in data:
-                continue
-            value = data[f.name]
-            sub = _NESTED.get((cls.__name__, f.name))
-            kwargs[f.name] = sub.from_dict(value) if sub and isinstance(value, (dict, bool)) \
-                else value
-        return cls(**kwargs)
-
-
-    @classmethod
-    def _upgrade(cls, data: dict) -> dict:
-        """Keys of configs written by earlier versions, in today's terms."""
-        return data
-
-
-def _plain(value):
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+from edgeseg.device.data.config import DataConfig
+from edgeseg.device.jsonconfig import JsonConfig, load_config, save_config
 
 
 @dataclass(frozen=True)
-class ModelConfig(_Json):
+class ModelConfig(JsonConfig):
     """Which zoo model and its options (``create_model(name, **options)``)."""
 
     name: str = "mobile_unet"
@@ -57,32 +23,7 @@ class ModelConfig(_Json):
 
 
 @dataclass(frozen=True)
-class DataConfig(_Json):
-    """Where the data comes from and how it is cut into training inputs.
-
-    ``source`` is a built-in name (``synthetic-nuclei``, ``synthetic-shapes``) or a folder.
-    """
-
-    source: str = "synthetic-nuclei"
-    input_size: int = 128  # training crops; the model is fully convolutional and runs at any size
-    layout: str | None = None  # folders: detected when None
-    channels: int | None = None  # None: the dataset's own (1 for nuclei/grey, 3 for RGB)
-    num_classes: int | None = None  # None: from the dataset (class list or largest id)
-    # folders: random "crop"s at the images' own resolution (the model then runs tile by tile),
-    # or "resize" whole images to input_size (and every image at inference); "auto": crop unless
-    # the objects are larger than a crop (measured on the masks)
-    mode: str = "auto"
-    val_source: str | None = None  # a second folder for validation; else a seeded split
-    val_fraction: float = 0.2
-    n_train: int = 400  # built-in datasets: how many samples to draw
-    n_val: int = 64
-    image_size: int | None = None  # built-in datasets: image side; None = input_size
-    seed: int = 0
-    cache_mb: int = 2048  # folders: decode into memory below this size, else stream from disk
-
-
-@dataclass(frozen=True)
-class Augment(_Json):
+class Augment(JsonConfig):
     """Random changes to each training crop, seeded; label 255 stays unlabeled through all of them.
 
     Geometric ones move image and mask together; photometric ones act on the normalised image.
@@ -103,7 +44,7 @@ class Augment(_Json):
     LIMITS = {"scale": 1.0, "brightness": 1.0, "contrast": 0.9, "gamma": 1.0, "noise": 1.0}
 
     def __post_init__(self):
-        from edgeseg.errors import ConfigError
+        from edgeseg.device.errors import ConfigError
 
         for name, top in self.LIMITS.items():
             value = getattr(self, name)
@@ -129,7 +70,7 @@ class Augment(_Json):
 
 
 @dataclass(frozen=True)
-class TrainConfig(_Json):
+class TrainConfig(JsonConfig):
     """Everything ``edgeseg train`` needs; saved as ``config.json`` beside the model."""
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -149,6 +90,10 @@ class TrainConfig(_Json):
     deterministic: bool = False
 
     @classmethod
+    def nested(cls) -> dict[str, type]:
+        return {"data": DataConfig, "model": ModelConfig, "augment": Augment}
+
+    @classmethod
     def _upgrade(cls, data: dict) -> dict:
         per_epoch = data.pop("steps_per_epoch", None)  # before budgets: epochs x steps per epoch
         if per_epoch and data.get("epochs") and not data.get("steps"):
@@ -157,7 +102,7 @@ class TrainConfig(_Json):
 
 
 @dataclass(frozen=True)
-class OptimizeConfig(_Json):
+class OptimizeConfig(JsonConfig):
     """What ``edgeseg optimize`` does to a trained model; stages chain prune -> cluster -> QAT."""
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -170,6 +115,58 @@ class OptimizeConfig(_Json):
     lr: float = 5e-4  # Adam, constant: a tenth of training's peak, enough to recover accuracy
     batch_size: int = 16
     seed: int = 0
+
+    @classmethod
+    def nested(cls) -> dict[str, type]:
+        return {"data": DataConfig}
+
+
+@dataclass(frozen=True)
+class RunConfig(JsonConfig):
+    """What ``edgeseg run`` does; saved as ``run.json``. ``quick`` shrinks every stage."""
+
+    data: str = "synthetic-nuclei"
+    layout: str | None = None
+    test_data: str | None = None  # a labelled folder to score on; else the held-out images
+    model: ModelConfig = field(default_factory=ModelConfig)
+    input_size: int = 256  # the deployed (converted, benchmarked) size
+    train_size: int = 128  # training crops: the model is fully convolutional
+    quick: bool = False
+    epochs: int | None = None  # training passes; None: the budget edgeseg.plan chooses
+    train_steps: int | None = None  # training optimizer steps instead (quick: 96)
+    steps: int | None = None  # optimize fine-tune steps per stage (None: 300; quick: 30)
+    threads: tuple[int, ...] = (1, 2)
+    runs: int | None = None  # timed bench iterations (None: 50; quick: 10)
+    samples: int | None = None  # bench images (None: 32; quick: 8)
+    calib_samples: int | None = None  # int8 calibration images (None: 100; quick: 16)
+    seed: int = 0
+    model_file: str | None = None  # a user's trained model: no training, its own I/O contract
+    contract: dict = field(default_factory=dict)  # contract keys over its card (runtime.load)
+    unsafe: bool = False  # its Lambda layers may load
+    targets: tuple[str, ...] = ()  # target names (edgeseg.device.targets): rows per .tflite
+
+    def resolved(self) -> "RunConfig":
+        """The config with every None replaced by its (quick or full) default."""
+        quick = self.quick
+        train_steps = self.train_steps or (96 if quick and not self.epochs else None)
+        return replace(
+            self, train_steps=train_steps,
+            steps=self.steps or (30 if quick else 300), runs=self.runs or (10 if quick else 50),
+            samples=self.samples or (8 if quick else 32),
+            calib_samples=self.calib_samples or (16 if quick else 100),
+            threads=tuple(self.threads), targets=tuple(self.targets))
+
+    @classmethod
+    def nested(cls) -> dict[str, type]:
+        return {"model": ModelConfig}
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        data = dict(data)
+        for name in ("threads", "targets"):
+            if name in data:
+                data[name] = tuple(data[name])
+        return super().from_dict(data)
 
 
 # Per-dataset training defaults: how many built-in samples to draw. The budget (steps) comes
@@ -186,15 +183,5 @@ def train_defaults(source: str) -> dict:
     return dict(TRAIN_DEFAULTS.get(source, FOLDER_DEFAULTS))
 
 
-_NESTED = {("TrainConfig", "data"): DataConfig, ("TrainConfig", "model"): ModelConfig,
-           ("TrainConfig", "augment"): Augment, ("OptimizeConfig", "data"): DataConfig}
-
-
-def save_config(config: _Json, path) -> Path:
-    from edgeseg.files import atomic_write_text
-
-    return atomic_write_text(path, config.to_json() + "\n")
-
-
-def load_config(cls, path):
-    return cls.from_dict(json.loads(Path(path).read_text()))
+__all__ = ["Augment", "DataConfig", "JsonConfig", "ModelConfig", "OptimizeConfig", "RunConfig",
+           "TrainConfig", "load_config", "save_config", "train_defaults"]

@@ -26,7 +26,7 @@ SMALL_VALIDATION = 8
 def check_learned(train: dict, val: dict, class_names=("background", "foreground")) -> str | None:
     """Why the model is useless, or None when it learned something.
 
-    ``train`` and ``val`` are :func:`edgeseg.evaluate.score_model` results (inference mode).
+    ``train`` and ``val`` are :func:`edgeseg.device.scoring.score_model` results (inference mode).
     """
     present = [i for i, n in enumerate(val.get("pixels_per_class", [])) if n]
     predicted = val.get("predicted_classes", [])

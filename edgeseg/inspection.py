@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections
 from pathlib import Path
 
-from edgeseg.errors import EdgesegError
+from edgeseg.device.errors import EdgesegError
 
 DYNAMIC_SHAPE_OPS = {"SHAPE", "PACK", "STRIDED_SLICE", "SLICE", "GATHER", "RESHAPE_DYNAMIC"}
 _BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
@@ -40,8 +40,8 @@ def _io(tensor) -> dict:
 
 
 def _inspect_tflite(path: Path) -> dict:
-    from edgeseg.flops import tflite_cost
-    from edgeseg.formats.tflite import read_card, read_tflite
+    from edgeseg.device.flops import tflite_cost
+    from edgeseg.device.formats.tflite import read_card, read_tflite
 
     f = read_tflite(path)
     tensors = f.tensors
@@ -81,7 +81,7 @@ def _xnnpack_coverage(path: Path, f) -> dict:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:  # pragma: no cover - tflite_runtime boards
         return {"available": False}
-    from edgeseg.safety import check_untrusted
+    from edgeseg.device.untrusted import check_untrusted
 
     check_untrusted(path)  # the structure was read above; now make sure LiteRT survives it
     try:
@@ -109,8 +109,9 @@ def _xnnpack_coverage(path: Path, f) -> dict:
 def _inspect_onnx(path: Path, input_size) -> dict:
     import onnx
 
-    from edgeseg.card import EMBEDDED_KEY, input_layout_of, parse_embedded, read_card, size_of
-    from edgeseg.flops import onnx_cost
+    from edgeseg.device.card import (EMBEDDED_KEY, input_layout_of, parse_embedded, read_card,
+                                     size_of)
+    from edgeseg.device.flops import onnx_cost
 
     try:
         proto = onnx.load(str(path))

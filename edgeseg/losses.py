@@ -9,7 +9,7 @@ probabilities. ``y_true`` is the class-id mask, (B, H, W) or (B, H, W, 1).
 from __future__ import annotations
 
 from edgeseg._keras import keras, tf
-from edgeseg.errors import ConfigError
+from edgeseg.device.errors import ConfigError
 
 UNLABELED = 255
 LOSSES = ("dice+ce", "dice", "ce")
@@ -75,8 +75,8 @@ def segmentation_loss(kind: str = "dice+ce"):
 class DiceMetric(keras.metrics.Metric):
     """Hard Dice pooled over an epoch (argmax, or > 0.5 for one class), mean over foreground classes.
 
-    The same definition as :func:`edgeseg.metrics.dice`: a class absent from both prediction and
-    ground truth scores 1.
+    The same definition as :func:`edgeseg.device.metrics.dice`: a class absent from both prediction
+    and ground truth scores 1.
     """
 
     def __init__(self, num_classes: int, name: str = "dice", **kwargs):

@@ -83,7 +83,7 @@ def plan_training(*, images: int, val_images: int, views: float, batch_size: int
     least one) override the rule; with ``epochs`` the run is validated after each pass.
     """
     if steps is not None and epochs is not None:
-        from edgeseg.errors import ConfigError
+        from edgeseg.device.errors import ConfigError
 
         raise ConfigError("give --steps or --epochs, not both")
     per_pass = max(1, images // batch_size)

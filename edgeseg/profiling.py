@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.errors import EdgesegError
+from edgeseg.device.errors import EdgesegError
 
 def profile_file(path, threads: int = 1, runs: int = 30, warmup: int = 3) -> dict:
     """Per-op latency of a .tflite or .onnx file (see the module's notes on method)."""
@@ -39,7 +39,7 @@ def profile_file(path, threads: int = 1, runs: int = 30, warmup: int = 3) -> dic
         raise EdgesegError(f"{path}: no such model file")
     if runs < 1 or warmup < 0:
         raise EdgesegError(f"--runs must be >= 1 and the warm-up >= 0 (got {runs}, {warmup})")
-    from edgeseg.safety import check_untrusted
+    from edgeseg.device.untrusted import check_untrusted
 
     check_untrusted(path)  # native runtimes below: refuse a file that would crash them
     if path.suffix == ".tflite":
@@ -132,9 +132,9 @@ def _feed(interpreter, rng) -> None:
 def profile_tflite(path, threads: int = 1, runs: int = 50, warmup: int = 3) -> dict:
     """Per-op latency of a .tflite file by differences of graph prefixes timed round robin (LiteRT,
     default XNNPACK delegate, ``threads`` threads); see the module's notes."""
-    from edgeseg.flops import tflite_cost
-    from edgeseg.formats.tflite import read_tflite, schema
-    from edgeseg.runtime import _tflite_interpreter_class
+    from edgeseg.device.flops import tflite_cost
+    from edgeseg.device.formats.tflite import read_tflite, schema
+    from edgeseg.device.runtime import tflite_interpreter_class
 
     path = Path(path)
     parsed = read_tflite(path)  # verifies the file: a clear error instead of a crash
@@ -143,7 +143,7 @@ def profile_tflite(path, threads: int = 1, runs: int = 50, warmup: int = 3) -> d
     if len(model.subgraphs) != 1:
         raise EdgesegError(f"{path}: profiling reads single-subgraph models "
                            f"({len(model.subgraphs)} subgraphs)")
-    interpreter_class, runtime = _tflite_interpreter_class()
+    interpreter_class, runtime = tflite_interpreter_class()
     rng = np.random.default_rng(0)
     weight_ops = _weight_ops(model, parsed)
     prefixes = []
@@ -186,7 +186,7 @@ def profile_tflite(path, threads: int = 1, runs: int = 50, warmup: int = 3) -> d
 
 def profile_onnx(path, threads: int = 1, runs: int = 30, warmup: int = 3) -> dict:
     """Per-node latency of an .onnx file from ONNX Runtime's profiler (the nodes after fusion)."""
-    from edgeseg.runtime import onnx_session, onnx_session_options
+    from edgeseg.device.runtime import onnx_session, onnx_session_options
 
     path = Path(path)
     with tempfile.TemporaryDirectory(prefix="edgeseg-profile-") as folder:

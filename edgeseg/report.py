@@ -13,144 +13,38 @@ import html
 import io
 from pathlib import Path
 
-from edgeseg.files import atomic_write_text
+from edgeseg.device.benchjson import (TARGET_HEADER, header, merged_rows, row_cells,
+                                       targets_table, text_table, thread_counts)
+from edgeseg.device.files import atomic_write_text
 
 
-def estimate(row: dict) -> bool:
-    """A row a target's tool estimated (Vela, TFLite Micro), not a measured run (here or on a
-    board over SSH)."""
-    return bool(row.get("estimator"))
-
-
-def _rows(report: dict) -> list[dict]:
-    """One row per (variant, runtime), the latency of each thread count side by side (rows
-    measured, here or on a board; the estimates have their own table)."""
-    merged: dict[tuple, dict] = {}
-    for r in report["results"]:
-        if estimate(r):
-            continue
-        key = (r["variant"], r["runtime"])
-        row = merged.setdefault(key, {**r, "latency": {}})
-        row["latency"][r["threads"]] = r["latency_ms"]
-    return sorted(merged.values(), key=lambda r: (not r.get("reference"), r["format"] != "keras",
-                                                   r["variant"], r["runtime"]))
-
-
-def _threads(report: dict) -> list:
-    values = {r["threads"] for r in report["results"] if not estimate(r)}
-    return sorted(v for v in values if v is not None) or [None]
-
-
-def _cells(row: dict, threads: list) -> list[str]:
-    def latency(t):
-        lat = row["latency"].get(t) or (row["latency"].get(None) if t == threads[0] else None)
-        return f"{lat['p50']:.2f} / {lat['p90']:.2f}" if lat else ""
-
-    macs = f"{row['macs'] / 1e6:,.1f}" if row.get("macs") else ""
-    sparsity = f"{row['sparsity']:.0%}" if row.get("sparsity") is not None else ""
-    name = row["variant"] + (" (reference)" if row.get("reference") else "")
-    return [name, row["runtime"], macs, f"{row['params']:,}" if row.get("params") else "",
-            f"{row['size_bytes'] / 1024:,.1f}", f"{row['gzip_bytes'] / 1024:,.1f}", sparsity,
-            *[latency(t) for t in threads], f"{row['dice']:.4f}", f"{row['dice_delta']:+.4f}",
-            f"{row['agreement']:.2%}"]
-
-
-def _header(threads: list) -> list[str]:
-    lat = [f"p50 / p90 ms ({t} thr)" if t else "p50 / p90 ms" for t in threads]
-    return ["variant", "runtime", "MMACs", "params", "size KB", "gzip KB", "sparsity", *lat,
-            "Dice", "Dice delta", "agreement"]
-
-
-TARGET_HEADER = ["target", "file", "how", "latency ms", "cycles", "SRAM / arena KB", "flash KB",
-                 "DRAM KB", "ops on the CPU / missing", "Dice"]
-
-
-def _kb(value) -> str:
-    return f"{value / 1024:,.1f}" if value else ""
-
-
-def target_rows(report: dict) -> list[list[str]]:
-    """The targets table: for every file with target rows, the host's measured row (its first
-    thread count) and each target's, with the Dice of the file that target runs."""
-    from edgeseg.machine import line
-
-    rows = [r for r in report["results"] if estimate(r)]
-    boards = [r for r in report["results"] if str(r.get("target", "")).startswith("ssh://")]
-    table = []
-    for path in dict.fromkeys(r["path"] for r in boards + rows):
-        name = Path(path).name
-        host = next((r for r in report["results"] if r["path"] == path
-                     and r.get("target") in (None, "local")), None)
-        if host is not None:
-            cpu = report.get("machine", {}).get("cpu") or line(report.get("machine", {}))
-            threads = f", {host['threads']} thr" if host.get("threads") else ""
-            table.append([f"host CPU ({cpu}{threads})", name, f"measured ({host['runtime']})",
-                          f"{host['latency_ms']['p50']:.2f}", "", "", _kb(host["size_bytes"]),
-                          "", "", _dice(host)])
-        for board in (r for r in boards if r["path"] == path):
-            cpu = (board.get("machine") or {}).get("cpu", "")
-            threads = f", {board['threads']} thr" if board.get("threads") else ""
-            table.append([f"{board['target']} ({cpu}{threads})", name,
-                          f"measured on the board ({board['runtime']})",
-                          f"{board['latency_ms']['p50']:.2f}", "", "",
-                          _kb(board["size_bytes"]), "", "", _dice(board)])
-        for r in (r for r in rows if r["path"] == path):
-            p50 = r["latency_ms"].get("p50")
-            latency = f"{p50:.2f} @ {r['clock_mhz']:.0f} MHz" \
-                if r.get("estimated") and p50 == p50 else "not estimated"
-            if r.get("runs") is False:
-                ops = "missing: " + ", ".join(r["unsupported_ops"]) if r.get("unsupported_ops") \
-                    else "does not run: " + _short(r.get("failure") or "")
-            else:
-                ops = ", ".join(f"{op} x{n}" for op, n in (r.get("cpu_ops") or {}).items()) or \
-                    ("none" if r.get("estimated") else "all ops run")
-            memory = _kb(r.get("sram_bytes")) if r.get("estimated") else \
-                _kb(r.get("arena_bytes"))
-            how = r.get("estimator", "")
-            if r.get("system_config"):
-                how += f" ({r['system_config']}, {r['memory_mode']})"
-            table.append([r["target"], name, how, latency,
-                          f"{r['cycles']:,}" if r.get("cycles") else "", memory,
-                          _kb(r.get("flash_bytes")), _kb(r.get("dram_bytes")), ops, _dice(r)])
-    return table
-
-
-def _short(failure: str) -> str:
-    """TFLM's failure without its wrapper, at most 90 characters."""
-    import re
-
-    text = re.sub(r"^TFLite Micro cannot load it \((.*)\)$", r"\1", failure)
-    return text if len(text) <= 90 else text[:89] + "…"
-
-
-def _dice(row: dict) -> str:
-    dice = row.get("dice")
-    if dice is None or dice != dice:
-        return ""
-    text = f"{dice:.4f}"
-    if row.get("agreement_litert") is not None:
-        text += f" ({row['agreement_litert']:.2%} as LiteRT)"
-    elif row.get("dice_source", "").startswith("LiteRT"):
-        text += " (LiteRT, same file)"
-    return text
+def roles_lines(report: dict) -> list[str]:
+    """Which images played which role (a run's report), one line: ``Images: train 400 (...);
+    ...``; none for a report without them."""
+    found = report.get("roles") or {}
+    if not found:
+        return []
+    parts = [f"{role} {entry['images'] if entry.get('images') is not None else ''} "
+             f"({entry.get('from', '')})".replace("  ", " ") for role, entry in found.items()]
+    return ["Images: " + "; ".join(parts) + "."]
 
 
 def markdown(report: dict) -> str:
     """The report as Markdown: the machine, the data, and the table."""
-    from edgeseg.machine import line
+    from edgeseg.device.machine import line
 
-    threads = _threads(report)
-    head = _header(threads)
+    threads = thread_counts(report)
+    head = header(threads)
     lines = ["# edgeseg report", "",
              f"Machine: {line(report['machine'])}  ",
              f"Data: {report['dataset']['name']}, {report['dataset']['samples']} images; "
              f"reference: {report['reference']}; {report.get('run', {}).get('runs', '?')} timed "
-             f"runs per model, round robin.", "",
+             f"runs per model, round robin.  ", *roles_lines(report), "",
              "| " + " | ".join(head) + " |",
              "|" + "|".join("---" if i < 2 else "---:" for i in range(len(head))) + "|"]
-    for row in _rows(report):
-        lines.append("| " + " | ".join(_cells(row, threads)) + " |")
-    targets = target_rows(report)
+    for row in merged_rows(report):
+        lines.append("| " + " | ".join(row_cells(row, threads)) + " |")
+    targets = targets_table(report)
     if targets:
         lines += ["", "## Targets", "",
                   "Ethos-U: Vela's estimate (cycles at the stated clock, of the NPU's part: ops "
@@ -162,23 +56,6 @@ def markdown(report: dict) -> str:
                                  for i in range(len(TARGET_HEADER))) + "|"]
         lines += ["| " + " | ".join(row) + " |" for row in targets]
     return "\n".join(lines) + "\n"
-
-
-def text_table(report: dict) -> str:
-    """The same table in fixed-width text, for a terminal."""
-    threads = _threads(report)
-    table = [_header(threads), *[_cells(row, threads) for row in _rows(report)]]
-    text = _fixed(table, 2)
-    targets = target_rows(report)
-    if targets:
-        text += "\n\n" + _fixed([TARGET_HEADER, *targets], 3)
-    return text
-
-
-def _fixed(table: list[list[str]], left: int) -> str:
-    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    return "\n".join("  ".join(c.ljust(w) if i < left else c.rjust(w)
-                               for i, (c, w) in enumerate(zip(r, widths))) for r in table)
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -246,8 +123,8 @@ def plots(report: dict) -> dict[str, str]:
         return {}
     import base64
 
-    rows = _rows(report)
-    first = _threads(report)[0]
+    rows = merged_rows(report)
+    first = thread_counts(report)[0]
     out = {}
     for key, label, value in (
             ("latency", f"p50 latency, ms ({first} thread{'s' if first != 1 else ''})",
@@ -280,33 +157,34 @@ def plots(report: dict) -> dict[str, str]:
 
 
 def sample_masks(report: dict, data: str, layout: str | None = None, count: int = 3,
-                 contract: dict | None = None, unsafe: bool = False) -> list[dict]:
+                 contract: dict | None = None, unsafe: bool = False,
+                 custom_objects: dict | None = None) -> list[dict]:
     """For ``count`` images of ``data``: the image, its ground truth and each file's mask, as
     overlay data URIs (every model file in the report run once more, in its runtime)."""
     import numpy as np
 
-    from edgeseg import metrics, runtime
-    from edgeseg.card import normalization_of
-    from edgeseg.data.source import load_eval_data
-    from edgeseg.preprocess import display_affine
-    from edgeseg.errors import EdgesegError
-    from edgeseg.tiling import predict_image
-    from edgeseg.visualize import disagreement, overlay, png_data_uri
+    from edgeseg import runtime
+    from edgeseg.device.card import normalization_of
+    from edgeseg.device.data.roles import score_data
+    from edgeseg.device.errors import EdgesegError
+    from edgeseg.device.preprocess import display_affine
+    from edgeseg.device.scoring import labels_of
+    from edgeseg.device.visualize import disagreement, overlay, png_data_uri
 
     models, seen = [], set()
     reference_name = None
-    for row in _rows(report):
+    for row in merged_rows(report):
         if row["path"] in seen:
             continue
         seen.add(row["path"])
         try:
             models.append((f"{row['variant']} ({row['runtime']})",
                            runtime.load(row["path"], contract=contract, unsafe=unsafe,
-                                        foreign_only=True)))
+                                        custom_objects=custom_objects, foreign_only=True)))
             if row.get("reference") and reference_name is None:
                 reference_name = models[-1][0]
         except EdgesegError as error:  # e.g. a file removed since the bench: said, then left out
-            from edgeseg._logging import warn_once
+            from edgeseg.device.log import warn_once
 
             warn_once(f"the report's sample masks leave out {row['variant']} "
                       f"({row['runtime']}): {error}")
@@ -315,7 +193,7 @@ def sample_masks(report: dict, data: str, layout: str | None = None, count: int 
         return []
     first = models[0][1]
     size = next((m.input_shape[1] for _, m in models if m.input_shape[1]), 256)
-    dataset = data if not isinstance(data, str) else load_eval_data(
+    dataset = data if not isinstance(data, str) else score_data(
         data, size=size, channels=first.input_shape[-1], layout=layout,
         num_classes=max(2, first.num_classes), count=count)
     samples = []
@@ -325,8 +203,7 @@ def sample_masks(report: dict, data: str, layout: str | None = None, count: int 
         image = np.clip(raw.astype(np.float32) * a + b, 0, 1)
         cells = [("image", png_data_uri(overlay(image, np.zeros_like(truth)), 256)),
                  ("ground truth", png_data_uri(overlay(image, truth), 256))]
-        predicted = [(name, metrics.labels_from_probs(predict_image(model, raw)[None])[0])
-                     for name, model in models]
+        predicted = [(name, labels_of(model, raw)) for name, model in models]
         reference = dict(predicted).get(reference_name, predicted[0][1])
         differences = []
         for name, labels in predicted:
@@ -342,14 +219,15 @@ def sample_masks(report: dict, data: str, layout: str | None = None, count: int 
 
 def html_page(report: dict, plot_uris: dict[str, str], samples: list[dict]) -> str:
     """The self-contained HTML report."""
-    from edgeseg.machine import line
+    from edgeseg.device.machine import line
 
     e = html.escape
-    threads = _threads(report)
-    head = "".join(f"<th>{e(h)}</th>" for h in _header(threads))
-    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in _cells(row, threads)) + "</tr>"
-                   for row in _rows(report))
-    targets = target_rows(report)
+    threads = thread_counts(report)
+    images = "".join(f"<br>{e(text)}" for text in roles_lines(report))
+    head = "".join(f"<th>{e(h)}</th>" for h in header(threads))
+    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row_cells(row, threads)) + "</tr>"
+                   for row in merged_rows(report))
+    targets = targets_table(report)
     target_table = "" if not targets else (
         "<h2>Targets</h2><p>Boards (ssh://): measured there by the same harness. "
         "Ethos-U: Vela's estimate (the NPU's part; ops left to the CPU are "
@@ -394,7 +272,7 @@ figcaption {{ font-size: 12px; text-align: center; }}
 <p>Machine: {e(line(report["machine"]))}<br>
 Data: {e(str(report["dataset"]["name"]))}, {report["dataset"]["samples"]} images; reference:
 {e(str(report["reference"]))}; {run.get("runs", "?")} timed runs per model after
-{run.get("warmup", "?")} warm-up, round robin.</p>
+{run.get("warmup", "?")} warm-up, round robin.{images}</p>
 <h2>Results</h2>
 <table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
 {target_table}
@@ -407,14 +285,16 @@ Data: {e(str(report["dataset"]["name"]))}, {report["dataset"]["samples"]} images
 
 
 def write_reports(report: dict, out, *, data: str | None = None, layout: str | None = None,
-                  contract: dict | None = None, unsafe: bool = False) -> dict:
+                  contract: dict | None = None, unsafe: bool = False,
+                  custom_objects: dict | None = None) -> dict:
     """Write ``out/report.md`` and ``out/report.html``; returns their paths and the text table."""
     out = Path(out)
     md = atomic_write_text(out / "report.md", markdown(report))
-    samples = sample_masks(report, data, layout, contract=contract, unsafe=unsafe) if data else []
+    samples = sample_masks(report, data, layout, contract=contract, unsafe=unsafe,
+                           custom_objects=custom_objects) if data else []
     page = atomic_write_text(out / "report.html", html_page(report, plots(report), samples))
     return {"md": md, "html": page, "table": text_table(report)}
 
 
-__all__ = ["html_page", "markdown", "pareto_front", "plots", "sample_masks", "target_rows",
+__all__ = ["html_page", "markdown", "roles_lines", "pareto_front", "plots", "sample_masks",
            "text_table", "write_reports"]

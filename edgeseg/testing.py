@@ -25,24 +25,13 @@ def _model(model):
 
 def dice_of(model, data: str = "synthetic-nuclei", *, count: int = 16, size: int | None = None,
             seed: int = 0, layout: str | None = None) -> float:
-    """Mean foreground Dice of a model (a path or an EdgeModel) on ``data`` (whole images)."""
-    import numpy as np
+    """Mean foreground Dice of a model (a path or an EdgeModel) on ``data``, scored exactly as
+    ``edgeseg eval`` scores it (:func:`edgeseg.device.scoring.score_on`: held-out built-in
+    samples, or a folder's images whole, each fed as the model's card says)."""
+    from edgeseg.device.scoring import score_on
 
-    from edgeseg import metrics
-    from edgeseg.data.source import load_eval_data
-    from edgeseg.tiling import predict_image
-
-    model = _model(model)
-    size = size or model.input_shape[1] or 256
-    dataset = load_eval_data(data, size=size, channels=model.input_shape[-1], layout=layout,
-                             num_classes=max(2, model.num_classes), count=count, seed=seed)
-    preds, truth = [], []
-    for index in range(min(count, len(dataset))):
-        image, mask = dataset.sample(index)
-        probs = predict_image(model, image)  # normalised as the model's card says
-        preds.append(metrics.labels_from_probs(probs[None])[0].ravel())
-        truth.append(mask.ravel())
-    return metrics.dice(np.concatenate(preds), np.concatenate(truth), model.num_classes)
+    return score_on(_model(model), data, size=size, layout=layout, count=count,
+                    seed=seed)[2]["dice"]
 
 
 def assert_dice_close(model_a, model_b, data: str = "synthetic-nuclei", tol: float = 0.01, *,
@@ -65,10 +54,11 @@ def assert_dice_close(model_a, model_b, data: str = "synthetic-nuclei", tol: flo
 def assert_no_regression(report, baseline=None, **limits) -> None:
     """Fail when ``report`` regresses against ``baseline`` (bench JSON dicts or paths).
 
-    ``limits`` are those of :func:`edgeseg.check.compare`: ``max_dice_drop``,
+    ``limits`` are those of :func:`edgeseg.gate.compare`: ``max_dice_drop``,
     ``max_latency_ratio``, ``max_size_ratio``, ``max_dice_delta``.
     """
-    from edgeseg.check import compare, load_report
+    from edgeseg.device.benchjson import load_report
+    from edgeseg.gate import compare
 
     report = load_report(report) if isinstance(report, (str, Path)) else report
     if isinstance(baseline, (str, Path)):

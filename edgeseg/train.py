@@ -25,21 +25,29 @@ import numpy as np
 
 from edgeseg._keras import keras, tf
 from edgeseg.batchnorm import recalibrate
-from edgeseg.card import Normalization, make_card
+from edgeseg.device.card import Normalization, make_card
 from edgeseg.config import Augment, TrainConfig, load_config, save_config
-from edgeseg.data.folders import DataError
-from edgeseg.data.pipeline import make_dataset
-from edgeseg.data.source import SegData, at_own_size, load_data
-from edgeseg.errors import EdgesegError
-from edgeseg.evaluate import KerasInMemory, score_model
+from edgeseg.device.data.folders import DataError
+from edgeseg.tfdata import make_dataset
+from edgeseg.device.data.datasets import SegData, at_own_size
+from edgeseg.device.data.roles import describe_split, split
+from edgeseg.device.errors import EdgesegError
+from edgeseg.device.scoring import score_model
+from edgeseg.keras_files import KerasInMemory
 from edgeseg.guard import advice, check_learned
-from edgeseg.preprocess import dim_range_warning
+from edgeseg.device.preprocess import dim_range_warning
 from edgeseg.losses import DiceMetric, segmentation_loss
 from edgeseg.models import create_model
 from edgeseg.models.saving import save_model
+from edgeseg.device.outputs import Outputs
 from edgeseg.plan import plan_training, views_of
 
 MODEL_FILE = "model.keras"
+# what a run writes into its folder (each claimed in its manifest first: edgeseg.device.outputs):
+# its own files, and the folders TensorFlow fills (checkpoint backups, TensorBoard logs)
+OUTPUT_FILES = ("config.json", "history.csv", "checkpoints/last.weights.h5", MODEL_FILE,
+                f"{MODEL_FILE}.json")
+TOOL_FOLDERS = ("backup", "logs/train", "logs/validation")
 
 
 class TrainingError(EdgesegError):
@@ -151,8 +159,12 @@ def fit(cfg: TrainConfig, out, *, resume: bool = False, force: bool = False, ver
             what = "an interrupted run" if _has_files(backup) else f"a trained {MODEL_FILE}"
             raise TrainingError(f"{out}: holds {what}; pass --resume to continue it or --force "
                                 f"to start over")
+    outputs = Outputs(out, "train")
+    outputs.check_inputs({"--data": cfg.data.source, "--val-data": cfg.data.val_source},
+                         planned=(*OUTPUT_FILES, *TOOL_FOLDERS))
+    outputs.refuse_unowned(files=OUTPUT_FILES, tools=TOOL_FOLDERS)
     _check(cfg)
-    train_data, val_data = load_data(cfg.data)  # before anything is written: bad data leaves no trace
+    train_data, val_data = split(cfg.data)  # before anything is written: bad data leaves no trace
     norm = resolve_normalization(cfg.normalize, train_data)
     size = cfg.data.input_size
     plan = plan_training(images=len(train_data), val_images=len(val_data),
@@ -192,12 +204,15 @@ def fit(cfg: TrainConfig, out, *, resume: bool = False, force: bool = False, ver
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
-    # Data and model are good: only now is anything written.
-    if force and not resume:
-        for stale in ("backup", "checkpoints", "logs", "history.csv", MODEL_FILE, _card_name()):
-            path = out / stale
-            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    # Data and model are good: only now is anything written, each path claimed first (the
+    # chief's: the other workers write only their own .worker-N, which they remove)
     chief = _is_chief(strategy)
+    if chief:
+        if force and not resume:
+            outputs.clear()  # what an earlier run wrote here, and nothing else
+        outputs.claim_file(*OUTPUT_FILES)
+        for folder in TOOL_FOLDERS:
+            outputs.claim_folder(folder, tool=True)
     workdir = out if chief else out / f".worker-{strategy.cluster_resolver.task_id}"
     workdir.mkdir(parents=True, exist_ok=True)
     if chief and not resume:
@@ -285,6 +300,7 @@ def fit(cfg: TrainConfig, out, *, resume: bool = False, force: bool = False, ver
                 "batchnorm_recalibrated_batches": bn_batches,
                 "weights": "last (no checkpoint picked on the validation images)", **devices},
         metrics={"val": val_scores, "train": _brief(train_scores)},
+        images=describe_split(cfg.data, len(train_data), len(val_data)),
         status="failed" if failure else "ok", **({"failure": failure} if failure else {}))
     _write_train_card(path, final, card, size)
     # Only now is the run finished: a kill before this resumes, finds every chunk done, and
@@ -304,7 +320,7 @@ def resolve_normalization(choice: str, data) -> Normalization:
     16-bit or float images (the microscopy convention) and ``scale`` for 8-bit ones; ``meanstd``
     without values takes the training images' own mean and deviation per channel, fixed from then
     on (in the card)."""
-    from edgeseg.preprocess import type_max
+    from edgeseg.device.preprocess import type_max
 
     if choice == "auto":
         return Normalization("scale" if data.dtype == np.uint8 else "percentile")
@@ -329,7 +345,7 @@ def _views(data, size: int) -> float:
     folder's file headers)."""
     if isinstance(data, SegData):
         return views_of([image.shape[:2] for image in data.images], size)
-    from edgeseg.data.folders import header_size
+    from edgeseg.device.data.folders import header_size
 
     return views_of([data.resize_to or header_size(s.image)[::-1] for s in data.samples], size)
 
@@ -376,18 +392,12 @@ def _has_files(folder: Path) -> bool:
     return folder.is_dir() and any(folder.iterdir())
 
 
-def _card_name() -> str:
-    from edgeseg.card import card_path
-
-    return card_path(MODEL_FILE).name
-
-
 def _dedupe_history(path: Path) -> None:
     """Keep one row per epoch (the last: an epoch redone after an interrupt), in epoch order."""
     import csv
     import io
 
-    from edgeseg.files import atomic_write_text
+    from edgeseg.device.files import atomic_write_text
 
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
@@ -415,8 +425,8 @@ def _check(cfg: TrainConfig) -> None:
 
 
 def _write_train_card(path, model, card: dict, size: int) -> None:
-    from edgeseg.card import write_card
-    from edgeseg.flops import keras_cost
+    from edgeseg.device.card import write_card
+    from edgeseg.device.flops import keras_cost
 
     cost = keras_cost(model, input_size=size)
     write_card(path, {**card, "macs": cost.macs, "params": cost.params})

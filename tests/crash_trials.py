@@ -96,8 +96,8 @@ def commands(base: dict, out: Path) -> dict:
 def check_artifacts(folder: Path) -> tuple[int, int, list[str]]:
     """(artifacts opened, temporaries seen, [corrupt files with the reason])."""
     from edgeseg import runtime
-    from edgeseg.errors import EdgesegError
-    from edgeseg.models.saving import load_model
+    from edgeseg.device.errors import EdgesegError
+    from edgeseg.keras_files import load_tf_keras as load_model
 
     opened, temporaries, corrupt = 0, 0, []
     for path in sorted(folder.rglob("*")):

@@ -35,7 +35,7 @@ def _folder(root: Path, name: str, image_sizes, mask_sizes=None, mask_value=1, i
             Image.fromarray(float_image).save(folder / "images" / f"s{i}.tif")
         else:
             channels = {"L": (size, size), "RGB": (size, size, 3)}[image_mode]
-            _png(folder / "images" / f"s{i}.png", np.full(channels, 100, np.uint8))
+            _png(folder / "images" / f"s{i}.png", np.full(channels, 100 + i, np.uint8))  # no copies
         mask = np.zeros((msize, msize), np.uint8)
         mask[: msize // 2] = mask_value if i == 0 else 1
         _png(folder / "masks" / f"s{i}.png", mask)

@@ -85,7 +85,7 @@ def test_keras_tflite_and_onnx_side_by_side_against_the_reference(converted, tin
 
 
 def test_images_of_another_size_are_tiled(converted, tmp_path, runner):
-    from edgeseg.data.writer import write_synthetic
+    from edgeseg.device.data.writer import write_synthetic
 
     folder = write_synthetic("synthetic-nuclei", tmp_path / "big", count=2, size=100, seed=9)
     out = tmp_path / "bench.json"
@@ -123,7 +123,7 @@ def test_files_with_one_variant_name_stay_separate_rows(converted, tmp_path):
     import shutil
 
     from benchmarks.harness import bench
-    from edgeseg.report import text_table
+    from edgeseg.device.benchjson import text_table
 
     source, _ = converted[("tflite", "int8")]
     paths = []
@@ -162,7 +162,7 @@ def test_plot_labels_never_overlap_even_when_the_points_pile_up():
 def test_disagreement_overlay_marks_where_a_variant_differs_and_what_both_miss():
     import numpy as np
 
-    from edgeseg.visualize import DIFFERS, WRONG, disagreement
+    from edgeseg.device.visualize import DIFFERS, WRONG, disagreement
 
     image = np.full((4, 4, 1), 0.5, np.float32)
     reference = np.zeros((4, 4), np.uint8)
@@ -196,7 +196,8 @@ def test_rows_measured_on_a_board_stay_in_the_main_table_and_join_the_targets_ta
     import copy
 
     from benchmarks.harness import bench
-    from edgeseg.report import estimate, markdown, target_rows
+    from edgeseg.device.benchjson import estimate, targets_table as target_rows
+    from edgeseg.report import markdown
 
     report = bench([converted[("tflite", "int8")][0]], runs=2, warmup=0, samples=2,
                    image_size=64, progress=False, echo=lambda line: None)
@@ -218,7 +219,7 @@ def test_no_amx_refuses_the_kernels_amx_permission_and_says_so(converted, tmp_pa
     """Issue 19: the no-AMX figures measured on an AMX machine. After deny_amx(), the request
     every AMX user must make (arch_prctl ARCH_REQ_XCOMP_PERM) fails with EPERM."""
     code = ("import ctypes, errno\n"
-            "from edgeseg.machine import deny_amx\n"
+            "from edgeseg.device.machine import deny_amx\n"
             "libc = ctypes.CDLL(None, use_errno=True)\n"
             "deny_amx()\n"
             "result = libc.syscall(158, 0x1023, 18)\n"

@@ -43,7 +43,7 @@ def test_without_augmentation_a_small_set_is_not_trained_to_memorisation():
 def test_explicit_steps_or_epochs_replace_the_rule():
     assert plan_training(images=96, val_images=16, views=96, batch_size=8, epochs=4).steps == 48
     assert plan_training(images=96, val_images=16, views=96, batch_size=8, steps=100).steps >= 100
-    from edgeseg.errors import ConfigError
+    from edgeseg.device.errors import ConfigError
 
     with pytest.raises(ConfigError, match="--steps or --epochs, not both"):
         plan_training(images=9, val_images=1, views=9, batch_size=8, steps=5, epochs=1)
@@ -78,9 +78,10 @@ def test_recalibration_rescues_a_model_whose_averages_lag_behind(tf):
     the moving statistics are recomputed."""
     from edgeseg._keras import keras
     from edgeseg.batchnorm import recalibrate
-    from edgeseg.data.pipeline import make_dataset
-    from edgeseg.data.source import builtin
-    from edgeseg.evaluate import evaluate, keras_predictor
+    from edgeseg.tfdata import make_dataset
+    from edgeseg.device.data.datasets import builtin
+    from edgeseg.device.scoring import score_arrays
+    from edgeseg.keras_files import keras_predictor
     from edgeseg.losses import segmentation_loss
     from edgeseg.models import create_model
 
@@ -92,9 +93,9 @@ def test_recalibration_rescues_a_model_whose_averages_lag_behind(tf):
     batches = make_dataset(data, 64, 16, training=True, seed=0, repeat=True)
     model.fit(batches, epochs=1, steps_per_epoch=60, verbose=0)
     images, masks = val.arrays(64)
-    before = evaluate(keras_predictor(model), images, masks, 1)["dice"]
+    before = score_arrays(keras_predictor(model), images, masks, 1)["dice"]
     recalibrate(model, batches)
-    after = evaluate(keras_predictor(model), images, masks, 1)["dice"]
+    after = score_arrays(keras_predictor(model), images, masks, 1)["dice"]
     assert before < 0.5 and after > 0.75, (before, after)
 
 
@@ -103,7 +104,7 @@ def test_recalibration_rescues_a_model_whose_averages_lag_behind(tf):
 @pytest.fixture(scope="module")
 def noise_folder(tmp_path_factory):
     """Nuclei images whose masks are random noise: there is nothing to learn."""
-    from edgeseg.data.writer import write_synthetic
+    from edgeseg.device.data.writer import write_synthetic
 
     folder = write_synthetic("synthetic-nuclei", tmp_path_factory.mktemp("noise") / "noise",
                              count=20, size=64, seed=0)
@@ -160,7 +161,7 @@ def test_check_learned_names_each_failure():
 
 def test_budget_caches_are_keyed_on_what_made_them(tmp_path):
     """A model or file left by a run with other parameters is not passed off as this run's."""
-    from benchmarks.budget import Candidate, convert_all, train
+    from benchmarks.studies.budget import Candidate, convert_all, train
 
     lines = []
     candidate = Candidate("tiny", "mobile_unet", {"alpha": 0.25, "depth": 2}, trained=False)
@@ -182,6 +183,6 @@ def test_budget_caches_are_keyed_on_what_made_them(tmp_path):
     assert "reused" in lines[-1] and (tmp_path / "fp32.tflite").stat().st_mtime_ns == first
     convert_all(model, tmp_path, 64, ("fp32.tflite",), trained=False, echo=lines.append)
     assert "reused" not in lines[-1]
-    from edgeseg.card import read_card
+    from edgeseg.device.card import read_card
 
     assert read_card(tmp_path / "fp32.tflite")["input_size"] == [64, 64]

@@ -62,7 +62,7 @@ def test_models_json_with_options(runner):
                                  "-o", "alpha=0.5", "-o", "upsample=transpose", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    from edgeseg.flops import keras_cost
+    from edgeseg.device.flops import keras_cost
     from edgeseg.models import create_model
 
     want = keras_cost(create_model("mobile_unet", input_size=64, alpha=0.5, upsample="transpose"))

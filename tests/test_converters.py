@@ -52,7 +52,7 @@ def test_the_card_inside_a_file_survives_without_the_json_beside_it(converted, t
 def test_int8_weights_take_a_quarter_of_the_float_bytes(converted):
     """Whole-file ratios are measured on the default model (see the README); a tiny model's file is
     mostly graph, so here the weights are compared: int8 kernels, int32 biases."""
-    from edgeseg.formats.tflite import read_tflite
+    from edgeseg.device.formats.tflite import read_tflite
 
     fp32 = read_tflite(converted[("tflite", "none")][0]).bytes_by_kind()["weights"]
     int8 = read_tflite(converted[("tflite", "int8")][0]).bytes_by_kind()["weights"]
@@ -60,8 +60,8 @@ def test_int8_weights_take_a_quarter_of_the_float_bytes(converted):
 
 
 def test_macs_read_from_every_file_equal_the_keras_count(converted, tiny_run):
-    from edgeseg.flops import file_cost, keras_cost
-    from edgeseg.models.saving import load_model
+    from edgeseg.device.flops import file_cost, keras_cost
+    from edgeseg.keras_files import load_tf_keras as load_model
 
     want = keras_cost(load_model(tiny_run / "model.keras"), input_size=64).macs
     for path, _ in converted.values():
@@ -73,7 +73,7 @@ def test_macs_read_from_every_file_equal_the_keras_count(converted, tiny_run):
     for qat in (False, True) if not (qat and upsample == "nearest")],  # QAT: one UpSampling2D
     ids=lambda v: {False: "ptq", True: "qat"}.get(v, v) if isinstance(v, bool) else v)
 def test_int8_mobile_unet_has_no_float_islands(tmp_path, upsample, qat):
-    from converters.calibration import calibration_images
+    from edgeseg.device.data.roles import calibration_images
     from converters.tflite import convert_tflite
     from edgeseg.inspection import inspect_file
     from edgeseg.models import create_model
@@ -96,7 +96,7 @@ def test_int8_mobile_unet_has_no_float_islands(tmp_path, upsample, qat):
 
 def test_inspect_finds_the_ops_xnnpack_leaves_to_the_builtin_kernels(tmp_path):
     """XNNPACK has no int8 nearest-neighbour resize: the graph splits around those ops."""
-    from converters.calibration import calibration_images
+    from edgeseg.device.data.roles import calibration_images
     from converters.tflite import convert_tflite
     from edgeseg.inspection import inspect_file
     from edgeseg.models import create_model
@@ -127,7 +127,7 @@ def test_integer_io_is_quantized_inside_the_runtime(tiny_run, tmp_path, io):
 def test_onnx_with_a_dynamic_input_takes_any_size(tiny_run, tmp_path):
     from converters import convert
     from edgeseg import runtime
-    from edgeseg.flops import onnx_cost
+    from edgeseg.device.flops import onnx_cost
 
     path = tmp_path / "dyn.onnx"
     result = convert(tiny_run / "model.keras", path, dynamic=True, verify_samples=2)
@@ -142,11 +142,11 @@ def test_onnx_with_a_dynamic_input_takes_any_size(tiny_run, tmp_path):
 def test_compaction_shares_vectors_and_changes_no_output(tiny_run):
     from ai_edge_litert.interpreter import Interpreter
 
-    from converters.calibration import calibration_images
+    from edgeseg.device.data.roles import calibration_images
     from converters.flatbuffer import rewrite
     from converters.tflite import tflite_bytes
-    from edgeseg.formats.tflite import read_tflite
-    from edgeseg.models.saving import load_model
+    from edgeseg.device.formats.tflite import read_tflite
+    from edgeseg.keras_files import load_tf_keras as load_model
 
     images = calibration_images("synthetic-nuclei", size=64, channels=1, count=4)
     raw = tflite_bytes(load_model(tiny_run / "model.keras"), 64, "int8", images)
@@ -400,10 +400,10 @@ def test_quant_error_ranks_the_layers_a_bad_calibration_breaks(tiny_run, tmp_pat
 def test_selective_int8_puts_denylisted_ops_in_float_and_searches_a_dice_budget(tiny_run):
     """Issue 17, selective quantization: one calibration, then trials that each keep some ops in
     float; an impossible budget measures every op's sensitivity and says it is not met."""
-    from converters.calibration import calibration_images, labelled_samples
+    from edgeseg.device.data.roles import calibration_images, labelled_samples
     from converters.selective import calibrate, candidates, search
     from edgeseg import runtime
-    from edgeseg.formats.tflite import read_tflite
+    from edgeseg.device.formats.tflite import read_tflite
 
     loaded = runtime.load(tiny_run / "model.keras")
     model = loaded.selected

@@ -7,13 +7,13 @@ import pytest
 from PIL import Image
 
 from edgeseg.config import DataConfig
-from edgeseg.data import folders
-from edgeseg.data.folders import DataError, detect_layout, find_samples
-from edgeseg.data.source import (TEST_OFFSET, VAL_OFFSET, builtin, load_data, load_eval_data,
-                                 load_folder)
-from edgeseg.data.synthetic import shapes_sample, synthetic_arrays
-from edgeseg.data.writer import write_synthetic
-from edgeseg.visualize import mask_image
+from edgeseg.device.data import folders
+from edgeseg.device.data.folders import DataError, detect_layout, find_samples
+from edgeseg.device.data.datasets import builtin, load_folder
+from edgeseg.device.data.roles import TEST_OFFSET, VAL_OFFSET, split, score_data
+from edgeseg.device.data.synthetic import shapes_sample, synthetic_arrays
+from edgeseg.device.data.writer import write_synthetic
+from edgeseg.device.visualize import mask_image
 
 
 # --- built-in datasets ---------------------------------------------------------------------------
@@ -62,7 +62,7 @@ def test_shapes_have_classes_and_unlabeled_borders():
 
 
 def test_builtin_validation_samples_are_never_training_samples():
-    train, val = load_data(DataConfig("synthetic-nuclei", input_size=32, n_train=4, n_val=2))
+    train, val = split(DataConfig("synthetic-nuclei", input_size=32, n_train=4, n_val=2))
     assert len(train) == 4 and len(val) == 2
     assert not any(np.array_equal(t, v) for t in train.images for v in val.images)
     same = builtin("synthetic-nuclei", 2, 32, 0, VAL_OFFSET)
@@ -185,7 +185,7 @@ def test_voc_layout_reads_palette_masks_classes_and_split(tmp_path):
     lists.mkdir(parents=True)
     (lists / "train.txt").write_text("2007_000032\n2007_000039\n")
     (lists / "val.txt").write_text("2007_000063\n")
-    train, val = load_data(DataConfig(str(tmp_path), input_size=32, mode="resize"))
+    train, val = split(DataConfig(str(tmp_path), input_size=32, mode="resize"))
     assert train.layout == "voc" and len(train) == 2 and len(val) == 1
     assert len(train.class_names) == 21 and train.class_names[15] == "person"
     assert set(np.unique(train.masks[0])) == {0, 15, 255}
@@ -195,8 +195,8 @@ def test_voc_layout_reads_palette_masks_classes_and_split(tmp_path):
 def test_split_by_seed_is_repeatable_and_disjoint(tmp_path):
     write_synthetic("synthetic-nuclei", tmp_path / "n", count=10, size=16, seed=0)
     cfg = DataConfig(str(tmp_path / "n"), input_size=16, val_fraction=0.3, seed=3)
-    train, val = load_data(cfg)
-    again, _ = load_data(cfg)
+    train, val = split(cfg)
+    again, _ = split(cfg)
     assert len(train) == 7 and len(val) == 3
     assert all(np.array_equal(a, b) for a, b in zip(train.images, again.images))
     assert not any(np.array_equal(t, v) for t in train.images for v in val.images)
@@ -205,16 +205,16 @@ def test_split_by_seed_is_repeatable_and_disjoint(tmp_path):
 def test_split_by_given_folders(tmp_path):
     write_synthetic("synthetic-nuclei", tmp_path / "train", count=4, size=16, seed=0)
     write_synthetic("synthetic-nuclei", tmp_path / "val", count=2, size=16, seed=1)
-    train, val = load_data(DataConfig(str(tmp_path / "train"), input_size=16,
+    train, val = split(DataConfig(str(tmp_path / "train"), input_size=16,
                                       val_source=str(tmp_path / "val")))
     assert len(train) == 4 and len(val) == 2
 
 
 def test_eval_data_of_a_builtin_set_is_neither_training_nor_validation():
-    data = load_eval_data("synthetic-nuclei", size=32, count=3)
+    data = score_data("synthetic-nuclei", size=32, count=3)
     again = builtin("synthetic-nuclei", 3, 32, 0, TEST_OFFSET)
     assert all(np.array_equal(a, b) for a, b in zip(data.images, again.images))
-    train, val = load_data(DataConfig("synthetic-nuclei", input_size=32, n_train=64, n_val=64))
+    train, val = split(DataConfig("synthetic-nuclei", input_size=32, n_train=64, n_val=64))
     seen = [*train.images, *val.images]
     assert not any(np.array_equal(t, s) for t in data.images for s in seen)
 
@@ -235,7 +235,7 @@ def test_missing_folder(tmp_path):
 
 def test_not_a_dataset_name(tmp_path):
     with pytest.raises(DataError, match="synthetic-nucleii: no such folder, and not a built-in"):
-        load_data(DataConfig("synthetic-nucleii"))
+        split(DataConfig("synthetic-nucleii"))
 
 
 def test_empty_folder(tmp_path):

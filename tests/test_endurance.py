@@ -1,13 +1,15 @@
-"""benchmarks.endurance at a small scale: predict keeps its memory bound; no growth over a run.
+"""benchmarks.studies.endurance at a small scale: predict keeps its memory bound; no growth over a
+run.
 
-The full measurement (8192x8192, 10,000 inferences) is `python -m benchmarks.endurance MODEL`.
+The full measurement (8192x8192, 10,000 inferences) is `python -m benchmarks.studies.endurance
+MODEL`.
 """
 
 import numpy as np
 
 
 def test_predict_on_a_big_image_stays_within_its_memory_bound(converted):
-    from benchmarks.endurance import measure_predict
+    from benchmarks.studies.endurance import measure_predict
 
     path, _ = converted[("tflite", "int8")]
     result = measure_predict(path, 2048)
@@ -16,7 +18,7 @@ def test_predict_on_a_big_image_stays_within_its_memory_bound(converted):
 
 
 def test_repeated_inference_does_not_grow_resident_memory(converted):
-    from benchmarks.endurance import measure_rss
+    from benchmarks.studies.endurance import measure_rss
 
     path, _ = converted[("tflite", "int8")]
     result = measure_rss(path, 1000, every=250)
@@ -25,8 +27,8 @@ def test_repeated_inference_does_not_grow_resident_memory(converted):
 
 
 def test_streamed_labels_equal_the_whole_image_blend():
-    from edgeseg.metrics import labels_from_probs
-    from edgeseg.tiling import predict_labels, predict_tiled
+    from edgeseg.device.metrics import labels_from_probs
+    from edgeseg.device.tiling import predict_labels, predict_tiled
 
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (300, 170, 1), np.uint8)

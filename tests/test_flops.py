@@ -6,7 +6,7 @@ import collections
 
 import pytest
 
-from edgeseg.flops import keras_cost
+from edgeseg.device.flops import keras_cost
 from edgeseg.models import create_model
 
 CONV_LAYERS = {"Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose"}

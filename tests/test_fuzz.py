@@ -2,7 +2,8 @@
 
 Every input must end in a loaded model / decoded array or in an EdgesegError (one line, naming the
 file) — never a crash of this process, a hang, or another exception. The native runtimes only ever
-see a file in a child process first (edgeseg.safety), so a runtime crash shows up as a refusal.
+see a file in a child process first (edgeseg.device.untrusted), so a runtime crash shows up as a
+refusal.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from edgeseg.errors import EdgesegError
+from edgeseg.device.errors import EdgesegError
 
 FUZZ = settings(max_examples=25, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -87,7 +88,7 @@ def test_fuzzed_model_files_load_or_are_refused(converted, tmp_path, to, quant):
 
 def test_fuzzed_flatbuffers_never_crash_the_python_reader(converted, tmp_path):
     """read_tflite (used by inspect, flops, the card) parses in Python: any bytes, a clean error."""
-    from edgeseg.formats.tflite import read_tflite
+    from edgeseg.device.formats.tflite import read_tflite
 
     valid = converted[("tflite", "int8")][0].read_bytes()
 
@@ -116,7 +117,7 @@ def _encoded(fmt: str) -> bytes:
 @pytest.mark.parametrize("fmt,suffix", [("PNG", ".png"), ("JPEG", ".jpg"), ("TIFF", ".tif"),
                                         ("BMP", ".bmp")])
 def test_fuzzed_images_decode_or_are_refused(tmp_path, fmt, suffix):
-    from edgeseg.data.folders import read_image
+    from edgeseg.device.data.folders import read_image
 
     valid = _encoded(fmt)
 
@@ -137,7 +138,7 @@ def test_fuzzed_images_decode_or_are_refused(tmp_path, fmt, suffix):
 
 
 def test_fuzzed_masks_decode_or_are_refused(tmp_path):
-    from edgeseg.data.folders import Sample, read_mask
+    from edgeseg.device.data.folders import Sample, read_mask
 
     valid = _encoded("PNG")
 

@@ -16,11 +16,12 @@ from edgeseg.testing import assert_dice_close, assert_no_regression
 def bench_report(converted, tiny_run, tmp_path_factory):
     """A real bench JSON of the tiny model's Keras, fp32 and int8 files."""
     from benchmarks.harness import bench
+    from edgeseg import runtime
 
     files = [tiny_run / "model.keras", converted[("tflite", "none")][0],
              converted[("tflite", "int8")][0], converted[("onnx", "int8")][0]]
     return bench(files, runs=3, warmup=1, samples=6, threads=(1,), progress=False,
-                 echo=lambda line: None)
+                 load=runtime.load, echo=lambda line: None)
 
 
 def _write(path, report):
@@ -51,7 +52,7 @@ def test_an_unchanged_report_passes_and_a_planted_dice_drop_fails(bench_report, 
 
 
 def test_latency_is_compared_relative_to_the_reference_across_machines(bench_report):
-    from edgeseg.check import compare
+    from edgeseg.gate import compare
 
     elsewhere = copy.deepcopy(bench_report)
     elsewhere["machine"]["cpu"] = "another CPU"
@@ -132,7 +133,8 @@ def test_converted_models_keep_the_accuracy_of_their_source(tiny_run, converted)
 
 def test_assert_dice_close_fails_on_a_planted_regression(tiny_run, tmp_path):
     """One layer's weights zeroed: the helper must notice."""
-    from edgeseg.models.saving import load_model, save_model
+    from edgeseg.models.saving import save_model
+    from edgeseg.keras_files import load_tf_keras as load_model
 
     model = load_model(tiny_run / "model.keras")
     layer = model.get_layer("dec0_b0_pw_conv")
@@ -145,7 +147,7 @@ def test_assert_dice_close_fails_on_a_planted_regression(tiny_run, tmp_path):
 def test_predict_writes_masks_and_overlays_for_any_size(converted, runner, tmp_path):
     from PIL import Image
 
-    from edgeseg.data.synthetic import nuclei_sample
+    from edgeseg.device.data.synthetic import nuclei_sample
 
     image, _ = nuclei_sample(size=150, seed=3)
     Image.fromarray((image[..., 0] * 255).astype(np.uint8)).save(tmp_path / "scan.png")

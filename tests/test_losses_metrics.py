@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeseg import metrics
-from edgeseg.evaluate import evaluate
+from edgeseg.device import metrics
+from edgeseg.device.scoring import score_arrays
 
 
 def test_dice_and_iou_by_hand():
@@ -52,7 +52,7 @@ def test_evaluate_batches_any_predictor():
     rng = np.random.default_rng(0)
     masks = rng.integers(0, 3, (5, 8, 8)).astype(np.uint8)
     images = np.eye(3, dtype=np.float32)[masks]  # a "model" that reads the answer off the image
-    result = evaluate(lambda batch: batch, images, masks, num_classes=3, batch_size=2)
+    result = score_arrays(lambda batch: batch, images, masks, num_classes=3, batch_size=2)
     assert result["dice"] == 1.0 and result["samples"] == 5
 
 
@@ -60,7 +60,8 @@ def test_metrics_import_no_tensorflow():
     import subprocess
     import sys
 
-    code = "import sys, edgeseg.metrics, edgeseg.evaluate, edgeseg.data.source; " \
+    code = "import sys, edgeseg.device.metrics, edgeseg.device.scoring, " \
+           "edgeseg.device.data.datasets; " \
            "print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -109,7 +110,7 @@ def test_dice_plus_ce_is_their_sum(losses):
 
 
 def test_unknown_loss_is_refused(losses):
-    from edgeseg.errors import ConfigError
+    from edgeseg.device.errors import ConfigError
 
     with pytest.raises(ConfigError, match="loss must be one of dice\\+ce, dice, ce"):
         losses.segmentation_loss("focal")

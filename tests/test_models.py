@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from edgeseg.errors import ConfigError
+from edgeseg.device.errors import ConfigError
 from edgeseg.models import create_model, list_models, model_options
 
 UPSAMPLES = ("bilinear", "nearest", "transpose", "maxunpool")
@@ -121,7 +121,7 @@ def test_alpha_scales_the_width():
 
 
 def test_a_full_resolution_stem_keeps_the_output_size_and_costs_more():
-    from edgeseg.flops import keras_cost
+    from edgeseg.device.flops import keras_cost
 
     half = create_model("mobile_unet", input_size=SIZE)
     full = create_model("mobile_unet", input_size=SIZE, stem=1)
@@ -133,7 +133,7 @@ def test_a_full_resolution_stem_keeps_the_output_size_and_costs_more():
 
 
 def test_the_first_level_has_its_own_width_and_blocks():
-    from edgeseg.flops import keras_cost
+    from edgeseg.device.flops import keras_cost
 
     names = lambda m: {layer.name for layer in m.layers}  # noqa: E731
     default = create_model("mobile_unet", input_size=SIZE)  # the stem's output is the first skip
@@ -176,7 +176,7 @@ def test_the_default_head_upsamples_as_the_decoder_does():
 
 @pytest.mark.parametrize("mode", UPSAMPLES)
 def test_merge_add_adds_skips_of_the_same_width(mode):
-    from edgeseg.flops import keras_cost
+    from edgeseg.device.flops import keras_cost
 
     concat = create_model("mobile_unet", input_size=SIZE, upsample=mode, merge="concat")
     added = create_model("mobile_unet", input_size=SIZE, upsample=mode, merge="add")
@@ -252,7 +252,7 @@ def test_the_pixel_shuffle_head_shares_a_draw_between_sub_pixels_and_keeps_its_i
 
 def test_a_users_class_wins_over_a_zoo_class_of_the_same_name(tmp_path):
     from edgeseg._keras import keras, layers, tf
-    from edgeseg.models.saving import load_model
+    from edgeseg.keras_files import load_tf_keras as load_model
 
     class ICNR(keras.initializers.Initializer):  # the user's own, named like the zoo's
         def __call__(self, shape, dtype=None, **kwargs):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgeseg.card import Normalization, normalization_of
+from edgeseg.device.card import Normalization, normalization_of
 from edgeseg.cli import cli
-from edgeseg.preprocess import normalize, percentiles
+from edgeseg.device.preprocess import normalize, percentiles
 
 
 def test_percentiles_from_the_histogram_equal_numpys():
@@ -46,7 +46,7 @@ def test_an_old_card_means_pixel_over_255():
     ("percentile:a,b", "not of the form"),
 ])
 def test_bad_normalisations_are_one_clear_error(text, message):
-    from edgeseg.errors import EdgesegError
+    from edgeseg.device.errors import EdgesegError
 
     with pytest.raises(EdgesegError, match=message):
         Normalization.parse(text)
@@ -65,7 +65,7 @@ def test_the_same_image_in_8_and_16_bits_normalises_alike():
 @pytest.fixture(scope="module")
 def deep_folders(tmp_path_factory):
     """Nuclei as 16-bit TIFFs using 5% of the range, and the same images as 8-bit PNGs."""
-    from edgeseg.data.writer import write_synthetic
+    from edgeseg.device.data.writer import write_synthetic
 
     root = tmp_path_factory.mktemp("deep")
     eight = write_synthetic("synthetic-nuclei", root / "eight", count=24, size=64, seed=3)
@@ -80,7 +80,7 @@ def deep_folders(tmp_path_factory):
 
 
 def test_16_bit_images_are_read_in_their_own_depth(deep_folders):
-    from edgeseg.data.folders import read_raw, read_image
+    from edgeseg.device.data.folders import read_raw, read_image
 
     _, deep = deep_folders
     path = sorted((deep / "images").iterdir())[0]
@@ -157,14 +157,14 @@ def test_predict_reads_16_bit_images_as_the_card_says(deep_folders, deep_model, 
 # --- calibration and the held-out split ------------------------------------------------------
 
 def test_calibration_draws_only_training_images_of_the_folder_the_model_learned(tmp_path):
-    from converters.calibration import calibration_images, labelled_samples
+    from edgeseg.device.data.roles import calibration_images, labelled_samples
     from edgeseg.config import DataConfig
-    from edgeseg.data.source import load_data
-    from edgeseg.data.writer import write_synthetic
+    from edgeseg.device.data.roles import split
+    from edgeseg.device.data.writer import write_synthetic
 
     folder = write_synthetic("synthetic-nuclei", tmp_path / "f", count=10, size=32, seed=0)
     cfg = DataConfig(str(folder), input_size=32)
-    _, val = load_data(cfg)
+    _, val = split(cfg)
     for stem in (s.image.stem for s in _samples_of(val, folder)):  # the validation images: white
         Image.fromarray(np.full((32, 32), 255, np.uint8)).save(folder / "images" / f"{stem}.png")
     calib = calibration_images(str(folder), size=32, channels=1, count=40, trained_on=cfg)
@@ -175,10 +175,10 @@ def test_calibration_draws_only_training_images_of_the_folder_the_model_learned(
 
 
 def _samples_of(data, folder):
-    from edgeseg.data.folders import find_samples
+    from edgeseg.device.data.folders import find_samples
 
     stems = {np.asarray(image).tobytes() for image in data.images}
-    from edgeseg.data.folders import read_raw
+    from edgeseg.device.data.folders import read_raw
 
     return [s for s in find_samples(folder).samples if read_raw(s.image).tobytes() in stems]
 
@@ -204,12 +204,12 @@ def big_objects(tmp_path_factory):
 
 def test_objects_larger_than_a_crop_make_training_resize_whole_images(big_objects):
     from edgeseg.config import DataConfig
-    from edgeseg.data.source import load_data
+    from edgeseg.device.data.roles import split
 
-    train, _ = load_data(DataConfig(str(big_objects), input_size=32))
+    train, _ = split(DataConfig(str(big_objects), input_size=32))
     assert train.fit == "resize" and train.images[0].shape[:2] == (32, 32)
     assert "do not fit 32-px crops" in train.fit_note
-    small, _ = load_data(DataConfig(str(big_objects), input_size=128))
+    small, _ = split(DataConfig(str(big_objects), input_size=128))
     assert small.fit == "tile" and small.images[0].shape[:2] == (128, 160)
 
 
@@ -254,9 +254,9 @@ def test_a_model_without_a_card_is_run_with_a_warning_that_says_what_is_assumed(
 def test_predict_tiles_a_dynamic_model_at_its_card_size_like_eval(deep_model, deep_folders,
                                                                    runner, tmp_path):
     from edgeseg import runtime
-    from edgeseg.data.folders import read_raw
-    from edgeseg.tiling import predict_image
-    from edgeseg.metrics import labels_from_probs
+    from edgeseg.device.data.folders import read_raw
+    from edgeseg.device.tiling import predict_image
+    from edgeseg.device.metrics import labels_from_probs
 
     out, _ = deep_model
     image = sorted((deep_folders[1] / "images").iterdir())[1]
@@ -277,7 +277,7 @@ def test_a_nearly_empty_field_is_not_stretched_to_infinity():
 
 
 def test_regions_that_span_the_images_are_learned_from_crops():
-    from edgeseg.data.sizing import choose_mode
+    from edgeseg.device.data.sizing import choose_mode
 
     land = np.zeros((300, 400), np.uint8)
     land[:, :250], land[150:] = 1, 2  # fields and water across the whole frame

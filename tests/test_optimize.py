@@ -16,11 +16,11 @@ DECODERS = ("bilinear", "transpose", "maxunpool")
 @pytest.fixture(scope="module")
 def tiny_data(tf):
     from edgeseg.config import DataConfig, OptimizeConfig
-    from edgeseg.data.source import load_data
+    from edgeseg.device.data.roles import split
 
     cfg = OptimizeConfig(data=DataConfig("synthetic-nuclei", input_size=32, n_train=16, n_val=4),
                          steps=6, batch_size=4, lr=1e-3)
-    train, _ = load_data(cfg.data)
+    train, _ = split(cfg.data)
     return cfg, train
 
 
@@ -135,7 +135,7 @@ def test_m_by_n_check_by_hand():
     ({"sparsity": None}, "pruning needs a target sparsity"),
 ])
 def test_bad_pruning_options(kwargs, message):
-    from edgeseg.errors import ConfigError
+    from edgeseg.device.errors import ConfigError
     from edgeseg.optimize.prune import apply_pruning
 
     with pytest.raises(ConfigError, match=message):
@@ -174,7 +174,8 @@ def _layer_kinds(model):
 
 @pytest.mark.parametrize("upsample", [*DECODERS, "shuffle-head"])
 def test_qat_wraps_trains_and_reloads_every_decoder(tiny_data, upsample, tmp_path):
-    from edgeseg.models.saving import is_quantization_aware, load_model, save_model
+    from edgeseg.models.saving import is_quantization_aware, save_model
+    from edgeseg.keras_files import load_tf_keras as load_model
     from edgeseg.optimize.quantize import quantize_for_training
 
     model = _model(head="shuffle") if upsample == "shuffle-head" else _model(upsample)
@@ -254,7 +255,8 @@ def test_optimize_prunes_then_quantizes_and_writes_a_card(tiny_run, runner, tmp_
     assert {"val_before", "val"} <= set(card["metrics"])
     assert card["class_names"] == ["background", "nucleus"]
 
-    from edgeseg.models.saving import is_quantization_aware, load_model
+    from edgeseg.models.saving import is_quantization_aware
+    from edgeseg.keras_files import load_tf_keras as load_model
 
     model = load_model(out / "model.h5")
     assert is_quantization_aware(model)

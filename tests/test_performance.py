@@ -16,7 +16,7 @@ from edgeseg.cli import cli
 
 @pytest.mark.parametrize("quant", ["none", "int8"])
 def test_tflite_profile_has_a_row_per_op_and_adds_up_to_the_whole(converted, quant):
-    from edgeseg.formats.tflite import read_tflite
+    from edgeseg.device.formats.tflite import read_tflite
     from edgeseg.profiling import profile_tflite
 
     path, _ = converted[("tflite", quant)]
@@ -35,7 +35,7 @@ def test_tflite_profile_has_a_row_per_op_and_adds_up_to_the_whole(converted, qua
 def test_a_graph_cut_after_the_last_op_is_the_whole_model(converted, quant):
     from ai_edge_litert.interpreter import Interpreter
 
-    from edgeseg.formats.tflite import schema
+    from edgeseg.device.formats.tflite import schema
     from edgeseg.profiling import _prefix_model
 
     path, _ = converted[("tflite", quant)]
@@ -95,7 +95,7 @@ def test_inspect_profile_refuses_a_bad_run_count(converted):
 
 
 def test_rooflines_time_one_convolution_per_runtime_dtype_and_threads(converted):
-    from benchmarks.roofline import CHANNELS, PIXELS, conv_rooflines, key, row_share
+    from benchmarks.studies.roofline import CHANNELS, PIXELS, conv_rooflines, key, row_share
 
     ceilings = conv_rooflines(threads=(1,), runs=3, warmup=1)
     assert sorted(ceilings) == sorted(key(rt, dt, 1) for rt in ("litert", "onnxruntime")
@@ -107,7 +107,7 @@ def test_rooflines_time_one_convolution_per_runtime_dtype_and_threads(converted)
         assert ceiling["dtype"] in ceiling["method"] and "1x1 convolution" in ceiling["method"]
     # a file's share: its convolution MACs (no resizing) over the roofline of its own dtype
     path, _ = converted[("tflite", "int8")]
-    from edgeseg.flops import file_cost
+    from edgeseg.device.flops import file_cost
 
     cost = file_cost(path)
     resize = sum(layer.macs for layer in cost.layers if layer.kind == "RESIZE_BILINEAR")
@@ -122,7 +122,7 @@ def test_rooflines_time_one_convolution_per_runtime_dtype_and_threads(converted)
 
 
 def test_the_sweep_rule_takes_the_fastest_within_the_dice_tolerance():
-    from benchmarks.sweep import choose, pareto
+    from benchmarks.studies.sweep import choose, pareto
 
     points = {"big": {"p50": 10.0, "dice": 0.975}, "mid": {"p50": 6.0, "dice": 0.971},
               "small": {"p50": 4.0, "dice": 0.960}, "slow_bad": {"p50": 12.0, "dice": 0.950}}
@@ -144,7 +144,7 @@ def _row(model, file, runtime, threads, p50, dice, macs=10 ** 9):
 
 
 def test_the_peers_goals_compare_best_deployable_variants():
-    from benchmarks.peers import best_deployable, goals
+    from benchmarks.studies.peers import best_deployable, goals
 
     rows = [
         _row("mobile_unet", "fp32.tflite", "litert", 1, 8.0, 0.970, 2 * 10 ** 8),
@@ -181,7 +181,7 @@ def test_the_peers_goals_compare_best_deployable_variants():
 
 
 def test_a_latency_goal_must_hold_in_the_worst_timing_round():
-    from benchmarks.peers import goals
+    from benchmarks.studies.peers import goals
 
     ours = _row("mobile_unet", "fp32.tflite", "litert", 1, 6.0, 0.970, 2 * 10 ** 8)
     theirs = _row("tutorial_unet", "fp32.tflite", "litert", 1, 70.0, 0.972)
@@ -198,7 +198,7 @@ def test_a_latency_goal_must_hold_in_the_worst_timing_round():
 
 
 def test_goals_fail_closed_when_their_figures_are_missing():
-    from benchmarks.peers import best_deployable, goals
+    from benchmarks.studies.peers import best_deployable, goals
 
     result = goals({"results": [], "roofline": {}})
     assert len(result) == 7  # every goal is listed, none silently dropped
@@ -215,7 +215,7 @@ def test_goals_fail_closed_when_their_figures_are_missing():
 @pytest.mark.slow
 def test_the_sweep_command_trains_converts_benchmarks_and_chooses(tmp_path):
     out = tmp_path / "sweep"
-    done = subprocess.run([sys.executable, "-m", "benchmarks.sweep", "--only", "concat,add",
+    done = subprocess.run([sys.executable, "-m", "benchmarks.studies.sweep", "--only", "concat,add",
                            "--steps", "2", "--runs", "2", "--samples", "2", "--input-size", "32",
                            "--seeds", "3", "--rounds", "1", "--out", str(out)],
                           capture_output=True, text=True, timeout=600)
@@ -243,7 +243,7 @@ def test_the_sweep_command_trains_converts_benchmarks_and_chooses(tmp_path):
 def test_seeds_are_scored_apart_and_the_first_seeds_files_timed_each_round(converted, tmp_path):
     import shutil
 
-    from benchmarks.budget import measure
+    from benchmarks.studies.budget import measure
 
     files = {}
     for seed in (0, 1):  # each "seed" a folder of its own model's files, as the budget writes them
@@ -267,7 +267,7 @@ def test_seeds_are_scored_apart_and_the_first_seeds_files_timed_each_round(conve
 
 
 def test_the_sweep_refuses_an_unknown_configuration():
-    done = subprocess.run([sys.executable, "-m", "benchmarks.sweep", "--only", "huge"],
+    done = subprocess.run([sys.executable, "-m", "benchmarks.studies.sweep", "--only", "huge"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "--only" in done.stderr and "huge" in done.stderr

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeseg.data.source import SegData
+from edgeseg.device.data.datasets import SegData
 
 
 @pytest.fixture(scope="module")
 def make_dataset(tf):
-    from edgeseg.data.pipeline import make_dataset
+    from edgeseg.tfdata import make_dataset
 
     return make_dataset
 
@@ -81,7 +81,7 @@ def test_photometric_augmentation_changes_images_not_masks_and_repeats_with_the_
 
 
 def test_percentile_normalisation_of_16_bit_images_matches_the_numpy_path(make_dataset):
-    from edgeseg.card import Normalization
+    from edgeseg.device.card import Normalization
 
     rng = np.random.default_rng(1)
     images = tuple((rng.random((40, 40, 1)) * 3000 + 200).astype(np.uint16) for _ in range(3))
@@ -119,19 +119,20 @@ def test_images_of_different_sizes_are_batched_after_cropping(make_dataset):
 
 
 def _folder(tmp_path, count=6, size=40):
-    from edgeseg.data.writer import write_synthetic
+    from edgeseg.device.data.writer import write_synthetic
 
     return write_synthetic("synthetic-shapes", tmp_path / "shapes", count=count, size=size, seed=3)
 
 
 def test_a_folder_past_the_cache_limit_is_streamed_with_the_same_batches(make_dataset, tmp_path):
     from edgeseg.config import DataConfig
-    from edgeseg.data.source import StreamedData, load_data
+    from edgeseg.device.data.datasets import StreamedData
+    from edgeseg.device.data.roles import split
 
     folder = _folder(tmp_path)
     cfg = DataConfig(str(folder), input_size=32, mode="crop", val_fraction=0.34)
-    held, _ = load_data(cfg)
-    streamed, _ = load_data(DataConfig(**{**cfg.to_dict(), "cache_mb": 0}))
+    held, _ = split(cfg)
+    streamed, _ = split(DataConfig(**{**cfg.to_dict(), "cache_mb": 0}))
     assert isinstance(held, SegData) and isinstance(streamed, StreamedData)
     assert streamed.class_names == held.class_names and len(streamed) == len(held)
     for training in (False, True):
@@ -144,7 +145,7 @@ def test_a_folder_past_the_cache_limit_is_streamed_with_the_same_batches(make_da
 
 def test_a_file_that_breaks_while_streaming_is_named(tmp_path):
     from edgeseg.config import DataConfig, ModelConfig, TrainConfig
-    from edgeseg.data.folders import DataError
+    from edgeseg.device.data.folders import DataError
     from edgeseg.train import fit
 
     folder = _folder(tmp_path, count=8, size=32)

@@ -43,7 +43,7 @@ def test_the_gate_fails_on_what_it_cannot_measure(tmp_path, changes):
 
 
 def test_exif_orientation_is_applied_to_images(tmp_path):
-    from edgeseg.data import folders
+    from edgeseg.device.data import folders
 
     folder = tmp_path / "cells"
     (folder / "images").mkdir(parents=True)
@@ -83,14 +83,14 @@ def test_dim_16_bit_images_are_warned_about_under_scale(tmp_path):
 
 
 def test_tilde_is_expanded_in_output_paths(tmp_path, monkeypatch):
-    from edgeseg.files import check_output
+    from edgeseg.device.files import check_output
 
     monkeypatch.setenv("HOME", str(tmp_path))
     assert check_output("~/x.tflite", model=True) == tmp_path / "x.tflite"
 
 
 def test_images_past_pillows_bomb_limit_open(tmp_path):
-    from edgeseg.data.folders import header_size
+    from edgeseg.device.data.folders import header_size
 
     path = tmp_path / "big.png"
     Image.new("L", (15000, 12000)).save(path)  # 180 MP: over Pillow's default limit
@@ -120,7 +120,7 @@ def test_dynamic_models_run_at_sizes_their_stride_does_not_divide(dynamic_onnx, 
                                       "--json", str(report)])
     assert result.exit_code == 0, result.output
     row = json.loads(report.read_text())["results"][0]
-    from edgeseg.flops import onnx_cost
+    from edgeseg.device.flops import onnx_cost
 
     assert row["input_shape"] == [1, 128, 128, 1]  # 100 padded to what the stride divides
     assert row["macs"] == onnx_cost(dynamic, input_size=128).macs
@@ -216,7 +216,7 @@ def test_inspect_profile_runs_every_tflite_and_its_bytes_add_up(converted, quant
 
 def test_a_corrupt_embedded_card_is_said_once(converted, tmp_path, capsys):
     from edgeseg import runtime
-    from edgeseg.card import EMBEDDED_KEY
+    from edgeseg.device.card import EMBEDDED_KEY
 
     import onnx
 
@@ -279,7 +279,7 @@ def test_eval_and_predict_warn_about_dim_16_bit_images(converted, tmp_path):
 
 
 def test_dynamic_onnx_macs_equal_the_fixed_files(converted, dynamic_onnx):
-    from edgeseg.flops import onnx_cost
+    from edgeseg.device.flops import onnx_cost
 
     dynamic = dynamic_onnx
     fixed = converted[("onnx", "none")][0]  # converted at 64x64
@@ -306,7 +306,7 @@ def test_ctrl_c_in_an_edgeseg_command_is_exit_130(tmp_path):
 def test_folders_written_atomically_get_the_usual_mode(tmp_path):
     """The atomic folder is made with mkdtemp (0700); once in place it must be readable like any
     folder the user makes (umask applied)."""
-    from edgeseg.files import _umask, atomic_dir
+    from edgeseg.device.files import _umask, atomic_dir
 
     with atomic_dir(tmp_path / "made") as folder:
         (folder / "a.txt").write_text("x")

@@ -140,7 +140,7 @@ def test_a_board_gives_the_rows_of_a_local_run(sshd, tiny_run, converted, runner
                                                board_dir):
     """The Keras reference runs here, the .tflite files on the board: every figure but the times
     is the local run's, and the gate reads the report."""
-    from edgeseg.check import load_report
+    from edgeseg.device.benchjson import load_report
     from edgeseg.cli import cli
 
     files = [tiny_run / "model.keras", converted[("tflite", "none")][0],

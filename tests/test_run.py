@@ -62,7 +62,7 @@ def test_a_rerun_with_other_settings_is_refused(tmp_path, runner):
 @pytest.mark.parametrize("args, message", [
     (["--input-size", "100"], "--input-size must be a multiple of 16"),
     (["--threads", "0"], "thread counts must be >= 1"),
-    (["--threads", "x"], "is not a list like 1,2"),
+    (["--threads", "x"], "'x' is not a comma-separated list of integers"),
     (["--data", "nowhere"], "nowhere: no such folder, and not a built-in dataset"),
     (["-o", "upsample=cubic"], "upsample must be one of"),
 ])
@@ -75,7 +75,7 @@ def test_bad_run_options(runner, tmp_path, args, message):
 
 @pytest.mark.slow
 def test_a_run_on_a_folder_scores_only_images_no_stage_learned_from(tmp_path, runner):
-    from edgeseg.data.writer import write_synthetic
+    from edgeseg.device.data.writer import write_synthetic
 
     folder = write_synthetic("synthetic-nuclei", tmp_path / "cells", count=20, size=64, seed=5)
     out = tmp_path / "run"

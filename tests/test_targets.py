@@ -16,7 +16,7 @@ tflm = pytest.importorskip("tflite_micro",
 
 
 def test_vela_estimates_an_int8_file_and_a_wider_npu_takes_fewer_cycles(converted):
-    from edgeseg.targets.ethos_u import estimate
+    from edgeseg.device.targets.ethos_u import estimate
 
     path, _ = converted[("tflite", "int8")]
     small, large = estimate(path, "ethos-u55-128"), estimate(path, "ethos-u55-256")
@@ -47,7 +47,7 @@ def test_an_unknown_target_is_one_line_listing_the_known_ones(runner, converted)
 
 def test_tflm_arena_is_measured_and_grows_with_the_input_size(tiny_run, converted, tmp_path):
     from converters import convert
-    from edgeseg.targets.tflm import estimate
+    from edgeseg.device.targets.tflm import estimate
 
     small = tmp_path / "int8_32.tflite"
     convert(tiny_run / "model.keras", small, to="tflite", quant="int8", input_size=32,
@@ -61,7 +61,7 @@ def test_tflm_arena_is_measured_and_grows_with_the_input_size(tiny_run, converte
 
 
 def test_tflm_names_an_op_it_has_no_kernel_for(runner, tf, tmp_path):
-    from edgeseg.targets.tflm import estimate
+    from edgeseg.device.targets.tflm import estimate
 
     f = tf.function(lambda x: tf.math.atan2(x, x + 1.0),
                     input_signature=[tf.TensorSpec([1, 8, 8, 2], tf.float32)])
@@ -76,7 +76,7 @@ def test_tflm_names_an_op_it_has_no_kernel_for(runner, tf, tmp_path):
 
 
 def test_tflm_refusing_a_file_it_has_kernels_for_is_a_row_that_says_why(converted):
-    from edgeseg.targets.tflm import estimate
+    from edgeseg.device.targets.tflm import estimate
 
     for quant, kernel in (("fp16", "dequantize kernel"), ("dynamic", "Hybrid models")):
         row = estimate(converted[("tflite", quant)][0])
@@ -94,7 +94,7 @@ def test_run_keeps_its_targets_in_run_json():
 
 def test_bench_target_rows_carry_the_dice_of_their_file_and_the_gate_holds_budgets(
         runner, converted, tmp_path):
-    from edgeseg.check import load_report
+    from edgeseg.device.benchjson import load_report
     from edgeseg.report import markdown
 
     path, _ = converted[("tflite", "int8")]
@@ -125,7 +125,7 @@ def test_bench_target_rows_carry_the_dice_of_their_file_and_the_gate_holds_budge
                                "--max-flash", "ethos-u85-256=1MB"])
     assert over.exit_code == 1
     assert "cortex-m: arena" in over.output and "no row for target ethos-u85-256" in over.output
-    from edgeseg.check import Budget, compare
+    from edgeseg.gate import Budget, compare
 
     host_only = {**report, "results": [r for r in report["results"] if not r.get("target")]}
     [problem] = compare(host_only, budgets=[Budget("arena_bytes", 1 << 20)])
@@ -140,7 +140,7 @@ def test_bench_target_rows_carry_the_dice_of_their_file_and_the_gate_holds_budge
 
 
 def test_fit_search_keeps_the_largest_input_whose_arena_fits_the_budget(tmp_path):
-    from benchmarks.fit import measure, search
+    from benchmarks.studies.ram_fit import measure, search
 
     small, large = measure(0.25, 32, tmp_path, echo=lambda line: None), \
         measure(0.25, 64, tmp_path, echo=lambda line: None)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgeseg.tiling import blend_window, predict_tiled, tile_starts
+from edgeseg.device.tiling import blend_window, predict_tiled, tile_starts
 
 
 @given(length=st.integers(1, 600), tile=st.integers(1, 128), data=st.data())

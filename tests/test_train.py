@@ -305,7 +305,7 @@ def test_a_deterministic_cpu_run_is_repeatable(tmp_path, tiny_train_args):
     from click.testing import CliRunner
 
     from edgeseg.cli import cli
-    from edgeseg.models.saving import load_model
+    from edgeseg.keras_files import load_tf_keras as load_model
 
     weights = []
     for name in ("a", "b"):

@@ -340,11 +340,11 @@ def test_inputs_and_outputs_that_are_not_images_are_one_line(tf, runner, tmp_pat
 
 
 def test_pruning_keeps_a_users_classifier_dense_behind_a_custom_layer(user_models):
-    from edgeseg.keras_models import add_custom_objects, load_for_training
+    from edgeseg.keras_files import custom_objects_from, load_for_training
     from edgeseg.optimize.selection import choose
 
-    add_custom_objects(str(user_models["custom_objects_file"]))
-    model = load_for_training(user_models["tfkeras_custom"])
+    objects = custom_objects_from([str(user_models["custom_objects_file"])])
+    model = load_for_training(user_models["tfkeras_custom"], custom_objects=objects)
     choices = {choice.layer: choice for choice in choose(model)}
     # logits_conv -> Scale (a weight of its own) -> sigmoid: still the classifier
     assert not choices["logits_conv"].selected

@@ -45,7 +45,8 @@ from pathlib import Path
 import numpy as np
 
 import edgeseg._keras  # noqa: F401  (first: sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from edgeseg.data.source import VAL_OFFSET, builtin
+from edgeseg.device.data.datasets import builtin
+from edgeseg.device.data.roles import VAL_OFFSET
 
 import keras  # noqa: E402  (Keras 3, whatever TF_USE_LEGACY_KERAS says)
 import tf_keras  # noqa: E402

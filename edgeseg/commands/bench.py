@@ -6,13 +6,14 @@ from __future__ import annotations
 import click
 
 from benchmarks.command import options
-from edgeseg.commands._options import board_options
+from edgeseg.commands.options import board_options, keras_options
 
 
 @click.command(short_help="Benchmark models (latency, size, MACs, Dice) here or on a board.")
 @options
+@keras_options
 @board_options
-def bench(on, board_python, remote_dir, ssh_config, install, **kwargs):
+def bench(on, board_python, remote_dir, ssh_config, install, unsafe, custom_objects, **kwargs):
     """Benchmark MODEL... side by side: latency (round robin, per thread count), load time, MACs,
     params, size and gzipped size, weight sparsity, Dice/IoU against ground truth, and Dice delta
     and pixel agreement against a reference model. The same harness as `python -m benchmarks`;
@@ -28,7 +29,11 @@ def bench(on, board_python, remote_dir, ssh_config, install, **kwargs):
     edgeseg bench model_*.tflite --data data/nuclei-test --json bench.json
     edgeseg bench model_fp32.tflite model_int8.tflite --on ssh://pi@raspberrypi.local
     """
-    from benchmarks.command import run
-    from edgeseg.commands._options import board_from
+    from functools import partial
 
-    run(**kwargs, remote=board_from(on, board_python, remote_dir, ssh_config, install))
+    from benchmarks.command import run
+    from edgeseg import runtime
+    from edgeseg.commands.options import board_from
+
+    run(**kwargs, load=partial(runtime.load, unsafe=unsafe, custom_objects=custom_objects),
+        remote=board_from(on, board_python, remote_dir, ssh_config, install))

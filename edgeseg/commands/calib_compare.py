@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from edgeseg.commands._options import contract_from, contract_options, keras_options, size_option
+from edgeseg.device.cli_options import contract_from, contract_options
+from edgeseg.commands.options import keras_options, size_option
 
 
 def _ints(ctx, param, value):
@@ -45,7 +46,8 @@ def _ints(ctx, param, value):
 @keras_options
 @contract_options
 def calib_compare(model_path, formats, counts, methods, weights, calib, verify_data,
-                  verify_samples, input_size, runs, threads, json_out, unsafe, **contract):
+                  verify_samples, input_size, runs, threads, json_out, unsafe, custom_objects,
+                  **contract):
     """Convert MODEL (.keras/.h5/SavedModel) to int8 with every calibration setting its
     runtimes offer (method, number of images, per-channel or per-tensor weights), score each
     file's Dice on labelled images the calibration did not use, time it beside the float file,
@@ -57,7 +59,7 @@ def calib_compare(model_path, formats, counts, methods, weights, calib, verify_d
     edgeseg calib-compare my_unet.keras --to onnx --counts 8,32,128 --calib data/cells
     """
     from converters.calibration_compare import compare, format_table
-    from edgeseg.files import atomic_write_json, check_output
+    from edgeseg.device.files import atomic_write_json, check_output
 
     if json_out:
         json_out = check_output(json_out, inputs=[model_path, calib, verify_data], option="--json",
@@ -71,6 +73,7 @@ def calib_compare(model_path, formats, counts, methods, weights, calib, verify_d
                      weights=("per-channel", "per-tensor") if weights == "both" else (weights,),
                      calib=calib, verify_data=verify_data, verify_samples=verify_samples,
                      input_size=input_size, runs=runs, threads=threads, unsafe=unsafe,
+                     custom_objects=custom_objects,
                      contract=contract_from(**contract), echo=click.echo)
     click.echo(format_table(report))
     if json_out:

@@ -41,8 +41,10 @@ def check(report_path, baseline, write_baseline, max_dice_drop, max_latency_rati
     The target budgets (--max-arena, --max-sram, --max-flash, --max-latency) hold the rows of
     `bench --target` to absolute limits: a named target without a row or a figure fails.
     """
-    from edgeseg.check import compare, load_report, parse_budget
-    from edgeseg.files import atomic_write_json, bench_report, check_output
+    from edgeseg.device.benchjson import load_report
+    from edgeseg.gate import compare, parse_budget
+    from edgeseg.device.benchjson import is_bench_report
+    from edgeseg.device.files import atomic_write_json, check_output
 
     budgets = [parse_budget(value, key, option)
                for key, option, values in (("arena_bytes", "--max-arena", max_arena),
@@ -56,7 +58,7 @@ def check(report_path, baseline, write_baseline, max_dice_drop, max_latency_rati
     if write_baseline:
         write_baseline = check_output(write_baseline, inputs=[report_path],
                                       option="--write-baseline",
-                                      kind=("a bench report", bench_report))
+                                      kind=("a bench report", is_bench_report))
     report = load_report(report_path)
     if write_baseline and any(row["dice"] is None or row["dice"] != row["dice"]
                               for row in report["results"]):

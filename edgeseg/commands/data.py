@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edgeseg.commands._options import data_options
+from edgeseg.commands.options import data_options
 
 
 @click.group(short_help="Write a built-in dataset as PNGs; describe a dataset folder.")
@@ -34,8 +34,8 @@ def synth(kind, count, size, seed, out, force):
     The folder is written under a temporary name and renamed when complete, so an interrupted run
     leaves nothing behind. Train on it or score a model on it with --data OUT.
     """
-    from edgeseg.data.writer import write_synthetic
-    from edgeseg.files import check_output
+    from edgeseg.device.data.writer import write_synthetic
+    from edgeseg.device.files import check_output
 
     out = check_output(out, folder=True)
     path = write_synthetic(f"synthetic-{kind}", out, count=count, size=size, seed=seed,
@@ -57,13 +57,13 @@ def info(folder, source, layout, channels, num_classes):
     """
     import numpy as np
 
-    from edgeseg.data.folders import UNLABELED
-    from edgeseg.data.sizing import object_extent
-    from edgeseg.data.source import load_eval_data
+    from edgeseg.device.data.folders import UNLABELED
+    from edgeseg.device.data.sizing import object_extent
+    from edgeseg.device.data.roles import score_data
 
     if folder:
         source = folder
-    data_ = load_eval_data(source, size=None, layout=layout, num_classes=num_classes,
+    data_ = score_data(source, size=None, layout=layout, num_classes=num_classes,
                            channels=int(channels) if channels else None)
     click.echo(f"{data_.name}: {data_.layout} layout, {len(data_)} samples, "
                f"{data_.channels} channel(s), model outputs {data_.num_classes}")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from edgeseg.commands._options import (contract_from, contract_options, data_options,
-                                       keras_options, size_option)
+from edgeseg.device.cli_options import contract_from, contract_options
+from edgeseg.commands.options import data_options, keras_options, size_option
 
 
 @click.command("eval", short_help="Dice/IoU of a model on a dataset.")
@@ -22,7 +22,7 @@ from edgeseg.commands._options import (contract_from, contract_options, data_opt
 @keras_options
 @contract_options
 def eval_(model_path, source, layout, channels, num_classes, input_size, count, seed,
-          json_out, unsafe, **contract):
+          json_out, unsafe, custom_objects, **contract):
     """Score MODEL (.keras/.h5, .tflite or .onnx) on --data: Dice and IoU per class, and their
     mean over the foreground classes.
 
@@ -37,38 +37,29 @@ def eval_(model_path, source, layout, channels, num_classes, input_size, count, 
     edgeseg eval model_int8.tflite --data synthetic-nuclei --n 200
     """
     from edgeseg import runtime
-    from edgeseg.card import contract_note, input_fit_of, normalization_of, size_of
-    from edgeseg.data.source import is_builtin, load_eval_data
-    from edgeseg.evaluate import check_classes, score_model
-    from edgeseg.files import atomic_write_json, check_output, eval_report
-    from edgeseg.preprocess import dim_range_warning
+    from edgeseg.device.card import contract_note, input_fit_of, normalization_of
+    from edgeseg.device.data.datasets import is_builtin
+    from edgeseg.device.files import atomic_write_json, check_output, eval_report
+    from edgeseg.device.scoring import score_on
 
     if json_out:
         json_out = check_output(json_out, inputs=[model_path, source], option="--json",
                                 kind=("an eval report", eval_report))
-    model = runtime.load(model_path, unsafe=unsafe, contract=contract_from(**contract))
+    model = runtime.load(model_path, unsafe=unsafe, custom_objects=custom_objects,
+                         contract=contract_from(**contract))
     card = model.card
     if contract_note(card):
         click.echo(f"warning: {model_path}: {contract_note(card)}", err=True)
     _, height, width, model_channels = model.input_shape
     fixed = (height, width) if height is not None else None
-    model_classes = model.num_classes
     if channels and int(channels) != model_channels:
         raise click.BadParameter(f"the model takes {model_channels} channel(s), not {channels}",
                                  param_hint="'--channels'")
     if fixed is not None and input_size not in (None, fixed):
         raise click.BadParameter(f"{model_path} takes {height}x{width} inputs (height x width), "
                                  f"not {input_size[0]}x{input_size[1]}", param_hint="'--input-size'")
-    size = fixed or input_size or size_of(card) or (256, 256)
-    data = load_eval_data(source, size=size if is_builtin(source) else None,
-                          channels=model_channels, layout=layout,
-                          num_classes=num_classes or max(2, model_classes), count=count, seed=seed)
-    check_classes(model_classes, data, model_path)
-    dim = dim_range_warning((data.sample(i)[0] for i in range(min(8, len(data)))),
-                            normalization_of(card))
-    if dim:
-        click.echo(f"warning: {data.name}: {dim}", err=True)
-    result = score_model(model, data, tile=size)
+    data, size, result = score_on(model, source, size=input_size, layout=layout, count=count,
+                                  seed=seed, num_classes=num_classes)
     names = card.get("class_names") or list(data.class_names)
 
     sizes = result["image_sizes"]

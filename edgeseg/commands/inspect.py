@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edgeseg.commands._options import size_option
+from edgeseg.commands.options import size_option
 
 
 @click.command(short_help="Ops, dtypes, float islands, delegate coverage, MACs of a model file.")
@@ -44,12 +44,12 @@ def inspect(model_path, input_size, as_json, profile, threads, runs, targets):
     import json
 
     from edgeseg.inspection import format_report, inspect_file
-    from edgeseg.targets import parse_targets
+    from edgeseg.device.targets import parse_targets
 
     targets = parse_targets(targets)  # an unknown name fails before any work
     report = inspect_file(model_path, input_size)
     if targets:
-        from edgeseg.targets import estimate
+        from edgeseg.device.targets import estimate
 
         if report["format"] != "tflite":
             raise click.UsageError(f"--target: {model_path} is an .onnx; the targets take an int8 "
@@ -64,7 +64,7 @@ def inspect(model_path, input_size, as_json, profile, threads, runs, targets):
         return
     click.echo(format_report(report))
     if targets:
-        from edgeseg.targets import format_rows
+        from edgeseg.device.targets import format_rows
 
         click.echo(format_rows(report["targets"]))
     if profile:

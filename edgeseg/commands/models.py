@@ -6,7 +6,7 @@ import json
 
 import click
 
-from edgeseg.commands._options import input_size_option, model_option, parse_model_options
+from edgeseg.commands.options import input_size_option, model_option, parse_model_options
 
 
 @click.command(short_help="List the model zoo with params and MACs at an input size.")
@@ -30,7 +30,7 @@ def models(input_size, channels, num_classes, names, options, show_layers, as_js
     edgeseg models --input-size 256
     edgeseg models --model mobile_unet -o alpha=0.5 -o block=ir --layers
     """
-    from edgeseg.flops import keras_cost
+    from edgeseg.device.flops import keras_cost
     from edgeseg.models import create_model, list_models
 
     extra = parse_model_options(options)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edgeseg.commands._options import data_options, keras_options
+from edgeseg.commands.options import data_options, keras_options
 
 
 @click.command(short_help="Prune / QAT / PQAT / cluster a trained model (tfmot).")
@@ -32,7 +32,7 @@ from edgeseg.commands._options import data_options, keras_options
 @keras_options
 def optimize(model_path, source, layout, channels, num_classes, input_size, prune, schedule,
              structured, cluster, qat, steps, lr, batch_size, seed, out, force, show_layers,
-             unsafe):
+             unsafe, custom_objects):
     """Optimize MODEL with tensorflow-model-optimization and write OUT/model.keras with its card.
 
     Stages chain in the order prune -> cluster -> QAT, each a fine-tune of --steps on --data;
@@ -47,9 +47,9 @@ def optimize(model_path, source, layout, channels, num_classes, input_size, prun
     """
     import sys
 
-    from edgeseg.card import read_card
+    from edgeseg.device.card import read_card
     from edgeseg.config import DataConfig, OptimizeConfig
-    from edgeseg.files import check_output
+    from edgeseg.device.files import check_output
 
     out = check_output(out, inputs=[model_path, source], folder=True)
     from edgeseg.optimize import optimize as run
@@ -61,7 +61,7 @@ def optimize(model_path, source, layout, channels, num_classes, input_size, prun
                          cluster=cluster, qat=qat, steps=steps, lr=lr, batch_size=batch_size,
                          seed=seed)
     result = run(model_path, cfg, out, force=force, verbose=1 if sys.stdout.isatty() else 2,
-                 unsafe=unsafe)
+                 unsafe=unsafe, custom_objects=custom_objects)
     for stage in result.stages:
         details = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                             for k, v in stage.items() if k not in ("stage", "layers"))
@@ -86,7 +86,7 @@ def _data_config(card, source, layout, channels, num_classes, input_size, DataCo
         data = DataConfig.from_dict(trained)
         return DataConfig.from_dict({**data.to_dict(),
                                      **({"input_size": input_size} if input_size else {})})
-    from edgeseg.card import input_fit_of, size_of
+    from edgeseg.device.card import input_fit_of, size_of
 
     size = input_size or (size_of(card) or (256, 256))[0]
     return DataConfig(source=source, input_size=size, layout=layout,

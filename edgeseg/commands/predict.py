@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from edgeseg.commands._options import contract_from, contract_options, keras_options
+from edgeseg.device.cli_options import contract_from, contract_options
+from edgeseg.commands.options import keras_options
 
 
 @click.command(short_help="Masks and overlays for images of any size (sliding-window tiles).")
@@ -21,7 +22,8 @@ from edgeseg.commands._options import contract_from, contract_options, keras_opt
 @click.option("--force", is_flag=True, help="Replace masks and overlays that exist in --out.")
 @keras_options
 @contract_options
-def predict(model_path, images, out, tile, overlap, threads, force, unsafe, **contract):
+def predict(model_path, images, out, tile, overlap, threads, force, unsafe, custom_objects,
+            **contract):
     """Segment IMAGE... with MODEL (.tflite, .onnx, .keras/.h5) and write OUT/<name>_mask.png
     (class ids as a palette PNG) and OUT/<name>_overlay.png for each.
 
@@ -39,15 +41,17 @@ def predict(model_path, images, out, tile, overlap, threads, force, unsafe, **co
     from PIL import Image
 
     from edgeseg import runtime
-    from edgeseg.card import contract_note, normalization_of
-    from edgeseg.data.folders import read_raw
-    from edgeseg.files import atomic_file, check_output
-    from edgeseg.preprocess import dim_range_warning, display_affine
-    from edgeseg.tiling import model_tile, segment_labels
-    from edgeseg.visualize import mask_image, overlay
+    from edgeseg.device.card import contract_note, normalization_of
+    from edgeseg.device.data.folders import read_raw
+    from edgeseg.device.files import atomic_file, check_output
+    from edgeseg.device.outputs import Outputs
+    from edgeseg.device.preprocess import dim_range_warning, display_affine
+    from edgeseg.device.tiling import model_tile, segment_labels
+    from edgeseg.device.visualize import mask_image, overlay
 
     out = check_output(out, inputs=[model_path], folder=True)
     model = runtime.load(model_path, num_threads=threads, unsafe=unsafe,
+                         custom_objects=custom_objects,
                          contract=contract_from(**contract))
     model_norm = normalization_of(model.card)
     _, height, width, channels = model.input_shape
@@ -71,18 +75,22 @@ def predict(model_path, images, out, tile, overlap, threads, force, unsafe, **co
             raise click.BadParameter(f"{other} and {path} would both write "
                                      f"{Path(out) / (Path(path).stem + '_mask.png')}; predict "
                                      f"them into different --out folders", param_hint="IMAGE")
+    outputs = Outputs(out, "predict")
+    outputs.check_inputs({"MODEL": model_path, **{f"IMAGE {path}": path for path in images}})
     inputs = {Path(path).resolve() for path in images} | {Path(model_path).resolve()}
-    for path in images:  # nothing written over an input, nor over a file unless asked
-        for suffix in ("mask", "overlay"):
-            target = out / f"{Path(path).stem}_{suffix}.png"
-            if target.resolve() in inputs:
-                raise click.BadParameter(f"{target} is one of the inputs; choose another --out",
-                                         param_hint="'--out'")
-            if target.exists() and not force:
-                raise click.BadParameter(f"{target} exists; --force replaces it",
-                                         param_hint="'--out'")
+    targets = [out / f"{Path(path).stem}_{suffix}.png" for path in images
+               for suffix in ("mask", "overlay")]
+    for target in targets:  # nothing written over an input, nor over a file unless asked
+        if target.resolve() in inputs:
+            raise click.BadParameter(f"{target} is one of the inputs; choose another --out",
+                                     param_hint="'--out'")
+        if target.exists() and not force:
+            raise click.BadParameter(f"{target} exists; --force replaces it",
+                                     param_hint="'--out'")
+    outputs.refuse_unowned(files=targets)  # --force replaces masks it wrote, never the user's
     for path in images:  # every image decodes before anything is written (one at a time)
         read_raw(path, channels)
+    outputs.claim_file(*targets)
     warned_dim = False
     for path in images:
         image = read_raw(path, channels)  # its own depth; normalised tile by tile as the card says

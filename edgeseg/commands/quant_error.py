@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from edgeseg.commands._options import contract_from, contract_options, keras_options, size_option
+from edgeseg.device.cli_options import contract_from, contract_options
+from edgeseg.commands.options import keras_options, size_option
 
 
 @click.command("quant-error", short_help="Per-layer int8 error of a Keras model, ranked.")
@@ -30,7 +31,7 @@ from edgeseg.commands._options import contract_from, contract_options, keras_opt
 @keras_options
 @contract_options
 def quant_error(model_path, calib, calib_samples, verify_data, verify_samples, input_size, top,
-                to, sensitivity, json_out, unsafe, **contract):
+                to, sensitivity, json_out, unsafe, custom_objects, **contract):
     """Quantize MODEL (.keras/.h5/SavedModel) to int8 as `convert --quant int8` does and measure,
     with TFLite's QuantizationDebugger, the error of every quantized layer's output against the
     float model on images the calibration did not use. Layers are ranked by their RMSE in
@@ -43,7 +44,7 @@ def quant_error(model_path, calib, calib_samples, verify_data, verify_samples, i
     edgeseg quant-error runs/nuclei/model.keras --sensitivity
     """
     from converters.quant_error import format_errors, quant_errors
-    from edgeseg.files import atomic_write_json, check_output
+    from edgeseg.device.files import atomic_write_json, check_output
 
     if json_out:
         json_out = check_output(json_out, inputs=[model_path, calib, verify_data], option="--json",
@@ -51,7 +52,8 @@ def quant_error(model_path, calib, calib_samples, verify_data, verify_samples, i
                                       lambda obj: isinstance(obj, dict) and "layers" in obj))
     report = quant_errors(model_path, calib=calib, verify_data=verify_data, input_size=input_size,
                           calib_samples=calib_samples, verify_samples=verify_samples,
-                          unsafe=unsafe, contract=contract_from(**contract),
+                          unsafe=unsafe, custom_objects=custom_objects,
+                          contract=contract_from(**contract),
                           sensitivity=sensitivity, to=to)
     click.echo(format_errors(report, top))
     if json_out:

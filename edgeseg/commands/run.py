@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from edgeseg.commands._options import (board_options, contract_from, contract_options,
-                                       keras_options, model_option, parse_model_options)
+from edgeseg.device.cli_options import contract_from, contract_options, parse_threads
+from edgeseg.commands.options import board_options, keras_options, model_option, parse_model_options
 
 MODEL_SUFFIXES = (".keras", ".h5", ".onnx", ".tflite")
 
@@ -29,7 +29,8 @@ MODEL_SUFFIXES = (".keras", ".h5", ".onnx", ".tflite")
               help="Run folder [runs/<data>, runs/<data>-quick with --quick].")
 @click.option("--quick", is_flag=True,
               help="Every stage, small: a tiny training and few fine-tune and timing steps.")
-@click.option("--threads", default="1,2", show_default=True, help="Thread counts to benchmark.")
+@click.option("--threads", default="1,2", show_default=True, callback=parse_threads,
+              help="Thread counts to benchmark.")
 @click.option("--target", "targets", multiple=True, metavar="NAME[,NAME...]",
               help="Also rows for targets that cannot run here, per .tflite (repeatable): "
                    "ethos-u55-128, ..., cortex-m (see `edgeseg inspect --help`); a targets "
@@ -42,7 +43,8 @@ MODEL_SUFFIXES = (".keras", ".h5", ".onnx", ".tflite")
 @contract_options
 @board_options
 def run(data, layout, test_data, model_name, options, input_size, out, quick, threads, targets,
-        force, until, unsafe, on, board_python, remote_dir, ssh_config, install, **contract):
+        force, until, unsafe, custom_objects, on, board_python, remote_dir, ssh_config, install,
+        **contract):
     """Run the pipeline and write OUT/report.{json,md,html} with every artifact:
 
     \b
@@ -74,19 +76,11 @@ def run(data, layout, test_data, model_name, options, input_size, out, quick, th
     """
     from pathlib import Path
 
-    from edgeseg.commands._options import board_from
-    from edgeseg.config import ModelConfig
-    from edgeseg.pipeline import RunConfig
+    from edgeseg.commands.options import board_from
+    from edgeseg.config import ModelConfig, RunConfig
     from edgeseg.pipeline import run as pipeline
 
-    try:
-        counts = tuple(int(t) for t in threads.split(","))
-    except ValueError:
-        raise click.BadParameter(f"{threads!r} is not a list like 1,2", param_hint="'--threads'") \
-            from None
-    if not counts or min(counts) < 1:
-        raise click.BadParameter("thread counts must be >= 1", param_hint="'--threads'")
-    from edgeseg.targets import parse_targets
+    from edgeseg.device.targets import parse_targets
 
     targets = tuple(parse_targets(targets))  # an unknown name fails before any work
     if targets and on:
@@ -103,15 +97,16 @@ def run(data, layout, test_data, model_name, options, input_size, out, quick, th
                                      param_hint="'-o'")
         model_file, model_name = str(model_name), "mobile_unet"
         name = f"{Path(model_file.rstrip('/')).stem}-{name}"
-    elif contract_from(**contract) or unsafe:
-        raise click.UsageError("--input-layout, --normalize, --output, --logits and --unsafe "
-                               "apply to --model FILE")
-    from edgeseg.files import check_output
+    elif contract_from(**contract) or unsafe or custom_objects:
+        raise click.UsageError("--input-layout, --normalize, --output, --logits, --unsafe and "
+                               "--custom-objects apply to --model FILE")
+    from edgeseg.device.files import check_output
 
     out = check_output(out or Path("runs") / name, inputs=[data, test_data, model_file],
                        folder=True)
     cfg = RunConfig(data=data, layout=layout, test_data=test_data,
                     model=ModelConfig(model_name, parse_model_options(options)),
-                    input_size=input_size, quick=quick, threads=counts, model_file=model_file,
+                    input_size=input_size, quick=quick, threads=threads, model_file=model_file,
                     contract=contract_from(**contract), unsafe=unsafe, targets=targets)
-    pipeline(cfg, out, force=force, until=until, echo=click.echo, board=board)
+    pipeline(cfg, out, force=force, until=until, echo=click.echo, board=board,
+             custom_objects=custom_objects)

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from edgeseg.commands._options import data_options, model_option, parse_model_options
+from edgeseg.commands.options import data_options, model_option, parse_model_options
 from edgeseg.guard import SMALL_VALIDATION
 
 
@@ -73,7 +73,7 @@ def train(source, layout, channels, num_classes, val_data, val_fraction, mode, n
     edgeseg train --out runs/nuclei --resume        # after an interrupt
     """
     from edgeseg.config import Augment, DataConfig, ModelConfig, TrainConfig, train_defaults
-    from edgeseg.files import check_output
+    from edgeseg.device.files import check_output
 
     out = check_output(out, inputs=[source, val_data], folder=True)
     from edgeseg.train import fit
@@ -89,7 +89,7 @@ def train(source, layout, channels, num_classes, val_data, val_fraction, mode, n
     if steps and epochs:
         raise click.UsageError("give --steps or --epochs, not both")
     augment = Augment.off() if no_augment else _augment(augment_options)
-    from edgeseg.machine import check_memory
+    from edgeseg.device.machine import check_memory
 
     # a batch of crops and the activations of a U-Net over them (tens of channels a pixel, kept
     # for the backward pass)
@@ -118,7 +118,7 @@ def _augment(pairs):
     """``("gamma=0", "flip=false")`` -> an Augment with those settings changed."""
     import dataclasses
 
-    from edgeseg.commands._options import parse_model_options
+    from edgeseg.commands.options import parse_model_options
     from edgeseg.config import Augment
 
     changes = parse_model_options(pairs, "--augment")

@@ -7,7 +7,7 @@ are deterministic: per-layer tfmot annotation, MAC tables and TFLite graphs stay
 from __future__ import annotations
 
 from edgeseg._keras import keras, layers, tf
-from edgeseg.errors import ConfigError
+from edgeseg.device.errors import ConfigError
 
 UPSAMPLE_MODES = ("bilinear", "nearest", "transpose", "maxunpool")
 

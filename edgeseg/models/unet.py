@@ -23,7 +23,7 @@ from edgeseg.models.blocks import (
     probabilities,
     upsample,
 )
-from edgeseg.errors import ConfigError
+from edgeseg.device.errors import ConfigError
 
 BLOCKS = {"ds": ds_block, "ir": ir_block}
 
@@ -47,11 +47,11 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
     class logits at half resolution, laid out at the input's size. ``merge="add"`` (the
     default) first projects the decoder to the skip's width with a 1x1 conv at the lower resolution,
     then upsamples and adds the skip (LinkNet-style); ``merge="concat"`` concatenates as the U-Net
-    paper does. On the 300-step sweep (``python -m benchmarks.sweep``) "add" was 1.6x faster at
-    256x256 in LiteRT for 0.0005 less Dice: concatenations and wide upsampling at the high
-    resolutions are memory traffic, and the 1x1 projection runs at the low resolution. ``stem=1`` runs the stem at full
-    resolution instead (the encoder then halves ``depth - 1`` times and the head needs no upsampling):
-    finer boundaries for about 4x the MACs of the first and last levels.
+    paper does. On the 300-step sweep (``python -m benchmarks.studies.sweep``) "add" was 1.6x faster
+    at 256x256 in LiteRT for 0.0005 less Dice: concatenations and wide upsampling at the high
+    resolutions are memory traffic, and the 1x1 projection runs at the low resolution. ``stem=1``
+    runs the stem at full resolution instead (the encoder then halves ``depth - 1`` times and the
+    head needs no upsampling): finer boundaries for about 4x the MACs of the first and last levels.
 
     ``head`` says how the half-resolution head reaches the input's size (``stem=2``): by default as
     the decoder upsamples (``upsample``: resized, or a transposed convolution); ``"bilinear"`` or
@@ -61,7 +61,7 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
     costs XNNPACK more than the convolutions before it. Its filters start half shared (see
     :class:`~edgeseg.models.blocks.ICNR`), or short runs learn little.
 
-    ``stem_blocks=0`` is the default since the 3-seed sweep (``python -m benchmarks.sweep``,
+    ``stem_blocks=0`` is the default since the 3-seed sweep (``python -m benchmarks.studies.sweep``,
     README "Performance"): the first level, at half the input's resolution, is where the time
     goes, and its encoder block bought 0.0008 Dice (0.9730 against 0.9722, mean of 3 seeds at 300
     steps) for 1.17x the latency (3.13 against 2.68 ms, fp32 .tflite, 256x256, 1 thread).

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 
-from edgeseg.errors import ConfigError
+from edgeseg.device.errors import ConfigError
 
 # name -> "module:function"; the modules import TensorFlow, so they are imported on first use.
 _BUILDERS = {

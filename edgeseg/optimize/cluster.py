@@ -9,7 +9,7 @@ from __future__ import annotations
 import tensorflow_model_optimization as tfmot
 
 from edgeseg._keras import keras
-from edgeseg.errors import ConfigError
+from edgeseg.device.errors import ConfigError
 from edgeseg.optimize.selection import choose, selected_names
 
 _clustering = tfmot.clustering.keras

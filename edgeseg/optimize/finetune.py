@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 
 from edgeseg._keras import keras
-from edgeseg._logging import dropping
+from edgeseg.device.log import dropping
 from edgeseg.config import OptimizeConfig
-from edgeseg.data.pipeline import make_dataset
-from edgeseg.errors import ConfigError
+from edgeseg.tfdata import make_dataset
+from edgeseg.device.errors import ConfigError
 from edgeseg.losses import DiceMetric, segmentation_loss
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow_model_optimization as tfmot
 
 from edgeseg._keras import keras
-from edgeseg.errors import ConfigError
+from edgeseg.device.errors import ConfigError
 from edgeseg.optimize.selection import choose, selected_names
 
 SCHEDULES = ("poly", "constant")

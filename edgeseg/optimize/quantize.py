@@ -36,7 +36,7 @@ from tensorflow_model_optimization.python.core.quantization.keras.default_8bit i
 )
 
 from edgeseg._keras import keras, layers, tf
-from edgeseg.errors import ConfigError
+from edgeseg.device.errors import ConfigError
 from edgeseg.models.blocks import ICNR, DepthToSpace, MaxUnpool2D
 from edgeseg.optimize.selection import producers
 

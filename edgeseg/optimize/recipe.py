@@ -14,11 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg._keras import keras
-from edgeseg.card import card_path, contract, make_card, normalization_of, read_card, write_card
+from edgeseg.device.card import contract, make_card, normalization_of, read_card, write_card
 from edgeseg.config import Augment, OptimizeConfig, save_config
-from edgeseg.data.source import at_own_size, load_data
-from edgeseg.errors import ConfigError
-from edgeseg.evaluate import KerasInMemory, check_classes, score_model
+from edgeseg.device.data.datasets import at_own_size
+from edgeseg.device.data.roles import split
+from edgeseg.device.errors import ConfigError
+from edgeseg.device.scoring import check_classes, score_model
+from edgeseg.keras_files import KerasInMemory
+from edgeseg.device.outputs import Outputs
 from edgeseg.models.saving import is_quantization_aware, save_model
 from edgeseg.optimize import cluster, prune
 from edgeseg.optimize.finetune import finetune, plan_steps
@@ -56,13 +59,13 @@ def variant_name(cfg: OptimizeConfig) -> str:
     return "-".join(parts)
 
 
-def _trainable(model_path, unsafe: bool):
+def _trainable(model_path, unsafe: bool, custom_objects: dict | None):
     """The tf-keras model tfmot fine-tunes: one output of probabilities (edgeseg's losses take
     probabilities); anything else is one line that says why."""
-    from edgeseg.keras_models import KerasSource, load_for_training
-    from edgeseg.postprocess import kind_from_ops
+    from edgeseg.keras_files import KerasSource, load_for_training
+    from edgeseg.device.postprocess import kind_from_ops
 
-    model = load_for_training(model_path, unsafe=unsafe)
+    model = load_for_training(model_path, unsafe=unsafe, custom_objects=custom_objects)
     source = KerasSource(model_path, model, "tf_keras")
     if len(source.output_names) != 1:
         raise ConfigError(f"{model_path}: {len(source.output_names)} outputs; optimize fine-tunes "
@@ -72,7 +75,7 @@ def _trainable(model_path, unsafe: bool):
     if kind is None:  # a last layer that does not tell: its values on a few images do
         import numpy as np
 
-        from edgeseg.postprocess import looks_like_logits
+        from edgeseg.device.postprocess import looks_like_logits
 
         _, height, width, channels = source.input_shape
         probe = np.random.default_rng(0).random((2, height or 64, width or 64, channels),
@@ -85,7 +88,8 @@ def _trainable(model_path, unsafe: bool):
 
 
 def optimize(model_path, cfg: OptimizeConfig, out, *, force: bool = False,
-             verbose: int = 1, unsafe: bool = False) -> OptimizeResult:
+             verbose: int = 1, unsafe: bool = False,
+             custom_objects: dict | None = None) -> OptimizeResult:
     """Run the stages ``cfg`` asks for on the model at ``model_path``; write it into ``out``.
 
     The result is a plain Keras model, ``out/model.keras`` (pruning and clustering wrappers
@@ -99,12 +103,16 @@ def optimize(model_path, cfg: OptimizeConfig, out, *, force: bool = False,
     if existing and not force:
         raise ConfigError(f"{out}: holds an optimized {existing[0].name}; pass --force to "
                           f"replace it")
-    model = _trainable(model_path, unsafe)
+    outputs = Outputs(out, "optimize")
+    written = (MODEL_FILES[cfg.qat], f"{MODEL_FILES[cfg.qat]}.json", "optimize.json")
+    outputs.check_inputs({"MODEL": model_path, "--data": cfg.data.source}, planned=written)
+    outputs.refuse_unowned(files=written)
+    model = _trainable(model_path, unsafe, custom_objects)
     if is_quantization_aware(model):
         raise ConfigError(f"{model_path}: already quantization-aware; optimize the model it was "
                           f"made from")
     source_card = read_card(model_path)
-    train_data, val_data = load_data(cfg.data)
+    train_data, val_data = split(cfg.data)
     if train_data.channels != model.input_shape[-1]:
         raise ConfigError(f"{model_path} takes {model.input_shape[-1]} channel(s), --data "
                           f"{cfg.data.source} has {train_data.channels}")
@@ -178,11 +186,10 @@ def optimize(model_path, cfg: OptimizeConfig, out, *, force: bool = False,
     variant = variant_name(cfg)
     if source_card.get("variant") not in (None, "fp32"):
         variant = f"{source_card['variant']}-{variant}"
+    if force:
+        outputs.clear()  # the earlier optimized model (either kind) and its card, nothing else
+    outputs.claim_file(*written)
     path = save_model(model, out / MODEL_FILES[cfg.qat])
-    for stale in existing:
-        if stale != path:
-            stale.unlink()
-            card_path(stale).unlink(missing_ok=True)
     save_config(cfg, out / "optimize.json")
     write_card(path, make_card(
         format="keras", variant=variant,
@@ -205,7 +212,7 @@ def optimize(model_path, cfg: OptimizeConfig, out, *, force: bool = False,
 def _recalibrate(model, train_data, cfg: OptimizeConfig, run: dict) -> None:
     """BatchNorm statistics for the fine-tuned weights (see :mod:`edgeseg.batchnorm`)."""
     from edgeseg.batchnorm import recalibrate
-    from edgeseg.data.pipeline import make_dataset
+    from edgeseg.tfdata import make_dataset
 
     recalibrate(model, make_dataset(train_data, run["input_size"], cfg.batch_size, training=True,
                                     augment=run["augment"], normalization=run["normalization"],

@@ -1,0 +1,102 @@
+"""The end of every conversion: the card stamped into the file, its MACs counted, its parity
+against the source checked on the very bytes that are written, then the file and its card
+written (nothing is written when parity fails, unless ``keep_failed``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from converters.config import FLOAT_MODES, ConvertConfig, ConvertResult
+from converters.tflite import ConversionError
+from converters.verify import check_parity
+from edgeseg.device import card as cards
+from edgeseg.device.data import roles
+from edgeseg.device.files import atomic_write_bytes
+
+
+def write_checked(out: Path, to: str, raw: bytes, card: dict, source, size, cfg: ConvertConfig,
+                  data, trained_on, samples=None) -> ConvertResult:
+    """Stamp ``card`` into ``raw``, count its MACs, check its parity against ``source`` (an
+    EdgeModel), and write the file and its card; nothing is written when parity fails."""
+    from converters import onnx as onnx_conv
+    from converters.flatbuffer import rewrite
+    from edgeseg.device.flops import file_cost
+    from edgeseg.device.untrusted import trust
+
+    def stamped(card_: dict) -> bytes:
+        if to == "tflite":
+            return rewrite(raw, card_)
+        return onnx_conv.with_metadata(raw, {cards.EMBEDDED_KEY: json.dumps(card_, sort_keys=True)})
+
+    # Count and verify the very bytes that are written (only the card inside them changes after).
+    trial = out.with_name(f".{out.stem}.partial{out.suffix}")
+    try:
+        atomic_write_bytes(trial, stamped(card))
+        cost = file_cost(trial, input_size=size)
+        card.update(macs=cost.macs, params=cost.params)
+        parity = None
+        if cfg.verify:
+            parity, where = check(source, trial, samples or roles.parity_images(
+                data, verify_data=cfg.verify_data, trained_on=trained_on, size=size,
+                channels=card["channels"], num_classes=card["num_classes"],
+                count=cfg.verify_samples, seed=cfg.seed,
+                normalization=cards.normalization_of(card)), cfg)
+            card["parity"] = {**parity.to_dict(), "images": where}
+            if not parity.passed:
+                message = (f"{out}: parity check failed on {where}: {parity.summary()} (limits: "
+                           f"--parity-tolerance, --min-agreement, --max-dice-drop)")
+                if not cfg.keep_failed:
+                    raise ConversionError(message)
+                print(f"warning: {message}; written anyway (--keep-failed), its card says so",
+                      file=sys.stderr)
+            if parity.warning:
+                print(f"warning: {out}: {parity.warning}", file=sys.stderr)
+        path = atomic_write_bytes(out, stamped(card))
+        cards.write_card(path, card)
+        trust(path)  # this process wrote it: later loads here need no child-process probe
+    finally:
+        trial.unlink(missing_ok=True)
+    return ConvertResult(path, card, parity)
+
+
+def unlike(calibration, reference) -> str | None:
+    """Why calibration images do not look like the data the model is checked on (their pixel
+    statistics after normalisation), or None. Uniform or washed-out images calibrate ranges
+    that real images overflow."""
+    import numpy as np
+
+    if calibration is None or reference is None or not len(reference):
+        return None
+    c_mean, c_std = float(np.mean(calibration)), float(np.std(calibration))
+    r_mean, r_std = float(np.mean(reference)), float(np.std(reference))
+    if r_std > 0 and (c_std < 0.25 * r_std or abs(c_mean - r_mean) > 2 * r_std):
+        return (f"the calibration images look unlike the model's data (pixel mean {c_mean:.3f}, "
+                f"spread {c_std:.3f}; the model's data: {r_mean:.3f}, {r_std:.3f}): their int8 "
+                f"ranges may not fit real images")
+    return None
+
+
+def check(source, path, samples, cfg):
+    """(Parity, where): the converted file against its source, both through EdgeModel.predict
+    (probabilities, whatever the outputs are), on ``samples`` from
+    :func:`edgeseg.device.data.roles.parity_images`."""
+    import numpy as np
+
+    from edgeseg import runtime
+
+    images, masks, where = samples
+    num_classes = source.num_classes
+    converted = runtime.load(path, trusted=True)  # written by this process
+    mode = cfg.quant if cfg.quant in FLOAT_MODES else "quantized"
+    source_out = np.concatenate([source.predict(images[i:i + 8]) for i in range(0, len(images), 8)])
+    parity = check_parity(source_out, converted.predict(images), mode=mode,
+                          num_classes=num_classes, masks=masks, tolerance=cfg.tolerance,
+                          min_agreement=cfg.min_agreement, max_dice_drop=cfg.max_dice_drop)
+    return parity, where
+
+
+
+__all__ = ["check", "unlike", "write_checked"]

@@ -1,0 +1,493 @@
+"""Which images play which role: train, validation, calibration, parity, score.
+
+Every stage asks this module (training, the converters, the harness, ``eval``, ``edgeseg run``,
+``edgeseg.testing``); none decides on its own.
+
+============  ====================================  ==========================================
+role          a built-in dataset                    a folder (``--data DIR``)
+============  ====================================  ==========================================
+train         indices 0 .. n_train                  its training split: VOC's ``train.txt``, a
+                                                    seeded share, or all of it (``--val-data``)
+validation    indices from :data:`VAL_OFFSET`       the rest: ``val.txt``, or ``--val-data``
+calibration   training indices                      the training split of the folder the model
+                                                    was trained on; another folder: a seeded
+                                                    choice of its images
+parity        indices from :data:`PARITY_OFFSET`    the validation split, or ``--verify-data``
+score         indices from :data:`TEST_OFFSET`      the validation split, or ``--test-data``
+============  ====================================  ==========================================
+
+Training keeps its last weights (no checkpoint is picked on the validation images), so the
+validation split of a folder can score. Images that train or calibrate never score; where two
+roles are given as folders, they are checked apart by path and by content (the same image
+copied under another name or into another folder is the same image): refused where sharing
+cannot be meant (validation or test images that also train), said in one line where it can
+(parity on the calibration images when there are no others). numpy and Pillow only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from edgeseg.device.card import Normalization, parse_size
+from edgeseg.device.data import folders
+from edgeseg.device.data.config import DataConfig
+from edgeseg.device.data.datasets import (SegData, builtin, check_source_name, decode, is_builtin,
+                                          load_folder)
+from edgeseg.device.data.folders import UNLABELED, DataError
+from edgeseg.device.preprocess import normalize, resize
+
+# Built-in samples of each role come from index ranges far apart: never the same image.
+VAL_OFFSET = 1_000_000  # validation: training reports and checks its guard on them
+TEST_OFFSET = 2_000_000  # score: what eval, bench, run, peers and sweep measure
+PARITY_OFFSET = 3_000_000  # parity: converted files checked against their source (and the
+# --fallback search's choice made), never the images a figure is then scored on
+MODES = ("auto", "crop", "resize")
+
+
+# --- train and validation -----------------------------------------------------------------------
+def split(cfg: DataConfig) -> tuple[SegData, SegData]:
+    """The training and validation sets a DataConfig describes, checked apart (a folder's own
+    lists, a --val-data folder: by path and by content)."""
+    if cfg.channels not in (None, 1, 3):
+        raise DataError(f"--channels must be 1 or 3 (got {cfg.channels})")
+    if is_builtin(cfg.source):
+        if cfg.val_source:
+            raise DataError(f"--val-data {cfg.val_source}: a built-in dataset draws its own "
+                            f"validation samples; --val-data goes with a folder --data")
+        size = cfg.image_size or cfg.input_size
+        train = builtin(cfg.source, cfg.n_train, size, cfg.seed, 0, cfg.channels)
+        val = builtin(cfg.source, cfg.n_val, size, cfg.seed, VAL_OFFSET, cfg.channels)
+        return train, val
+    found, train_samples, val_samples = split_samples(cfg)
+    mode, note = _mode(cfg, found, train_samples)
+    resize_to = (cfg.input_size, cfg.input_size) if mode == "resize" else None
+    fit = {"fit": "resize" if mode == "resize" else "tile", "fit_note": note}
+    train = replace(decode(found, train_samples, cfg, resize_to), **fit)
+    val = replace(decode(found, val_samples, cfg, resize_to, channels=train.channels,
+                         class_names=train.class_names), **fit)
+    if not any(_has_objects(mask) for mask in _masks(train)):
+        raise DataError(f"{found.root}: no training mask has a pixel of any class but background "
+                        f"(0) or unlabeled (255): there is nothing to learn")
+    if not cfg.val_source and not found.split:  # copies inside one folder, fallen on both
+        # sides of the seeded split (the folder is good otherwise: said, not refused)
+        shared = same_images(_images_of(train_samples), _images_of(val_samples))
+        if shared:
+            a, b = shared[0]
+            print(f"warning: {found.root}: {len(shared)} validation image(s) are copies of "
+                  f"training images ({b} has the same bytes as {a}): their validation "
+                  f"scores are not held out; remove the copies", file=sys.stderr)
+    return train, val
+
+
+def describe_split(cfg: DataConfig, train: int, val: int) -> dict:
+    """``{"train": {"images": n, "from": ...}, "validation": {...}}``: which images trained and
+    which validated, in words (for the card and the report)."""
+    if is_builtin(cfg.source):
+        return {"train": {"images": train, "from": f"{cfg.source} indices 0-{train - 1}"},
+                "validation": {"images": val, "from": f"{cfg.source} indices from "
+                                                      f"{VAL_OFFSET:,}"}}
+    if cfg.val_source:
+        return {"train": {"images": train, "from": f"all of {cfg.source}"},
+                "validation": {"images": val, "from": f"all of {cfg.val_source}"}}
+    how = "its own lists" if (Path(cfg.source) / "ImageSets").is_dir() else \
+        f"a split seeded {cfg.seed}, {cfg.val_fraction:g} held out"
+    return {"train": {"images": train, "from": f"the training split of {cfg.source} ({how})"},
+            "validation": {"images": val, "from": f"the validation split of {cfg.source}"}}
+
+
+def split_samples(cfg: DataConfig):
+    """(the folder's samples, training samples, validation samples) of a folder ``cfg.source``,
+    before anything is decoded: the dataset's own lists, ``cfg.val_source`` or a seeded share,
+    checked apart."""
+    check_source_name(cfg.source)
+    if cfg.mode not in MODES:
+        raise DataError(f"--mode must be one of {', '.join(MODES)} (got {cfg.mode!r})")
+    found = folders.find_samples(cfg.source, cfg.layout)
+    if cfg.val_source:
+        check_source_name(cfg.val_source)
+        val_found = folders.find_samples(cfg.val_source, cfg.layout or found.layout)
+        train_samples, val_samples = found.samples, val_found.samples
+        check_apart(train_samples, f"--data {cfg.source}", val_samples,
+                    f"--val-data {cfg.val_source}", "validation")
+    else:
+        train_samples, val_samples = _split(found, cfg.val_fraction, cfg.seed)
+        if found.split:  # the dataset's own lists: a copy on both sides is a mistake in them
+            check_apart(train_samples, f"{found.root}'s training list", val_samples,
+                        "its validation list", "validation")
+    return found, train_samples, val_samples
+
+
+def _split(found: folders.FolderSet, fraction: float, seed: int):
+    if found.split:
+        stems = {name: set(stems) for name, stems in found.split.items()}
+        train = [s for s in found.samples if s.image.stem in stems["train"]]
+        val = [s for s in found.samples if s.image.stem in stems["val"]]
+        if train and val:
+            both = sorted(stems["train"] & stems["val"] & {s.image.stem for s in found.samples})
+            if both:
+                raise DataError(f"{found.root}: ImageSets/Segmentation/train.txt and val.txt "
+                                f"both list {len(both)} image(s) ({', '.join(both[:3])}"
+                                f"{', ...' if len(both) > 3 else ''}): a validation image must "
+                                f"not train; list each image once")
+            return train, val
+    if not 0 < fraction < 1:
+        raise DataError(f"--val-fraction must be between 0 and 1 (got {fraction})")
+    order = np.random.default_rng(seed).permutation(len(found.samples))
+    n_val = max(1, int(round(fraction * len(order))))
+    if len(order) < 2:
+        raise DataError(f"{found.root}: one sample cannot be split into training and validation; "
+                        f"add images or give --val-data")
+    if n_val >= len(order):
+        raise DataError(f"--val-fraction {fraction:g} leaves no training images ({len(order)} "
+                        f"samples in {found.root})")
+    val_idx = set(order[:n_val].tolist())
+    samples = found.samples
+    return ([s for i, s in enumerate(samples) if i not in val_idx],
+            [s for i, s in enumerate(samples) if i in val_idx])
+
+
+def _has_objects(mask: np.ndarray) -> bool:
+    return bool(((mask != 0) & (mask != UNLABELED)).any())
+
+
+def _masks(data):
+    """Every mask of a dataset (a streamed one's decoded one at a time)."""
+    if isinstance(data, SegData):
+        return data.masks
+    return (folders.read_mask(sample, data.layout) for sample in data.samples)
+
+
+def _mode(cfg: DataConfig, found, samples) -> tuple[str, str]:
+    """``crop`` or ``resize`` for training on ``samples`` (``auto``: by the objects' size on up
+    to 32 masks, see :mod:`edgeseg.device.data.sizing`), and why."""
+    from edgeseg.device.data.sizing import choose_mode
+
+    sizes = np.array([folders.header_size(s.image)[::-1] for s in samples])
+    median = tuple(int(v) for v in np.median(sizes, axis=0))
+    if cfg.mode != "auto":
+        how = ("whole images resized to the input, and at inference too" if cfg.mode == "resize"
+               else "random crops at the images' resolution, tiled at inference")
+        return cfg.mode, f"--mode {cfg.mode}: {how}"
+    chosen = np.random.default_rng(cfg.seed).permutation(len(samples))[:32]
+    masks = [folders.read_mask(samples[i], found.layout) for i in sorted(chosen)]
+    return choose_mode(masks, median, cfg.input_size)
+
+
+# --- score --------------------------------------------------------------------------------------
+def score_data(source: str, *, size=None, channels: int | None = None,
+               num_classes: int | None = None, layout: str | None = None, count: int = 64,
+               seed: int = 0) -> SegData:
+    """The images a model is scored on for ``source``: held-out built-in samples (the test range,
+    :data:`TEST_OFFSET`, made at ``size``: a side or (height, width)), or every image of a
+    folder, whole, at its own size (each is then fed as the model's card says)."""
+    if is_builtin(source):
+        height, width = parse_size(size or 256)
+        data = builtin(source, count, max(height, width), seed, TEST_OFFSET, channels)
+        if height == width:
+            return data
+        return replace(data, images=tuple(i[:height, :width] for i in data.images),
+                       masks=tuple(m[:height, :width] for m in data.masks))
+    check_source_name(source)
+    return load_folder(source, layout, channels, num_classes)
+
+
+def describe_score(source: str, count: int) -> str:
+    """What :func:`score_data` scores on, in words (for reports and bench JSON)."""
+    if is_builtin(source):
+        return (f"{source} (test samples from index {TEST_OFFSET:,}: never trained, validated "
+                f"or calibrated on)")
+    return f"{source} ({count} images, whole)"
+
+
+# --- the data a model was trained on, as its card records it ------------------------------------
+def trained_config(card: dict) -> DataConfig | None:
+    """The DataConfig the model's training (or fine-tune) read, when its card records one."""
+    data = (card.get("recipe") or {}).get("data")
+    if not isinstance(data, dict):
+        return None
+    try:
+        return DataConfig.from_dict(data)
+    except TypeError:
+        return None
+
+
+def trained_data(card: dict) -> str | None:
+    """The data the model was trained on, when that can be read again (a built-in name or a
+    folder)."""
+    recipe = card.get("recipe") or {}
+    data = (recipe.get("data") or {}).get("source")
+    if data is None and isinstance(card.get("source"), dict):
+        data = card["source"].get("data")
+    if data and (is_builtin(data) or Path(data).is_dir()):
+        return data
+    return None
+
+
+def own_split(data: str | None, seed: int) -> DataConfig | None:
+    """A labelled folder given as --calib for a model whose card records no training data: its
+    own train/validation split, so calibration (training split) and parity (validation split)
+    never use the same images. None for built-in data and image-only folders."""
+    if data is None or is_builtin(data) or not Path(data).is_dir():
+        return None
+    try:
+        folders.find_samples(data)
+    except DataError:
+        return None
+    return DataConfig(source=data, seed=seed)
+
+
+# --- calibration --------------------------------------------------------------------------------
+def calibration_images(data: str, *, size, channels: int, count: int = 100, seed: int = 0,
+                       normalization: Normalization | None = None, fit: str = "tile",
+                       trained_on: DataConfig | None = None) -> np.ndarray:
+    """``count`` model inputs (N, height, width, channels) float32 for the int8 ranges, drawn
+    reproducibly and cut as the model will see them (crops at the images' own resolution for a
+    model that runs tile by tile, whole images resized for one that resizes); ``size`` is a side
+    or (height, width).
+
+    Built-in datasets give training samples (the first ``count``); the folder the model was
+    trained on (``trained_on``) its training split; another folder a seeded choice of its images
+    (its ``images/`` sub-folder when there is one: no masks are needed to calibrate).
+    """
+    if count < 1:
+        raise DataError(f"--calib-samples must be >= 1 (got {count})")
+    norm = normalization or Normalization()
+    size = parse_size(size)
+    if is_builtin(data):  # drawn square at the longer side, cut to the input
+        images = builtin(data, count, max(size), seed, 0, channels).arrays(
+            normalization=norm)[0]
+        return images[:, :size[0], :size[1]]
+    if trained_on is not None and same_folder(data, trained_on.source):
+        train, _ = split(trained_on)
+        order = np.random.default_rng(seed).permutation(len(train))
+        raws = (train.sample(int(i))[0] for i in order)
+        return _cut(raws, len(train), size, count, seed, norm, fit)
+    paths = image_files(Path(data))
+    order = np.random.default_rng(seed).permutation(len(paths))
+    raws = (folders.read_raw(paths[i], channels) for i in order)
+    return _cut(raws, len(paths), size, count, seed, norm, fit)
+
+
+def calibration_source(data: str, trained_on: DataConfig | None) -> str:
+    """Which images :func:`calibration_images` draws from ``data``, in words (for the card)."""
+    if is_builtin(data):
+        return "training indices of the built-in dataset"
+    if trained_on is not None and same_folder(data, trained_on.source):
+        return "the training split of the folder the model was trained on"
+    return "a seeded choice of the folder's images"
+
+
+def _cut(raws, available: int, size: tuple[int, int], count: int, seed: int, norm,
+         fit: str) -> np.ndarray:
+    """``count`` inputs from raw images: each normalised whole, then resized (``resize`` fit) or
+    cropped at random (``tile``); with fewer images than ``count``, each gives several crops."""
+    rng = np.random.default_rng(seed + 1)
+    per_image = -(-count // max(1, available))
+    inputs = []
+    for raw in raws:
+        if fit == "resize":  # as the model will see it: resized, then normalised
+            inputs.append(normalize(resize(raw, *size), norm))
+        else:
+            image = normalize(raw, norm)
+            for _ in range(per_image):
+                inputs.append(_random_crop(image, size, rng))
+        if len(inputs) >= count:
+            break
+    return np.stack(inputs[:count])
+
+
+def _random_crop(image: np.ndarray, size: tuple[int, int], rng) -> np.ndarray:
+    height, width = size
+    pad_h, pad_w = max(0, height - image.shape[0]), max(0, width - image.shape[1])
+    if pad_h or pad_w:  # smaller than the input: padded with 0, as training pads
+        image = np.pad(image, [(pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2),
+                               (0, 0)])
+    top = int(rng.integers(0, image.shape[0] - height + 1))
+    left = int(rng.integers(0, image.shape[1] - width + 1))
+    return image[top:top + height, left:left + width]
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The images of a calibration folder: its ``images/`` when there is one, else its own
+    images, else the images of the labelled dataset it holds."""
+    if not folder.exists():
+        from edgeseg.device.data import synthetic
+
+        raise DataError(f"{folder}: no such folder, and not a built-in dataset "
+                        f"({', '.join(synthetic.SYNTHETIC)})")
+    if not folder.is_dir():
+        raise DataError(f"{folder}: not a folder")
+    where = folder / "images" if (folder / "images").is_dir() else folder
+    paths = folders.image_files(where)
+    if not paths and where == folder:
+        try:  # a labelled dataset in another layout: its images
+            paths = [sample.image for sample in folders.find_samples(folder).samples]
+        except DataError:
+            paths = []
+    if not paths:
+        raise DataError(f"{where}: no images for calibration "
+                        f"({', '.join(s.lstrip('.') for s in folders.IMAGE_SUFFIXES)})")
+    return paths
+
+
+# --- parity -------------------------------------------------------------------------------------
+def parity_images(calib: str | None, *, verify_data: str | None, trained_on: DataConfig | None,
+                  size, channels: int, num_classes: int, count: int, seed: int = 0,
+                  normalization: Normalization | None = None):
+    """(images, masks or None, where): the images a converted file is checked against its source
+    on, never the calibration images when anything else is known: ``verify_data``, else the
+    validation data of what the model was trained on, else ``calib``'s own validation split
+    (``trained_on`` from :func:`own_split`), else ``calib``'s images (then ``where`` says so).
+    Random images when there is no data at all."""
+    source = verify_data or (trained_on.source if trained_on is not None else None) or calib
+    if source is None:
+        images = np.random.default_rng(seed).random((count, *parse_size(size), channels),
+                                                    np.float32)
+        return images, None, "random images (no data: give --verify-data DIR)"
+    if verify_data and calib and not is_builtin(calib) and not is_builtin(verify_data):
+        shared = _shared_images(calib, verify_data)
+        if shared:
+            print(f"warning: --verify-data {verify_data}: {shared} of its images are also in "
+                  f"--calib {calib}: parity is then measured on images that set the int8 "
+                  f"ranges", file=sys.stderr)
+    images, masks = labelled_samples(source, size=size, channels=channels,
+                                     num_classes=num_classes, count=count, seed=seed,
+                                     normalization=normalization, trained_on=trained_on)
+    if masks is None and source == calib:
+        where = (f"the calibration images of {calib} themselves (there are no labelled images "
+                 f"apart from them: give --verify-data DIR)")
+    elif is_builtin(source):
+        where = f"{len(images)} held-out {source} images"
+    elif trained_on is not None and same_folder(source, trained_on.source):
+        where = f"{len(images)} images of {source}'s validation split"
+    else:
+        where = f"{len(images)} images of {source}"
+    return images, masks, where
+
+
+def labelled_samples(data: str, *, size, channels: int, num_classes: int, count: int,
+                     seed: int = 0, normalization: Normalization | None = None,
+                     trained_on: DataConfig | None = None):
+    """(images, masks or None) at ``size`` (a side or (height, width)): held-out labelled samples
+    when ``data`` has masks (built-in: the parity range; the folder the model was trained on: its
+    validation split), else images. Non-square inputs are cut from square samples at the longer
+    side."""
+    norm = normalization or Normalization()
+    height, width = parse_size(size)
+    side = max(height, width)
+
+    def cut(arrays):
+        images, masks = arrays
+        return images[:, :height, :width], None if masks is None else masks[:, :height, :width]
+
+    if is_builtin(data):
+        held_out = builtin(data, count, side, seed, PARITY_OFFSET, channels)
+        return cut(held_out.arrays(side, normalization=norm))
+    if trained_on is not None and same_folder(data, trained_on.source):
+        _, val = split(trained_on)
+        return cut(val.arrays(side, limit=count, normalization=norm))
+    check_source_name(data)
+    try:
+        labelled = load_folder(data, None, channels, max(2, num_classes), resize_to=(side, side))
+    except DataError:
+        return calibration_images(data, size=(height, width), channels=channels, count=count,
+                                  seed=seed, normalization=norm), None
+    return cut(labelled.arrays(side, limit=count, normalization=norm))
+
+
+# --- apart --------------------------------------------------------------------------------------
+def same_folder(a: str, b: str | None) -> bool:
+    if b is None or is_builtin(a) or is_builtin(b):
+        return False
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
+def _digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def same_images(first, second) -> list[tuple[Path, Path]]:
+    """The pairs (an image of ``first``, the same image in ``second``) of two lists of image
+    files: the same file, or the same bytes under another name or in another folder. Only files
+    of equal size are read."""
+    def resolved(path):
+        return Path(path).resolve()
+
+    pairs, by_path = [], {resolved(p): Path(p) for p in first}
+    rest = []
+    for path in second:
+        if resolved(path) in by_path:
+            pairs.append((by_path[resolved(path)], Path(path)))
+        else:
+            rest.append(Path(path))
+    sizes: dict[int, list[Path]] = {}
+    for path in by_path.values():
+        sizes.setdefault(path.stat().st_size, []).append(path)
+    digests: dict[str, Path] = {}
+    for path in rest:
+        candidates = sizes.get(path.stat().st_size)
+        if not candidates:
+            continue
+        for candidate in candidates:
+            key = str(candidate)
+            if key not in digests:
+                digests[key] = _digest(candidate)
+        wanted = _digest(path)
+        match = next((c for c in candidates if digests[str(c)] == wanted), None)
+        if match is not None:
+            pairs.append((match, path))
+    return pairs
+
+
+def _images_of(samples) -> list[Path]:
+    return [s.image if isinstance(s, folders.Sample) else Path(s) for s in samples]
+
+
+def check_apart(first, first_name: str, second, second_name: str, role: str) -> None:
+    """Refuse, naming both, when images of ``second`` (samples or image files) are images of
+    ``first``: ``role`` images (validation, score) must be images that never trained."""
+    shared = same_images(_images_of(first), _images_of(second))
+    if shared:
+        a, b = shared[0]
+        same = "is" if a.resolve() == b.resolve() else "has the same bytes as"
+        raise DataError(f"{second_name}: {len(shared)} of its {len(list(second))} images are "
+                        f"training images of {first_name} ({b} {same} {a}); {role} images must "
+                        f"be images training never sees")
+
+
+def _shared_images(a: str, b: str) -> int:
+    """How many images two folders share (by path or content); 0 when either has none."""
+    try:
+        return len(same_images(image_files(Path(a)), image_files(Path(b))))
+    except DataError:
+        return 0
+
+
+def check_score_apart(train: DataConfig, test_data: str) -> None:
+    """``--test-data`` must hold no image of the training data (a folder): refused, naming one."""
+    if is_builtin(train.source) or is_builtin(test_data):
+        return
+    _, train_samples, _ = split_samples(train)
+    test = folders.find_samples(test_data, train.layout)
+    check_apart(train_samples, f"--data {train.source}", test.samples, f"--test-data {test_data}",
+                "test")
+
+
+__all__ = ["MODES", "PARITY_OFFSET", "TEST_OFFSET", "VAL_OFFSET", "calibration_images",
+           "calibration_source", "check_apart", "check_score_apart", "describe_score",
+           "describe_split",
+           "image_files", "labelled_samples", "own_split", "parity_images", "same_folder",
+           "same_images", "score_data", "split", "split_samples", "trained_config",
+           "trained_data"]

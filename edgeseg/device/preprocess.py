@@ -1,0 +1,144 @@
+"""Raw pixels -> a model's input, as its card says (numpy only: the same code on host and device).
+
+Training, evaluation, the harness, ``predict`` and int8 calibration all normalise through
+:func:`normalize`, so a model sees the same numbers wherever it runs. Every normalisation of
+:class:`edgeseg.device.card.Normalization` is an affine map per image and channel, ``x * a + b``:
+:func:`affine` gives ``(a, b)`` (the tf.data pipeline applies it to crops of a whole image, the
+sliding window to tiles), :func:`normalize` applies it.
+
+Images are (H, W, C) arrays of their decoded type: uint8, uint16 (16-bit PNG/TIFF) or float32.
+
+    >>> import numpy as np
+    >>> from edgeseg.device.card import Normalization
+    >>> image = np.array([[[0], [1000], [2000], [4000]]], np.uint16)
+    >>> normalize(image, Normalization("percentile", 0, 100))[..., 0]
+    array([[0.  , 0.25, 0.5 , 1.  ]], dtype=float32)
+    >>> normalize(image, Normalization())[..., 0].round(4)
+    array([[0.    , 0.0153, 0.0305, 0.061 ]], dtype=float32)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgeseg.device.card import Normalization
+
+
+SPAN_FLOOR = 0.01  # the least percentile span, as a share of the image's range above it
+
+
+def type_max(image: np.ndarray) -> float:
+    """What ``scale`` divides by: the integer type's maximum, or a float image's own (at least 1)."""
+    if np.issubdtype(image.dtype, np.integer):
+        return float(np.iinfo(image.dtype).max)
+    return max(float(np.max(image, initial=0.0)), 1.0)
+
+
+def percentiles(image: np.ndarray, qs) -> np.ndarray:
+    """``np.percentile(image, qs)`` (linear interpolation), from a histogram for 8- and 16-bit
+    images: exact, and no sorted float copy of a large image."""
+    qs = np.asarray(qs, np.float64)
+    if image.dtype not in (np.uint8, np.uint16):
+        return np.percentile(image, qs).astype(np.float64)
+    counts = np.cumsum(np.bincount(image.ravel(), minlength=256))
+    n = int(counts[-1])
+    position = qs / 100.0 * (n - 1)
+    below = np.floor(position).astype(np.int64)
+    above = np.minimum(below + 1, n - 1)
+    value_below = np.searchsorted(counts, below, side="right")  # the k-th smallest value
+    value_above = np.searchsorted(counts, above, side="right")
+    return value_below + (position - below) * (value_above - value_below)
+
+
+def affine(image: np.ndarray, norm: Normalization) -> tuple[np.ndarray, np.ndarray]:
+    """``(a, b)``, float32 (C,) each: the normalised image is ``image * a + b``."""
+    channels = image.shape[-1]
+    if norm.kind == "percentile":
+        low, high = percentiles(image, (norm.low, norm.high))
+        # at least 1% of the image's own range above the low percentile (a dark field with a few
+        # bright pixels would reach 1e9 otherwise); relative, so the same image in 8 and 16 bits
+        # normalises alike
+        top = float(np.max(image, initial=0))
+        span = max(float(high - low), SPAN_FLOOR * (top - low), 1e-6)
+        a, b = np.full(channels, 1.0 / span), np.full(channels, -low / span)
+    elif norm.kind == "meanstd":
+        mean, std = _per_channel(norm.mean, channels), _per_channel(norm.std, channels)
+        a, b = 1.0 / (type_max(image) * std), -mean / std
+    else:
+        a, b = np.full(channels, 1.0 / type_max(image)), np.zeros(channels)
+    return a.astype(np.float32), b.astype(np.float32)
+
+
+def normalize(image: np.ndarray, norm: Normalization) -> np.ndarray:
+    """The image as the model's float32 input."""
+    a, b = affine(image, norm)
+    return image.astype(np.float32) * a + b
+
+
+def display_affine(image: np.ndarray, norm: Normalization) -> tuple[np.ndarray, np.ndarray]:
+    """``(a, b)`` that show an image as the model sees it, in [0, 1] once clipped: its own
+    normalisation for ``scale`` and ``percentile``, plain scaling for ``meanstd`` (whose inputs are
+    centred on 0)."""
+    return affine(image, norm if norm.kind != "meanstd" else Normalization())
+
+
+def _per_channel(values, channels: int) -> np.ndarray:
+    values = np.asarray(values, np.float64)
+    if values.size == 1:
+        return np.full(channels, float(values[0]))
+    if values.size != channels:
+        from edgeseg.device.errors import EdgesegError
+
+        raise EdgesegError(f"--normalize meanstd gives {values.size} values for {channels}-channel "
+                           f"images")
+    return values
+
+
+def resize(image: np.ndarray, height: int, width: int, nearest: bool = False) -> np.ndarray:
+    """An (H, W, C) image of any type resized to ``height`` x ``width`` (bilinear, or nearest for
+    masks and labels), in its own type."""
+    from PIL import Image
+
+    if image.shape[:2] == (height, width):
+        return image
+    method = Image.NEAREST if nearest else Image.BILINEAR
+    planes = []
+    for c in range(image.shape[-1]):
+        plane = image[..., c]
+        if plane.dtype == np.uint8:
+            planes.append(np.asarray(Image.fromarray(plane).resize((width, height), method)))
+        else:  # 16-bit and float: Pillow's 32-bit float mode, rounded back for integer types
+            out = np.asarray(Image.fromarray(plane.astype(np.float32)).resize((width, height),
+                                                                            method))
+            if np.issubdtype(image.dtype, np.integer):
+                info = np.iinfo(image.dtype)
+                out = np.clip(np.round(out), info.min, info.max)
+            planes.append(out.astype(image.dtype))
+    return np.stack(planes, axis=-1)
+
+
+__all__ = ["SPAN_FLOOR", "affine", "dim_range_warning", "display_affine", "normalize",
+           "percentiles", "resize",
+           "type_max"]
+
+
+def dim_range_warning(images, norm) -> str | None:
+    """Why ``scale`` (pixel / type maximum) will show these raw images to a model nearly black:
+    they use a small part of their type's range (12-bit data in 16-bit files: 0-4095 of 0-65535),
+    or None when all is well. Float images and other normalisations are never dim."""
+    if norm.kind != "scale":
+        return None
+    highest, maximum = 0, None
+    for image in images:
+        image = np.asarray(image)
+        if image.dtype == np.float32 or not image.size:
+            return None
+        maximum = type_max(image)
+        highest = max(highest, int(image.max()))
+    if maximum is None or highest >= maximum / 8:
+        return None
+    return (f"the images reach at most {highest} of their type's {maximum:g} "
+            f"({highest / maximum:.1%}); scale normalisation divides by {maximum:g}, so the model "
+            f"sees them nearly black: percentile normalisation scales each image by its own "
+            f"range (train --normalize percentile, or --normalize percentile on this command)")
+

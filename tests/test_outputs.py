@@ -1,0 +1,174 @@
+"""A command owns what it wrote into --out (a manifest), and --force removes only that: nothing a
+user put under --out is ever deleted, and an input inside a path --force would clear is refused
+before any work (edgeseg.device.outputs)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from edgeseg.device.errors import EdgesegError
+from edgeseg.device.outputs import MANIFEST, Outputs
+
+
+def test_clear_removes_the_claimed_files_and_tool_folders_and_nothing_else(tmp_path):
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "server.log").write_text("the user's")
+    outputs = Outputs(tmp_path, "train")
+    outputs.claim_file("model.keras", "checkpoints/last.weights.h5")
+    outputs.claim_folder("logs/train", tool=True)
+    for name in ("model.keras", "checkpoints/last.weights.h5", "logs/train/events.1"):
+        (tmp_path / name).write_text("ours")
+    (tmp_path / "checkpoints" / "my_best.h5").write_text("the user's")
+    removed = Outputs(tmp_path, "train").clear()  # read back from the manifest
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in removed) == [
+        "checkpoints/last.weights.h5", "logs/train", "model.keras"]
+    assert (tmp_path / "logs" / "server.log").read_text() == "the user's"
+    assert (tmp_path / "checkpoints" / "my_best.h5").read_text() == "the user's"
+
+
+def test_a_folder_made_for_outputs_goes_only_when_it_is_left_empty(tmp_path):
+    outputs = Outputs(tmp_path, "run")
+    outputs.claim_file("models/int8.tflite")
+    (tmp_path / "models" / "int8.tflite").write_text("ours")
+    (tmp_path / "models" / "notes.txt").write_text("the user's")
+    outputs.clear()
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["notes.txt"]
+    outputs.claim_file("models/int8.tflite")
+    (tmp_path / "models" / "notes.txt").unlink()
+    outputs.clear()
+    assert not (tmp_path / "models").exists()
+
+
+def test_a_file_that_is_there_and_not_an_output_is_refused_not_overwritten(tmp_path):
+    (tmp_path / "model.keras").write_text("the user's")
+    with pytest.raises(EdgesegError, match="model.keras: exists and edgeseg did not write it"):
+        Outputs(tmp_path, "train").claim_file("model.keras")
+    with pytest.raises(EdgesegError, match="exists and edgeseg did not write it"):
+        Outputs(tmp_path, "train").refuse_unowned(files=["model.keras"])
+    assert (tmp_path / "model.keras").read_text() == "the user's"
+    assert not (tmp_path / MANIFEST).exists()
+
+
+def test_an_input_that_force_would_remove_is_refused(tmp_path):
+    outputs = Outputs(tmp_path, "run")
+    outputs.claim_file("models/int8.tflite")
+    with pytest.raises(EdgesegError, match=r"--model .*int8.tflite: --force would remove it"):
+        outputs.check_inputs({"--model": tmp_path / "models" / "int8.tflite"})
+    with pytest.raises(EdgesegError, match=r"--data .*train: edgeseg run writes into it"):
+        outputs.check_inputs({"--data": tmp_path / "train"}, planned=("train",))
+    outputs.check_inputs({"--model": tmp_path / "models" / "mine.keras"}, planned=("models",))
+
+
+# --- the four cases, as a user runs them ----------------------------------------------------------
+def _user_onnx(converted, folder):
+    """A user's .onnx (with the card beside it) in their own models/ folder, beside a note."""
+    folder.mkdir(parents=True)
+    source, _ = converted[("onnx", "none")]
+    shutil.copy(source, folder / "my_unet.onnx")
+    shutil.copy(f"{source}.json", folder / "my_unet.onnx.json")
+    (folder / "README.txt").write_text("where these came from")
+    return folder / "my_unet.onnx"
+
+
+def test_run_force_over_the_users_models_folder_keeps_the_users_files(converted, tmp_path,
+                                                                      monkeypatch, runner):
+    from edgeseg.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    model = _user_onnx(converted, tmp_path / "models")
+    args = ["run", "--model", "models/my_unet.onnx", "--data", "synthetic-nuclei", "--out", ".",
+            "--quick", "--input-size", "64", "--until", "convert"]
+    first = runner.invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    assert (tmp_path / "models" / "int8.onnx").is_file()
+    again = runner.invoke(cli, [*args, "--force"])
+    assert again.exit_code == 0, again.output
+    assert model.is_file() and (tmp_path / "models" / "my_unet.onnx.json").is_file()
+    assert (tmp_path / "models" / "README.txt").read_text() == "where these came from"
+    assert (tmp_path / "models" / "int8.onnx").is_file()  # remade
+
+
+def test_run_force_refuses_an_input_that_is_one_of_its_outputs(converted, tmp_path, runner):
+    from edgeseg.cli import cli
+
+    model = _user_onnx(converted, tmp_path / "mine")
+    out = tmp_path / "runs" / "x"
+    first = runner.invoke(cli, ["run", "--model", str(model), "--out", str(out), "--quick",
+                                "--input-size", "64", "--until", "convert"])
+    assert first.exit_code == 0, first.output
+    before = sorted(p.name for p in (out / "models").iterdir())
+    again = runner.invoke(cli, ["run", "--model", str(out / "models" / "int8.onnx"),
+                                "--out", str(out), "--quick", "--force"])
+    assert again.exit_code == 2
+    assert "--force would remove it" in again.output and str(out / "models") in again.output
+    assert sorted(p.name for p in (out / "models").iterdir()) == before
+
+
+def test_run_refuses_training_data_where_it_writes_its_train_stage(tmp_path, monkeypatch,
+                                                                   runner):
+    from edgeseg.cli import cli
+    from edgeseg.device.data.writer import write_synthetic
+
+    monkeypatch.chdir(tmp_path)
+    write_synthetic("synthetic-nuclei", tmp_path / "train", count=6, size=32, seed=0)
+    write_synthetic("synthetic-nuclei", tmp_path / "val", count=3, size=32, seed=1)
+    done = runner.invoke(cli, ["run", "--data", "train", "--test-data", "val", "--out", ".",
+                               "--force"])
+    assert done.exit_code == 2 and "--data train: edgeseg run writes into it" in done.output
+    assert len(list((tmp_path / "train" / "images").iterdir())) == 6
+    assert not (tmp_path / MANIFEST).exists()
+
+
+def test_train_force_keeps_what_the_user_put_in_the_output_folder(tmp_path, runner):
+    from edgeseg.cli import cli
+
+    proj = tmp_path / "proj"
+    (proj / "logs").mkdir(parents=True)
+    (proj / "checkpoints").mkdir()
+    (proj / "logs" / "server.log").write_text("the user's log")
+    (proj / "checkpoints" / "my_best.h5").write_text("the user's weights")
+    args = ["train", "--n-train", "16", "--n-val", "4", "--input-size", "32", "--steps", "2",
+            "--batch-size", "8", "-o", "alpha=0.25", "--no-check", "--out", str(proj)]
+    assert runner.invoke(cli, [*args, "--force"]).exit_code == 0
+    again = runner.invoke(cli, [*args, "--force"])
+    assert again.exit_code == 0, again.output
+    assert (proj / "logs" / "server.log").read_text() == "the user's log"
+    assert (proj / "checkpoints" / "my_best.h5").read_text() == "the user's weights"
+    claims = json.loads((proj / MANIFEST).read_text())["claims"]
+    assert "logs/server.log" not in claims and "checkpoints" not in claims
+    assert claims["checkpoints/last.weights.h5"] == "file" and claims["backup"] == "tool"
+
+
+def test_data_synth_force_replaces_its_own_dataset_but_never_a_users_folder(tmp_path, runner):
+    from edgeseg.cli import cli
+
+    out = tmp_path / "synth"
+    synth = ["data", "synth", "--n", "3", "--size", "16", "--out", str(out)]
+    assert runner.invoke(cli, synth).exit_code == 0
+    assert runner.invoke(cli, [*synth, "--force"]).exit_code == 0
+    (out / "images" / "my_photo.png").write_bytes((out / "images" / "00000.png").read_bytes())
+    done = runner.invoke(cli, [*synth, "--force"])
+    assert done.exit_code == 2 and "holds files edgeseg did not write" in done.output
+    assert (out / "images" / "my_photo.png").is_file()
+
+
+def test_predict_force_replaces_its_own_masks_but_not_a_users_file_of_that_name(
+        converted, tmp_path, runner):
+    from edgeseg.cli import cli
+    from edgeseg.device.data.writer import write_synthetic
+
+    write_synthetic("synthetic-nuclei", tmp_path / "in", count=2, size=64, seed=0)
+    model, _ = converted[("tflite", "none")]
+    images = [str(p) for p in sorted((tmp_path / "in" / "images").iterdir())]
+    out = tmp_path / "masks"
+    predict = ["predict", str(model), *images, "--out", str(out)]
+    assert runner.invoke(cli, predict).exit_code == 0
+    assert runner.invoke(cli, [*predict, "--force"]).exit_code == 0
+    user_mask = out / "00000_mask.png"
+    (out / MANIFEST).write_text(json.dumps({"claims": {}}))  # as if the user made them all
+    done = runner.invoke(cli, [*predict, "--force"])
+    assert done.exit_code == 2 and "exists and edgeseg did not write it" in done.output
+    assert user_mask.is_file()
