@@ -324,7 +324,7 @@ def _scored(cfg: RunConfig, split, size) -> tuple[object, str]:
         return cfg.test_data, f"up to {cfg.samples} images of {cfg.test_data}, whole"
     val = at_own_size(split[1])
     count = min(cfg.samples, len(val))
-    name = f"{val.name} (validation split: images no stage trained or calibrated on)"
+    name = f"{val.name} (validation split: images no stage trained, selected or calibrated on)"
     return replace(val, name=name), f"{count} images of the validation split, whole"
 
 
@@ -338,8 +338,10 @@ def _roles(cfg: RunConfig, train: TrainConfig, split, scored) -> dict:
                                    f"{Path(cfg.model_file).name} is not known)")
     builtin = is_builtin(cfg.data)
     found["calibration"] = {"images": cfg.calib_samples, "from": (
-        f"the training {'indices' if builtin else 'split'} of {cfg.data}, as model inputs")}
-    found["parity"] = {"images": 8 if cfg.quick else 16, "from": (
+        f"model inputs cut from the training {'indices' if builtin else 'split'} of "
+        f"{cfg.data}")}
+    verify = 8 if cfg.quick else 16
+    found["parity"] = {"images": verify if builtin else min(verify, counts[1]), "from": (
         f"{cfg.data} indices from {roles.PARITY_OFFSET:,}" if builtin else
         f"the validation split of {cfg.data}")}
     if isinstance(scored, str) and is_builtin(scored):

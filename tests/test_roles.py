@@ -163,3 +163,12 @@ def test_the_report_says_which_images_played_which_role():
     assert set(plan.roles) == {"train", "validation", "calibration", "parity", "score"}
     assert plan.roles["train"]["images"] == 256 and plan.roles["score"]["images"] == 8
     assert f"{roles.TEST_OFFSET:,}" in plan.roles["score"]["from"]
+
+
+def test_the_training_card_says_which_images_trained_and_validated(tiny_run):
+    from edgeseg.device.card import read_card
+
+    images = read_card(tiny_run / "model.keras")["images"]
+    assert images["train"] == {"images": 96, "from": "synthetic-nuclei indices 0-95"}
+    assert images["validation"]["images"] == 16
+    assert f"{roles.VAL_OFFSET:,}" in images["validation"]["from"]

@@ -86,6 +86,9 @@ def test_a_run_on_a_folder_scores_only_images_no_stage_learned_from(tmp_path, ru
     report = json.loads((out / "report.json").read_text())
     assert report["dataset"]["samples"] == 4  # the validation split: 20% of 20
     assert "validation split" in report["dataset"]["name"]
+    assert {role: entry["images"] for role, entry in report["roles"].items()} == {
+        "train": 16, "validation": 4, "calibration": 16, "parity": 4, "score": 4}
+    assert "Images: train 16 (the training split of" in (out / "report.md").read_text()
     card = json.loads((out / "models" / "int8.tflite.json").read_text())
     assert card["calibration"]["images"].startswith("the training split")
     assert all(row["dice"] > 0.5 for row in report["results"])

@@ -99,3 +99,30 @@ def test_a_planted_private_import_is_found(tmp_path):
                             "edgeseg/commands/run.py": "from edgeseg.commands._options import x\n"})
     assert sorted(private_imports(root)) == ["benchmarks.command <- edgeseg.commands._options",
                                             "edgeseg.b <- edgeseg.a._secret"]
+
+
+def test_the_public_paths_users_rely_on_still_import():
+    import inspect
+
+    import converters
+    from edgeseg import runtime
+    from edgeseg.models import create_model
+
+    assert callable(runtime.load) and callable(create_model)
+    assert list(inspect.signature(converters.convert).parameters)[:3] == ["model_path", "out",
+                                                                          "config"]
+    assert converters.ConvertConfig().quant == "none"
+
+
+def test_the_device_harness_says_where_keras_models_are_benchmarked(tmp_path):
+    import subprocess
+    import sys
+
+    model = tmp_path / "unet.keras"
+    model.write_bytes(b"PK")  # the name is enough: the harness refuses it before reading it
+    done = subprocess.run([sys.executable, "-m", "benchmarks", str(model)], capture_output=True,
+                          text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"Error: {model}: a Keras model; this runtime runs .tflite and .onnx files: convert it "
+        f"(edgeseg convert), or benchmark it with edgeseg bench on a machine with edgeseg[train]"]
