@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from edgeseg.device.benchjson import where
 from edgeseg.device.errors import EdgesegError
@@ -160,6 +161,42 @@ def _spread_ratio(row: dict, base: dict) -> float | None:
     return min(new) / max(old)
 
 
+def _data_name(name: str) -> str:
+    """A report's data as it can be compared across checkouts: a folder by its own name (the
+    path before it differs from machine to machine), a built-in dataset as it is."""
+    head, sep, rest = str(name).partition(" (")
+    return Path(head.rstrip("/")).name + sep + rest
+
+
+def _check_comparable(report: dict, baseline: dict, notes: list) -> None:
+    """A baseline measured on other data, or of another task (other inputs or classes), is no
+    baseline: refused in one line. Rows whose files have other parameter counts are said."""
+    mine, theirs = report.get("dataset") or {}, baseline.get("dataset") or {}
+    if mine.get("name") and theirs.get("name"):
+        if _data_name(mine["name"]) != _data_name(theirs["name"]) or \
+                mine.get("samples") != theirs.get("samples"):
+            raise EdgesegError(f"the baseline was measured on {theirs['name']} "
+                               f"({theirs.get('samples')} images), the report on {mine['name']} "
+                               f"({mine.get('samples')} images): compare reports of the same "
+                               f"images")
+    rows = {_key(r): r for r in report["results"]}
+    for base in baseline["results"]:
+        row = rows.get(_key(base))
+        if row is None:
+            continue
+        shape, base_shape = row.get("input_shape"), base.get("input_shape")
+        classes, base_classes = (len(r.get("dice_per_class") or []) for r in (row, base))
+        if (shape and base_shape and shape[-1] != base_shape[-1]) or \
+                (classes and base_classes and classes != base_classes):
+            raise EdgesegError(f"{where(*_key(base))}: the baseline's model takes "
+                               f"{base_shape[-1] if base_shape else '?'} channel(s) and scores "
+                               f"{base_classes} classes, the report's {shape[-1] if shape else '?'} "
+                               f"and {classes}: a baseline of another task")
+        if row.get("params") and base.get("params") and row["params"] != base["params"]:
+            notes.append(f"{where(*_key(base))}: {base['params']:,} parameters in the baseline, "
+                         f"{row['params']:,} in the report: another model, compared as given")
+
+
 def compare(report: dict, baseline: dict | None = None, *, max_dice_drop: float = 0.01,
             max_latency_ratio: float | None = 1.25, max_size_ratio: float | None = 1.05,
             max_dice_delta: float | None = None, notes: list | None = None,
@@ -202,6 +239,7 @@ def compare(report: dict, baseline: dict | None = None, *, max_dice_drop: float 
                                              base.get("target") and not base.get("estimated"))):
             raise EdgesegError(f"the baseline's {where(*_key(base))} has no measured Dice or "
                                f"latency: record the baseline from a complete report")
+    _check_comparable(report, baseline, notes)
     same = _same_machine(report, baseline)
     for key, base in ((_key(r), r) for r in baseline["results"]):
         row = rows.get(key)

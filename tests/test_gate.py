@@ -175,3 +175,44 @@ def test_reports_render_the_table_plots_and_masks(bench_report, tmp_path):
     assert page.count("data:image/png;base64,") >= 2 + 3 * (2 + 4)  # 2 plots, 3 samples x 6
     assert "Pareto" not in page or "latency vs Dice" in page
     assert "<table>" in page and "int8" in page
+
+
+def test_a_baseline_of_other_images_is_refused_in_one_line(bench_report, runner, tmp_path):
+    from edgeseg.device.errors import EdgesegError
+    from edgeseg.gate import compare
+
+    other = copy.deepcopy(bench_report)
+    other["dataset"]["name"] = "synthetic-shapes (test samples from index 2,000,000: never " \
+                               "trained, validated or calibrated on)"
+    done = runner.invoke(cli, ["check", str(_write(tmp_path / "r.json", bench_report)),
+                               "--baseline", str(_write(tmp_path / "b.json", other))])
+    assert done.exit_code == 2 and len(done.output.strip().splitlines()) == 1
+    assert "the baseline was measured on synthetic-shapes" in done.output
+    fewer = copy.deepcopy(bench_report)
+    fewer["dataset"]["samples"] = 3
+    with pytest.raises(EdgesegError, match="compare reports of the same images"):
+        compare(bench_report, fewer)
+
+
+def test_a_folder_baseline_from_another_checkout_is_the_same_data(bench_report):
+    from edgeseg.gate import compare
+
+    here, there = copy.deepcopy(bench_report), copy.deepcopy(bench_report)
+    here["dataset"]["name"] = "/home/ci/checkout/data/cells (validation split: ...)"
+    there["dataset"]["name"] = "data/cells (validation split: ...)"
+    notes = []
+    assert compare(here, there, notes=notes) == [] and notes == []
+    there["results"][1]["params"] += 1
+    assert compare(here, there, notes=notes) == []
+    assert [note for note in notes if "another model, compared as given" in note]
+
+
+def test_a_baseline_of_another_task_is_refused(bench_report):
+    from edgeseg.device.errors import EdgesegError
+    from edgeseg.gate import compare
+
+    other = copy.deepcopy(bench_report)
+    for row in other["results"]:
+        row["dice_per_class"] = [*row["dice_per_class"], 0.5]
+    with pytest.raises(EdgesegError, match="a baseline of another task"):
+        compare(bench_report, other)
