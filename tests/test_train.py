@@ -109,6 +109,16 @@ def test_resume_continues_an_interrupted_run_from_its_last_epoch(tmp_path):
     assert any((tmp_path / "backup").iterdir())
     with pytest.raises(TrainingError, match="holds an interrupted run; pass --resume"):
         fit(_tiny_cfg(), tmp_path, verbose=0)
+    from click.testing import CliRunner
+
+    from edgeseg.cli import cli
+
+    changed = CliRunner().invoke(cli, ["train", "--out", str(tmp_path), "--resume", "-o",
+                                       "alpha=0.5", "--epochs", "3", "--input-size", "48"])
+    assert changed.exit_code == 2, changed.output
+    assert ("these options differ from its config.json: input_size 32 -> 48, alpha 0.25 -> 0.5 "
+            "(leave them out") in " ".join(changed.output.split())
+    assert "epochs" not in changed.output  # given again as it was: not a difference
     result = fit(_tiny_cfg(epochs=99), tmp_path, resume=True, verbose=0, check=False)  # saved config wins
     with (tmp_path / "history.csv").open() as handle:
         epochs = [int(row["epoch"]) for row in csv.DictReader(handle)]

@@ -99,6 +99,8 @@ def train(source, layout, channels, num_classes, val_data, val_fraction, mode, n
                       epochs=epochs, batch_size=batch_size, lr=lr or defaults["lr"], loss=loss,
                       augment=augment, normalize=normalize, seed=seed,
                       mixed_precision=mixed_precision, xla=xla, deterministic=deterministic)
+    if resume:
+        _refuse_changed_options(click.get_current_context(), cfg, out)
     result = fit(cfg, out, resume=resume, force=force, verbose=1 if sys.stdout.isatty() else 2,
                  echo=click.echo, check=not no_check)
     per_class = ", ".join(f"{d:.4f}" for d in result.dice_per_class)
@@ -112,6 +114,54 @@ def train(source, layout, channels, num_classes, val_data, val_fraction, mode, n
     if result.failure:
         click.echo(f"warning: the model learned nothing useful: {result.failure} (its card says "
                    f"failed)", err=True)
+
+
+# option -> the settings it sets (paths into TrainConfig's dict), for a resume's check
+_SETS = {"source": ("data.source",), "layout": ("data.layout",), "channels": ("data.channels",),
+         "num_classes": ("data.num_classes",), "val_data": ("data.val_source",),
+         "val_fraction": ("data.val_fraction",), "mode": ("data.mode",),
+         "normalize": ("normalize",), "n_train": ("data.n_train",), "n_val": ("data.n_val",),
+         "model_name": ("model.name",), "input_size": ("data.input_size",), "steps": ("steps",),
+         "epochs": ("epochs",), "batch_size": ("batch_size",), "lr": ("lr",), "loss": ("loss",),
+         "augment_options": ("augment",), "no_augment": ("augment",), "seed": ("seed",),
+         "mixed_precision": ("mixed_precision",), "xla": ("xla",),
+         "deterministic": ("deterministic",)}
+
+
+def _refuse_changed_options(ctx, cfg, out) -> None:
+    """A resume continues the run as it was started: options given again must say what the
+    saved run says, else one line names each that differs (saved -> given)."""
+    from click.core import ParameterSource
+
+    from edgeseg.config import TrainConfig, load_config
+
+    saved_path = out / "config.json"
+    if not saved_path.is_file():
+        return  # nothing to resume: fit says so
+    saved, given = load_config(TrainConfig, saved_path).to_dict(), cfg.to_dict()
+
+    def value(config: dict, path: str):
+        for part in path.split("."):
+            config = config.get(part) if isinstance(config, dict) else None
+        return config
+
+    changed = []
+    for name, paths in _SETS.items():
+        if ctx.get_parameter_source(name) != ParameterSource.COMMANDLINE:
+            continue
+        for path in paths:
+            if value(saved, path) != value(given, path):
+                changed.append(f"{path.split('.')[-1]} {value(saved, path)!r} -> "
+                               f"{value(given, path)!r}")
+    if ctx.get_parameter_source("options") == ParameterSource.COMMANDLINE:
+        for key, new in given["model"]["options"].items():
+            old = saved["model"]["options"].get(key)
+            if old != new:
+                changed.append(f"{key} {old!r} -> {new!r}")
+    if changed:
+        raise click.UsageError(f"--resume continues {out} as it was started; these options differ "
+                               f"from its config.json: {', '.join(dict.fromkeys(changed))} (leave "
+                               f"them out to resume, or --force to start over with them)")
 
 
 def _augment(pairs):
