@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from converters.config import FORMATS, QUANT_MODES, ConvertConfig, ConvertResult, variant_of
-from converters.write import unlike, write_checked
+from converters.write import require_labels, unlike, write_checked
 from edgeseg.device import card as cards
 from edgeseg.device.data import roles
 from edgeseg.device.errors import ConfigError
@@ -104,6 +104,8 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
         raise ConfigError("--fallback keeps layers of a --quant int8 conversion in float "
                           + ("(a quantization-aware model has its int8 ranges already)" if qat
                              else f"(not --quant {quant})"))
+    if cfg.max_dice_drop is not None and not cfg.verify:
+        raise ConfigError("--max-dice-drop is held by the parity check: drop --no-verify")
     if cfg.fallback and not cfg.verify:
         raise ConfigError("--fallback needs the parity check (it measures the Dice budget): "
                           "drop --no-verify")
@@ -123,6 +125,8 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
                                           trained_on=trained_on, size=size, channels=channels,
                                           num_classes=num_classes, count=count, seed=cfg.seed,
                                           normalization=norm)
+            if not cfg.fallback:  # (--fallback says its own need of labelled images)
+                require_labels(cfg, samples[1], samples[2])  # before the conversion runs
             unlike_data = unlike(calibration, samples[0])
             if unlike_data:
                 print(f"warning: --calib {data}: {unlike_data}", file=sys.stderr)

@@ -79,6 +79,17 @@ def unlike(calibration, reference) -> str | None:
     return None
 
 
+def require_labels(cfg, masks, where) -> None:
+    """A Dice limit asked for (``--max-dice-drop``) on parity images without masks cannot be
+    checked: an error, not a footnote in the card."""
+    if cfg.max_dice_drop is not None and masks is None:
+        from edgeseg.device.errors import ConfigError
+
+        raise ConfigError(f"--max-dice-drop {cfg.max_dice_drop:g}: the parity images ({where}) "
+                          f"have no masks, so the Dice limit cannot be checked: give labelled "
+                          f"images with --verify-data DIR")
+
+
 def check(source, path, samples, cfg):
     """(Parity, where): the converted file against its source, both through EdgeModel.predict
     (probabilities, whatever the outputs are), on ``samples`` from
@@ -88,6 +99,7 @@ def check(source, path, samples, cfg):
     from edgeseg import runtime
 
     images, masks, where = samples
+    require_labels(cfg, masks, where)
     num_classes = source.num_classes
     converted = runtime.load(path, trusted=True)  # written by this process
     mode = cfg.quant if cfg.quant in FLOAT_MODES else "quantized"
@@ -99,4 +111,4 @@ def check(source, path, samples, cfg):
 
 
 
-__all__ = ["check", "unlike", "write_checked"]
+__all__ = ["check", "require_labels", "unlike", "write_checked"]

@@ -356,6 +356,14 @@ def test_parity_says_when_only_the_calibration_images_were_there(tiny_run, tmp_p
     assert result.exit_code == 0, result.output
     parity = json.loads(out.with_name(out.name + ".json").read_text())["parity"]
     assert "calibration images" in parity["images"] and "--verify-data" in parity["images"]
+    limited = tmp_path / "limited.tflite"  # a Dice limit that no mask can check is an error
+    refused = runner.invoke(cli, ["convert", str(model), "--quant", "int8", "--calib", str(photos),
+                                  "--input-size", "64", "--calib-samples", "8",
+                                  "--verify-samples", "4", "--max-dice-drop", "0.01", "--out",
+                                  str(limited)])
+    assert refused.exit_code == 2 and not limited.exists()
+    assert "--max-dice-drop 0.01: the parity images (the calibration images of" in refused.output
+    assert refused.output.strip().endswith("give labelled images with --verify-data DIR")
 
 
 def test_quant_error_ranks_the_layers_a_bad_calibration_breaks(tiny_run, tmp_path, runner):
