@@ -32,7 +32,7 @@ from edgeseg.device.benchjson import SCHEMA, text_table, validate
 from edgeseg.device import metrics, runtime
 from edgeseg.device.errors import EdgesegError
 from edgeseg.device.preprocess import normalize
-from edgeseg.device.scoring import Pairs, predictions, score_labels
+from edgeseg.device.scoring import Pairs, check_classes, predictions, score_labels
 from edgeseg.device.tiling import resized_input
 
 
@@ -106,6 +106,7 @@ def bench_images(data, size: int, channels: int, num_classes: int, samples: int,
         builtin = is_builtin(data)
         dataset = score_data(data, size=size, channels=channels, num_classes=max(2, num_classes),
                              layout=layout, count=samples, seed=seed)
+        check_classes(num_classes, dataset, "each model")  # what eval refuses, said alike
         count = len(dataset) if builtin or not samples else min(samples, len(dataset))
         name = describe_score(data, count) if builtin else dataset.name
     else:

@@ -118,6 +118,9 @@ def bad(tmp_path_factory, converted, tiny_run):
         _png(files["bg_only"] / "masks" / f"s{i}.png", np.zeros((64, 64), np.uint8))
     for side in ("a", "b"):  # two images with one name
         files[f"same_{side}"] = _png(root / side / "x.png", np.full((64, 64), 90, np.uint8))
+    files["loop.png"] = root / "loop.png"  # a link that loops (loop.png -> loop2.png -> loop.png)
+    (root / "loop2.png").symlink_to(files["loop.png"])
+    files["loop.png"].symlink_to(root / "loop2.png")
 
     # reports
     files["empty.json"] = root / "empty.json"
@@ -211,6 +214,11 @@ CASES = [
       for kind in ("half.jpg", "empty.png", "random.png", "nan.tif", "inf.tif")],
     ("predict-image-missing", lambda f: ["predict", str(f["model.tflite"]),
                                          str(f["dir"] / "nope.png"), "--out", _out(f)], "nope.png"),
+    ("predict-image-link-loop", lambda f: ["predict", str(f["model.tflite"]), str(f["loop.png"]),
+                                           "--out", _out(f)], "symbolic link that loops"),
+    ("bench-binary-model-on-4-classes", lambda f: ["bench", str(f["model.tflite"]), "--data",
+                                                   "synthetic-shapes", "--runs", "1"],
+     "synthetic-shapes has 4 classes"),
     # ---- data folders: train, eval, bench, convert --calib, run -----------------------------------
     *[(f"{cmd}-{kind}", (lambda cmd, kind: lambda f: {
         "train": ["train", "--data", str(f[kind]), "--epochs", "1", "--input-size", "32",

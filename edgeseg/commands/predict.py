@@ -43,7 +43,7 @@ def predict(model_path, images, out, tile, overlap, threads, force, unsafe, cust
     from edgeseg import runtime
     from edgeseg.device.card import contract_note, normalization_of
     from edgeseg.device.data.folders import read_raw
-    from edgeseg.device.files import atomic_file, check_output
+    from edgeseg.device.files import atomic_file, check_output, resolved
     from edgeseg.device.outputs import Outputs
     from edgeseg.device.preprocess import dim_range_warning, display_affine
     from edgeseg.device.tiling import model_tile, segment_labels
@@ -77,11 +77,11 @@ def predict(model_path, images, out, tile, overlap, threads, force, unsafe, cust
                                      f"them into different --out folders", param_hint="IMAGE")
     outputs = Outputs(out, "predict")
     outputs.check_inputs({"MODEL": model_path, **{f"IMAGE {path}": path for path in images}})
-    inputs = {Path(path).resolve() for path in images} | {Path(model_path).resolve()}
+    inputs = {resolved(path, "IMAGE") for path in images} | {resolved(model_path, "MODEL")}
     targets = [out / f"{Path(path).stem}_{suffix}.png" for path in images
                for suffix in ("mask", "overlay")]
     for target in targets:  # nothing written over an input, nor over a file unless asked
-        if target.resolve() in inputs:
+        if resolved(target, "--out") in inputs:
             raise click.BadParameter(f"{target} is one of the inputs; choose another --out",
                                      param_hint="'--out'")
         if target.exists() and not force:

@@ -77,6 +77,19 @@ def atomic_dir(path, *, replace: bool = False):
         raise
 
 
+def resolved(path, what: str = "") -> Path:
+    """``path`` made absolute with its links followed; a link that loops is one EdgesegError
+    naming it (``what``: the option or argument that gave it)."""
+    from edgeseg.device.errors import EdgesegError
+
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError) as error:
+        reason = "a symbolic link that loops" if "loop" in str(error).lower() else \
+            (getattr(error, "strerror", None) or str(error))
+        raise EdgesegError(f"{f'{what} ' if what else ''}{path}: {reason}") from None
+
+
 MODEL_SUFFIXES = (".keras", ".h5", ".tflite", ".onnx")
 MIN_FREE = 1 << 20  # bytes an output's disk must have free before any work starts
 
@@ -97,18 +110,18 @@ def check_output(path, *, inputs=(), option: str = "--out", folder: bool = False
 
     given = str(path)
     path = Path(os.path.expanduser(given))
-    target = path.resolve()
+    target = resolved(path, option)
     for source in inputs:
         if source is None:
             continue
         source = Path(os.path.expanduser(str(source)))
         for what, candidate in (("an input of this command", source),
                                 ("the card of an input", source.with_name(source.name + ".json"))):
-            if candidate.exists() and target == candidate.resolve():
+            if candidate.exists() and target == resolved(candidate):
                 raise EdgesegError(f"{option} {given}: is {what} ({candidate}); writing there "
                                    f"would destroy it, choose another path")
         if source.is_dir() and path.exists() and not folder and \
-                target.is_relative_to(source.resolve()):
+                target.is_relative_to(resolved(source)):
             raise EdgesegError(f"{option} {given}: is a file of the input folder {source}; "
                                f"writing there would destroy it, choose another path")
     if not model and not folder and path.exists() and path.is_file():
@@ -160,4 +173,4 @@ def eval_report(obj) -> bool:
 
 
 __all__ = ["atomic_dir", "atomic_file", "atomic_write_bytes", "atomic_write_json",
-           "atomic_write_text", "check_output", "eval_report"]
+           "atomic_write_text", "check_output", "eval_report", "resolved"]

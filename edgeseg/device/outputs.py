@@ -32,7 +32,7 @@ import shutil
 from pathlib import Path
 
 from edgeseg.device.errors import EdgesegError
-from edgeseg.device.files import atomic_write_json
+from edgeseg.device.files import atomic_write_json, resolved
 
 MANIFEST = ".edgeseg-manifest.json"
 SCHEMA = "edgeseg.outputs/1"
@@ -60,7 +60,7 @@ class Outputs:
         path = Path(path)
         full = path if path.is_absolute() else self.root / path
         try:
-            return full.resolve().relative_to(self.root.resolve()).as_posix()
+            return resolved(full).relative_to(resolved(self.root)).as_posix()
         except ValueError:
             raise EdgesegError(f"{path}: outside {self.root}, the output folder") from None
 
