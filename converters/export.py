@@ -189,7 +189,8 @@ def _select(cfg, to, loaded, model, size, calibration, samples):
     num_classes = loaded.num_classes
     if masks is None or len(images) < 4:
         raise ConfigError(f"--fallback measures a Dice budget: it needs labelled images apart "
-                          f"from the calibration ones (found {where}): give --verify-data DIR")
+                          f"from the calibration ones (found {where}): "
+                          f"{roles.labels_hint(cfg.verify_data)}")
     half = len(images) // 2
     budget = QUANT_DICE_DROP if cfg.max_dice_drop is None else cfg.max_dice_drop
     print(f"selective int8: the fewest, cheapest ops in float for a Dice drop <= {budget:g}, "

@@ -49,8 +49,10 @@ def quant_errors(model_path, *, calib: str | None = None, verify_data: str | Non
     loaded = runtime.load(model_path, unsafe=unsafe, contract=contract,
                           custom_objects=custom_objects)
     if loaded.format != "keras":
+        how = "TFLite's debugger converts it" if to == "tflite" else \
+            "ONNX Runtime's quantizer takes its ONNX export"
         raise ConfigError(f"{model_path}: the per-layer error is measured from the float Keras "
-                          f"model the int8 file is made from (TFLite's debugger converts it)")
+                          f"model the int8 file is made from ({how})")
     model = loaded.selected
     card = loaded.card
     size = cards.parse_size(input_size) if input_size else cards.size_of(card) or \
@@ -80,7 +82,7 @@ def quant_errors(model_path, *, calib: str | None = None, verify_data: str | Non
                   "images": where, "layers": onnx_layer_errors(raw, calibration, images)}
         if sensitivity:
             _add_sensitivity(report, raw, size, calibration, images, masks, where, loaded,
-                             num_classes, "onnx")
+                             num_classes, "onnx", verify_data)
         return report
     converter = make_converter(model, size, "int8", calibration)
     with warnings.catch_warnings():  # TensorFlow's notes: integer conversion, tf.lite.Interpreter
@@ -111,17 +113,17 @@ def quant_errors(model_path, *, calib: str | None = None, verify_data: str | Non
               "images": where, "layers": layers}
     if sensitivity:
         _add_sensitivity(report, model, size, calibration, images, masks, where, loaded,
-                         num_classes, "tflite")
+                         num_classes, "tflite", verify_data)
     return report
 
 
 def _add_sensitivity(report, model, size, calibration, images, masks, where, loaded,
-                     num_classes, to) -> None:
+                     num_classes, to, verify_data=None) -> None:
     from converters.selective import search
 
     if masks is None:
         raise ConfigError(f"the sensitivity is a Dice gain: it needs labelled images (found "
-                          f"{where}): give --verify-data DIR")
+                          f"{where}): {roles.labels_hint(verify_data)}")
     probs = np.concatenate([loaded.predict(images[i:i + 8]) for i in range(0, len(images), 8)])
     found = search(model, size, calibration, images, masks, probs, max_dice_drop=1.0,
                    num_classes=num_classes, measure_all=True, to=to, echo=lambda line: None)

@@ -86,8 +86,8 @@ def require_labels(cfg, masks, where) -> None:
         from edgeseg.device.errors import ConfigError
 
         raise ConfigError(f"--max-dice-drop {cfg.max_dice_drop:g}: the parity images ({where}) "
-                          f"have no masks, so the Dice limit cannot be checked: give labelled "
-                          f"images with --verify-data DIR")
+                          f"have no masks, so the Dice limit cannot be checked: "
+                          f"{roles.labels_hint(cfg.verify_data)}")
 
 
 def check(source, path, samples, cfg):

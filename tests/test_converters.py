@@ -364,6 +364,11 @@ def test_parity_says_when_only_the_calibration_images_were_there(tiny_run, tmp_p
     assert refused.exit_code == 2 and not limited.exists()
     assert "--max-dice-drop 0.01: the parity images (the calibration images of" in refused.output
     assert refused.output.strip().endswith("give labelled images with --verify-data DIR")
+    given = runner.invoke(cli, ["convert", str(model), "--quant", "int8", "--calib", str(photos),
+                                "--verify-data", str(photos), "--input-size", "64",
+                                "--calib-samples", "8", "--verify-samples", "4",
+                                "--max-dice-drop", "0.01", "--out", str(limited)])
+    assert given.exit_code == 2 and f"--verify-data {photos} has no masks" in given.output
 
 
 def test_quant_error_ranks_the_layers_a_bad_calibration_breaks(tiny_run, tmp_path, runner):

@@ -32,13 +32,14 @@ from edgeseg.commands.options import keras_options, size_option
 @contract_options
 def quant_error(model_path, calib, calib_samples, verify_data, verify_samples, input_size, top,
                 to, sensitivity, json_out, unsafe, custom_objects, **contract):
-    """Quantize MODEL (.keras/.h5/SavedModel) to int8 as `convert --quant int8` does and measure,
-    with TFLite's QuantizationDebugger, the error of every quantized layer's output against the
-    float model on images the calibration did not use. Layers are ranked by their RMSE in
+    """Quantize MODEL (.keras/.h5/SavedModel) to int8 as `convert --quant int8` does and measure
+    the error of every quantized layer's output against the float model on images the
+    calibration did not use (TFLite's QuantizationDebugger; with --to onnx, ONNX Runtime's
+    qdq_loss_debug). Layers are ranked by their RMSE in
     quantization steps (0.29 is rounding alone), with each one's share of the MACs: what it
     would cost to keep it in float.
 
-    \\b
+    \b
     edgeseg quant-error runs/nuclei/model.keras
     edgeseg quant-error my_unet.keras --calib data/cells --json errors.json
     edgeseg quant-error runs/nuclei/model.keras --sensitivity

@@ -370,6 +370,14 @@ def parity_images(calib: str | None, *, verify_data: str | None, trained_on: Dat
     return images, masks, where
 
 
+def labels_hint(verify_data: str | None) -> str:
+    """What to do when labelled images are needed and none were found."""
+    if verify_data:
+        return (f"--verify-data {verify_data} has no masks: give a labelled folder (images/ + "
+                f"masks/, or another layout edgeseg reads)")
+    return "give labelled images with --verify-data DIR"
+
+
 def labelled_samples(data: str, *, size, channels: int, num_classes: int, count: int,
                      seed: int = 0, normalization: Normalization | None = None,
                      trained_on: DataConfig | None = None):
@@ -487,7 +495,6 @@ def check_score_apart(train: DataConfig, test_data: str) -> None:
 
 __all__ = ["MODES", "PARITY_OFFSET", "TEST_OFFSET", "VAL_OFFSET", "calibration_images",
            "calibration_source", "check_apart", "check_score_apart", "describe_score",
-           "describe_split",
-           "image_files", "labelled_samples", "own_split", "parity_images", "same_folder",
-           "same_images", "score_data", "split", "split_samples", "trained_config",
-           "trained_data"]
+           "describe_split", "image_files", "labelled_samples", "labels_hint", "own_split",
+           "parity_images", "same_folder", "same_images", "score_data", "split", "split_samples",
+           "trained_config", "trained_data"]
