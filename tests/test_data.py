@@ -320,3 +320,40 @@ def test_data_synth_and_info_commands(runner, tmp_path):
     assert runner.invoke(cli, ["data", "synth", "--n", "1", "--size", "16", "--out", str(out),
                                "--force"]).exit_code == 0
     assert len(list((out / "images").iterdir())) == 1
+
+
+# --- folders as users make them ---------------------------------------------------------------
+def test_images_in_sub_folders_are_said_not_skipped_silently(tmp_path, capsys):
+    write_synthetic("synthetic-nuclei", tmp_path / "d", count=4, size=16, seed=0)
+    (tmp_path / "d" / "images" / "more").mkdir()
+    for name in ("00000.png", "00001.png"):
+        (tmp_path / "d" / "images" / "more" / name).write_bytes(
+            (tmp_path / "d" / "images" / name).read_bytes())
+    found = find_samples(tmp_path / "d")
+    said = capsys.readouterr().err
+    assert len(found.samples) == 4
+    assert "2 image(s) in sub-folders are not read" in said and "more" in said
+
+
+def test_a_labelme_json_beside_a_mask_is_not_read_as_the_mask(tmp_path):
+    write_synthetic("synthetic-nuclei", tmp_path / "d", count=3, size=16, seed=0)
+    for path in (tmp_path / "d" / "masks").glob("*.png"):
+        path.with_suffix(".json").write_text('{"shapes": []}')  # labelme's file, same stem
+    found = find_samples(tmp_path / "d")
+    assert all(sample.masks[0].suffix == ".png" for sample in found.samples)
+
+
+def test_a_class_file_without_its_background_line_is_named(tmp_path):
+    write_synthetic("synthetic-nuclei", tmp_path / "d", count=4, size=16, seed=0)
+    (tmp_path / "d" / "classes.txt").write_text("nucleus\n")
+    with pytest.raises(DataError, match=r"classes.txt: names 1 class\(es\) \(nucleus\), but masks "
+                                         r"use ids 0-1 .*the background \(id 0\) first"):
+        load_folder(tmp_path / "d")
+
+
+@pytest.mark.parametrize("text", ["id,name\n0,background\n1,nucleus\n",
+                                  "1,nucleus\n0,background\n", "background\nnucleus\n"])
+def test_a_class_file_as_a_list_or_as_csv_gives_the_names(tmp_path, text):
+    write_synthetic("synthetic-nuclei", tmp_path / "d", count=4, size=16, seed=0)
+    (tmp_path / "d" / "classes.txt").write_text(text)
+    assert load_folder(tmp_path / "d").class_names == ("background", "nucleus")

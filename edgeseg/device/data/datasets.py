@@ -187,6 +187,7 @@ def decode(found, samples, cfg: DataConfig, resize_to, channels=None, class_name
             folders.check_sizes(sample)
             tops.append(folders.top_class_id(folders.read_mask(sample, found.layout)))
         class_names = class_names or _class_names(found, cfg, max(tops))
+        _check_class_file(found, class_names, samples, tops, cfg)
         for sample, top in zip(samples, tops):
             folders.check_class_id(top, sample, len(class_names))
         return StreamedData(str(found.root), found, samples, tuple(class_names), channels,
@@ -194,10 +195,27 @@ def decode(found, samples, cfg: DataConfig, resize_to, channels=None, class_name
     images, masks = folders.load_samples(found, samples, channels, resize_to)
     tops = [folders.top_class_id(mask) for mask in masks]
     class_names = class_names or _class_names(found, cfg, max(tops))
+    _check_class_file(found, class_names, samples, tops, cfg)
     for sample, top in zip(samples, tops):
         folders.check_class_id(top, sample, len(class_names))
     return SegData(str(found.root), tuple(images), tuple(masks), tuple(class_names), channels,
                    found.layout, sources=samples)
+
+
+def _check_class_file(found, class_names, samples, tops, cfg) -> None:
+    """Masks with class ids past the names of the folder's class file: the file is named (the
+    usual cause: no background line, id 0, at its top)."""
+    if found.class_file is None or cfg.num_classes is not None or \
+            tuple(class_names) != tuple(found.class_names or ()):
+        return
+    top = max(tops)
+    if top >= len(class_names):
+        mask = samples[tops.index(top)].masks[0]
+        listed = ", ".join(class_names[:4]) + (", ..." if len(class_names) > 4 else "")
+        raise folders.DataError(
+            f"{found.class_file}: names {len(class_names)} class(es) ({listed}), but masks use ids "
+            f"0-{top} ({mask} has {top}): one name a line for every id, the background (id 0) "
+            f"first")
 
 
 def at_own_size(data, limit: int | None = None):

@@ -64,6 +64,7 @@ class FolderSet:
     samples: tuple[Sample, ...]
     class_names: tuple[str, ...] | None  # None: infer from the masks
     split: dict[str, tuple[str, ...]] | None = None  # stem lists given by the dataset itself
+    class_file: Path | None = None  # where class_names were read from
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -109,7 +110,8 @@ def _pair(images_dir: Path, masks_dir: Path, mask_name) -> list[Sample]:
     for folder in (images_dir, masks_dir):
         if not folder.is_dir():
             raise DataError(f"{folder}: no such folder")
-    masks = {p.name: p for p in masks_dir.iterdir() if p.is_file()}
+    masks = {p.name: p for p in masks_dir.iterdir()  # mask images only: a labelme .json or
+             if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES}  # a note beside is no mask
     by_stem = {p.stem: p for p in masks.values()}
     samples, stems = [], {}
     for image in image_files(images_dir):
@@ -125,9 +127,26 @@ def _pair(images_dir: Path, masks_dir: Path, mask_name) -> list[Sample]:
     return samples
 
 
+def _skipped_folders(images_dir: Path) -> None:
+    """Images in sub-folders of ``images/`` are not read (a layout reads its folder itself):
+    said in one line, not left to be found as a short dataset."""
+    import sys
+
+    nested = [p for p in images_dir.rglob("*") if p.is_file() and p.parent != images_dir
+              and p.suffix.lower() in IMAGE_SUFFIXES]
+    if nested:
+        folders = sorted({p.parent for p in nested})
+        print(f"warning: {images_dir}: {len(nested)} image(s) in sub-folders are not read "
+              f"({folders[0]}{' and others' if len(folders) > 1 else ''}); the images of a "
+              f"layout lie in its images folder itself: move them up, or make each sub-folder a "
+              f"dataset of its own", file=sys.stderr)
+
+
 def _generic(root: Path) -> FolderSet:
+    _skipped_folders(root / "images")
     samples = _pair(root / "images", root / "masks", lambda image: None)
-    return FolderSet(root, "generic", tuple(samples), _class_file(root))
+    names, source = _class_file(root)
+    return FolderSet(root, "generic", tuple(samples), names, class_file=source)
 
 
 def _carvana(root: Path) -> FolderSet:
@@ -166,17 +185,26 @@ def _voc(root: Path) -> FolderSet:
     split = None
     if (lists / "train.txt").is_file() and (lists / "val.txt").is_file():
         split = {name: tuple((lists / f"{name}.txt").read_text().split()) for name in ("train", "val")}
-    return FolderSet(root, "voc", samples, _class_file(root) or VOC_CLASSES, split)
+    names, source = _class_file(root)
+    return FolderSet(root, "voc", samples, names or VOC_CLASSES, split, class_file=source)
 
 
-def _class_file(root: Path) -> tuple[str, ...] | None:
+def _class_file(root: Path) -> tuple[tuple[str, ...] | None, Path | None]:
+    """(class names, the file they came from) of ``classes.txt`` or ``labelmap.txt``: a name a
+    line, the background (id 0) first; VOC's ``name:r,g,b::`` lines; or CSV lines ``id,name``
+    (a header line above them is skipped)."""
     for name in ("classes.txt", "labelmap.txt"):
         path = root / name
         if path.is_file():
-            names = [line.split(":")[0].strip() for line in path.read_text().splitlines()
+            lines = [line.strip() for line in path.read_text().splitlines()
                      if line.strip() and not line.startswith("#")]
-            return tuple(names)
-    return None
+            rows = [[field.strip() for field in line.split(",")] for line in lines]
+            if rows and ":" not in lines[-1] and all(len(r) >= 2 for r in rows) and \
+                    all(r[0].isdigit() for r in rows[1:]):
+                table = rows if rows[0][0].isdigit() else rows[1:]  # without its header
+                return tuple(r[1] for r in sorted(table, key=lambda r: int(r[0]))), path
+            return tuple(line.split(":")[0].strip() for line in lines), path
+    return None, None
 
 
 _FINDERS = {"generic": _generic, "carvana": _carvana, "oxford": _oxford, "dsb2018": _dsb2018,
