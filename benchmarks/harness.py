@@ -170,6 +170,12 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
 
         targets = parse_targets(targets)  # an unknown name fails before any work
     paths = [Path(p) for p in models]
+    seen: dict = {}
+    for path in paths:  # one file given twice would be timed twice as two rows
+        key = path.resolve() if path.exists() else path
+        if key in seen:
+            raise EdgesegError(f"{path}: given twice (also as {seen[key]}); give each model once")
+        seen[key] = path
     reference_path = Path(reference) if reference else None
     if reference_path and reference_path not in paths:
         paths.append(reference_path)

@@ -146,8 +146,11 @@ def run(cfg: RunConfig, out, *, force: bool = False, until: str = "report", echo
     if saved.exists() and not force:
         previous = RunConfig.from_dict(json.loads(saved.read_text())).resolved()
         if previous != cfg:
-            raise EdgesegError(f"{out}: holds a run with other settings ({saved}); use another "
-                               f"--out or --force to start over")
+            old, new = previous.to_dict(), cfg.to_dict()
+            changed = ", ".join(f"{key} {old.get(key)!r} -> {new.get(key)!r}" for key in new
+                                if old.get(key) != new.get(key))
+            raise EdgesegError(f"{out}: holds a run with other settings ({changed}); rerun it "
+                               f"with its own, use another --out, or --force to start over")
     if board and last >= STAGES.index("bench") and (force or not (out / "report.json").exists()):
         from benchmarks.remote import check_board
 
@@ -440,7 +443,10 @@ def _convert(plan: Plan, sources: dict[str, Path], outputs: Outputs, stages: _St
     conversions = {name: spec for name, spec in plan.conversions.items() if spec[0] in sources}
     todo = [name for name in conversions if not (where / name).exists()]
     size = plan.size
-    if not todo:
+    if not conversions:
+        stages.skip("convert", "nothing to convert: the user's .tflite is benchmarked as it is",
+                    redo=False)
+    elif not todo:
         stages.skip("convert", f"all {len(conversions)} files exist in {where}")
     else:
         stages.start("convert", f"{len(todo)} files at {size[0]}x{size[1]}: {', '.join(todo)}")

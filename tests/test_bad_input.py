@@ -216,6 +216,8 @@ CASES = [
                                          str(f["dir"] / "nope.png"), "--out", _out(f)], "nope.png"),
     ("predict-image-link-loop", lambda f: ["predict", str(f["model.tflite"]), str(f["loop.png"]),
                                            "--out", _out(f)], "symbolic link that loops"),
+    ("bench-same-file-twice", lambda f: ["bench", str(f["model.tflite"]), str(f["model.tflite"])],
+     "given twice"),
     ("bench-binary-model-on-4-classes", lambda f: ["bench", str(f["model.tflite"]), "--data",
                                                    "synthetic-shapes", "--runs", "1"],
      "synthetic-shapes has 4 classes"),

@@ -232,3 +232,14 @@ def test_no_amx_refuses_the_kernels_amx_permission_and_says_so(converted, tmp_pa
                    capture_output=True, text=True, check=True)
     isa = json.loads(out.read_text())["machine"]["isa"]
     assert "AMX-INT8" not in isa  # on an AMX machine it reads "AMX-INT8 denied"
+
+
+def test_predict_says_an_nchw_array_is_one_and_takes_an_empty_batch(converted):
+    import numpy as np
+
+    from edgeseg.device import runtime
+
+    model = runtime.load(converted[("tflite", "none")][0])
+    assert model.predict(np.zeros((0, 64, 64, 1), np.float32)).shape == (0, 64, 64, 1)
+    with pytest.raises(ValueError, match=r"an \(N, C, H, W\) array\? predict takes \(N, H, W, C\)"):
+        model.predict(np.zeros((2, 1, 64, 64), np.float32))

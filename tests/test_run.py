@@ -57,6 +57,11 @@ def test_a_rerun_with_other_settings_is_refused(tmp_path, runner):
     result = runner.invoke(cli, ["run", "--until", "data", "--out", str(out)])
     assert result.exit_code == 2
     assert "holds a run with other settings" in result.output
+    threads = runner.invoke(cli, ["run", "--quick", "--until", "data", "--threads", "1",
+                                  "--out", str(out)])
+    assert threads.exit_code == 2
+    assert "other settings (threads [1, 2] -> [1]); rerun it with its own" in \
+        " ".join(threads.output.split())
 
 
 @pytest.mark.parametrize("args, message", [
@@ -104,3 +109,12 @@ def test_a_run_on_a_folder_scores_only_images_no_stage_learned_from(tmp_path, ru
     assert result.exit_code == 0, result.output
     assert "train: " in result.output and "exists (skipped" in result.output
     assert json.loads((again / "report.json").read_text())["dataset"]["samples"] == 6
+
+
+def test_a_run_of_a_users_tflite_says_there_is_nothing_to_convert(converted, tmp_path, runner):
+    model, _ = converted[("tflite", "none")]
+    done = runner.invoke(cli, ["run", "--model", str(model), "--quick", "--until", "convert",
+                               "--out", str(tmp_path / "run")])
+    assert done.exit_code == 0, done.output
+    assert "convert: nothing to convert: the user's .tflite is benchmarked as it is" in done.output
+    assert "all 0 files" not in done.output

@@ -202,8 +202,12 @@ class EdgeModel:
             raise ValueError(f"predict takes a batch (N, H, W, C); got shape {images.shape}")
         _, height, width, channels = self.input_shape
         if channels is not None and images.shape[-1] != channels:
+            nchw = " (an (N, C, H, W) array? predict takes (N, H, W, C): transpose it with " \
+                   ".transpose(0, 2, 3, 1))" if images.shape[1] == channels else ""
             raise ValueError(f"{self.path.name} takes {channels} channel(s), got "
-                             f"{images.shape[-1]}")
+                             f"{images.shape[-1]}{nchw}")
+        if not len(images):  # an empty batch: no images, no probabilities
+            return np.zeros((0, *images.shape[1:3], self.num_classes), np.float32)
         if (height, width) != (None, None) and images.shape[1:3] != (height, width):
             raise ValueError(f"{self.path.name} takes {height}x{width} images, got "
                              f"{images.shape[1]}x{images.shape[2]} (use edgeseg.device.tiling for "
