@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from converters.verify import QUANT_AGREEMENT, check_parity
+from edgeseg.device.log import native_chatter_dropped
 
 
 @dataclass
@@ -75,12 +76,12 @@ def calibrate(model, size, calibration, per_tensor: bool = False):
     converter = make_converter(model, size, "int8", calibration, per_tensor=per_tensor)
     converter.experimental_mlir_quantizer = True
     converter._experimental_calibrate_only = True  # noqa: SLF001 - what QuantizationDebugger sets
-    with warnings.catch_warnings():  # TensorFlow's note on every integer conversion
+    with warnings.catch_warnings(), native_chatter_dropped():  # TensorFlow's notes on int8
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
         calibrated = converter.convert()
 
     def quantize(denylist=()) -> bytes:
-        with warnings.catch_warnings():  # TensorFlow's note on every integer conversion
+        with warnings.catch_warnings(), native_chatter_dropped():  # its notes on each trial
             warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
             return tf_convert.mlir_quantize(calibrated, disable_per_channel=per_tensor,
                                             fully_quantize=False,

@@ -23,7 +23,7 @@ import numpy as np
 
 from converters.config import IO_TYPES
 from converters.config import TFLITE_MODES as QUANT_MODES
-from edgeseg.device.log import dropping
+from edgeseg.device.log import dropping, native_chatter_dropped
 from edgeseg.device.errors import ConfigError
 from edgeseg.device.files import atomic_write_bytes
 
@@ -54,8 +54,8 @@ def tflite_bytes(model, input_size=None, quant: str = "none",
 
     converter = make_converter(model, input_size, quant, representative, io, per_tensor)
     try:
-        with warnings.catch_warnings():  # TensorFlow's note on every integer conversion
-            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+        with warnings.catch_warnings(), native_chatter_dropped():  # TensorFlow's notes on
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")  # int8
             return converter.convert()
     except Exception as error:  # the converter's own errors name the op that failed
         lines = [line for line in str(error).splitlines() if "error" in line.lower()] or \

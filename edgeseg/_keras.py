@@ -15,8 +15,16 @@ import os
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
+from edgeseg.device.log import native_chatter_dropped, verbose  # noqa: E402
+
+with native_chatter_dropped():  # TensorFlow's start-up lines (oneDNN, CUDA stubs), and its
+    import tensorflow as tf  # noqa: E402  # devices found now (on a machine without a GPU,
+    import tf_keras as keras  # noqa: E402  # a cuInit error line), not at a later, unfiltered op
+
+    tf.config.list_physical_devices()
+
+if not verbose():  # tf.function's retracing notes and the like: not the user's business
+    tf.get_logger().setLevel("ERROR")
 
 layers = keras.layers
 

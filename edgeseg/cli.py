@@ -37,8 +37,18 @@ class LazyGroup(OneLineErrors, click.Group):
         return None
 
 
+def _verbose(ctx, param, value):
+    if value:  # before any command imports TensorFlow: it reads these once
+        os.environ["EDGESEG_VERBOSE"] = "1"
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    return value
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgeseg")
+@click.option("--verbose", is_flag=True, is_eager=True, expose_value=False, callback=_verbose,
+              help="Every log line of TensorFlow and the runtimes too (their start-up, their "
+                   "converters' notes), not only edgeseg's.")
 def cli():
     """edgeseg: segmentation models from training to the device, with the numbers.
 
@@ -50,7 +60,9 @@ def cli():
 def main() -> None:
     """Console entry point (:func:`edgeseg.device.entry.run`): bad input is one line and exit 2;
     Ctrl-C or SIGTERM one line and 128 + the signal."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+    # TensorFlow's C++ log (without a GPU, an error line that CUDA is not there): its errors
+    # that matter reach the user as exceptions; --verbose shows the log
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     run(cli, "edgeseg")
 
 

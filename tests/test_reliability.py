@@ -329,3 +329,18 @@ def test_onnx_int8_of_a_dynamic_graph_leaves_no_scratch_files(converted, tiny_ru
         result = CliRunner().invoke(cli, argv)
         assert result.exit_code == 0, result.output
     assert list(work.iterdir()) == []
+
+
+def test_a_command_prints_edgeseg_lines_not_tensorflows_start_up(tiny_run, tmp_path):
+    """TensorFlow's start-up (oneDNN, CUDA stubs, cuInit), its int8 quantizer's note and LiteRT's
+    delegate note are native writes to stderr: dropped unless --verbose."""
+    from edgeseg.device.log import NATIVE_CHATTER
+
+    done = subprocess.run([sys.executable, "-m", "edgeseg", "convert",
+                           str(tiny_run / "model.keras"), "--quant", "int8", "--calib-samples",
+                           "8", "--verify-samples", "4", "--out", str(tmp_path / "m.tflite")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = (done.stdout + done.stderr).splitlines()
+    assert [line for line in lines if any(p.match(line) for p in NATIVE_CHATTER)] == []
+    assert len(lines) == 2 and lines[0].startswith(f"{tmp_path / 'm.tflite'}: tflite int8")

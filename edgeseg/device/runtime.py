@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.device.errors import EdgesegError
+from edgeseg.device.log import native_chatter_dropped
 from edgeseg.device.untrusted import check_untrusted
 
 
@@ -320,8 +321,9 @@ class LiteRTModel(EdgeModel):
             kwargs["experimental_op_resolver_type"] = \
                 OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         try:
-            self.interpreter = interpreter_class(**kwargs)
-            self.interpreter.allocate_tensors()
+            with native_chatter_dropped():  # LiteRT's note on its delegate, once per model
+                self.interpreter = interpreter_class(**kwargs)
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as error:
             raise EdgesegError(f"{self.path}: LiteRT cannot load this model "
                                f"({str(error).splitlines()[0][:200]})") from None
