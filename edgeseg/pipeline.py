@@ -30,6 +30,7 @@ from pathlib import Path
 
 from edgeseg.config import DataConfig, OptimizeConfig, RunConfig, TrainConfig, train_defaults
 from edgeseg.device.data import roles
+from edgeseg.device.card import card_path
 from edgeseg.device.data.datasets import at_own_size, is_builtin
 from edgeseg.device.errors import EdgesegError
 from edgeseg.device.files import atomic_write_json
@@ -155,9 +156,12 @@ def run(cfg: RunConfig, out, *, force: bool = False, until: str = "report", echo
         from benchmarks.remote import check_board
 
         check_board(**board)  # a board that cannot be used is said now, not after training
-    if force:
-        outputs.clear()  # what earlier runs wrote here, and nothing else
-        outputs.refuse_unowned(files=("run.json", *REPORTS))
+    outputs.refuse_unowned(files=("run.json", *REPORTS))  # before anything is removed
+    if force:  # what earlier runs wrote here, and their stages' folders, nothing else
+        for stage in outputs.stage_manifests(["train", *(f"optimize/{o[0]}" for o in
+                                                        OPTIMIZATIONS)]):
+            Outputs(stage, "run").clear(everyone=True)
+        outputs.clear()
     outputs.claim_file("run.json")
     atomic_write_json(saved, cfg.to_dict())
     verbose = 1 if sys.stdout.isatty() else 2
@@ -193,7 +197,7 @@ def run(cfg: RunConfig, out, *, force: bool = False, until: str = "report", echo
         stages.start("bench", f"{len(files) + 1} models x threads {','.join(map(str, cfg.threads))}"
                               f", {cfg.runs} runs, {plan.scored_on}{where}")
         report = {**_bench(plan, trained, files, board), "roles": plan.roles}
-        outputs.claim_file(report_json)
+        outputs.claim_file("report.json")
         atomic_write_json(report_json, report)
     if last < STAGES.index("report"):
         return {"json": report_json}
@@ -452,7 +456,7 @@ def _convert(plan: Plan, sources: dict[str, Path], outputs: Outputs, stages: _St
         stages.start("convert", f"{len(todo)} files at {size[0]}x{size[1]}: {', '.join(todo)}")
     for name in todo:
         source, to, quant = conversions[name]
-        outputs.claim_file(f"models/{name}", f"models/{name}.json")
+        outputs.claim_file(f"models/{name}", f"models/{card_path(name).name}")
         # a variant outside its parity limits is still benchmarked (its card says it failed):
         # the report shows what it costs rather than the run stopping
         result = convert(sources[source], where / name, to=to, quant=quant, input_size=size,

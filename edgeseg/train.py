@@ -25,7 +25,7 @@ import numpy as np
 
 from edgeseg._keras import keras, tf
 from edgeseg.batchnorm import recalibrate
-from edgeseg.device.card import Normalization, make_card
+from edgeseg.device.card import Normalization, card_path, make_card
 from edgeseg.config import Augment, TrainConfig, load_config, save_config
 from edgeseg.device.data.folders import DataError
 from edgeseg.tfdata import make_dataset
@@ -46,7 +46,7 @@ MODEL_FILE = "model.keras"
 # what a run writes into its folder (each claimed in its manifest first: edgeseg.device.outputs):
 # its own files, and the folders TensorFlow fills (checkpoint backups, TensorBoard logs)
 OUTPUT_FILES = ("config.json", "history.csv", "checkpoints/last.weights.h5", MODEL_FILE,
-                f"{MODEL_FILE}.json")
+                card_path(MODEL_FILE).name)
 TOOL_FOLDERS = ("backup", "logs/train", "logs/validation")
 
 

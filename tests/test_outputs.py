@@ -62,6 +62,73 @@ def test_an_input_that_force_would_remove_is_refused(tmp_path):
     outputs.check_inputs({"--model": tmp_path / "models" / "mine.keras"}, planned=("models",))
 
 
+def test_names_are_inside_the_folder_and_inputs_are_paths_as_given(tmp_path, monkeypatch):
+    """A relative --out (runs/x, the default's kind): claims are names in it, inputs are paths
+    from the working folder."""
+    monkeypatch.chdir(tmp_path)
+    outputs = Outputs("runs/x", "run")
+    outputs.claim_file("report.json")
+    (tmp_path / "runs" / "x" / "report.json").write_text("{}")
+    assert outputs.owns("runs/x/report.json") and not outputs.owns("report.json")
+    assert not (tmp_path / "runs" / "x" / "runs").exists()
+    with pytest.raises(EdgesegError, match="--force would remove it"):
+        outputs.check_inputs({"--test-data": "runs/x/report.json"})
+    assert [p.name for p in Outputs("runs/x", "run").clear()] == ["report.json"]
+
+
+def test_force_of_one_command_leaves_another_commands_outputs(tmp_path):
+    Outputs(tmp_path, "train").claim_file("model.keras", "config.json")
+    for name in ("model.keras", "config.json"):
+        (tmp_path / name).write_text("trained")
+    optimize = Outputs(tmp_path, "optimize")
+    with pytest.raises(EdgesegError, match="model.keras: written here by edgeseg train; edgeseg "
+                                           "optimize writes into another --out"):
+        optimize.refuse_unowned(files=["model.keras"])
+    optimize.clear()
+    assert (tmp_path / "model.keras").is_file() and (tmp_path / "config.json").is_file()
+
+
+def test_a_manifest_naming_paths_outside_its_folder_removes_nothing_there(tmp_path):
+    root, victim = tmp_path / "out", tmp_path / "victim.txt"
+    root.mkdir()
+    victim.write_text("the user's")
+    (root / "keep.txt").write_text("the user's")
+    (root / MANIFEST).write_text(json.dumps({"claims": {
+        ".": {"kind": "tool", "by": "run"}, "../victim.txt": {"kind": "file", "by": "run"},
+        str(victim): {"kind": "file", "by": "run"}}}))
+    assert Outputs(root, "run").clear() == []
+    assert victim.read_text() == "the user's" and (root / "keep.txt").is_file()
+
+
+def test_a_claimed_folder_replaced_by_a_link_is_not_followed(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "int8.tflite").write_text("someone else's")
+    root = tmp_path / "out"
+    outputs = Outputs(root, "run")
+    outputs.claim_file("models/int8.tflite")
+    shutil.rmtree(root / "models")
+    (root / "models").symlink_to(shared, target_is_directory=True)
+    outputs.clear()
+    assert (shared / "int8.tflite").read_text() == "someone else's"
+
+
+def test_an_input_inside_a_stage_folder_with_its_own_manifest_is_refused(tmp_path):
+    root = tmp_path / "runs" / "a"
+    Outputs(root, "run").claim_folder("train")
+    Outputs(root / "train", "train").claim_file("model.keras")
+    (root / "train" / "model.keras").write_text("trained")
+    with pytest.raises(EdgesegError, match=r"--model .*model.keras: --force would remove it"):
+        Outputs(root, "run").check_inputs({"--model": root / "train" / "model.keras"},
+                                          planned=("train",))
+
+
+def test_an_output_folder_inside_an_input_folder_is_refused(tmp_path):
+    (tmp_path / "data").mkdir()
+    with pytest.raises(EdgesegError, match=r"--data .*data: --out .*run lies inside it"):
+        Outputs(tmp_path / "data" / "run", "run").check_inputs({"--data": tmp_path / "data"})
+
+
 # --- the four cases, as a user runs them ----------------------------------------------------------
 def _user_onnx(converted, folder):
     """A user's .onnx (with the card beside it) in their own models/ folder, beside a note."""
@@ -139,7 +206,8 @@ def test_train_force_keeps_what_the_user_put_in_the_output_folder(tmp_path, runn
     assert (proj / "checkpoints" / "my_best.h5").read_text() == "the user's weights"
     claims = json.loads((proj / MANIFEST).read_text())["claims"]
     assert "logs/server.log" not in claims and "checkpoints" not in claims
-    assert claims["checkpoints/last.weights.h5"] == "file" and claims["backup"] == "tool"
+    assert claims["checkpoints/last.weights.h5"] == {"kind": "file", "by": "train"}
+    assert claims["backup"] == {"kind": "tool", "by": "train"}
 
 
 def test_data_synth_force_replaces_its_own_dataset_but_never_a_users_folder(tmp_path, runner):
@@ -153,6 +221,24 @@ def test_data_synth_force_replaces_its_own_dataset_but_never_a_users_folder(tmp_
     done = runner.invoke(cli, [*synth, "--force"])
     assert done.exit_code == 2 and "holds files edgeseg did not write" in done.output
     assert (out / "images" / "my_photo.png").is_file()
+    (out / "images" / "my_photo.png").unlink()
+    (out / "notes").mkdir()  # an empty folder of the user's is the user's too
+    assert runner.invoke(cli, [*synth, "--force"]).exit_code == 2 and (out / "notes").is_dir()
+
+
+def test_a_relative_out_folder_reruns_and_forces_as_an_absolute_one(converted, tmp_path,
+                                                                    monkeypatch, runner):
+    from edgeseg.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    model = _user_onnx(converted, tmp_path / "mine")
+    args = ["run", "--model", str(model), "--out", "runs/x", "--quick", "--input-size", "64",
+            "--until", "convert"]
+    for extra in ([], [], ["--force"], ["--force"]):
+        done = runner.invoke(cli, [*args, *extra])
+        assert done.exit_code == 0, done.output
+    assert not (tmp_path / "runs" / "x" / "runs").exists()
+    assert (tmp_path / "runs" / "x" / "models" / "int8.onnx").is_file()
 
 
 def test_predict_force_replaces_its_own_masks_but_not_a_users_file_of_that_name(

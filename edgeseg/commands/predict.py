@@ -87,10 +87,11 @@ def predict(model_path, images, out, tile, overlap, threads, force, unsafe, cust
         if target.exists() and not force:
             raise click.BadParameter(f"{target} exists; --force replaces it",
                                      param_hint="'--out'")
-    outputs.refuse_unowned(files=targets)  # --force replaces masks it wrote, never the user's
+    names = [target.name for target in targets]
+    outputs.refuse_unowned(files=names)  # --force replaces masks it wrote, never the user's
     for path in images:  # every image decodes before anything is written (one at a time)
         read_raw(path, channels)
-    outputs.claim_file(*targets)
+    outputs.claim_file(*names)
     warned_dim = False
     for path in images:
         image = read_raw(path, channels)  # its own depth; normalised tile by tile as the card says

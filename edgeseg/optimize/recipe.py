@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg._keras import keras
-from edgeseg.device.card import contract, make_card, normalization_of, read_card, write_card
+from edgeseg.device.card import card_path, contract, make_card, normalization_of, read_card, write_card
 from edgeseg.config import Augment, OptimizeConfig, save_config
 from edgeseg.device.data.datasets import at_own_size
 from edgeseg.device.data.roles import split
@@ -104,7 +104,7 @@ def optimize(model_path, cfg: OptimizeConfig, out, *, force: bool = False,
         raise ConfigError(f"{out}: holds an optimized {existing[0].name}; pass --force to "
                           f"replace it")
     outputs = Outputs(out, "optimize")
-    written = (MODEL_FILES[cfg.qat], f"{MODEL_FILES[cfg.qat]}.json", "optimize.json")
+    written = (MODEL_FILES[cfg.qat], card_path(MODEL_FILES[cfg.qat]).name, "optimize.json")
     outputs.check_inputs({"MODEL": model_path, "--data": cfg.data.source}, planned=written)
     outputs.refuse_unowned(files=written)
     model = _trainable(model_path, unsafe, custom_objects)

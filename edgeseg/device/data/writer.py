@@ -36,9 +36,9 @@ def write_synthetic(name: str, out, *, count: int, size: int, seed: int,
     if out.is_dir() and any(out.iterdir()):
         if not replace:
             raise DataError(f"{out}: folder is not empty; pass --force to replace it")
-        outputs = Outputs(out, "data synth")
-        theirs = [p for p in sorted(out.rglob("*")) if p.is_file() and p.name != MANIFEST
-                  and not outputs.owns(p)]
+        outputs = Outputs(out, "data synth")  # every entry, folders and links too, must be
+        theirs = [p for p in sorted(out.rglob("*")) if p != out / MANIFEST  # its own: the
+                  and not outputs.owns(p)]  # folder is replaced whole
         if theirs:
             raise DataError(f"{out}: holds files edgeseg did not write ({theirs[0]}"
                             f"{f' and {len(theirs) - 1} more' if len(theirs) > 1 else ''}); "
