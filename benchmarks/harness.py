@@ -26,10 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.device import machine
-from edgeseg.device.card import input_fit_of, normalization_of
+from edgeseg.device import machine, metrics, runtime
 from edgeseg.device.benchjson import SCHEMA, text_table, validate
-from edgeseg.device import metrics, runtime
+from edgeseg.device.card import input_fit_of, normalization_of
 from edgeseg.device.errors import EdgesegError
 from edgeseg.device.preprocess import normalize
 from edgeseg.device.scoring import Pairs, check_classes, predictions, score_labels

@@ -17,7 +17,13 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from converters.config import FORMATS, QUANT_MODES, ConvertConfig, ConvertResult, variant_of
+from converters.config import (
+    FORMATS,
+    QUANT_MODES,
+    ConvertConfig,
+    ConvertResult,
+    variant_of,
+)
 from converters.write import require_labels, unlike, write_checked
 from edgeseg.device import card as cards
 from edgeseg.device.data import roles
@@ -191,14 +197,14 @@ def _select(cfg, to, loaded, model, size, calibration, samples):
         raise ConfigError(f"--fallback measures a Dice budget: it needs labelled images apart "
                           f"from the calibration ones (found {where}): "
                           f"{roles.labels_hint(cfg.verify_data)}")
-    half = len(images) // 2
+    (chosen, chosen_masks, _), checked = roles.selection_halves(samples)
     budget = QUANT_DICE_DROP if cfg.max_dice_drop is None else cfg.max_dice_drop
     print(f"selective int8: the fewest, cheapest ops in float for a Dice drop <= {budget:g}, "
-          f"chosen on {half} of {where}, checked on the other {len(images) - half}",
+          f"chosen on {len(chosen)} of {where}, checked on the other {len(checked[0])}",
           file=sys.stderr)
-    source_probs = np.concatenate([loaded.predict(images[i:min(i + 8, half)])
-                                   for i in range(0, half, 8)])
-    selection = search(model, size, calibration, images[:half], masks[:half], source_probs,
+    source_probs = np.concatenate([loaded.predict(chosen[i:i + 8])
+                                   for i in range(0, len(chosen), 8)])
+    selection = search(model, size, calibration, chosen, chosen_masks, source_probs,
                        max_dice_drop=budget, min_agreement=cfg.min_agreement,
                        per_tensor=cfg.per_tensor, num_classes=num_classes, to=to,
                        echo=lambda line: print(line, file=sys.stderr))
@@ -208,8 +214,7 @@ def _select(cfg, to, loaded, model, size, calibration, samples):
           f"(full int8 {selection.dice_int8:.4f}, float {selection.dice_source:.4f}) after "
           f"{selection.trials} trials" + ("" if selection.met else
                                           "; the budget is NOT met even so"), file=sys.stderr)
-    return selection, (images[half:], masks[half:],
-                       f"{len(images) - half} of {where} (the other {half} chose the float ops)")
+    return selection, checked
 
 
 __all__ = ["ConvertConfig", "ConvertResult", "convert"]

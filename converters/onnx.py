@@ -113,8 +113,12 @@ class OnnxQuantizer:
 
     def quantize(self, exclude=()) -> bytes:
         """The int8 QDQ model with the nodes named in ``exclude`` left in float."""
-        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, \
-            quantize_static
+        from onnxruntime.quantization import (
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
 
         calibrate = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                      "percentile": CalibrationMethod.Percentile}[self.method]

@@ -146,8 +146,11 @@ def onnx_layer_errors(float_bytes: bytes, calibration, images) -> list[dict]:
 
     import onnx
     from onnxruntime.quantization.qdq_loss_debug import (
-        collect_activations, compute_activation_error, create_activation_matching,
-        modify_model_output_intermediate_tensors)
+        collect_activations,
+        compute_activation_error,
+        create_activation_matching,
+        modify_model_output_intermediate_tensors,
+    )
 
     from converters.onnx import OnnxQuantizer
     from edgeseg.device.flops import onnx_cost

@@ -70,8 +70,9 @@ class Selection:
 
 def calibrate(model, size, calibration, per_tensor: bool = False):
     """(calibrated float model bytes, a function denylist -> int8 model bytes)."""
-    from converters.tflite import make_converter
     from tensorflow.lite.python import convert as tf_convert
+
+    from converters.tflite import make_converter
 
     converter = make_converter(model, size, "int8", calibration, per_tensor=per_tensor)
     converter.experimental_mlir_quantizer = True

@@ -23,10 +23,9 @@ import numpy as np
 
 from converters.config import IO_TYPES
 from converters.config import TFLITE_MODES as QUANT_MODES
-from edgeseg.device.log import dropping, native_chatter_dropped
 from edgeseg.device.errors import ConfigError
 from edgeseg.device.files import atomic_write_bytes
-
+from edgeseg.device.log import dropping, native_chatter_dropped
 
 
 class ConversionError(ConfigError):

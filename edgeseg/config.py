@@ -139,6 +139,7 @@ class RunConfig(JsonConfig):
     runs: int | None = None  # timed bench iterations (None: 50; quick: 10)
     samples: int | None = None  # bench images (None: 32; quick: 8)
     calib_samples: int | None = None  # int8 calibration images (None: 100; quick: 16)
+    verify_samples: int | None = None  # parity images per conversion (None: 16; quick: 8)
     seed: int = 0
     model_file: str | None = None  # a user's trained model: no training, its own I/O contract
     contract: dict = field(default_factory=dict)  # contract keys over its card (runtime.load)
@@ -154,6 +155,7 @@ class RunConfig(JsonConfig):
             steps=self.steps or (30 if quick else 300), runs=self.runs or (10 if quick else 50),
             samples=self.samples or (8 if quick else 32),
             calib_samples=self.calib_samples or (16 if quick else 100),
+            verify_samples=self.verify_samples or (8 if quick else 16),
             threads=tuple(self.threads), targets=tuple(self.targets))
 
     @classmethod

@@ -109,8 +109,13 @@ def _xnnpack_coverage(path: Path, f) -> dict:
 def _inspect_onnx(path: Path, input_size) -> dict:
     import onnx
 
-    from edgeseg.device.card import (EMBEDDED_KEY, input_layout_of, parse_embedded, read_card,
-                                     size_of)
+    from edgeseg.device.card import (
+        EMBEDDED_KEY,
+        input_layout_of,
+        parse_embedded,
+        read_card,
+        size_of,
+    )
     from edgeseg.device.flops import onnx_cost
 
     try:

@@ -249,8 +249,9 @@ def load_tf_keras(path, *, unsafe: bool = False, custom_objects: dict | None = N
 
 
 def _load_keras3(path: Path, unsafe: bool, custom_objects: dict):
-    from edgeseg._keras import tf  # noqa: F401 - sets TF_USE_LEGACY_KERAS before TensorFlow
     import keras
+
+    from edgeseg._keras import tf  # noqa: F401 - sets TF_USE_LEGACY_KERAS before TensorFlow
 
     if not unsafe and carries_code(path):
         raise code_refused(path)

@@ -28,9 +28,15 @@ from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
-from edgeseg.config import DataConfig, OptimizeConfig, RunConfig, TrainConfig, train_defaults
-from edgeseg.device.data import roles
+from edgeseg.config import (
+    DataConfig,
+    OptimizeConfig,
+    RunConfig,
+    TrainConfig,
+    train_defaults,
+)
 from edgeseg.device.card import card_path
+from edgeseg.device.data import roles
 from edgeseg.device.data.datasets import at_own_size, is_builtin
 from edgeseg.device.errors import EdgesegError
 from edgeseg.device.files import atomic_write_json
@@ -240,7 +246,8 @@ def _check_settings(cfg: RunConfig) -> None:
 
     if cfg.input_size % 16 or cfg.train_size % 16:
         raise EdgesegError(f"--input-size must be a multiple of 16 (got {cfg.input_size})")
-    for name in ("epochs", "train_steps", "steps", "runs", "samples", "calib_samples"):
+    for name in ("epochs", "train_steps", "steps", "runs", "samples", "calib_samples",
+                 "verify_samples"):
         if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
             raise EdgesegError(f"--{name.replace('_', '-')} must be >= 1")
     if cfg.epochs and cfg.train_steps:
@@ -347,7 +354,7 @@ def _roles(cfg: RunConfig, train: TrainConfig, split, scored) -> dict:
     found["calibration"] = {"images": cfg.calib_samples, "from": (
         f"model inputs cut from the training {'indices' if builtin else 'split'} of "
         f"{cfg.data}")}
-    verify = 8 if cfg.quick else 16
+    verify = cfg.verify_samples  # at most: a folder's validation split may have fewer
     found["parity"] = {"images": verify if builtin else min(verify, counts[1]), "from": (
         f"{cfg.data} indices from {roles.PARITY_OFFSET:,}" if builtin else
         f"the validation split of {cfg.data}")}
@@ -461,7 +468,7 @@ def _convert(plan: Plan, sources: dict[str, Path], outputs: Outputs, stages: _St
         # the report shows what it costs rather than the run stopping
         result = convert(sources[source], where / name, to=to, quant=quant, input_size=size,
                          calib_samples=plan.cfg.calib_samples,
-                         verify_samples=8 if plan.cfg.quick else 16, seed=plan.cfg.seed,
+                         verify_samples=plan.cfg.verify_samples, seed=plan.cfg.seed,
                          keep_failed=True, **plan.calibrates_on)
         parity = result.parity
         echo(f"  {name}: {result.path.stat().st_size:,} bytes, agreement "

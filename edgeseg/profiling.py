@@ -32,6 +32,7 @@ import numpy as np
 
 from edgeseg.device.errors import EdgesegError
 
+
 def profile_file(path, threads: int = 1, runs: int = 30, warmup: int = 3) -> dict:
     """Per-op latency of a .tflite or .onnx file (see the module's notes on method)."""
     path = Path(path)

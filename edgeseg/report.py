@@ -13,8 +13,15 @@ import html
 import io
 from pathlib import Path
 
-from edgeseg.device.benchjson import (TARGET_HEADER, header, merged_rows, row_cells,
-                                       targets_table, text_table, thread_counts)
+from edgeseg.device.benchjson import (
+    TARGET_HEADER,
+    header,
+    merged_rows,
+    row_cells,
+    targets_table,
+    text_table,
+    thread_counts,
+)
 from edgeseg.device.files import atomic_write_text
 
 

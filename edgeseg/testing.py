@@ -26,8 +26,9 @@ def _model(model):
 def dice_of(model, data: str = "synthetic-nuclei", *, count: int = 16, size: int | None = None,
             seed: int = 0, layout: str | None = None) -> float:
     """Mean foreground Dice of a model (a path or an EdgeModel) on ``data``, scored exactly as
-    ``edgeseg eval`` scores it (:func:`edgeseg.device.scoring.score_on`: held-out built-in
-    samples, or a folder's images whole, each fed as the model's card says)."""
+    ``edgeseg eval`` scores it (:func:`edgeseg.device.scoring.score_on`: ``count`` held-out
+    built-in samples at ``size``, or every image of a folder, whole, each fed as the model's card
+    says)."""
     from edgeseg.device.scoring import score_on
 
     return score_on(_model(model), data, size=size, layout=layout, count=count,

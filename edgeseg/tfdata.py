@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from edgeseg._keras import tf
-from edgeseg.device.card import Normalization
 from edgeseg.config import Augment
-from edgeseg.device.data.folders import UNLABELED
+from edgeseg.device.card import Normalization
 from edgeseg.device.data.datasets import SegData, StreamedData
+from edgeseg.device.data.folders import UNLABELED
 from edgeseg.device.preprocess import affine, normalize
 
 

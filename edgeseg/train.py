@@ -25,22 +25,22 @@ import numpy as np
 
 from edgeseg._keras import keras, tf
 from edgeseg.batchnorm import recalibrate
-from edgeseg.device.card import Normalization, card_path, make_card
 from edgeseg.config import Augment, TrainConfig, load_config, save_config
-from edgeseg.device.data.folders import DataError
-from edgeseg.tfdata import make_dataset
+from edgeseg.device.card import Normalization, card_path, make_card
 from edgeseg.device.data.datasets import SegData, at_own_size
+from edgeseg.device.data.folders import DataError
 from edgeseg.device.data.roles import describe_split, split
 from edgeseg.device.errors import EdgesegError
-from edgeseg.device.scoring import score_model
-from edgeseg.keras_files import KerasInMemory
-from edgeseg.guard import advice, check_learned
+from edgeseg.device.outputs import Outputs
 from edgeseg.device.preprocess import dim_range_warning
+from edgeseg.device.scoring import score_model
+from edgeseg.guard import advice, check_learned
+from edgeseg.keras_files import KerasInMemory
 from edgeseg.losses import DiceMetric, segmentation_loss
 from edgeseg.models import create_model
 from edgeseg.models.saving import save_model
-from edgeseg.device.outputs import Outputs
 from edgeseg.plan import plan_training, views_of
+from edgeseg.tfdata import make_dataset
 
 MODEL_FILE = "model.keras"
 # what a run writes into its folder (each claimed in its manifest first: edgeseg.device.outputs):

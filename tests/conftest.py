@@ -49,9 +49,9 @@ def tiny_run(tmp_path_factory):
 def converted(tiny_run, tmp_path_factory):
     """The tiny trained model converted once in every mode through `edgeseg convert`."""
     from click.testing import CliRunner
+    from tests_support import MODES
 
     from edgeseg.cli import cli
-    from tests_support import MODES
 
     out = tmp_path_factory.mktemp("converted")
     files = {}

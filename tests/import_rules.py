@@ -161,10 +161,40 @@ def device_violations(root: Path) -> list[str]:
     return problems
 
 
+def _private_attributes(root: Path) -> list[str]:
+    """``module._name`` where ``module`` is a project module bound by an import (``from
+    benchmarks.studies import budget`` ... ``budget._untrained``): ``module <- target.name``."""
+    mods, found = modules(root), []
+    for module, path in mods.items():
+        tree = ast.parse(path.read_text(), str(path))
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        bound = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.asname and alias.name in mods:
+                        bound[alias.asname] = alias.name
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")[:len(package.split(".")) - node.level + 1]
+                    base = ".".join([*parts, base] if base else parts)
+                for alias in node.names:
+                    if f"{base}.{alias.name}" in mods:
+                        bound[alias.asname or alias.name] = f"{base}.{alias.name}"
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and \
+                    node.value.id in bound and node.attr.startswith("_") and \
+                    not node.attr.startswith("__") and bound[node.value.id] != module:
+                found.append(f"{module} <- {bound[node.value.id]}.{node.attr}")
+    return found
+
+
 def private_imports(root: Path) -> list[str]:
-    """Names starting with ``_`` taken from another project module, and project modules whose
-    name starts with ``_`` imported by others: ``module <- target.name``."""
-    found = []
+    """Names starting with ``_`` taken from another project module (imported, or reached as an
+    imported module's attribute), and project modules whose name starts with ``_`` imported by
+    others: ``module <- target.name``."""
+    found = _private_attributes(root)
     for imp in imports(root):
         if not is_project(imp.target) or imp.target == imp.module:
             continue

@@ -196,7 +196,8 @@ def test_rows_measured_on_a_board_stay_in_the_main_table_and_join_the_targets_ta
     import copy
 
     from benchmarks.harness import bench
-    from edgeseg.device.benchjson import estimate, targets_table as target_rows
+    from edgeseg.device.benchjson import estimate
+    from edgeseg.device.benchjson import targets_table as target_rows
     from edgeseg.report import markdown
 
     report = bench([converted[("tflite", "int8")][0]], runs=2, warmup=0, samples=2,

@@ -8,10 +8,9 @@ import sys
 
 import numpy as np
 import pytest
+from tests_support import MODES
 
 from edgeseg.cli import cli
-
-from tests_support import MODES
 
 
 def _lines(output):
@@ -73,8 +72,8 @@ def test_macs_read_from_every_file_equal_the_keras_count(converted, tiny_run):
     for qat in (False, True) if not (qat and upsample == "nearest")],  # QAT: one UpSampling2D
     ids=lambda v: {False: "ptq", True: "qat"}.get(v, v) if isinstance(v, bool) else v)
 def test_int8_mobile_unet_has_no_float_islands(tmp_path, upsample, qat):
-    from edgeseg.device.data.roles import calibration_images
     from converters.tflite import convert_tflite
+    from edgeseg.device.data.roles import calibration_images
     from edgeseg.inspection import inspect_file
     from edgeseg.models import create_model
     from edgeseg.optimize.quantize import quantize_for_training
@@ -96,8 +95,8 @@ def test_int8_mobile_unet_has_no_float_islands(tmp_path, upsample, qat):
 
 def test_inspect_finds_the_ops_xnnpack_leaves_to_the_builtin_kernels(tmp_path):
     """XNNPACK has no int8 nearest-neighbour resize: the graph splits around those ops."""
-    from edgeseg.device.data.roles import calibration_images
     from converters.tflite import convert_tflite
+    from edgeseg.device.data.roles import calibration_images
     from edgeseg.inspection import inspect_file
     from edgeseg.models import create_model
 
@@ -142,9 +141,9 @@ def test_onnx_with_a_dynamic_input_takes_any_size(tiny_run, tmp_path):
 def test_compaction_shares_vectors_and_changes_no_output(tiny_run):
     from ai_edge_litert.interpreter import Interpreter
 
-    from edgeseg.device.data.roles import calibration_images
     from converters.flatbuffer import rewrite
     from converters.tflite import tflite_bytes
+    from edgeseg.device.data.roles import calibration_images
     from edgeseg.device.formats.tflite import read_tflite
     from edgeseg.keras_files import load_tf_keras as load_model
 
@@ -413,9 +412,9 @@ def test_quant_error_ranks_the_layers_a_bad_calibration_breaks(tiny_run, tmp_pat
 def test_selective_int8_puts_denylisted_ops_in_float_and_searches_a_dice_budget(tiny_run):
     """Issue 17, selective quantization: one calibration, then trials that each keep some ops in
     float; an impossible budget measures every op's sensitivity and says it is not met."""
-    from edgeseg.device.data.roles import calibration_images, labelled_samples
     from converters.selective import calibrate, candidates, search
     from edgeseg import runtime
+    from edgeseg.device.data.roles import calibration_images, labelled_samples
     from edgeseg.device.formats.tflite import read_tflite
 
     loaded = runtime.load(tiny_run / "model.keras")

@@ -1,7 +1,6 @@
 """kill -9 at random moments: a few trials of tests/crash_trials.py (the script runs the full set)."""
 
 import pytest
-
 from crash_trials import run_trials
 
 

@@ -8,13 +8,12 @@ from PIL import Image
 
 from edgeseg.config import DataConfig
 from edgeseg.device.data import folders
-from edgeseg.device.data.folders import DataError, detect_layout, find_samples
 from edgeseg.device.data.datasets import builtin, load_folder
-from edgeseg.device.data.roles import TEST_OFFSET, VAL_OFFSET, split, score_data
+from edgeseg.device.data.folders import DataError, detect_layout, find_samples
+from edgeseg.device.data.roles import TEST_OFFSET, VAL_OFFSET, score_data, split
 from edgeseg.device.data.synthetic import shapes_sample, synthetic_arrays
 from edgeseg.device.data.writer import write_synthetic
 from edgeseg.device.visualize import mask_image
-
 
 # --- built-in datasets ---------------------------------------------------------------------------
 

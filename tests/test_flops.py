@@ -17,7 +17,9 @@ SIZE = 64
 def profiler_conv_flops(model, tf) -> dict[str, int]:
     """FLOPs of each layer's convolution ops in the frozen graph, from TensorFlow's flops registry."""
     from tensorflow.python.framework import ops as tf_ops
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
 
     spec = tf.TensorSpec((1, *model.input_shape[1:]), tf.float32)
     function = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)

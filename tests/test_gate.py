@@ -133,8 +133,8 @@ def test_converted_models_keep_the_accuracy_of_their_source(tiny_run, converted)
 
 def test_assert_dice_close_fails_on_a_planted_regression(tiny_run, tmp_path):
     """One layer's weights zeroed: the helper must notice."""
-    from edgeseg.models.saving import save_model
     from edgeseg.keras_files import load_tf_keras as load_model
+    from edgeseg.models.saving import save_model
 
     model = load_model(tiny_run / "model.keras")
     layer = model.get_layer("dec0_b0_pw_conv")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgeseg.device import metrics
-from edgeseg.device.scoring import score_arrays
+from edgeseg.device.scoring import Pairs, score_labels, score_model
 
 
 def test_dice_and_iou_by_hand():
@@ -48,12 +48,23 @@ def test_confusion_matrix_rejects_out_of_range_ids():
         metrics.confusion_matrix(np.array([3]), np.array([0]), 2)
 
 
-def test_evaluate_batches_any_predictor():
+class _Oracle:
+    """A "model" that reads the answer off the image (one channel a class, as probabilities)."""
+
+    input_shape, num_classes, card = (None, None, None, 3), 3, {}
+
+    def predict(self, batch):
+        return np.asarray(batch, np.float32)
+
+
+def test_score_model_pools_every_image_as_score_labels_does():
     rng = np.random.default_rng(0)
     masks = rng.integers(0, 3, (5, 8, 8)).astype(np.uint8)
-    images = np.eye(3, dtype=np.float32)[masks]  # a "model" that reads the answer off the image
-    result = score_arrays(lambda batch: batch, images, masks, num_classes=3, batch_size=2)
-    assert result["dice"] == 1.0 and result["samples"] == 5
+    images = (np.eye(3, dtype=np.uint8)[masks] * 255)  # one-hot classes as 8-bit images
+    result = score_model(_Oracle(), Pairs("oracle", list(zip(images, masks))), tile=(8, 8))
+    assert result["dice"] == 1.0 and result["samples"] == 5 and result["image_sizes"] == ["8x8"]
+    wrong = score_labels([np.zeros_like(m) for m in masks], list(masks), 3)
+    assert wrong["samples"] == 5 and wrong["dice"] < 0.5
 
 
 def test_metrics_import_no_tensorflow():

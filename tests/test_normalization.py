@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgeseg.device.card import Normalization, normalization_of
 from edgeseg.cli import cli
+from edgeseg.device.card import Normalization, normalization_of
 from edgeseg.device.preprocess import normalize, percentiles
 
 
@@ -80,7 +80,7 @@ def deep_folders(tmp_path_factory):
 
 
 def test_16_bit_images_are_read_in_their_own_depth(deep_folders):
-    from edgeseg.device.data.folders import read_raw, read_image
+    from edgeseg.device.data.folders import read_image, read_raw
 
     _, deep = deep_folders
     path = sorted((deep / "images").iterdir())[0]
@@ -157,9 +157,8 @@ def test_predict_reads_16_bit_images_as_the_card_says(deep_folders, deep_model, 
 # --- calibration and the held-out split ------------------------------------------------------
 
 def test_calibration_draws_only_training_images_of_the_folder_the_model_learned(tmp_path):
-    from edgeseg.device.data.roles import calibration_images, labelled_samples
     from edgeseg.config import DataConfig
-    from edgeseg.device.data.roles import split
+    from edgeseg.device.data.roles import calibration_images, labelled_samples, split
     from edgeseg.device.data.writer import write_synthetic
 
     folder = write_synthetic("synthetic-nuclei", tmp_path / "f", count=10, size=32, seed=0)
@@ -255,8 +254,8 @@ def test_predict_tiles_a_dynamic_model_at_its_card_size_like_eval(deep_model, de
                                                                    runner, tmp_path):
     from edgeseg import runtime
     from edgeseg.device.data.folders import read_raw
-    from edgeseg.device.tiling import predict_image
     from edgeseg.device.metrics import labels_from_probs
+    from edgeseg.device.tiling import predict_image
 
     out, _ = deep_model
     image = sorted((deep_folders[1] / "images").iterdir())[1]

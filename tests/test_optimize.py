@@ -72,8 +72,8 @@ def test_tfmot_default_frequency_would_leave_the_same_finetune_unpruned(tiny_dat
     import tensorflow_model_optimization as tfmot
 
     from edgeseg._keras import keras
-    from edgeseg.optimize.selection import choose, selected_names
     from edgeseg.optimize.report import sparsity_report
+    from edgeseg.optimize.selection import choose, selected_names
 
     model = _model()
     chosen = selected_names(choose(model))
@@ -174,8 +174,8 @@ def _layer_kinds(model):
 
 @pytest.mark.parametrize("upsample", [*DECODERS, "shuffle-head"])
 def test_qat_wraps_trains_and_reloads_every_decoder(tiny_data, upsample, tmp_path):
-    from edgeseg.models.saving import is_quantization_aware, save_model
     from edgeseg.keras_files import load_tf_keras as load_model
+    from edgeseg.models.saving import is_quantization_aware, save_model
     from edgeseg.optimize.quantize import quantize_for_training
 
     model = _model(head="shuffle") if upsample == "shuffle-head" else _model(upsample)
@@ -255,8 +255,8 @@ def test_optimize_prunes_then_quantizes_and_writes_a_card(tiny_run, runner, tmp_
     assert {"val_before", "val"} <= set(card["metrics"])
     assert card["class_names"] == ["background", "nucleus"]
 
-    from edgeseg.models.saving import is_quantization_aware
     from edgeseg.keras_files import load_tf_keras as load_model
+    from edgeseg.models.saving import is_quantization_aware
 
     model = load_model(out / "model.h5")
     assert is_quantization_aware(model)

@@ -95,7 +95,13 @@ def test_inspect_profile_refuses_a_bad_run_count(converted):
 
 
 def test_rooflines_time_one_convolution_per_runtime_dtype_and_threads(converted):
-    from benchmarks.studies.roofline import CHANNELS, PIXELS, conv_rooflines, key, row_share
+    from benchmarks.studies.roofline import (
+        CHANNELS,
+        PIXELS,
+        conv_rooflines,
+        key,
+        row_share,
+    )
 
     ceilings = conv_rooflines(threads=(1,), runs=3, warmup=1)
     assert sorted(ceilings) == sorted(key(rt, dt, 1) for rt in ("litert", "onnxruntime")

@@ -215,10 +215,10 @@ def test_inspect_profile_runs_every_tflite_and_its_bytes_add_up(converted, quant
 
 
 def test_a_corrupt_embedded_card_is_said_once(converted, tmp_path, capsys):
+    import onnx
+
     from edgeseg import runtime
     from edgeseg.device.card import EMBEDDED_KEY
-
-    import onnx
 
     proto = onnx.load(str(converted[("onnx", "none")][0]))
     for entry in proto.metadata_props:

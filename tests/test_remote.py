@@ -140,8 +140,8 @@ def test_a_board_gives_the_rows_of_a_local_run(sshd, tiny_run, converted, runner
                                                board_dir):
     """The Keras reference runs here, the .tflite files on the board: every figure but the times
     is the local run's, and the gate reads the report."""
-    from edgeseg.device.benchjson import load_report
     from edgeseg.cli import cli
+    from edgeseg.device.benchjson import load_report
 
     files = [tiny_run / "model.keras", converted[("tflite", "none")][0],
              converted[("tflite", "int8")][0]]
@@ -172,8 +172,9 @@ def test_an_onnx_on_a_board_without_the_onnx_package(sshd, converted, runner, tm
                                                      board_dir):
     """The board has ONNX Runtime but not onnx (which reads MACs): they are read here; keys are
     added (target, machine, targets), none renamed."""
-    from edgeseg.cli import cli
     from test_bench import _check_schema
+
+    from edgeseg.cli import cli
 
     out = tmp_path / "remote.json"
     done = runner.invoke(cli, ["bench", str(converted[("onnx", "none")][0]), *QUICK, "--json",

@@ -172,3 +172,20 @@ def test_the_training_card_says_which_images_trained_and_validated(tiny_run):
     assert images["train"] == {"images": 96, "from": "synthetic-nuclei indices 0-95"}
     assert images["validation"]["images"] == 16
     assert f"{roles.VAL_OFFSET:,}" in images["validation"]["from"]
+
+
+def test_eval_on_the_folder_a_model_trained_on_says_its_training_images_are_scored(
+        tmp_path, runner):
+    from edgeseg.cli import cli
+
+    folder = tmp_path / "cells"
+    write_synthetic("synthetic-nuclei", folder, count=10, size=32, seed=2)
+    out = tmp_path / "model"
+    trained = runner.invoke(cli, ["train", "--data", str(folder), "--input-size", "32",
+                                  "--steps", "2", "--batch-size", "4", "-o", "alpha=0.25",
+                                  "--no-check", "--out", str(out)])
+    assert trained.exit_code == 0, trained.output
+    done = runner.invoke(cli, ["eval", str(out / "model.keras"), "--data", str(folder)])
+    assert done.exit_code == 0, done.output
+    assert "8 of its 10 images trained" in done.output and "scores on them are optimistic" \
+        in done.output

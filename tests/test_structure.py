@@ -7,8 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from import_rules import cycles, device_modules, device_violations, graph, private_imports
+from import_rules import (
+    cycles,
+    device_modules,
+    device_violations,
+    graph,
+    private_imports,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,9 +101,11 @@ def test_a_planted_private_import_is_found(tmp_path):
                             "edgeseg/b.py": "from edgeseg.a import _secret\n",
                             "edgeseg/commands/_options.py": "",
                             "benchmarks/command.py": "from edgeseg.commands._options import x\n",
-                            "edgeseg/commands/run.py": "from edgeseg.commands._options import x\n"})
+                            "edgeseg/commands/run.py": "from edgeseg.commands._options import x\n",
+                            "edgeseg/c.py": "from edgeseg import a\nx = a._secret\n"})
     assert sorted(private_imports(root)) == ["benchmarks.command <- edgeseg.commands._options",
-                                            "edgeseg.b <- edgeseg.a._secret"]
+                                            "edgeseg.b <- edgeseg.a._secret",
+                                            "edgeseg.c <- edgeseg.a._secret"]
 
 
 def test_the_public_paths_users_rely_on_still_import():

@@ -44,12 +44,14 @@ from pathlib import Path
 
 import numpy as np
 
+# isort: off
 import edgeseg._keras  # noqa: F401  (first: sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from edgeseg.device.data.datasets import builtin
 from edgeseg.device.data.roles import VAL_OFFSET
 
 import keras  # noqa: E402  (Keras 3, whatever TF_USE_LEGACY_KERAS says)
 import tf_keras  # noqa: E402
+# isort: on
 
 if not keras.__version__.startswith("3"):  # pragma: no cover - guards a broken install
     raise ImportError(f"tests/user_models.py needs Keras 3 as `keras`, found {keras.__version__}")

@@ -124,7 +124,7 @@ def train(candidate: Candidate, out: Path, steps: int, seed: int = 0, echo=print
         info = {"dice": result.dice, "seconds": round(result.seconds, 1), "steps": result.steps,
                 "failure": result.failure}
     else:
-        _untrained(candidate, out / MODEL_FILE, seed)
+        untrained(candidate, out / MODEL_FILE, seed)
         info = {"dice": None, "seconds": 0.0, "steps": 0}
     info["wall_seconds"] = round(time.perf_counter() - started, 1)
     info["key"] = key
@@ -153,7 +153,7 @@ def _differences(old: dict | None, new: dict) -> str:
     return ", ".join(f"{k} {old.get(k)!r} -> {v!r}" for k, v in new.items() if old.get(k) != v)
 
 
-def _untrained(candidate: Candidate, path: Path, seed: int) -> None:
+def untrained(candidate: Candidate, path: Path, seed: int) -> None:
     from edgeseg._keras import keras
     from edgeseg.device.card import make_card, write_card
     from edgeseg.models import create_model

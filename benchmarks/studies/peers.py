@@ -30,13 +30,19 @@ from pathlib import Path
 
 import click
 
-from edgeseg.device.entry import Command
-
 from benchmarks.studies import budget
-from benchmarks.studies.budget import (DATA, FILES, Candidate, convert_all, measure, seed_folder,
-                                      train)
+from benchmarks.studies.budget import (
+    DATA,
+    FILES,
+    Candidate,
+    convert_all,
+    measure,
+    seed_folder,
+    train,
+)
 from benchmarks.studies.roofline import CHANNELS, PIXELS
 from benchmarks.studies.roofline import key as roofline_key
+from edgeseg.device.entry import Command
 
 PEERS = (
     Candidate("mobile_unet", "mobile_unet", {}),

@@ -24,10 +24,9 @@ from pathlib import Path
 
 import click
 
-from edgeseg.device.entry import Command
-
 from benchmarks.studies import budget
 from benchmarks.studies.budget import DATA, Candidate
+from edgeseg.device.entry import Command
 
 SIZES = (64, 96, 128, 160, 192, 224, 256)  # multiples of 16: the default depth 4 halves 4 times
 ALPHAS = (1.0, 0.75, 0.5, 0.25)
@@ -42,7 +41,7 @@ def measure(alpha: float, size: int, out: Path, echo=print) -> dict:
     folder = out / "search" / f"alpha{alpha}"
     model = folder / "model.keras"
     if not model.exists():
-        budget._untrained(Candidate(f"alpha{alpha}", "mobile_unet", {"alpha": alpha}), model, 0)
+        budget.untrained(Candidate(f"alpha{alpha}", "mobile_unet", {"alpha": alpha}), model, 0)
     path = folder / f"int8_{size}.tflite"
     if not path.exists():
         convert(model, path, to="tflite", quant="int8", input_size=size, calib=DATA,

@@ -85,7 +85,11 @@ def _onnx(folder: Path, dtype: str, rng) -> Path:
 
 def _runner(path: Path, threads: int):
     """A function that runs the file once, in the runtime and thread count the harness uses."""
-    from edgeseg.device.runtime import onnx_session, onnx_session_options, tflite_interpreter_class
+    from edgeseg.device.runtime import (
+        onnx_session,
+        onnx_session_options,
+        tflite_interpreter_class,
+    )
 
     if path.suffix == ".tflite":
         interpreter_class, _ = tflite_interpreter_class()

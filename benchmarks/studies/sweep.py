@@ -29,10 +29,16 @@ from pathlib import Path
 
 import click
 
-from edgeseg.device.entry import Command
-
 from benchmarks.studies import budget
-from benchmarks.studies.budget import DATA, Candidate, convert_all, measure, seed_folder, train
+from benchmarks.studies.budget import (
+    DATA,
+    Candidate,
+    convert_all,
+    measure,
+    seed_folder,
+    train,
+)
+from edgeseg.device.entry import Command
 
 DICE_TOLERANCE = 0.005  # the rule above
 
@@ -215,8 +221,9 @@ def plot(points: dict, front: list[str], choice: str | None, path: Path,
     from edgeseg.report import label_points
 
     label_points(ax, [(p["p50"], p["dice"]) for p in points.values()], list(points))
-    from edgeseg.device.files import atomic_write_bytes
     import io
+
+    from edgeseg.device.files import atomic_write_bytes
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")

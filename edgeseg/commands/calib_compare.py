@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from edgeseg.device.cli_options import contract_from, contract_options
 from edgeseg.commands.options import keras_options, size_option
+from edgeseg.device.cli_options import contract_from, contract_options
 
 
 def _ints(ctx, param, value):

@@ -41,10 +41,9 @@ def check(report_path, baseline, write_baseline, max_dice_drop, max_latency_rati
     The target budgets (--max-arena, --max-sram, --max-flash, --max-latency) hold the rows of
     `bench --target` to absolute limits: a named target without a row or a figure fails.
     """
-    from edgeseg.device.benchjson import load_report
-    from edgeseg.gate import compare, parse_budget
-    from edgeseg.device.benchjson import is_bench_report
+    from edgeseg.device.benchjson import is_bench_report, load_report
     from edgeseg.device.files import atomic_write_json, check_output
+    from edgeseg.gate import compare, parse_budget
 
     budgets = [parse_budget(value, key, option)
                for key, option, values in (("arena_bytes", "--max-arena", max_arena),

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from edgeseg.device.cli_options import contract_from, contract_options
 from converters.config import ConvertConfig
 from edgeseg.commands.options import config_options, keras_options
+from edgeseg.device.cli_options import contract_from, contract_options
 
 
 @click.command(short_help="Convert a Keras model to .tflite or .onnx (verified).")

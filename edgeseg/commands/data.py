@@ -27,7 +27,9 @@ def data():
 @click.option("--seed", type=int, default=7, show_default=True,
               help="Seed; training draws from seed 0 by default, so 7 gives unseen samples.")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder.")
-@click.option("--force", is_flag=True, help="Replace a non-empty --out.")
+@click.option("--force", is_flag=True,
+              help="Replace a dataset this command wrote into --out (a folder holding anything "
+                   "else is refused).")
 def synth(kind, count, size, seed, out, force):
     """Write OUT/images/*.png, OUT/masks/*.png (palette PNGs of class ids) and OUT/classes.txt.
 
@@ -58,13 +60,13 @@ def info(folder, source, layout, channels, num_classes):
     import numpy as np
 
     from edgeseg.device.data.folders import UNLABELED
-    from edgeseg.device.data.sizing import object_extent
     from edgeseg.device.data.roles import score_data
+    from edgeseg.device.data.sizing import object_extent
 
     if folder:
         source = folder
     data_ = score_data(source, size=None, layout=layout, num_classes=num_classes,
-                           channels=int(channels) if channels else None)
+                       channels=int(channels) if channels else None)
     click.echo(f"{data_.name}: {data_.layout} layout, {len(data_)} samples, "
                f"{data_.channels} channel(s), model outputs {data_.num_classes}")
     sizes, pixels, depths, sampled = set(), np.zeros(256, np.int64), set(), []

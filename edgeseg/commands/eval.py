@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from edgeseg.device.cli_options import contract_from, contract_options
 from edgeseg.commands.options import data_options, keras_options, size_option
+from edgeseg.device.cli_options import contract_from, contract_options
 
 
 @click.command("eval", short_help="Dice/IoU of a model on a dataset.")

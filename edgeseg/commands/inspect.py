@@ -43,8 +43,8 @@ def inspect(model_path, input_size, as_json, profile, threads, runs, targets):
     """
     import json
 
-    from edgeseg.inspection import format_report, inspect_file
     from edgeseg.device.targets import parse_targets
+    from edgeseg.inspection import format_report, inspect_file
 
     targets = parse_targets(targets)  # an unknown name fails before any work
     report = inspect_file(model_path, input_size)

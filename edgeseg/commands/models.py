@@ -6,7 +6,11 @@ import json
 
 import click
 
-from edgeseg.commands.options import input_size_option, model_option, parse_model_options
+from edgeseg.commands.options import (
+    input_size_option,
+    model_option,
+    parse_model_options,
+)
 
 
 @click.command(short_help="List the model zoo with params and MACs at an input size.")

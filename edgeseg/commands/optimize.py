@@ -27,7 +27,8 @@ from edgeseg.commands.options import data_options, keras_options
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder.")
-@click.option("--force", is_flag=True, help="Replace an optimized model in --out.")
+@click.option("--force", is_flag=True,
+              help="Replace the optimized model an earlier optimize wrote into --out.")
 @click.option("--layers", "show_layers", is_flag=True, help="Print the per-layer sparsity table.")
 @keras_options
 def optimize(model_path, source, layout, channels, num_classes, input_size, prune, schedule,
@@ -47,16 +48,15 @@ def optimize(model_path, source, layout, channels, num_classes, input_size, prun
     """
     import sys
 
+    from edgeseg.config import OptimizeConfig
     from edgeseg.device.card import read_card
-    from edgeseg.config import DataConfig, OptimizeConfig
     from edgeseg.device.files import check_output
 
     out = check_output(out, inputs=[model_path, source], folder=True)
     from edgeseg.optimize import optimize as run
     from edgeseg.optimize.report import format_sparsity
 
-    data = _data_config(read_card(model_path), source, layout, channels, num_classes, input_size,
-                        DataConfig)
+    data = _data_config(read_card(model_path), source, layout, channels, num_classes, input_size)
     cfg = OptimizeConfig(data=data, prune=prune, schedule=schedule, structured=structured,
                          cluster=cluster, qat=qat, steps=steps, lr=lr, batch_size=batch_size,
                          seed=seed)
@@ -79,15 +79,18 @@ def optimize(model_path, source, layout, channels, num_classes, input_size, prun
     click.echo(f"{summary} -> {result.model_path}")
 
 
-def _data_config(card, source, layout, channels, num_classes, input_size, DataConfig):
-    """The model's own training data split when --data names it, else the folder given."""
-    trained = (card.get("recipe") or {}).get("data") or {}
-    if trained.get("source") == source:
-        data = DataConfig.from_dict(trained)
-        return DataConfig.from_dict({**data.to_dict(),
-                                     **({"input_size": input_size} if input_size else {})})
-    from edgeseg.device.card import input_fit_of, size_of
+def _data_config(card, source, layout, channels, num_classes, input_size):
+    """The model's own training split when --data names the data it was trained on (its card
+    records it: :func:`edgeseg.device.data.roles.trained_config`), else the data given."""
+    from dataclasses import replace
 
+    from edgeseg.config import DataConfig
+    from edgeseg.device.card import input_fit_of, size_of
+    from edgeseg.device.data.roles import trained_config
+
+    trained = trained_config(card)
+    if trained is not None and trained.source == source:
+        return replace(trained, input_size=input_size) if input_size else trained
     size = input_size or (size_of(card) or (256, 256))[0]
     return DataConfig(source=source, input_size=size, layout=layout,
                       channels=int(channels) if channels else card.get("channels"),

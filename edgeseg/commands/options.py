@@ -1,5 +1,5 @@
-"""Options shared by several commands (those the harness has too: :mod:`edgeseg.device.
-cli_options`)."""
+"""Options shared by several commands (those the harness has too:
+:mod:`edgeseg.device.cli_options`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import json
 import click
 
 from edgeseg.device.data.folders import LAYOUTS
-
 
 # model options that commands set from their own options and the data, never through -o
 RESERVED = {"input_size": "--input-size", "channels": "--channels (or the data's own)",
@@ -120,19 +119,17 @@ def size_option(help_text: str, name: str = "--input-size"):
 
 
 def _custom_objects(ctx, param, values) -> dict:
-    """``--custom-objects`` -> the classes and functions the user's code defines, by name: a
-    value the commands hand to every Keras load (nothing global changes)."""
+    """``--custom-objects`` -> the classes and functions the user's code defines, by name
+    (:func:`edgeseg.keras_files.custom_objects_from`): a value the commands hand to every Keras
+    load. (Importing the user's code is what lets its classes register themselves with Keras.)"""
     from edgeseg.device.errors import EdgesegError
-    from edgeseg.keras_files import import_custom_objects
+    from edgeseg.keras_files import custom_objects_from
 
-    objects = {}
-    for spec in values:
-        try:
-            objects.update(import_custom_objects(spec))
-        except EdgesegError as error:
-            raise click.BadParameter(str(error).replace(f"--custom-objects {spec}: ", ""),
-                                     param_hint=f"'--custom-objects' ({spec})") from None
-    return objects
+    try:
+        return custom_objects_from(values)
+    except EdgesegError as error:
+        raise click.BadParameter(str(error).removeprefix("--custom-objects "),
+                                 param_hint="'--custom-objects'") from None
 
 
 keras_options = compose(

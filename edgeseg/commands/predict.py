@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from edgeseg.device.cli_options import contract_from, contract_options
 from edgeseg.commands.options import keras_options
+from edgeseg.device.cli_options import contract_from, contract_options
 
 
 @click.command(short_help="Masks and overlays for images of any size (sliding-window tiles).")
@@ -19,7 +19,8 @@ from edgeseg.commands.options import keras_options
 @click.option("--overlap", type=click.IntRange(min=0), default=None,
               help="Pixels shared by neighbouring tiles (blended) [32, at most a quarter tile].")
 @click.option("--threads", type=click.IntRange(min=1), help="Runtime threads.")
-@click.option("--force", is_flag=True, help="Replace masks and overlays that exist in --out.")
+@click.option("--force", is_flag=True,
+              help="Replace masks and overlays an earlier predict wrote into --out.")
 @keras_options
 @contract_options
 def predict(model_path, images, out, tile, overlap, threads, force, unsafe, custom_objects,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from edgeseg.device.cli_options import contract_from, contract_options
 from edgeseg.commands.options import keras_options, size_option
+from edgeseg.device.cli_options import contract_from, contract_options
 
 
 @click.command("quant-error", short_help="Per-layer int8 error of a Keras model, ranked.")

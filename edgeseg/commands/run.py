@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import click
 
+from edgeseg.commands.options import (
+    board_options,
+    keras_options,
+    model_option,
+    parse_model_options,
+)
 from edgeseg.device.cli_options import contract_from, contract_options, parse_threads
-from edgeseg.commands.options import board_options, keras_options, model_option, parse_model_options
 
 MODEL_SUFFIXES = (".keras", ".h5", ".onnx", ".tflite")
 
@@ -35,7 +40,8 @@ MODEL_SUFFIXES = (".keras", ".h5", ".onnx", ".tflite")
               help="Also rows for targets that cannot run here, per .tflite (repeatable): "
                    "ethos-u55-128, ..., cortex-m (see `edgeseg inspect --help`); a targets "
                    "table in the reports. Needs edgeseg[targets].")
-@click.option("--force", is_flag=True, help="Redo every stage, discarding what --out holds.")
+@click.option("--force", is_flag=True,
+              help="Redo every stage: what earlier runs wrote into --out is removed (nothing else).")
 @click.option("--until", type=click.Choice(["data", "train", "optimize", "convert", "bench",
                                             "report"]), default="report", show_default=True,
               help="Stop after this stage (a rerun continues from there).")
@@ -78,9 +84,8 @@ def run(data, layout, test_data, model_name, options, input_size, out, quick, th
 
     from edgeseg.commands.options import board_from
     from edgeseg.config import ModelConfig, RunConfig
-    from edgeseg.pipeline import run as pipeline
-
     from edgeseg.device.targets import parse_targets
+    from edgeseg.pipeline import run as pipeline
 
     targets = tuple(parse_targets(targets))  # an unknown name fails before any work
     if targets and on:

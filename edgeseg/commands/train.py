@@ -54,7 +54,8 @@ from edgeseg.guard import SMALL_VALIDATION
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
 @click.option("--no-check", is_flag=True,
               help="Exit 0 even when the model learned nothing (its card still says failed).")
-@click.option("--force", is_flag=True, help="Start over, replacing what --out holds.")
+@click.option("--force", is_flag=True,
+              help="Start over: what an earlier run wrote into --out is removed (nothing else).")
 def train(source, layout, channels, num_classes, val_data, val_fraction, mode, normalize, n_train,
           n_val, model_name, options, input_size, steps, epochs, batch_size, lr, loss,
           augment_options, no_augment, seed, mixed_precision, xla, deterministic, out, resume,
@@ -72,7 +73,13 @@ def train(source, layout, channels, num_classes, val_data, val_fraction, mode, n
     edgeseg train --data cells/ --normalize percentile --augment noise=0.03 --out runs/cells
     edgeseg train --out runs/nuclei --resume        # after an interrupt
     """
-    from edgeseg.config import Augment, DataConfig, ModelConfig, TrainConfig, train_defaults
+    from edgeseg.config import (
+        Augment,
+        DataConfig,
+        ModelConfig,
+        TrainConfig,
+        train_defaults,
+    )
     from edgeseg.device.files import check_output
 
     out = check_output(out, inputs=[source, val_data], folder=True)

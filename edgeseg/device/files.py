@@ -77,6 +77,17 @@ def atomic_dir(path, *, replace: bool = False):
         raise
 
 
+def sha256_of(path) -> str:
+    """The SHA-256 of a file's bytes, read a megabyte at a time."""
+    import hashlib
+
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
 def resolved(path, what: str = "") -> Path:
     """``path`` made absolute with its links followed; a link that loops is one EdgesegError
     naming it (``what``: the option or argument that gave it)."""
@@ -173,4 +184,4 @@ def eval_report(obj) -> bool:
 
 
 __all__ = ["atomic_dir", "atomic_file", "atomic_write_bytes", "atomic_write_json",
-           "atomic_write_text", "check_output", "eval_report", "resolved"]
+           "atomic_write_text", "check_output", "eval_report", "resolved", "sha256_of"]

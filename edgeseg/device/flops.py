@@ -213,13 +213,12 @@ def onnx_cost(source, input_size=None, layout: str | None = None) -> ModelCost:
     Shapes come from ONNX shape inference; a model with a dynamic input is counted at
     ``input_size`` (int or (height, width)) with batch 1, in its ``layout`` (NHWC or NCHW;
     by default detected as :func:`edgeseg.device.card.detect_layout` does). QDQ weights are counted
-    at
-    their shape.
+    at their shape.
     """
-    from edgeseg.device.card import detect_layout
-
     import onnx
     from onnx import shape_inference
+
+    from edgeseg.device.card import detect_layout
 
     proto = source if hasattr(source, "graph") else onnx.load(str(source))
     proto = onnx.ModelProto.FromString(proto.SerializeToString())  # a copy to fix the input in

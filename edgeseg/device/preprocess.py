@@ -23,7 +23,6 @@ import numpy as np
 
 from edgeseg.device.card import Normalization
 
-
 SPAN_FLOOR = 0.01  # the least percentile span, as a share of the image's range above it
 
 

@@ -354,8 +354,12 @@ class LiteRTModel(EdgeModel):
         return read_tflite(self.path)
 
     def _embedded_card(self):
+        from edgeseg.device.formats.tflite import (
+            SCHEMA_MISSING,
+            SchemaUnavailable,
+            read_card,
+        )
         from edgeseg.device.log import warn_once
-        from edgeseg.device.formats.tflite import SCHEMA_MISSING, SchemaUnavailable, read_card
 
         try:
             return read_card(self._file)
@@ -402,8 +406,8 @@ class LiteRTModel(EdgeModel):
             cost = flops.tflite_cost(self.path)
             return cost.macs, cost.params, weight_sparsity(self.path)
         except SchemaUnavailable:
-            from edgeseg.device.log import warn_once
             from edgeseg.device.formats.tflite import SCHEMA_MISSING
+            from edgeseg.device.log import warn_once
 
             warn_once(f"{SCHEMA_MISSING}: MACs, params and sparsity of .tflite files are left "
                       f"out")
@@ -594,6 +598,9 @@ def load(path, *, num_threads: int | None = None, trusted: bool = False,
     kind = FOLDER if path.is_dir() else path.suffix.lower()
     opener = {**BACKENDS, **(backends or {})}.get(kind)
     if opener is None:
+        if kind == FOLDER and not (path / "saved_model.pb").is_file():
+            raise EdgesegError(f"{path}: a folder, not a model file (nor a SavedModel: no "
+                               f"saved_model.pb)")
         if kind == FOLDER or kind in KERAS_SUFFIXES:
             raise EdgesegError(f"{path}: a Keras model; this runtime runs .tflite and .onnx "
                                f"files: convert it (edgeseg convert), or benchmark it with "

@@ -8,8 +8,6 @@ the targets' rows, the reports and ``edgeseg.testing`` all score through it. num
 
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 
 from edgeseg.device import metrics
@@ -43,8 +41,13 @@ def score_labels(labels, masks, num_classes: int) -> dict:
     (:func:`edgeseg.device.metrics.chance_dice`), ``predicted_classes`` (the classes predicted
     anywhere) and ``image_sizes``."""
     classes = max(2, num_classes)
-    confusions = [metrics.confusion_matrix(pred, mask, classes)
-                  for pred, mask in zip(labels, masks)]
+    return _pooled([metrics.confusion_matrix(pred, mask, classes)
+                    for pred, mask in zip(labels, masks)],
+                   {f"{m.shape[1]}x{m.shape[0]}" for m in masks})
+
+
+def _pooled(confusions: list, sizes: set) -> dict:
+    """:func:`score_labels` from each image's confusion matrix."""
     if not confusions:
         raise ValueError("no samples to score")
     pooled = np.sum(confusions, axis=0)
@@ -53,13 +56,14 @@ def score_labels(labels, masks, num_classes: int) -> dict:
             "dice_interval": list(metrics.dice_interval(confusions)),
             "chance_dice": metrics.chance_dice(pooled),
             "predicted_classes": [int(c) for c in np.flatnonzero(predicted)],
-            "image_sizes": sorted({f"{m.shape[1]}x{m.shape[0]}" for m in masks})}
+            "image_sizes": sorted(sizes)}
 
 
 def predictions(model, data, *, limit: int | None = None, overlap: int = 32, tile=None,
                 step=None) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """(labels, masks) of a dataset's first ``limit`` images (all by default): each predicted
-    whole by :func:`labels_of`; ``step()`` is called after each (a progress bar)."""
+    """(labels, masks) of a dataset's first ``limit`` images (all by default), each predicted
+    whole by :func:`labels_of`, for a caller that compares models pixel by pixel (the harness's
+    agreement); ``step()`` is called after each (a progress bar)."""
     count = len(data) if limit is None else min(limit, len(data))
     labels, masks = [], []
     for index in range(count):
@@ -74,18 +78,18 @@ def predictions(model, data, *, limit: int | None = None, overlap: int = 32, til
 def score_model(model, data, *, limit: int | None = None, overlap: int = 32,
                 tile=None) -> dict:
     """Dice/IoU of a model (an EdgeModel, or anything with its ``predict``, ``input_shape``,
-    ``num_classes`` and ``card``) on a dataset's whole images (:func:`score_labels`)."""
-    labels, masks = predictions(model, data, limit=limit, overlap=overlap, tile=tile)
-    return score_labels(labels, masks, model.num_classes)
-
-
-def score_arrays(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray,
-                 masks: np.ndarray, num_classes: int, batch_size: int = 8) -> dict:
-    """Dice/IoU of a ``predict`` callable (probabilities of a batch of normalised images) on
-    arrays already cut to the model's input, ``batch_size`` at a time."""
-    labels = np.concatenate([metrics.labels_from_probs(np.asarray(predict(
-        images[start:start + batch_size]))) for start in range(0, len(images), batch_size)])
-    return score_labels(list(labels), list(masks), num_classes)
+    ``num_classes`` and ``card``) on a dataset's whole images (:func:`score_labels`), one image
+    at a time: only each image's confusion matrix is kept (a folder streamed from disk is never
+    held whole)."""
+    classes = max(2, model.num_classes)
+    count = len(data) if limit is None else min(limit, len(data))
+    confusions, sizes = [], set()
+    for index in range(count):
+        image, mask = data.sample(index)
+        confusions.append(metrics.confusion_matrix(labels_of(model, image, overlap, tile), mask,
+                                                   classes))
+        sizes.add(f"{mask.shape[1]}x{mask.shape[0]}")
+    return _pooled(confusions, sizes)
 
 
 def score_on(model, source: str, *, size=None, layout: str | None = None, count: int = 64,
@@ -93,12 +97,17 @@ def score_on(model, source: str, *, size=None, layout: str | None = None, count:
     """(the images, the size used, the scores) of a model on a named dataset, as ``edgeseg
     eval`` scores it: the images :func:`edgeseg.device.data.roles.score_data` gives (held-out
     built-in samples at ``size``, or a folder's images whole), each fed as the model's card says
-    (tiled at ``size`` for a model that takes any size: its card's, else 256); data whose range
-    is far from what the model expects is said on stderr."""
+    (tiled at ``size`` for a model that takes any size: its card's, else 256). Said on stderr:
+    images that trained the model (its card's training split), data whose range is far from
+    what the model expects."""
     import sys
 
     from edgeseg.device.card import normalization_of, size_of
-    from edgeseg.device.data.roles import score_data
+    from edgeseg.device.data.roles import (
+        score_data,
+        scored_training_images,
+        trained_config,
+    )
     from edgeseg.device.preprocess import dim_range_warning
 
     _, height, width, channels = model.input_shape
@@ -108,6 +117,11 @@ def score_on(model, source: str, *, size=None, layout: str | None = None, count:
                       num_classes=num_classes or max(2, model.num_classes), count=count,
                       seed=seed)
     check_classes(model.num_classes, data, model.path)
+    trained = scored_training_images(trained_config(model.card), data)
+    if trained:
+        print(f"warning: {data.name}: {trained} of its {len(data)} images trained {model.path} "
+              f"(the training split its card records): scores on them are optimistic; score "
+              f"images it never saw", file=sys.stderr)
     dim = dim_range_warning((data.sample(i)[0] for i in range(min(8, len(data)))),
                             normalization_of(model.card))
     if dim:
@@ -123,5 +137,5 @@ def check_classes(model_classes: int, data, model_name) -> None:
                            f"{len(data.class_names)} classes ({', '.join(data.class_names)})")
 
 
-__all__ = ["Pairs", "check_classes", "labels_of", "predictions", "score_arrays", "score_labels",
+__all__ = ["Pairs", "check_classes", "labels_of", "predictions", "score_labels",
            "score_model", "score_on"]

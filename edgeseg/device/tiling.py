@@ -55,8 +55,7 @@ def tile_bands(predict: Callable[[np.ndarray], np.ndarray], image: np.ndarray,
     they are needed. Peak memory beyond the image: about ``tile height x W x (K + 1) x 8`` bytes of sums
     and one batch of tiles. ``affine``: ``(a, b)`` of :func:`edgeseg.device.preprocess.affine`,
     applied to each tile as it is cut (the image's normalisation, computed on the whole image), so
-    the
-    image can stay in its own 8- or 16-bit type.
+    the image can stay in its own 8- or 16-bit type.
     """
     image = np.asarray(image)
     height, width = image.shape[:2]

@@ -18,24 +18,16 @@ child start (~0.3-1 s) per distinct file.
 
 from __future__ import annotations
 
-import hashlib
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from edgeseg.device.errors import EdgesegError
+from edgeseg.device.files import sha256_of
 
 PROBE_TIMEOUT = 120  # seconds for the child to load and run the model once
 _verified: set[str] = set()
-
-
-def _digest(path: Path) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
 
 
 def verify_structure(path: Path) -> None:
@@ -48,8 +40,8 @@ def verify_structure(path: Path) -> None:
         try:
             read_tflite(path)  # raises a clear EdgesegError on anything malformed
         except SchemaUnavailable:  # tflite-runtime only: the child probe still guards
-            from edgeseg.device.log import warn_once
             from edgeseg.device.formats.tflite import SCHEMA_MISSING
+            from edgeseg.device.log import warn_once
 
             warn_once(f"{SCHEMA_MISSING}: .tflite files are checked by the child-process probe "
                       f"only")
@@ -99,7 +91,7 @@ def probe_in_child(path: Path) -> None:
 def check_untrusted(path) -> None:
     """Verify ``path`` and probe it in a child process once per distinct content (see module)."""
     path = Path(path)
-    digest = _digest(path)
+    digest = sha256_of(path)
     if digest in _verified:
         return
     verify_structure(path)
@@ -109,7 +101,7 @@ def check_untrusted(path) -> None:
 
 def trust(path) -> None:
     """Mark a file this process wrote itself (a conversion's output) as safe to open directly."""
-    _verified.add(_digest(Path(path)))
+    _verified.add(sha256_of(Path(path)))
 
 
 __all__ = ["check_untrusted", "probe_in_child", "trust", "verify_structure"]

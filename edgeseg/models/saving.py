@@ -7,7 +7,6 @@ import warnings
 from pathlib import Path
 
 
-
 def save_model(model, path) -> Path:
     """Save a Keras model atomically (to a temporary name beside it, then rename)."""
     path = Path(path)

@@ -7,9 +7,10 @@
 from __future__ import annotations
 
 from edgeseg._keras import keras, layers
+from edgeseg.device.errors import ConfigError
 from edgeseg.models.blocks import (
-    UPSAMPLE_MODES,
     ICNR,
+    UPSAMPLE_MODES,
     DepthToSpace,
     MaxUnpool2D,
     check_choice,
@@ -23,7 +24,6 @@ from edgeseg.models.blocks import (
     probabilities,
     upsample,
 )
-from edgeseg.device.errors import ConfigError
 
 BLOCKS = {"ds": ds_block, "ir": ir_block}
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 
 from edgeseg._keras import keras
-from edgeseg.device.log import dropping
 from edgeseg.config import OptimizeConfig
-from edgeseg.tfdata import make_dataset
 from edgeseg.device.errors import ConfigError
+from edgeseg.device.log import dropping
 from edgeseg.losses import DiceMetric, segmentation_loss
+from edgeseg.tfdata import make_dataset
 
 
 def plan_steps(cfg: OptimizeConfig, train_samples: int) -> tuple[int, int]:

@@ -14,14 +14,21 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg._keras import keras
-from edgeseg.device.card import card_path, contract, make_card, normalization_of, read_card, write_card
 from edgeseg.config import Augment, OptimizeConfig, save_config
+from edgeseg.device.card import (
+    card_path,
+    contract,
+    make_card,
+    normalization_of,
+    read_card,
+    write_card,
+)
 from edgeseg.device.data.datasets import at_own_size
 from edgeseg.device.data.roles import split
 from edgeseg.device.errors import ConfigError
+from edgeseg.device.outputs import Outputs
 from edgeseg.device.scoring import check_classes, score_model
 from edgeseg.keras_files import KerasInMemory
-from edgeseg.device.outputs import Outputs
 from edgeseg.models.saving import is_quantization_aware, save_model
 from edgeseg.optimize import cluster, prune
 from edgeseg.optimize.finetune import finetune, plan_steps
@@ -62,8 +69,8 @@ def variant_name(cfg: OptimizeConfig) -> str:
 def _trainable(model_path, unsafe: bool, custom_objects: dict | None):
     """The tf-keras model tfmot fine-tunes: one output of probabilities (edgeseg's losses take
     probabilities); anything else is one line that says why."""
-    from edgeseg.keras_files import KerasSource, load_for_training
     from edgeseg.device.postprocess import kind_from_ops
+    from edgeseg.keras_files import KerasSource, load_for_training
 
     model = load_for_training(model_path, unsafe=unsafe, custom_objects=custom_objects)
     source = KerasSource(model_path, model, "tf_keras")

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.device.data.config import DataConfig
 from edgeseg.device.data import folders, synthetic
+from edgeseg.device.data.config import DataConfig
 from edgeseg.device.data.folders import UNLABELED, DataError
-
 
 
 class _Samples:

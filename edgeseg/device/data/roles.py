@@ -26,7 +26,6 @@ cannot be meant (validation or test images that also train), said in one line wh
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -36,9 +35,16 @@ import numpy as np
 from edgeseg.device.card import Normalization, parse_size
 from edgeseg.device.data import folders
 from edgeseg.device.data.config import DataConfig
-from edgeseg.device.data.datasets import (SegData, builtin, check_source_name, decode, is_builtin,
-                                          load_folder)
+from edgeseg.device.data.datasets import (
+    SegData,
+    builtin,
+    check_source_name,
+    decode,
+    is_builtin,
+    load_folder,
+)
 from edgeseg.device.data.folders import UNLABELED, DataError
+from edgeseg.device.files import sha256_of
 from edgeseg.device.preprocess import normalize, resize
 
 # Built-in samples of each role come from index ranges far apart: never the same image.
@@ -73,7 +79,7 @@ def split(cfg: DataConfig) -> tuple[SegData, SegData]:
     if not any(_has_objects(mask) for mask in _masks(train)):
         raise DataError(f"{found.root}: no training mask has a pixel of any class but background "
                         f"(0) or unlabeled (255): there is nothing to learn")
-    if not cfg.val_source and not found.split:  # copies inside one folder, fallen on both
+    if not cfg.val_source and _listed(found) is None:  # copies inside one folder, fallen on both
         # sides of the seeded split (the folder is good otherwise: said, not refused)
         shared = same_images(_images_of(train_samples), _images_of(val_samples))
         if shared:
@@ -94,8 +100,8 @@ def describe_split(cfg: DataConfig, train: int, val: int) -> dict:
     if cfg.val_source:
         return {"train": {"images": train, "from": f"all of {cfg.source}"},
                 "validation": {"images": val, "from": f"all of {cfg.val_source}"}}
-    how = "its own lists" if (Path(cfg.source) / "ImageSets").is_dir() else \
-        f"a split seeded {cfg.seed}, {cfg.val_fraction:g} held out"
+    listed = _listed(folders.find_samples(cfg.source, cfg.layout)) is not None
+    how = "its own lists" if listed else f"a split seeded {cfg.seed}, {cfg.val_fraction:g} held out"
     return {"train": {"images": train, "from": f"the training split of {cfg.source} ({how})"},
             "validation": {"images": val, "from": f"the validation split of {cfg.source}"}}
 
@@ -116,25 +122,36 @@ def split_samples(cfg: DataConfig):
                     f"--val-data {cfg.val_source}", "validation")
     else:
         train_samples, val_samples = _split(found, cfg.val_fraction, cfg.seed)
-        if found.split:  # the dataset's own lists: a copy on both sides is a mistake in them
+        if _listed(found) is not None:  # the dataset's own lists: a copy on both sides is a
+            # mistake in them
             check_apart(train_samples, f"{found.root}'s training list", val_samples,
                         "its validation list", "validation")
     return found, train_samples, val_samples
 
 
+def _listed(found: folders.FolderSet):
+    """(training, validation) samples as the dataset's own lists give them (VOC's
+    ``ImageSets/Segmentation/{train,val}.txt``), or None when it has no lists with images."""
+    if not found.split:
+        return None
+    stems = {name: set(stems) for name, stems in found.split.items()}
+    train = [s for s in found.samples if s.image.stem in stems["train"]]
+    val = [s for s in found.samples if s.image.stem in stems["val"]]
+    if not (train and val):
+        return None
+    both = sorted(stems["train"] & stems["val"] & {s.image.stem for s in found.samples})
+    if both:
+        raise DataError(f"{found.root}: ImageSets/Segmentation/train.txt and val.txt both list "
+                        f"{len(both)} image(s) ({', '.join(both[:3])}"
+                        f"{', ...' if len(both) > 3 else ''}): a validation image must not "
+                        f"train; list each image once")
+    return train, val
+
+
 def _split(found: folders.FolderSet, fraction: float, seed: int):
-    if found.split:
-        stems = {name: set(stems) for name, stems in found.split.items()}
-        train = [s for s in found.samples if s.image.stem in stems["train"]]
-        val = [s for s in found.samples if s.image.stem in stems["val"]]
-        if train and val:
-            both = sorted(stems["train"] & stems["val"] & {s.image.stem for s in found.samples})
-            if both:
-                raise DataError(f"{found.root}: ImageSets/Segmentation/train.txt and val.txt "
-                                f"both list {len(both)} image(s) ({', '.join(both[:3])}"
-                                f"{', ...' if len(both) > 3 else ''}): a validation image must "
-                                f"not train; list each image once")
-            return train, val
+    listed = _listed(found)
+    if listed is not None:
+        return listed
     if not 0 < fraction < 1:
         raise DataError(f"--val-fraction must be between 0 and 1 (got {fraction})")
     order = np.random.default_rng(seed).permutation(len(found.samples))
@@ -370,6 +387,32 @@ def parity_images(calib: str | None, *, verify_data: str | None, trained_on: Dat
     return images, masks, where
 
 
+def selection_halves(samples):
+    """((images, masks, where) to choose on, (images, masks, where) to check on): labelled
+    parity images cut in two for ``--fallback``, so the images that chose which ops stay float
+    never score the file."""
+    images, masks, where = samples
+    half = len(images) // 2
+    return ((images[:half], masks[:half], f"{half} of {where}"),
+            (images[half:], masks[half:],
+             f"{len(images) - half} of {where} (the other {half} chose the float ops)"))
+
+
+def scored_training_images(trained: DataConfig | None, scored) -> int:
+    """How many of the images a model is scored on (a folder's samples) are images of the
+    training split its card records (by path or by content): 0 when none, or not known."""
+    if trained is None or is_builtin(trained.source) or not Path(trained.source).is_dir():
+        return 0
+    sources = getattr(scored, "sources", None) or getattr(scored, "samples", None) or ()
+    if not sources:
+        return 0
+    try:
+        _, train_samples, _ = split_samples(trained)
+    except DataError:
+        return 0
+    return len(same_images(_images_of(train_samples), _images_of(sources)))
+
+
 def labels_hint(verify_data: str | None) -> str:
     """What to do when labelled images are needed and none were found."""
     if verify_data:
@@ -418,14 +461,6 @@ def same_folder(a: str, b: str | None) -> bool:
         return False
 
 
-def _digest(path: Path) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
-
-
 def same_images(first, second) -> list[tuple[Path, Path]]:
     """The pairs (an image of ``first``, the same image in ``second``) of two lists of image
     files: the same file, or the same bytes under another name or in another folder. Only files
@@ -451,8 +486,8 @@ def same_images(first, second) -> list[tuple[Path, Path]]:
         for candidate in candidates:
             key = str(candidate)
             if key not in digests:
-                digests[key] = _digest(candidate)
-        wanted = _digest(path)
+                digests[key] = sha256_of(candidate)
+        wanted = sha256_of(path)
         match = next((c for c in candidates if digests[str(c)] == wanted), None)
         if match is not None:
             pairs.append((match, path))
@@ -496,5 +531,5 @@ def check_score_apart(train: DataConfig, test_data: str) -> None:
 __all__ = ["MODES", "PARITY_OFFSET", "TEST_OFFSET", "VAL_OFFSET", "calibration_images",
            "calibration_source", "check_apart", "check_score_apart", "describe_score",
            "describe_split", "image_files", "labelled_samples", "labels_hint", "own_split",
-           "parity_images", "same_folder", "same_images", "score_data", "split", "split_samples",
-           "trained_config", "trained_data"]
+           "parity_images", "same_folder", "same_images", "score_data", "scored_training_images",
+           "selection_halves", "split", "split_samples", "trained_config", "trained_data"]

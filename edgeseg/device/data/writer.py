@@ -11,11 +11,12 @@ from pathlib import Path
 from PIL import Image
 
 from edgeseg.device.data import synthetic
-from edgeseg.device.data.folders import DataError
 from edgeseg.device.data.datasets import to_uint8
+from edgeseg.device.data.folders import DataError
 from edgeseg.device.files import atomic_dir
-from edgeseg.device.visualize import mask_image
 from edgeseg.device.outputs import MANIFEST, Outputs
+from edgeseg.device.visualize import mask_image
+
 
 def write_synthetic(name: str, out, *, count: int, size: int, seed: int,
                     replace: bool = False) -> Path:

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeseg.device.card import (
+    EMBEDDED_KEY as CARD_KEY,  # the metadata entry holding the card
+)
 from edgeseg.device.errors import EdgesegError
-from edgeseg.device.card import EMBEDDED_KEY as CARD_KEY  # the metadata entry holding the card
 
 
 class SchemaUnavailable(EdgesegError):

@@ -11,8 +11,7 @@ for the same ops, bit-exact with these). It answers three questions without a bo
   structures (the "tail": TFLM's tensor and node records, which hold pointers, so a 32-bit
   Cortex-M needs somewhat less than this 64-bit host measures; the figure is an upper bound).
 - **Does it compute the same?** :class:`TFLMModel` is an :class:`edgeseg.device.runtime.EdgeModel`,
-  so
-  the harness scores it like any runtime and compares its masks with LiteRT's on the same file.
+  so the harness scores it like any runtime and compares its masks with LiteRT's on the same file.
 
 Flash is the file itself (TFLM reads the flatbuffer in place); RAM is the arena (the model can
 stay in flash). TFLM's messages go to the process's native stderr; edgeseg reads them there.
