@@ -113,15 +113,16 @@ def test_generic_layout_reads_class_id_and_binary_masks(tmp_path):
     ids[2:8, 2:8], ids[10:14, 10:20], ids[0, :] = 1, 2, 255
     binary = np.zeros((24, 32), np.uint8)
     binary[5:9, 5:9] = 255
-    _save(tmp_path / "images" / "a.png", _rgb(0))
-    _save(tmp_path / "masks" / "a.png", ids)
-    _save(tmp_path / "images" / "b.jpg", _rgb(1), quality=95)
-    _save(tmp_path / "masks" / "b.png", binary)
-    assert detect_layout(tmp_path) == "generic"
-    data = load_folder(tmp_path)
+    _save(tmp_path / "ids" / "images" / "a.png", _rgb(0))
+    _save(tmp_path / "ids" / "masks" / "a.png", ids)
+    _save(tmp_path / "bin" / "images" / "b.jpg", _rgb(1), quality=95)
+    _save(tmp_path / "bin" / "masks" / "b.png", binary)
+    assert detect_layout(tmp_path / "ids") == "generic"
+    data = load_folder(tmp_path / "ids")
     np.testing.assert_array_equal(data.masks[0], ids)  # class ids kept, 255 stays unlabeled
-    np.testing.assert_array_equal(data.masks[1], (binary == 255).astype(np.uint8))  # 0/255 -> 0/1
     assert data.images[0].shape == (24, 32, 3) and data.class_names == ("class0", "class1", "class2")
+    data = load_folder(tmp_path / "bin")  # a folder of 0/255 masks: 255 is the foreground
+    np.testing.assert_array_equal(data.masks[0], (binary == 255).astype(np.uint8))
 
 
 def test_generic_layout_reads_grey_tiff_and_bmp_images(tmp_path):
@@ -309,6 +310,8 @@ def test_data_synth_and_info_commands(runner, tmp_path):
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0] == f"{out}: generic layout, 3 samples, 3 channel(s), model outputs 4"
+    assert lines[1] == "masks: class ids (255 = unlabeled), for the whole folder"
+    lines = [lines[0], *lines[2:]]
     assert lines[1] == "image sizes: 48x48"
     assert lines[2].startswith("pixels: 8-bit; `train --normalize auto` uses pixel / 255")
     assert lines[3].startswith("objects: about ") and "`train --mode auto` crops" in lines[3]
@@ -356,3 +359,58 @@ def test_a_class_file_as_a_list_or_as_csv_gives_the_names(tmp_path, text):
     write_synthetic("synthetic-nuclei", tmp_path / "d", count=4, size=16, seed=0)
     (tmp_path / "d" / "classes.txt").write_text(text)
     assert load_folder(tmp_path / "d").class_names == ("background", "nucleus")
+
+
+# --- the mask encoding, decided once per folder -------------------------------------------------
+def _masks_folder(root, masks):
+    for i, mask in enumerate(masks):
+        _save(root / "images" / f"s{i}.png", _rgb(i, *mask.shape)[..., 0])
+        _save(root / "masks" / f"s{i}.png", mask.astype(np.uint8))
+    return root
+
+
+def _mask(*values, shape=(8, 8)):
+    mask = np.zeros(shape, np.uint8)
+    for i, value in enumerate(values):
+        mask[i, :] = value
+    return mask
+
+
+def test_an_unlabeled_patch_in_a_class_id_folder_stays_unlabeled(tmp_path):
+    """A 0/1 folder where one mask holds only 0 and a 255 patch: that patch is unlabeled, not a
+    class-1 object (it was, when each mask was read on its own)."""
+    root = _masks_folder(tmp_path, [_mask(1), _mask(1), _mask(1, 1), _mask(255)])
+    data = load_folder(root)
+    assert set(np.unique(data.masks[3]).tolist()) == {0, 255}
+    assert not any(sample.binary for sample in data.sources)
+
+
+@pytest.mark.parametrize("masks", [[_mask(255), _mask(255, 255), _mask(0)],
+                                   [_mask(255)] * 3])
+def test_a_folder_of_0_255_masks_reads_255_as_the_foreground(tmp_path, masks):
+    data = load_folder(_masks_folder(tmp_path, masks))
+    assert all(set(np.unique(m).tolist()) <= {0, 1} for m in data.masks)
+    assert data.class_names == ("background", "foreground")
+
+
+def test_a_folder_that_mixes_0_255_and_class_id_masks_is_refused_naming_two(tmp_path):
+    root = _masks_folder(tmp_path, [_mask(255), _mask(255), _mask(1), _mask(1, 2)])
+    with pytest.raises(DataError, match=r"s0.png holds only 0 and 255 .* but .*s2.png holds class "
+                                         r"ids \(0, 1; 255 = unlabeled\): one encoding a folder"):
+        find_samples(root)
+
+
+def test_a_mask_that_labels_nothing_is_refused_as_such(tmp_path):
+    root = _masks_folder(tmp_path, [_mask(1), np.full((8, 8), 255, np.uint8)])
+    with pytest.raises(DataError, match=r"s1.png: every pixel is 255 \(unlabeled\): the mask "
+                                         r"labels nothing"):
+        find_samples(root)
+
+
+def test_data_info_states_the_folders_mask_encoding(tmp_path, runner):
+    from edgeseg.cli import cli
+
+    root = _masks_folder(tmp_path / "bin", [_mask(255), _mask(0, 255)])
+    done = runner.invoke(cli, ["data", "info", str(root)])
+    assert done.exit_code == 0, done.output
+    assert "masks: 0/255 binary (255 = the foreground), for the whole folder" in done.output

@@ -69,6 +69,11 @@ def info(folder, source, layout, channels, num_classes):
                        channels=int(channels) if channels else None)
     click.echo(f"{data_.name}: {data_.layout} layout, {len(data_)} samples, "
                f"{data_.channels} channel(s), model outputs {data_.num_classes}")
+    samples = getattr(data_, "sources", None) or getattr(data_, "samples", ())
+    if data_.layout == "generic" and samples:
+        click.echo("masks: 0/255 binary (255 = the foreground), for the whole folder"
+                   if samples[0].binary else
+                   "masks: class ids (255 = unlabeled), for the whole folder")
     sizes, pixels, depths, sampled = set(), np.zeros(256, np.int64), set(), []
     for index, (image, mask) in enumerate(data_):  # one at a time: large folders are streamed
         sizes.add(image.shape[:2])

@@ -2,10 +2,10 @@
 
 Layouts (detected from the folder, or named with ``--layout``):
 
-- ``generic``:  ``images/*`` + ``masks/*`` matched by file stem (PNG/JPEG/TIFF/BMP images). A mask
-  is a class-id PNG (palette indices or grey values; 255 = unlabeled), or a 0/255 binary mask
-  (a mask holding only 0 and 255 is read as background/foreground). Class names come from
-  ``classes.txt`` (one per line) when present.
+- ``generic``:  ``images/*`` + ``masks/*`` matched by file stem (PNG/JPEG/TIFF/BMP images). The
+  masks are class-id PNGs (palette indices or grey values; 255 = unlabeled), or 0/255 binary
+  masks: decided once for the folder (:func:`mask_encoding`), never mask by mask. Class names
+  come from ``classes.txt`` when present.
 - ``carvana``:  ``train/*.jpg`` + ``train_masks/*_mask.gif``: binary car masks.
 - ``oxford``:   Oxford-IIIT Pet, ``images/*.jpg`` + ``annotations/trimaps/*.png``; trimap 1 = pet,
   2 = background, 3 = border, read as unlabeled (255).
@@ -20,8 +20,9 @@ Every problem is a :class:`DataError` whose message names the file and what is w
 
 from __future__ import annotations
 
+import functools
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,7 @@ class Sample:
 
     image: Path
     masks: tuple[Path, ...]
+    binary: bool = False  # generic layout: its folder's masks are 0/255 (255 = foreground)
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,50 @@ def _pair(images_dir: Path, masks_dir: Path, mask_name) -> list[Sample]:
     return samples
 
 
+def mask_encoding(samples) -> str:
+    """How a generic folder's masks are written, decided once from all of them: ``binary``
+    (every mask holds only 0 and 255: 255 is the foreground) or ``ids`` (class ids, 255 =
+    unlabeled; a mask that holds only 0 and 255 there is background and an unlabeled part). A
+    folder where many masks are 0/255 and others class ids mixes the two and is refused naming one
+    of each; a mask that is all 255 labels nothing and is refused."""
+    masks = [sample.masks[0] for sample in samples]
+    key = tuple((str(m), *_stamp(m)) for m in masks)
+    return _encoding(key)
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    try:
+        stat = path.stat()
+        return stat.st_size, stat.st_mtime_ns
+    except OSError:
+        return -1, -1
+
+
+@functools.lru_cache(maxsize=8)  # one folder is found by several stages of one command
+def _encoding(key: tuple) -> str:
+    zero_255, ids = [], []
+    for path, *_ in key:
+        path = Path(path)
+        present = set(np.unique(_mask_values(path)).tolist())
+        if present == {UNLABELED}:
+            raise DataError(f"{path}: every pixel is 255 (unlabeled): the mask labels nothing; "
+                            f"label it, or leave the sample out")
+        if UNLABELED in present and present <= {0, UNLABELED}:
+            zero_255.append(path)
+        elif present - {0, UNLABELED}:
+            ids.append((path, sorted(present - {UNLABELED})))
+    if zero_255 and not ids:
+        return "binary"
+    if len(zero_255) >= 2 and 4 * len(zero_255) >= len(ids):
+        other, values = ids[0]
+        shown = ", ".join(map(str, values[:5])) + (", ..." if len(values) > 5 else "")
+        raise DataError(f"{zero_255[0]} holds only 0 and 255 (a 0/255 mask: 255 the foreground) "
+                        f"but {other} holds class ids ({shown}; 255 = unlabeled): one encoding a "
+                        f"folder ({len(zero_255)} masks of the first kind, {len(ids)} of the "
+                        f"second); write the 0/255 masks as 0/1")
+    return "ids"
+
+
 def _skipped_folders(images_dir: Path) -> None:
     """Images in sub-folders of ``images/`` are not read (a layout reads its folder itself):
     said in one line, not left to be found as a short dataset."""
@@ -146,6 +192,8 @@ def _generic(root: Path) -> FolderSet:
     _skipped_folders(root / "images")
     samples = _pair(root / "images", root / "masks", lambda image: None)
     names, source = _class_file(root)
+    binary = mask_encoding(samples) == "binary"
+    samples = [replace(sample, binary=binary) for sample in samples]
     return FolderSet(root, "generic", tuple(samples), names, class_file=source)
 
 
@@ -295,9 +343,9 @@ def read_mask(sample: Sample, layout: str) -> np.ndarray:
         if not np.isin(values, (1, 2, 3)).all():
             raise DataError(f"{path}: trimap values must be 1, 2 or 3 (found {_odd(values, (1, 2, 3))})")
         return np.choose(values.astype(np.intp) - 1, [1, 0, UNLABELED]).astype(np.uint8)
+    if layout == "generic" and sample.binary:  # the folder's masks are 0/255 (mask_encoding)
+        return (values == UNLABELED).astype(np.uint8)
     present, counts = np.unique(values, return_counts=True)
-    if layout == "generic" and set(present.tolist()) <= {0, UNLABELED} and UNLABELED in present:
-        return (values == UNLABELED).astype(np.uint8)  # a 0/255 binary mask
     _check_not_lossy(path, present, counts)
     return values
 
