@@ -41,6 +41,9 @@ def check_learned(train: dict, val: dict, class_names=("background", "foreground
                 f"{train['dice']:.4f}")
     if train["dice"] - val["dice"] > MAX_TRAIN_VAL_GAP:
         return f"fits its training images but not the validation images ({scores})"
+    if val["dice"] - train["dice"] > MAX_TRAIN_VAL_GAP:  # as suspicious as the other way round
+        return (f"scores far better on its validation images than on its training images "
+                f"({scores})")
     return None
 
 
@@ -49,6 +52,9 @@ def advice(reason: str) -> str:
     if reason.startswith("fits its training"):
         return ("too few or unrepresentative training images: add images, or check that the "
                 "validation images are of the same kind")
+    if reason.startswith("scores far better on its validation"):
+        return ("the validation images may be nearly empty, tiny or not of the training "
+                "images' kind: check them (edgeseg data info --data DIR)")
     return ("check that each mask matches its image (edgeseg data info --data DIR), or train "
             "longer or more gently (edgeseg train --steps N, --lr)")
 

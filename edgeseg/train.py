@@ -203,6 +203,7 @@ def fit(cfg: TrainConfig, out, *, resume: bool = False, force: bool = False, ver
                           jit_compile=cfg.xla)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
+    _check_image_sides(model, size, train_data, val_data, cfg)
 
     # Data and model are good: only now is anything written, each path claimed first (the
     # chief's: the other workers write only their own .worker-N, which they remove)
@@ -409,6 +410,39 @@ def _dedupe_history(path: Path) -> None:
     writer.writeheader()
     writer.writerows(rows[epoch] for epoch in sorted(rows))
     atomic_write_text(path, buffer.getvalue())
+
+
+def _check_image_sides(model, size: int, train_data, val_data, cfg: TrainConfig) -> None:
+    """Images smaller than the model's coarsest feature map teach it nothing (its crops are all
+    padding): refused before anything is written, with the side they need."""
+    sides = [shape[1] for layer in model.layers
+             for shape in [getattr(layer, "output_shape", None)]
+             if isinstance(shape, tuple) and len(shape) == 4 and shape[1]]
+    stride = size // min(sides) if sides and min(sides) else 1
+    smallest = None
+    for data in (train_data, val_data):
+        if getattr(data, "fit", "tile") == "resize":
+            continue  # resized to the input: every side is the input's
+        for index in range(len(data)):
+            image = data.images[index] if hasattr(data, "images") else None
+            side = min(image.shape[:2]) if image is not None else \
+                min(_header_side(data.samples[index].image))
+            if smallest is None or side < smallest[0]:
+                smallest = (side, data, index)
+    if smallest is not None and smallest[0] < stride:
+        side, data, index = smallest
+        where = data.sources[index].image if getattr(data, "sources", ()) else \
+            (data.samples[index].image if hasattr(data, "samples") else f"{data.name} sample "
+                                                                           f"{index}")
+        raise TrainingError(f"{where}: {side} px on its shorter side; {cfg.model.name} reduces "
+                            f"its input {stride}x, so images need sides of at least {stride} px "
+                            f"(give larger images)")
+
+
+def _header_side(path) -> tuple[int, int]:
+    from edgeseg.device.data.folders import header_size
+
+    return header_size(path)
 
 
 def _check(cfg: TrainConfig) -> None:

@@ -161,6 +161,31 @@ def test_check_learned_names_each_failure():
     assert "no better than a prediction that ignores the image" in check_learned(chance, chance)
     blank = dict(good, dice=0.0, predicted_classes=[0])
     assert "predicts only 'background'" in check_learned(good, blank)
+    # the other way round is as suspicious: validation 1.0, training 0.0 (nearly empty images)
+    assert "far better on its validation images than on its training images" in \
+        check_learned(dict(good, dice=0.0), dict(good, dice=1.0))
+    assert check_learned(dict(good, dice=0.8), good) is None  # within the gap either way
+
+
+def test_images_smaller_than_the_coarsest_feature_map_are_refused_before_training(tmp_path,
+                                                                                  runner):
+    from PIL import Image
+
+    from edgeseg.cli import cli
+
+    for i in range(6):  # 1x1 images: every crop is padding, validation "1.0000"
+        (tmp_path / "d" / "images").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "d" / "masks").mkdir(exist_ok=True)
+        Image.fromarray(np.full((1, 1), 100 + i, np.uint8)).save(tmp_path / "d" / "images" /
+                                                                 f"{i}.png")
+        Image.fromarray(np.full((1, 1), i % 2, np.uint8)).save(tmp_path / "d" / "masks" /
+                                                               f"{i}.png")
+    done = runner.invoke(cli, ["train", "--data", str(tmp_path / "d"), "--input-size", "32",
+                               "--steps", "2", "--out", str(tmp_path / "out")])
+    assert done.exit_code == 2
+    assert "1 px on its shorter side; mobile_unet reduces its input 16x, so images need sides " \
+           "of at least 16 px" in done.output
+    assert not (tmp_path / "out").exists()
 
 
 def test_budget_caches_are_keyed_on_what_made_them(tmp_path):
