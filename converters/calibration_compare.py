@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import shlex
 import tempfile
 import time
 from pathlib import Path
@@ -43,6 +44,37 @@ def settings(formats, counts, methods=None, weights=("per-channel", "per-tensor"
                     out.append({"to": to, "method": method, "images": int(count),
                                 "weights": weight})
     return out
+
+
+def _same_inputs(calib, input_size, verify_data, verify_samples, contract, custom_objects,
+                 unsafe) -> str:
+    """The convert options that give a setting's conversion the same inputs as here: the
+    calibration and parity images, the size, the I/O contract and the user's Keras code (a
+    printed command that left them out calibrated on other images)."""
+    import shlex
+
+    from edgeseg.device.card import parse_size
+
+    parts = []
+    if calib:
+        parts += ["--calib", calib]
+    if input_size:
+        height, width = parse_size(input_size)
+        parts += ["--input-size", f"{height}x{width}" if height != width else str(height)]
+    if verify_data:
+        parts += ["--verify-data", verify_data]
+    parts += ["--verify-samples", str(verify_samples)]
+    flags = {"input_layout": "--input-layout", "normalize": "--normalize", "output": "--output"}
+    for key, value in (contract or {}).items():
+        if key in flags:
+            parts += [flags[key], str(value)]
+        elif key == "output_kind":
+            parts.append("--logits" if value == "logits" else "--probabilities")
+    for spec in getattr(custom_objects, "specs", ()):
+        parts += ["--custom-objects", spec]
+    if unsafe:
+        parts.append("--unsafe")
+    return "".join(f" {shlex.quote(part)}" for part in parts)
 
 
 def compare(model_path, *, formats=("tflite", "onnx"), counts=(16, 100), methods=None,
@@ -90,7 +122,9 @@ def compare(model_path, *, formats=("tflite", "onnx"), counts=(16, 100), methods
             parity = result.parity
             options = (f"--to {setting['to']} --quant int8 --calib-samples {setting['images']}"
                        + (f" --calib-method {setting['method']}" if setting["method"] != "minmax"
-                          else "") + (" --per-tensor" if cfg.per_tensor else ""))
+                          else "") + (" --per-tensor" if cfg.per_tensor else "")
+                       + _same_inputs(calib, input_size, verify_data, verify_samples, contract,
+                                      custom_objects, unsafe))
             rows.append({**setting, "dice": parity.dice_converted, "dice_source": parity.dice_source,
                          "dice_delta": parity.dice_delta, "agreement": parity.agreement,
                          "passed": parity.passed, "size_bytes": path.stat().st_size,
@@ -150,8 +184,9 @@ def format_table(report: dict) -> str:
                      f"{row['size_bytes'] / 1024:>7.0f} {row['p50_ms']:>7.2f}"
                      + ("  <- chosen" if row.get("chosen") else ""))
     if report["chosen"]:
-        lines.append(f"chosen ({report['rule']}): edgeseg convert {report['model']} "
-                     f"{report['chosen']['options']} --out ...")
+        lines.append(f"chosen ({report['rule']}): edgeseg convert "
+                     f"{shlex.quote(str(report['model']))} {report['chosen']['options']} "
+                     f"--out OUT.{report['chosen']['to']}")
     return "\n".join(lines)
 
 

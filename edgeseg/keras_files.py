@@ -44,12 +44,21 @@ FLAVOURS = ("tf_keras", "keras3", "savedmodel")
 
 
 # --- custom objects ---------------------------------------------------------------------------
-def custom_objects_from(specs) -> dict[str, object]:
+class CustomObjects(dict):
+    """The user's Keras classes and functions by name, and the ``specs`` they came from (so a
+    command it printed can name them again)."""
+
+    def __init__(self, objects=(), specs=()):
+        super().__init__(objects)
+        self.specs = tuple(specs)
+
+
+def custom_objects_from(specs) -> CustomObjects:
     """The classes and functions the user's code named by ``specs`` defines (each ``FILE.py``,
     ``module:attr`` or ``module``), by name, later specs over earlier ones: what the loaders'
     ``custom_objects`` take. A module's ``custom_objects`` (or ``CUSTOM_OBJECTS``) dict is used
     as it is when it has one."""
-    objects: dict[str, object] = {}
+    objects = CustomObjects(specs=specs)
     for spec in specs:
         objects.update(import_custom_objects(spec))
     return objects
@@ -525,6 +534,6 @@ def load_for_training(path, *, unsafe: bool = False, custom_objects: dict | None
     return load_tf_keras(path, unsafe=unsafe, custom_objects=custom_objects)
 
 
-__all__ = ["FLAVOURS", "KerasInMemory", "KerasModel", "KerasSource", "carries_code", "code_refused",
+__all__ = ["FLAVOURS", "CustomObjects", "KerasInMemory", "KerasModel", "KerasSource", "carries_code", "code_refused",
            "custom_objects_from", "flavour", "import_custom_objects", "keras_predictor",
            "load_error", "load_for_training", "load_keras", "load_tf_keras"]

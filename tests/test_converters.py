@@ -508,14 +508,56 @@ def test_calib_compare_scores_every_setting_and_names_the_convert_options(tiny_r
     top = max(r["dice"] for r in int8)
     assert report["chosen"]["dice"] >= top - 0.0005 and "chosen" in result.output
     assert all(r["dice_delta"] == pytest.approx(r["dice"] - rows[0]["dice"]) for r in int8)
-    out = tmp_path / "chosen.onnx"
-    options = report["chosen"]["options"].split()
-    result = runner.invoke(cli, ["convert", str(tiny_run / "model.keras"), *options,
-                                 "--calib-samples", str(report["chosen"]["images"]),
-                                 "--verify-samples", "4", "--keep-failed", "--out", str(out)])
+    calibration = _run_printed(runner, result.output, tmp_path / "chosen.onnx", report)
+    assert calibration["data"] == "synthetic-nuclei"
+
+
+def _run_printed(runner, output, out, report):
+    """Run the 'chosen' command calib-compare printed, as printed (OUT replaced), twice: the
+    same bytes each time, and a card whose calibration is the chosen setting's."""
+    import shlex
+
+    line = next(line for line in output.splitlines() if line.startswith("chosen ("))
+    words = shlex.split(line.split("): ", 1)[1])
+    assert words[:2] == ["edgeseg", "convert"] and words[-2] == "--out"
+    made = []
+    for name in ("a", "b"):
+        target = out.with_name(f"{out.stem}-{name}{out.suffix}")
+        done = runner.invoke(cli, [*words[1:-1], str(target), "--keep-failed"])
+        assert done.exit_code == 0, done.output
+        made.append(target)
+    cards = [json.loads(m.with_name(m.name + ".json").read_text()) for m in made]
+    for key in ("calibration", "parity", "recipe", "macs", "input_size"):
+        assert cards[0][key] == cards[1][key], key
+    if out.suffix == ".tflite":  # TFLite's converter is deterministic; ORT's QDQ graph names vary
+        assert made[0].read_bytes() == made[1].read_bytes()
+    card = cards[0]
+    chosen = report["chosen"]
+    assert card["calibration"]["method"] == chosen["method"]
+    assert card["calibration"]["samples"] == chosen["images"]
+    assert card["calibration"]["per_tensor"] == (chosen["weights"] == "per-tensor")
+    assert card["parity"]["images"] == report["images"]
+    return card["calibration"]
+
+
+def test_calib_compare_prints_a_command_that_makes_the_file_it_chose(tiny_run, tmp_path,
+                                                                     runner):
+    """With --calib and --input-size of its own: the printed command keeps both (it dropped
+    them, and calibrated on synthetic-nuclei)."""
+    from edgeseg.device.data.writer import write_synthetic
+
+    cells = write_synthetic("synthetic-nuclei", tmp_path / "cells", count=12, size=64, seed=4)
+    result = runner.invoke(cli, ["calib-compare", str(tiny_run / "model.keras"), "--to", "tflite",
+                                 "--counts", "8", "--weights", "per-channel", "--calib",
+                                 str(cells), "--input-size", "48", "--samples", "4", "--runs",
+                                 "2", "--json", str(tmp_path / "c.json")])
     assert result.exit_code == 0, result.output
-    calibration = json.loads(out.with_name(out.name + ".json").read_text())["calibration"]
-    assert calibration["method"] == report["chosen"]["method"]
+    report = json.loads((tmp_path / "c.json").read_text())
+    calibration = _run_printed(runner, result.output, tmp_path / "made.tflite", report)
+    assert calibration["data"] == str(cells)
+
+
+def test_calib_compare_refuses_what_its_runtimes_cannot(tiny_run, tmp_path, runner):
     result = runner.invoke(cli, ["calib-compare", str(tiny_run / "model.keras"), "--to", "tflite",
                                  "--method", "entropy"])
     assert result.exit_code == 2 and "min/max only" in result.output
