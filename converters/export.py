@@ -63,6 +63,7 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
     if to == "tflite" and cfg.dynamic:
         raise ConfigError("--dynamic applies to ONNX; a .tflite is converted at a fixed size "
                           "(--input-size)")
+    _refuse_combinations(cfg, to)  # from the options alone: before TensorFlow is imported
     model_path = Path(model_path)
     if model_path.suffix.lower() in (".tflite", ".onnx"):
         if model_path.suffix.lower() == ".onnx" and to == "tflite":
@@ -103,18 +104,9 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
     norm, fit = cards.normalization_of(source_card), cards.input_fit_of(source_card)
 
     quant = cfg.quant
-    if cfg.calib_method != "minmax" and (to != "onnx" or quant != "int8"):
-        raise ConfigError(f"--calib-method {cfg.calib_method} is ONNX Runtime's (--to onnx --quant "
-                          f"int8); TFLite's converter calibrates min/max only")
-    if cfg.fallback and (quant != "int8" or qat):
-        raise ConfigError("--fallback keeps layers of a --quant int8 conversion in float "
-                          + ("(a quantization-aware model has its int8 ranges already)" if qat
-                             else f"(not --quant {quant})"))
-    if cfg.max_dice_drop is not None and not cfg.verify:
-        raise ConfigError("--max-dice-drop is held by the parity check: drop --no-verify")
-    if cfg.fallback and not cfg.verify:
-        raise ConfigError("--fallback needs the parity check (it measures the Dice budget): "
-                          "drop --no-verify")
+    if cfg.fallback and qat:
+        raise ConfigError("--fallback keeps layers of a --quant int8 conversion in float (a "
+                          "quantization-aware model has its int8 ranges already)")
     needs_calib = (to == "tflite" and quant in ("int8", "int16x8") and not qat) or \
         (to == "onnx" and quant == "int8")
     calibration = samples = None
@@ -176,6 +168,32 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
     return write_checked(out, to, raw, card, loaded, size, cfg, data, trained_on, samples)
 
 
+def _refuse_combinations(cfg: ConvertConfig, to: str) -> None:
+    """Options that contradict each other, refused from the options alone (before the model is
+    loaded, which imports TensorFlow)."""
+    quant = cfg.quant
+    if cfg.calib_method != "minmax" and (to != "onnx" or quant != "int8"):
+        raise ConfigError(f"--calib-method {cfg.calib_method} is ONNX Runtime's (--to onnx --quant "
+                          f"int8); TFLite's converter calibrates min/max only")
+    if cfg.fallback and quant != "int8":
+        raise ConfigError(f"--fallback keeps layers of a --quant int8 conversion in float (not "
+                          f"--quant {quant})")
+    if cfg.io != "float" and quant != "int8":
+        raise ConfigError(f"--io {cfg.io} needs --quant int8 (a fully integer model)")
+    if cfg.per_tensor and quant not in (("dynamic", "int8", "int16x8") if to == "tflite"
+                                        else ("int8",)):
+        raise ConfigError(f"--per-tensor applies to quantized weights, not --quant {quant}")
+    if cfg.max_dice_drop is not None and not cfg.verify:
+        raise ConfigError("--max-dice-drop is held by the parity check: drop --no-verify")
+    if cfg.fallback and not cfg.verify:
+        raise ConfigError("--fallback needs the parity check (it measures the Dice budget): "
+                          "drop --no-verify")
+    if cfg.fallback and cfg.io != "float":
+        raise ConfigError("--fallback keeps float ops in the graph: it takes --io float")
+    if cfg.fallback and to == "onnx" and cfg.dynamic:
+        raise ConfigError("--fallback measures at a fixed size: drop --dynamic")
+
+
 def _select(cfg, to, loaded, model, size, calibration, samples):
     """(Selection, parity samples): the selective int8 search on one half of twice the parity
     images, the other half left for the parity check, so the images that chose the float ops
@@ -185,12 +203,8 @@ def _select(cfg, to, loaded, model, size, calibration, samples):
     from converters.selective import search
     from converters.verify import QUANT_DICE_DROP
 
-    if cfg.io != "float":
-        raise ConfigError("--fallback keeps float ops in the graph: it takes --io float")
     if to == "onnx" and cfg.calib_method != "minmax":
         raise ConfigError("--fallback calibrates min/max: drop --calib-method")
-    if to == "onnx" and cfg.dynamic:
-        raise ConfigError("--fallback measures at a fixed size: drop --dynamic")
     images, masks, where = samples  # twice --verify-samples of them (read in convert)
     num_classes = loaded.num_classes
     if masks is None or len(images) < 4:

@@ -564,3 +564,21 @@ def test_calib_compare_refuses_what_its_runtimes_cannot(tiny_run, tmp_path, runn
     result = runner.invoke(cli, ["convert", str(tiny_run / "model.keras"), "--quant", "int8",
                                  "--calib-method", "entropy", "--out", str(tmp_path / "t.tflite")])
     assert result.exit_code == 2 and "--calib-method entropy is ONNX Runtime's" in result.output
+
+
+@pytest.mark.parametrize("options, says", [
+    (["--quant", "fp16", "--fallback"], "--fallback keeps layers of a --quant int8 conversion"),
+    (["--quant", "dynamic", "--io", "int8"], "--io int8 needs --quant int8"),
+    (["--quant", "none", "--per-tensor"], "--per-tensor applies to quantized weights"),
+    (["--quant", "int8", "--calib-method", "entropy"], "--calib-method entropy is ONNX Runtime's"),
+    (["--quant", "int8", "--max-dice-drop", "0.01", "--no-verify"], "held by the parity check"),
+])
+def test_options_that_contradict_each_other_are_refused_before_tensorflow(tiny_run, tmp_path,
+                                                                         options, says):
+    code = ("import sys\nfrom edgeseg.cli import main\nsys.argv = sys.argv[1:]\n"
+            "try:\n    main()\nfinally:\n    print('TF', 'tensorflow' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code, "edgeseg", "convert",
+                           str(tiny_run / "model.keras"), *options, "--out",
+                           str(tmp_path / "m.tflite")], capture_output=True, text=True)
+    assert done.returncode == 2 and says in done.stderr, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "TF False"
