@@ -163,7 +163,9 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
         calibration=None if calibration is None else {
             "data": data, "samples": len(calibration), "seed": cfg.seed,
             "method": cfg.calib_method, "per_tensor": cfg.per_tensor,
-            "images": roles.calibration_source(data, trained_on)})
+            "images": roles.calibration_source(data, trained_on),
+            "source_images": roles.calibration_sources(
+                data, trained_on, len(calibration))})
 
     return write_checked(out, to, raw, card, loaded, size, cfg, data, trained_on, samples)
 

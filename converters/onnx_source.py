@@ -63,7 +63,9 @@ def quantize_user_onnx(model_path, out, cfg: ConvertConfig) -> ConvertResult:
                 "per_tensor": cfg.per_tensor, "from": "onnx"},
         calibration={"data": data, "samples": len(images), "seed": cfg.seed,
                      "method": cfg.calib_method, "per_tensor": cfg.per_tensor,
-                     "images": roles.calibration_source(data, trained_on)})
+                     "images": roles.calibration_source(data, trained_on),
+                     "source_images": roles.calibration_sources(
+                         data, trained_on, len(images))})
     return write_checked(out, "onnx", raw, card, source, tuple(size), cfg, data, trained_on)
 
 

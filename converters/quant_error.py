@@ -78,14 +78,19 @@ def quant_errors(model_path, *, calib: str | None = None, verify_data: str | Non
         raw = onnx_bytes(model, size)
         report = {"model": str(model_path), "input_size": list(size), "format": "onnx",
                   "calibration": {"data": data, "samples": len(calibration),
-                                  "images": roles.calibration_source(data, trained_on)},
+                                  "images": roles.calibration_source(data, trained_on),
+                              "source_images": roles.calibration_sources(
+                                  data, trained_on, len(calibration))},
                   "images": where, "layers": onnx_layer_errors(raw, calibration, images)}
         if sensitivity:
             _add_sensitivity(report, raw, size, calibration, images, masks, where, loaded,
                              num_classes, "onnx", verify_data)
         return report
     converter = make_converter(model, size, "int8", calibration)
-    with warnings.catch_warnings():  # TensorFlow's notes: integer conversion, tf.lite.Interpreter
+    from edgeseg.device.log import native_chatter_dropped
+
+    with warnings.catch_warnings(), native_chatter_dropped():  # TensorFlow's notes (integer
+        # conversion, tf.lite.Interpreter) and its native quantizer's
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
         warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
         debugger = tf.lite.experimental.QuantizationDebugger(
@@ -109,7 +114,9 @@ def quant_errors(model_path, *, calib: str | None = None, verify_data: str | Non
     layers.sort(key=lambda layer: -(layer["rmse_steps"] or 0))
     report = {"model": str(model_path), "input_size": list(size),
               "calibration": {"data": data, "samples": len(calibration),
-                              "images": roles.calibration_source(data, trained_on)},
+                              "images": roles.calibration_source(data, trained_on),
+                              "source_images": roles.calibration_sources(
+                                  data, trained_on, len(calibration))},
               "images": where, "layers": layers}
     if sensitivity:
         _add_sensitivity(report, model, size, calibration, images, masks, where, loaded,
@@ -203,8 +210,12 @@ def onnx_layer_errors(float_bytes: bytes, calibration, images) -> list[dict]:
 
 def format_errors(report: dict, top: int = 15) -> str:
     """The ranking as a table for a terminal."""
+    calibration = report["calibration"]
+    cut = calibration.get("source_images", calibration["samples"])
+    inputs = f"{calibration['samples']} images" if cut == calibration["samples"] else \
+        f"{calibration['samples']} inputs cut from {cut} images"
     lines = [f"{report['model']}: int8 error per layer on {report['images']} (calibrated on "
-             f"{report['calibration']['samples']} images: {report['calibration']['images']})"]
+             f"{inputs}: {calibration['images']})"]
     if report.get("format") == "onnx":
         lines.append(f"{'node':<36} {'op':<14} {'SQNR dB':>8} {'lost here':>10} {'MACs':>7}")
         for layer in report["layers"][:top]:

@@ -189,3 +189,24 @@ def test_eval_on_the_folder_a_model_trained_on_says_its_training_images_are_scor
     assert done.exit_code == 0, done.output
     assert "8 of its 10 images trained" in done.output and "scores on them are optimistic" \
         in done.output
+
+
+def test_calibration_counts_the_images_its_inputs_are_cut_from(tmp_path):
+    folder = tmp_path / "few"
+    write_synthetic("synthetic-nuclei", folder, count=12, size=32, seed=1)
+    assert roles.calibration_sources(str(folder), None, 100) == 12  # 100 crops of 12 images
+    assert roles.calibration_sources(str(folder), None, 8) == 8
+    assert roles.calibration_sources("synthetic-nuclei", None, 100) == 100
+
+
+def test_quant_error_says_how_many_images_its_calibration_inputs_come_from(tiny_run, tmp_path,
+                                                                          runner):
+    from edgeseg.cli import cli
+
+    folder = tmp_path / "few"
+    write_synthetic("synthetic-nuclei", folder, count=12, size=64, seed=1)
+    done = runner.invoke(cli, ["quant-error", str(tiny_run / "model.keras"), "--calib",
+                               str(folder), "--calib-samples", "100", "--samples", "4",
+                               "--input-size", "64", "--top", "2"])
+    assert done.exit_code == 0, done.output
+    assert "calibrated on 100 inputs cut from 12 images" in done.output

@@ -299,6 +299,19 @@ def calibration_source(data: str, trained_on: DataConfig | None) -> str:
     return "a seeded choice of the folder's images"
 
 
+def calibration_sources(data: str, trained_on: DataConfig | None, count: int) -> int:
+    """How many images :func:`calibration_images` cuts ``count`` inputs from (fewer images than
+    inputs: several crops of each)."""
+    if is_builtin(data):
+        return count
+    if trained_on is not None and same_folder(data, trained_on.source):
+        available = len(split_samples(trained_on)[1])
+    else:
+        available = len(image_files(Path(data)))
+    per_image = -(-count // max(1, available))
+    return min(available, -(-count // per_image))
+
+
 def _cut(raws, available: int, size: tuple[int, int], count: int, seed: int, norm,
          fit: str) -> np.ndarray:
     """``count`` inputs from raw images: each normalised whole, then resized (``resize`` fit) or
@@ -529,7 +542,7 @@ def check_score_apart(train: DataConfig, test_data: str) -> None:
 
 
 __all__ = ["MODES", "PARITY_OFFSET", "TEST_OFFSET", "VAL_OFFSET", "calibration_images",
-           "calibration_source", "check_apart", "check_score_apart", "describe_score",
+           "calibration_source", "calibration_sources", "check_apart", "check_score_apart", "describe_score",
            "describe_split", "image_files", "labelled_samples", "labels_hint", "own_split",
            "parity_images", "same_folder", "same_images", "score_data", "scored_training_images",
            "selection_halves", "split", "split_samples", "trained_config", "trained_data"]
