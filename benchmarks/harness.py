@@ -287,7 +287,7 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
             "load_ms": entry.load_ms, "macs": macs, "params": params, "size_bytes": size_bytes,
             "gzip_bytes": gzip_bytes, "sparsity": sparsity, "dice": s["dice"],
             "dice_per_class": s["dice_per_class"], "iou": s["iou"],
-            "dice_delta": s["dice"] - reference_dice,
+            "dice_delta": metrics.difference(s["dice"], reference_dice),
             "agreement": metrics.agreement(flat, reference_flat, flat_truth),
             "gmacs_per_s": macs / (p50 / 1e3) / 1e9 if macs and p50 > 0 else None,
             "reference": entry.path == reference_path,

@@ -55,11 +55,13 @@ def target_rows(targets, models: dict, pairs: list, labels: dict, scores: dict,
                 if row["runs"]:
                     row.update(_tflm_scores(path, model, pairs, labels[path], flat_truth,
                                             reference_flat, overlap, contract))
-                    row["dice_delta"] = row["dice"] - scores[reference_path]["dice"]
+                    row["dice_delta"] = metrics.difference(row["dice"],
+                                                           scores[reference_path]["dice"])
             else:
                 row.update(dice=litert["dice"], dice_per_class=litert["dice_per_class"],
                            iou=litert["iou"],
-                           dice_delta=litert["dice"] - scores[reference_path]["dice"],
+                           dice_delta=metrics.difference(litert["dice"],
+                                                         scores[reference_path]["dice"]),
                            dice_source="LiteRT on the same .tflite (the NPU runs this file; "
                                        "not run on an NPU here)")
             rows.append(row)

@@ -214,6 +214,10 @@ def _select(cfg, to, loaded, model, size, calibration, samples):
                           f"from the calibration ones (found {where}): "
                           f"{roles.labels_hint(cfg.verify_data)}")
     (chosen, chosen_masks, _), checked = roles.selection_halves(samples)
+    if not ((chosen_masks != 0) & (chosen_masks != 255)).any():
+        raise ConfigError(f"--fallback measures a Dice budget, and {where} hold no labelled "
+                          f"object (only background or unlabeled pixels): "
+                          f"{roles.labels_hint(cfg.verify_data)}")
     budget = QUANT_DICE_DROP if cfg.max_dice_drop is None else cfg.max_dice_drop
     print(f"selective int8: the fewest, cheapest ops in float for a Dice drop <= {budget:g}, "
           f"chosen on {len(chosen)} of {where}, checked on the other {len(checked[0])}",

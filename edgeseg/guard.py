@@ -15,6 +15,8 @@ a prediction that ignores the image would reach, and names what went wrong and w
 
 from __future__ import annotations
 
+from edgeseg.device.metrics import text
+
 # Better than chance by at least this share of the way from chance to perfect.
 MIN_GAIN_OVER_CHANCE = 0.1
 # Validation Dice this far below training Dice: the model fits only the images it saw.
@@ -30,7 +32,10 @@ def check_learned(train: dict, val: dict, class_names=("background", "foreground
     """
     present = [i for i, n in enumerate(val.get("pixels_per_class", [])) if n]
     predicted = val.get("predicted_classes", [])
-    scores = f"validation Dice {val['dice']:.4f}, training Dice {train['dice']:.4f}"
+    if val["dice"] is None:  # the classes that occur are judged, and none but background does
+        return ("the validation images hold no labelled object (only background or unlabeled "
+                "pixels), and the model predicts none: nothing to judge it on")
+    scores = f"validation Dice {val['dice']:.4f}, training Dice {text(train['dice'])}"
     if len(present) > 1 and len(predicted) == 1:
         name = _name(class_names, predicted[0])
         return f"predicts only '{name}' on every validation pixel ({scores})"
@@ -38,7 +43,9 @@ def check_learned(train: dict, val: dict, class_names=("background", "foreground
     if val["dice"] < chance + MIN_GAIN_OVER_CHANCE * (1 - chance):
         return (f"validation Dice {val['dice']:.4f} is no better than a prediction that ignores "
                 f"the image ({chance:.4f}: each class everywhere); training Dice "
-                f"{train['dice']:.4f}")
+                f"{text(train['dice'])}")
+    if train["dice"] is None:
+        return None
     if train["dice"] - val["dice"] > MAX_TRAIN_VAL_GAP:
         return f"fits its training images but not the validation images ({scores})"
     if val["dice"] - train["dice"] > MAX_TRAIN_VAL_GAP:  # as suspicious as the other way round

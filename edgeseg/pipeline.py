@@ -39,6 +39,7 @@ from edgeseg.device.card import card_path
 from edgeseg.device.data import roles
 from edgeseg.device.data.datasets import at_own_size, is_builtin
 from edgeseg.device.errors import EdgesegError
+from edgeseg.device.metrics import text
 from edgeseg.device.files import atomic_write_json
 from edgeseg.device.outputs import Outputs
 
@@ -407,7 +408,7 @@ def _train(plan: Plan, where: Path, stages: _Stages, verbose: int, echo) -> Path
     except TrainingFailed as failed:
         raise TrainingFailed(f"{failed}; stopped before optimizing, converting and "
                              f"benchmarking") from None
-    echo(f"  validation Dice {result.dice:.4f} on {result.val_images} images in "
+    echo(f"  validation Dice {text(result.dice)} on {result.val_images} images in "
          f"{result.seconds:.0f} s")
     return result.model_path
 
@@ -440,8 +441,8 @@ def _optimize(plan: Plan, trained: Path, outputs: Outputs, stages: _Stages, verb
                 # a user's model may hold layers tfmot cannot wrap: that variant is left out
                 echo(f"  {name}: skipped ({str(error).splitlines()[0][:200]})")
                 continue
-            echo(f"  {result.variant}: validation Dice {result.dice_before:.4f} -> "
-                 f"{result.dice_after:.4f}")
+            echo(f"  {result.variant}: validation Dice {text(result.dice_before)} -> "
+                 f"{text(result.dice_after)}")
         made[name] = target
     return {name: path for name, path in made.items() if name != "train"}
 

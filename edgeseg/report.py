@@ -138,7 +138,9 @@ def plots(report: dict) -> dict[str, str]:
              lambda r: (r["latency"].get(first) or r["latency"].get(None) or {}).get("p50")),
             ("size", "size on disk, KB", lambda r: r["size_bytes"] / 1024)):
         points = [(value(r), r["dice"]) for r in rows]
-        keep = [i for i, (x, _) in enumerate(points) if x is not None]
+        keep = [i for i, (x, y) in enumerate(points) if x is not None and y is not None]
+        if not keep:  # no row with a Dice (no foreground in the scored images): no plot
+            continue
         fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
         for i in keep:
             r = rows[i]

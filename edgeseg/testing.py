@@ -45,6 +45,9 @@ def assert_dice_close(model_a, model_b, data: str = "synthetic-nuclei", tol: flo
     size = size or a.input_shape[1] or b.input_shape[1]
     dice_a = dice_of(a, data, count=count, size=size, seed=seed)
     dice_b = dice_of(b, data, count=count, size=size, seed=seed)
+    if dice_a is None or dice_b is None:
+        raise AssertionError(f"no Dice to compare on {count} images of {data}: no foreground "
+                             f"class occurs in them (nor is any predicted)")
     if abs(dice_a - dice_b) > tol:
         raise AssertionError(f"Dice of {getattr(a, 'path', a)} is {dice_a:.4f}, of "
                              f"{getattr(b, 'path', b)} {dice_b:.4f}: they differ by "

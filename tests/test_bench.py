@@ -244,3 +244,35 @@ def test_predict_says_an_nchw_array_is_one_and_takes_an_empty_batch(converted):
     assert model.predict(np.zeros((0, 64, 64, 1), np.float32)).shape == (0, 64, 64, 1)
     with pytest.raises(ValueError, match=r"an \(N, C, H, W\) array\? predict takes \(N, H, W, C\)"):
         model.predict(np.zeros((2, 1, 64, 64), np.float32))
+
+
+def test_images_without_any_object_have_no_dice_everywhere(converted, tiny_run, tmp_path,
+                                                            runner):
+    """No foreground in the masks and none predicted: no Dice (– in tables, null in JSON), in
+    eval, the bench JSON and the gate alike (it had scored 1.0000)."""
+    import numpy as np
+    from PIL import Image
+
+    from edgeseg.cli import cli
+
+    folder = tmp_path / "empty"
+    for i in range(3):
+        (folder / "images").mkdir(parents=True, exist_ok=True)
+        (folder / "masks").mkdir(exist_ok=True)
+        Image.fromarray(np.zeros((64, 64), np.uint8)).save(folder / "images" / f"{i}.png")
+        Image.fromarray(np.zeros((64, 64), np.uint8)).save(folder / "masks" / f"{i}.png")
+    done = runner.invoke(cli, ["eval", str(tiny_run / "model.keras"), "--data", str(folder),
+                               "--json", str(tmp_path / "e.json")])
+    assert done.exit_code == 0, done.output
+    mean = next(line for line in done.output.splitlines() if line.startswith("mean"))
+    assert mean.split()[-2:] == ["–", "–"]
+    scored = json.loads((tmp_path / "e.json").read_text())
+    assert scored["dice"] is None and scored["dice_per_class"][1] is None
+    report = tmp_path / "b.json"
+    done = runner.invoke(cli, ["bench", str(converted[("tflite", "none")][0]), "--data",
+                               str(folder), "--runs", "1", "--quiet", "--json", str(report)])
+    assert done.exit_code == 0, done.output
+    row = json.loads(report.read_text())["results"][0]
+    assert row["dice"] is None and row["dice_delta"] is None
+    gate = runner.invoke(cli, ["check", str(report), "--max-dice-delta", "0.01"])
+    assert gate.exit_code == 1 and "Dice not measured" in gate.output

@@ -21,13 +21,35 @@ def test_dice_and_iou_by_hand():
     assert s["pixels_per_class"] == [1, 2, 2]
 
 
-def test_a_class_absent_from_both_scores_one():
+def test_a_class_absent_from_both_has_no_dice_and_stays_out_of_the_mean():
     true = np.zeros((4, 4), np.uint8)
-    assert metrics.dice(true, true, num_classes=1) == 1.0
-    assert metrics.iou(true, true, num_classes=1) == 1.0
+    assert metrics.dice(true, true, num_classes=1) is None  # nothing to find: no Dice, not 1.0
+    assert metrics.iou(true, true, num_classes=1) is None
     wrong = true.copy()
     wrong[0, 0] = 1
-    assert metrics.dice(wrong, true, num_classes=1) == 0.0
+    assert metrics.dice(wrong, true, num_classes=1) == 0.0  # found where there was nothing
+
+
+def test_a_voc_like_set_where_one_class_of_21_occurs_is_scored_on_that_class():
+    """21 classes, only "person" (15) in the masks: the mean is the person's Dice, not lifted
+    by nineteen absent classes at 1.0 each (0.4524 for a person Dice of 0.0471 before)."""
+    true = np.zeros((10, 10), np.uint8)
+    true[2:6, 2:6] = 15
+    pred = np.zeros_like(true)
+    pred[2:4, 2:4] = 15  # a quarter of the person found
+    s = metrics.scores(pred, true, num_classes=21)
+    assert s["dice"] == pytest.approx(2 * 4 / (4 + 16))
+    assert s["dice_per_class"][15] == pytest.approx(0.4)
+    assert [c for c, d in enumerate(s["dice_per_class"]) if d is None] == s["absent_classes"]
+    assert len(s["absent_classes"]) == 19 and metrics.text(s["dice_per_class"][3]) == "–"
+    pred[8, 8] = 7  # a class predicted where none is: it occurs, and scores 0
+    assert metrics.scores(pred, true, 21)["dice_per_class"][7] == 0.0
+
+
+def test_chance_counts_only_the_classes_in_the_ground_truth():
+    cm = np.zeros((4, 4))
+    cm[0, 0], cm[1, 1] = 90, 10  # classes 2 and 3 absent
+    assert metrics.chance_dice(cm) == pytest.approx(2 * 0.1 / 1.1)
 
 
 def test_binary_model_has_background_and_foreground():

@@ -29,7 +29,7 @@ def eval_(model_path, source, layout, channels, num_classes, input_size, count, 
     Built-in datasets are scored on samples no training run has seen; a folder on all its images,
     whole, each fed as the model's card says (normalised; tiled at its own resolution, or resized
     for a model trained on resized images). Pixels labelled 255 take no part; a class absent from
-    both prediction and ground truth scores 1.
+    both prediction and ground truth has no Dice (–, null in --json) and stays out of the mean.
 
     \b
     edgeseg eval runs/nuclei/model.keras --data synthetic-nuclei
@@ -40,6 +40,7 @@ def eval_(model_path, source, layout, channels, num_classes, input_size, count, 
     from edgeseg.device.card import contract_note, input_fit_of, normalization_of
     from edgeseg.device.data.datasets import is_builtin
     from edgeseg.device.files import atomic_write_json, check_output, eval_report
+    from edgeseg.device.metrics import text
     from edgeseg.device.scoring import score_on
 
     if json_out:
@@ -74,9 +75,13 @@ def eval_(model_path, source, layout, channels, num_classes, input_size, count, 
     for i, (d, j, n) in enumerate(zip(result["dice_per_class"], result["iou_per_class"],
                                       result["pixels_per_class"])):
         name = names[i] if i < len(names) else f"class{i}"
-        click.echo(f"{name:<20} {d:>8.4f} {j:>8.4f} {n:>12,}")
-    click.echo(f"{'mean (foreground)':<20} {result['dice']:>8.4f} {result['iou']:>8.4f}")
-    click.echo(f"Dice 95% interval over the images (bootstrap): {low:.4f} - {high:.4f}")
+        click.echo(f"{name:<20} {text(d):>8} {text(j):>8} {n:>12,}")
+    click.echo(f"{'mean (foreground)':<20} {text(result['dice']):>8} {text(result['iou']):>8}")
+    absent = result.get("absent_classes") or []
+    if absent:
+        click.echo(f"no Dice (–) for {len(absent)} class(es) neither in the masks nor predicted; "
+                   f"the mean is over the classes that occur")
+    click.echo(f"Dice 95% interval over the images (bootstrap): {text(low)} - {text(high)}")
     if json_out:
         atomic_write_json(json_out, {"model": str(model_path), "data": data.name,
                                      "input_size": list(size), "class_names": names,

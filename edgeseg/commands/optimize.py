@@ -68,8 +68,12 @@ def optimize(model_path, source, layout, channels, num_classes, input_size, prun
         click.echo(f"{stage['stage']}: {details}")
     if result.sparsity and show_layers:
         click.echo(format_sparsity(result.sparsity))
-    summary = f"{result.variant}: validation Dice {result.dice_before:.4f} -> {result.dice_after:.4f}"
-    summary += f" ({result.dice_after - result.dice_before:+.4f})"
+    from edgeseg.device.metrics import text
+
+    summary = f"{result.variant}: validation Dice {text(result.dice_before)} -> " \
+        f"{text(result.dice_after)}"
+    if result.dice_before is not None and result.dice_after is not None:
+        summary += f" ({result.dice_after - result.dice_before:+.4f})"
     if result.sparsity:
         summary += f", pruned kernels {result.sparsity['selected']['sparsity']:.1%} zero"
     if result.clusters:

@@ -110,12 +110,15 @@ def train(source, layout, channels, num_classes, val_data, val_fraction, mode, n
         _refuse_changed_options(click.get_current_context(), cfg, out)
     result = fit(cfg, out, resume=resume, force=force, verbose=1 if sys.stdout.isatty() else 2,
                  echo=click.echo, check=not no_check)
-    per_class = ", ".join(f"{d:.4f}" for d in result.dice_per_class)
+    from edgeseg.device.metrics import text
+
+    per_class = ", ".join(text(d) for d in result.dice_per_class)
     low, high = result.dice_interval
-    small = f"; only {result.val_images} validation images: 95% interval {low:.4f}-{high:.4f}" \
-        if result.val_images < SMALL_VALIDATION else ""
-    click.echo(f"validation Dice {result.dice:.4f} (per class: {per_class}), IoU {result.iou:.4f}"
-               f"{small}; training images {result.train_dice:.4f}; {result.steps} steps in "
+    small = f"; only {result.val_images} validation images: 95% interval {text(low)}-" \
+        f"{text(high)}" if result.val_images < SMALL_VALIDATION else ""
+    click.echo(f"validation Dice {text(result.dice)} (per class: {per_class}), IoU "
+               f"{text(result.iou)}{small}; training images {text(result.train_dice)}; "
+               f"{result.steps} steps in "
                f"{result.seconds:.1f} s, {result.images_per_second:.0f} training images/s -> "
                f"{result.model_path}")
     if result.failure:

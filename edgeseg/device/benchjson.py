@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 
 from edgeseg.device.errors import EdgesegError
+from edgeseg.device.metrics import text as score_text
 
 
 def where(variant, runtime, threads) -> str:
@@ -123,7 +124,8 @@ def row_cells(row: dict, threads: list) -> list[str]:
     name = row["variant"] + (" (reference)" if row.get("reference") else "")
     return [name, row["runtime"], macs, f"{row['params']:,}" if row.get("params") else "",
             f"{row['size_bytes'] / 1024:,.1f}", f"{row['gzip_bytes'] / 1024:,.1f}", sparsity,
-            *[latency(t) for t in threads], f"{row['dice']:.4f}", f"{row['dice_delta']:+.4f}",
+            *[latency(t) for t in threads], score_text(row["dice"]),
+            "–" if row["dice_delta"] is None else f"{row['dice_delta']:+.4f}",
             f"{row['agreement']:.2%}"]
 
 
@@ -198,7 +200,7 @@ def _short(failure: str) -> str:
 def dice_text(row: dict) -> str:
     dice = row.get("dice")
     if dice is None or dice != dice:
-        return ""
+        return "–"
     text = f"{dice:.4f}"
     if row.get("agreement_litert") is not None:
         text += f" ({row['agreement_litert']:.2%} as LiteRT)"

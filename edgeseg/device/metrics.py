@@ -3,9 +3,10 @@
 Scores are pooled over every pixel given (a whole validation set at once), per class, from a
 confusion matrix: Dice_c = 2 TP / (2 TP + FP + FN), IoU_c = TP / (TP + FP + FN). Pixels whose
 ground truth is 255 ("unlabeled") take no part. A class absent from both the prediction and the
-ground truth scores 1.0 (nothing to find, nothing wrongly found), so a background-only image
-predicted as background is perfect rather than undefined. "Mean" is over the foreground classes
-(every class but 0); for a binary model that is the foreground's Dice.
+ground truth of everything scored has no Dice (``None`` in the scores, left out of the mean,
+shown as "–"): nothing was there to find, and a 1.0 for it would lift the mean of the classes
+that are. "Mean" is over the foreground classes (every class but 0) that occur; for a binary
+model that is the foreground's Dice, and ``None`` when no foreground occurs at all.
 
     >>> true = np.array([[0, 1], [1, 255]])
     >>> pred = np.array([[0, 1], [0, 1]])
@@ -47,23 +48,37 @@ def _classes(num_classes: int) -> int:
 
 
 def dice_per_class(pred, true, num_classes: int) -> np.ndarray:
-    """Dice of each class, 2|X∩Y| / (|X| + |Y|), pooled over all pixels given."""
-    return np.array(scores(pred, true, num_classes)["dice_per_class"])
+    """Dice of each class, 2|X∩Y| / (|X| + |Y|), pooled over all pixels given (NaN for a class
+    absent from both)."""
+    return np.array(scores(pred, true, num_classes)["dice_per_class"], np.float64)
 
 
 def iou_per_class(pred, true, num_classes: int) -> np.ndarray:
-    """IoU (Jaccard) of each class, |X∩Y| / |X∪Y|, pooled over all pixels given."""
-    return np.array(scores(pred, true, num_classes)["iou_per_class"])
+    """IoU (Jaccard) of each class, |X∩Y| / |X∪Y|, pooled over all pixels given (NaN for a
+    class absent from both)."""
+    return np.array(scores(pred, true, num_classes)["iou_per_class"], np.float64)
 
 
-def dice(pred, true, num_classes: int) -> float:
-    """Mean Dice over the foreground classes."""
-    return float(dice_per_class(pred, true, num_classes)[1:].mean())
+def dice(pred, true, num_classes: int) -> float | None:
+    """Mean Dice over the foreground classes that occur (None when none does)."""
+    return scores(pred, true, num_classes)["dice"]
 
 
-def iou(pred, true, num_classes: int) -> float:
-    """Mean IoU over the foreground classes."""
-    return float(iou_per_class(pred, true, num_classes)[1:].mean())
+def iou(pred, true, num_classes: int) -> float | None:
+    """Mean IoU over the foreground classes that occur (None when none does)."""
+    return scores(pred, true, num_classes)["iou"]
+
+
+def difference(a, b) -> float | None:
+    """``a - b`` of two scores, None when either has none."""
+    return None if a is None or b is None else float(a - b)
+
+
+def text(value, digits: int = 4) -> str:
+    """A score as a table shows it: ``0.9760``, or "–" for a score there is none of."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "–"
+    return f"{value:.{digits}f}"
 
 
 def scores(pred, true, num_classes: int) -> dict:
@@ -72,16 +87,27 @@ def scores(pred, true, num_classes: int) -> dict:
 
 
 def scores_from_confusion(cm: np.ndarray) -> dict:
-    """:func:`scores` of a confusion matrix (rows ground truth, columns prediction)."""
+    """:func:`scores` of a confusion matrix (rows ground truth, columns prediction): per class
+    (``None`` for a class absent from both), their means over the foreground classes that occur,
+    and ``absent_classes``."""
     cm = np.asarray(cm, np.float64)
     tp = np.diag(cm)
     predicted, actual = cm.sum(0), cm.sum(1)
-    dice_c = np.where(predicted + actual > 0, 2 * tp / np.maximum(predicted + actual, 1), 1.0)
+    occurs = predicted + actual > 0
+    dice_c = 2 * tp / np.maximum(predicted + actual, 1)
     union = predicted + actual - tp
-    iou_c = np.where(union > 0, tp / np.maximum(union, 1), 1.0)
-    return {"dice": float(dice_c[1:].mean()), "dice_per_class": [float(d) for d in dice_c],
-            "iou": float(iou_c[1:].mean()), "iou_per_class": [float(i) for i in iou_c],
-            "pixels_per_class": [int(n) for n in actual]}
+    iou_c = tp / np.maximum(union, 1)
+    foreground = occurs[1:]
+
+    def mean(values):
+        return float(values[1:][foreground].mean()) if foreground.any() else None
+
+    return {"dice": mean(dice_c),
+            "dice_per_class": [float(d) if o else None for d, o in zip(dice_c, occurs)],
+            "iou": mean(iou_c),
+            "iou_per_class": [float(i) if o else None for i, o in zip(iou_c, occurs)],
+            "pixels_per_class": [int(n) for n in actual],
+            "absent_classes": [int(c) for c in np.flatnonzero(~occurs)]}
 
 
 def dice_interval(confusions, level: float = 0.95, rounds: int = 2000,
@@ -101,7 +127,9 @@ def dice_interval(confusions, level: float = 0.95, rounds: int = 2000,
     draws = rng.integers(0, len(stack), (rounds, len(stack)))
     counts = np.stack([np.bincount(draw, minlength=len(stack)) for draw in draws])
     pooled = np.einsum("rn,nij->rij", counts, stack)
-    values = [scores_from_confusion(cm)["dice"] for cm in pooled]
+    values = [v for v in (scores_from_confusion(cm)["dice"] for cm in pooled) if v is not None]
+    if not values:
+        return None, None
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return float(low), float(high)
@@ -109,10 +137,12 @@ def dice_interval(confusions, level: float = 0.95, rounds: int = 2000,
 
 def chance_dice(cm: np.ndarray) -> float:
     """The mean foreground Dice a prediction that ignores the image can reach at best: for each
-    class, predicting it everywhere (2p / (1 + p) for a class on a share p of the pixels)."""
+    foreground class of the ground truth, predicting it everywhere (2p / (1 + p) for a class on a
+    share p of the pixels). 0.0 when no foreground class is in the ground truth."""
     cm = np.asarray(cm, np.float64)
     share = cm.sum(1) / max(cm.sum(), 1)
-    return float((2 * share / (1 + share))[1:].mean())
+    there = share[1:] > 0
+    return float((2 * share / (1 + share))[1:][there].mean()) if there.any() else 0.0
 
 
 def agreement(pred_a, pred_b, true=None) -> float:
@@ -128,4 +158,4 @@ def agreement(pred_a, pred_b, true=None) -> float:
 
 __all__ = ["agreement", "chance_dice", "confusion_matrix", "dice", "dice_interval",
            "dice_per_class", "iou", "iou_per_class", "labels_from_probs",
-           "scores", "scores_from_confusion"]
+           "scores", "scores_from_confusion", "text", "difference"]
