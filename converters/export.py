@@ -28,6 +28,7 @@ from converters.write import require_labels, unlike, write_checked
 from edgeseg.device import card as cards
 from edgeseg.device.data import roles
 from edgeseg.device.errors import ConfigError
+from edgeseg.device.log import progress
 
 
 def convert(model_path, out, config: ConvertConfig | None = None, **options) -> ConvertResult:
@@ -113,6 +114,7 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
     if needs_calib:
         if data is None:
             raise ConfigError(f"--quant {quant} needs calibration data: give --calib DATA")
+        progress(f"reading {cfg.calib_samples} calibration inputs from {data}")
         calibration = roles.calibration_images(data, size=size, channels=channels,
                                          count=cfg.calib_samples, seed=cfg.seed,
                                          normalization=norm, fit=fit, trained_on=trained_on)
@@ -130,6 +132,9 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
                 print(f"warning: --calib {data}: {unlike_data}", file=sys.stderr)
 
     selection = None
+    progress(f"converting {model_path.name} to {variant_of(None, quant, qat)} .{to} at "
+             f"{size[0]}x{size[1]}" + (" (the int8 search: many conversions)" if cfg.fallback
+                                        else ""))
     if to == "tflite":
         if cfg.fallback:
             selection, samples = _select(cfg, to, loaded, model, size, calibration, samples)

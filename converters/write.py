@@ -15,6 +15,7 @@ from converters.verify import check_parity
 from edgeseg.device import card as cards
 from edgeseg.device.data import roles
 from edgeseg.device.files import atomic_write_bytes
+from edgeseg.device.log import progress
 
 
 def write_checked(out: Path, to: str, raw: bytes, card: dict, source, size, cfg: ConvertConfig,
@@ -39,6 +40,7 @@ def write_checked(out: Path, to: str, raw: bytes, card: dict, source, size, cfg:
         card.update(macs=cost.macs, params=cost.params)
         parity = None
         if cfg.verify:
+            progress("checking the file against its source (parity)")
             parity, where = check(source, trial, samples or roles.parity_images(
                 data, verify_data=cfg.verify_data, trained_on=trained_on, size=size,
                 channels=card["channels"], num_classes=card["num_classes"],

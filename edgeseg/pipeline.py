@@ -39,8 +39,8 @@ from edgeseg.device.card import card_path
 from edgeseg.device.data import roles
 from edgeseg.device.data.datasets import at_own_size, is_builtin
 from edgeseg.device.errors import EdgesegError
-from edgeseg.device.metrics import text
 from edgeseg.device.files import atomic_write_json
+from edgeseg.device.metrics import text
 from edgeseg.device.outputs import Outputs
 
 STAGES = ("data", "train", "optimize", "convert", "bench", "report")

@@ -582,3 +582,27 @@ def test_options_that_contradict_each_other_are_refused_before_tensorflow(tiny_r
                            str(tmp_path / "m.tflite")], capture_output=True, text=True)
     assert done.returncode == 2 and says in done.stderr, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "TF False"
+
+
+def test_convert_says_what_it_is_doing_at_a_terminal_and_nothing_in_a_log(tiny_run, tmp_path,
+                                                                         monkeypatch):
+    import io
+
+    from converters import convert
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    convert(tiny_run / "model.keras", tmp_path / "m.tflite", quant="int8", calib_samples=8,
+            verify_samples=4, input_size=64)
+    said = [line for line in terminal.getvalue().splitlines() if line.startswith("... ")]
+    assert said == ["... reading 8 calibration inputs from synthetic-nuclei",
+                    "... converting model.keras to int8 .tflite at 64x64",
+                    "... checking the file against its source (parity)"]
+    log = io.StringIO()  # not a terminal: no running commentary
+    monkeypatch.setattr(sys, "stderr", log)
+    convert(tiny_run / "model.keras", tmp_path / "n.tflite", input_size=64, verify_samples=4)
+    assert "... " not in log.getvalue()

@@ -80,6 +80,14 @@ def dropping(logger_name: str, fragment: str):
         logger.removeFilter(keep)
 
 
+def progress(message: str) -> None:
+    """What a long step is doing now, one line on stderr, at a terminal only (a log or a pipe
+    gets the results, not the running commentary)."""
+    stream = sys.stderr
+    if getattr(stream, "isatty", lambda: False)():
+        print(f"... {message}", file=stream, flush=True)
+
+
 _said: set[str] = set()
 
 
