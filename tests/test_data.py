@@ -414,3 +414,26 @@ def test_data_info_states_the_folders_mask_encoding(tmp_path, runner):
     done = runner.invoke(cli, ["data", "info", str(root)])
     assert done.exit_code == 0, done.output
     assert "masks: 0/255 binary (255 = the foreground), for the whole folder" in done.output
+
+
+def test_a_16_bit_colour_png_is_said_to_be_cut_to_8_bits(tmp_path, capsys):
+    import struct
+    import zlib
+
+    from edgeseg.device.data.folders import read_raw
+
+    height, width = 4, 5  # a 16-bit RGB PNG written by hand (Pillow cannot write one)
+    rows = b"".join(b"\x00" + struct.pack(">" + "H" * 3 * width, *([40000] * 3 * width))
+                    for _ in range(height))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    path = tmp_path / "deep.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height,
+                                                                         16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    image = read_raw(path)
+    assert image.dtype == np.uint8 and image.shape == (4, 5, 3)
+    assert "a 16-bit colour PNG, which Pillow decodes to 8 bits" in capsys.readouterr().err

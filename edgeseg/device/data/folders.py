@@ -286,6 +286,12 @@ def read_raw(path, channels: int | None = None) -> np.ndarray:
     image = _open(path)
     if channels not in (None, 1, 3):
         raise DataError(f"--channels must be 1 or 3 (got {channels})")
+    if image.mode in ("RGB", "RGBA") and _png_depth(path) == 16:
+        from edgeseg.device.log import warn_once
+
+        warn_once(f"{path}: a 16-bit colour PNG, which Pillow decodes to 8 bits a channel (the "
+                  f"low bits are cut, for this and any file like it); save such images as 16-bit "
+                  f"TIFFs to keep their depth")
     if image.mode in DEEP_MODES:  # 16-bit / float microscopy images
         array = np.asarray(image)
         if image.mode == "F" or array.min(initial=0) < 0 or array.max(initial=0) > 65535:
@@ -302,6 +308,18 @@ def read_raw(path, channels: int | None = None) -> np.ndarray:
     channels = channels or (1 if grey else 3)
     array = np.asarray(image.convert("L" if channels == 1 else "RGB"), np.uint8)
     return array[..., None] if channels == 1 else array
+
+
+def _png_depth(path: Path) -> int | None:
+    """The bit depth a PNG's header states (IHDR), None for other files."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(26)
+    except OSError:
+        return None
+    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return head[24]
 
 
 def read_image(path, channels: int | None = None) -> np.ndarray:
