@@ -211,12 +211,14 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
         reference_path = next((p for p, m in first_model.items() if model_variant(m) == "fp32"),
                               paths[0])
 
-    from edgeseg.device.preprocess import dim_range_warning
+    from edgeseg.device.preprocess import range_note
 
-    dim = dim_range_warning((image for image, _ in pairs[:8]),
-                            normalization_of(next(iter(first_model.values())).card))
-    if dim:
-        print(f"warning: {data_name}: {dim}", file=sys.stderr)
+    said = set()
+    for path, model in first_model.items():  # each file as its card says it was trained
+        note = range_note((image for image, _ in pairs[:8]), model.card)
+        if note and note not in said:
+            said.add(note)
+            print(f"warning: {data_name}, for {path.name}: {note}", file=sys.stderr)
     echo(f"machine: {machine.line(machine.describe())}")
     echo(f"data: {data_name}, {len(pairs)} images "
          f"({', '.join(sorted({f'{m.shape[1]}x{m.shape[0]}' for _, m in pairs}))})")

@@ -32,7 +32,7 @@ from edgeseg.device.data.folders import DataError
 from edgeseg.device.data.roles import describe_split, split
 from edgeseg.device.errors import EdgesegError
 from edgeseg.device.outputs import Outputs
-from edgeseg.device.preprocess import dim_range_warning
+from edgeseg.device.preprocess import dim_range_warning, intensity_stats
 from edgeseg.device.scoring import score_model
 from edgeseg.guard import advice, check_learned
 from edgeseg.keras_files import KerasInMemory
@@ -283,10 +283,13 @@ def fit(cfg: TrainConfig, out, *, resume: bool = False, force: bool = False, ver
     bn_batches = recalibrate(final, make_dataset(train_data, size, cfg.batch_size, training=True,
                                                  augment=cfg.augment, normalization=norm,
                                                  seed=cfg.seed + 1, repeat=True))
+    every = max(1, len(train_data) // 32)  # what it was trained on, from across the split
+    trained_on = intensity_stats((train_data.sample(i)[0]
+                                  for i in range(0, len(train_data), every)), norm)
     card = make_card(format="keras", variant="fp32", input_size=[size, size],
                      channels=train_data.channels, num_classes=num_classes,
                      class_names=list(train_data.class_names), normalization=norm.to_dict(),
-                     input_fit=train_data.fit)
+                     input_fit=train_data.fit, input_stats=trained_on)
     scored = KerasInMemory(final, card)  # scored as deployed: whole images at their own size
     val_scores = score_model(scored, at_own_size(val_data), tile=size)
     train_scores = score_model(scored, at_own_size(train_data, 64), limit=64, tile=size)

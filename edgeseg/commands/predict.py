@@ -46,7 +46,7 @@ def predict(model_path, images, out, tile, overlap, threads, force, unsafe, cust
     from edgeseg.device.data.folders import read_raw
     from edgeseg.device.files import atomic_file, check_output, resolved
     from edgeseg.device.outputs import Outputs
-    from edgeseg.device.preprocess import dim_range_warning, display_affine
+    from edgeseg.device.preprocess import display_affine, range_note
     from edgeseg.device.tiling import model_tile, segment_labels
     from edgeseg.device.visualize import mask_image, overlay
 
@@ -96,7 +96,7 @@ def predict(model_path, images, out, tile, overlap, threads, force, unsafe, cust
     warned_dim = False
     for path in images:
         image = read_raw(path, channels)  # its own depth; normalised tile by tile as the card says
-        dim = None if warned_dim else dim_range_warning([image], model_norm)
+        dim = None if warned_dim else range_note([image], model.card)
         if dim:
             warned_dim = True
             click.echo(f"warning: {path} (and any others like it): {dim}", err=True)

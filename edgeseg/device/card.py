@@ -179,6 +179,8 @@ def contract(card: dict) -> dict:
     keys = {"normalization": normalization_of(card).to_dict(), "input_fit": input_fit_of(card)}
     if output_kind_of(card) is not None:
         keys["output_kind"] = output_kind_of(card)
+    if isinstance(card.get("input_stats"), dict):  # what the model was trained on (preprocess)
+        keys["input_stats"] = card["input_stats"]
     return keys
 
 

@@ -116,15 +116,16 @@ def resize(image: np.ndarray, height: int, width: int, nearest: bool = False) ->
     return np.stack(planes, axis=-1)
 
 
-__all__ = ["SPAN_FLOOR", "affine", "dim_range_warning", "display_affine", "normalize",
+__all__ = ["SPAN_FLOOR", "affine", "dim_range_warning", "display_affine", "intensity_stats",
+           "normalize", "range_note",
            "percentiles", "resize",
            "type_max"]
 
 
-def dim_range_warning(images, norm) -> str | None:
-    """Why ``scale`` (pixel / type maximum) will show these raw images to a model nearly black:
-    they use a small part of their type's range (12-bit data in 16-bit files: 0-4095 of 0-65535),
-    or None when all is well. Float images and other normalisations are never dim."""
+def _dim_depth(images, norm) -> tuple[int, float] | None:
+    """(the highest value, the type's maximum) when ``scale`` (pixel / type maximum) divides these
+    raw images by far more than they reach (12-bit data in 16-bit files: 0-4095 of 0-65535); None
+    otherwise. Float images and other normalisations are never dim."""
     if norm.kind != "scale":
         return None
     highest, maximum = 0, None
@@ -136,8 +137,84 @@ def dim_range_warning(images, norm) -> str | None:
         highest = max(highest, int(image.max()))
     if maximum is None or highest >= maximum / 8:
         return None
+    return highest, maximum
+
+
+def _depth_words(highest: int, maximum: float) -> str:
     return (f"the images reach at most {highest} of their type's {maximum:g} "
-            f"({highest / maximum:.1%}); scale normalisation divides by {maximum:g}, so the model "
+            f"({highest / maximum:.1%})")
+
+
+def dim_range_warning(images, norm) -> str | None:
+    """Why ``scale`` will show these raw images to a model nearly black (see :func:`_dim_depth`),
+    or None when all is well."""
+    depth = _dim_depth(images, norm)
+    if depth is None:
+        return None
+    return (f"{_depth_words(*depth)}; scale normalisation divides by {depth[1]:g}, so the model "
             f"sees them nearly black: percentile normalisation scales each image by its own "
             f"range (train --normalize percentile, or --normalize percentile on this command)")
 
+
+def intensity_stats(images, norm: Normalization, limit: int = 32,
+                    pixels: int = 200_000) -> dict | None:
+    """Per-channel 1st, 50th and 99th percentiles of images normalised as ``norm`` says (at most
+    ``limit`` images, ``pixels`` pixels drawn evenly from them): what the model was trained on,
+    for the card (``input_stats``), and what it is fed, to compare with it."""
+    samples = []
+    for index, image in enumerate(images):
+        if index >= limit:
+            break
+        values = normalize(np.asarray(image), norm).reshape(-1, np.asarray(image).shape[-1])
+        step = max(1, len(values) * limit // pixels)
+        samples.append(values[::step])
+    if not samples:
+        return None
+    stacked = np.concatenate(samples).astype(np.float64)
+    low, mid, high = np.percentile(stacked, [1, 50, 99], axis=0)
+    return {"p1": [round(float(v), 5) for v in low], "p50": [round(float(v), 5) for v in mid],
+            "p99": [round(float(v), 5) for v in high]}
+
+
+def range_note(images, card: dict) -> str | None:
+    """How far the images a model is fed lie from the range it was trained on (its card's
+    ``input_stats``), after the normalisation its card (or the command line) says, in one
+    sentence with the ``--normalize`` that brings them back; None when they fit. A card without
+    the statistics (older, or not edgeseg's) falls back to :func:`dim_range_warning`."""
+    from edgeseg.device.card import normalization_of
+
+    images = list(images)
+    norm = normalization_of(card)
+    trained = card.get("input_stats")
+    if not isinstance(trained, dict) or not images:
+        return dim_range_warning(images, norm)
+    fed = intensity_stats(images, norm)
+    try:
+        low, mid, high = (np.asarray(trained[k], np.float64) for k in ("p1", "p50", "p99"))
+        fed_low, fed_mid, fed_high = (np.asarray(fed[k], np.float64) for k in ("p1", "p50", "p99"))
+    except (KeyError, TypeError, ValueError):
+        return dim_range_warning(images, norm)
+    if low.shape != fed_low.shape:
+        return None  # other channels: the runtime says so
+    spread = np.maximum(high - low, 1e-6)
+    fed_spread = np.maximum(fed_high - fed_low, 1e-9)
+    off = np.abs(fed_mid - mid) / spread  # the median's distance, in training ranges
+    scale = fed_spread / spread
+    bad = (off > 0.25) | (scale < 0.5) | (scale > 2)
+    if not bad.any():
+        return None
+    c = int(np.argmax(np.where(bad, off + np.abs(np.log(scale)), -1)))
+    raw = intensity_stats(images, Normalization())  # pixel / type maximum: the meanstd units
+    raw_low, raw_mid, raw_high = (np.asarray(raw[k], np.float64) for k in ("p1", "p50", "p99"))
+    std = np.maximum(raw_high - raw_low, 1e-6) / spread
+    mean = raw_mid - mid * std
+    fix = "meanstd:" + ",".join(f"{m:.4g}" for m in mean) + "/" + \
+        ",".join(f"{v:.4g}" for v in std)
+    channel = f" (channel {c})" if len(low) > 1 else ""
+    depth = _dim_depth(images, norm)
+    return ((f"{_depth_words(*depth)}; " if depth else "") +
+            f"after {norm.kind} normalisation these images have a median of "
+            f"{fed_mid[c]:.3f} and a 1-99% range of {fed_low[c]:.3f}-{fed_high[c]:.3f}{channel}; "
+            f"the model was trained on {mid[c]:.3f} and {low[c]:.3f}-{high[c]:.3f} "
+            f"(their range x{scale[c]:.2g} the training images'): its results on them are not to "
+            f"be trusted; --normalize {fix} maps them onto the training range")

@@ -102,13 +102,13 @@ def score_on(model, source: str, *, size=None, layout: str | None = None, count:
     what the model expects."""
     import sys
 
-    from edgeseg.device.card import normalization_of, size_of
+    from edgeseg.device.card import size_of
     from edgeseg.device.data.roles import (
         score_data,
         scored_training_images,
         trained_config,
     )
-    from edgeseg.device.preprocess import dim_range_warning
+    from edgeseg.device.preprocess import range_note
 
     _, height, width, channels = model.input_shape
     size = (height, width) if height is not None else \
@@ -122,8 +122,7 @@ def score_on(model, source: str, *, size=None, layout: str | None = None, count:
         print(f"warning: {data.name}: {trained} of its {len(data)} images trained {model.path} "
               f"(the training split its card records): scores on them are optimistic; score "
               f"images it never saw", file=sys.stderr)
-    dim = dim_range_warning((data.sample(i)[0] for i in range(min(8, len(data)))),
-                            normalization_of(model.card))
+    dim = range_note((data.sample(i)[0] for i in range(min(8, len(data)))), model.card)
     if dim:
         print(f"warning: {data.name}: {dim}", file=sys.stderr)
     return data, size, score_model(model, data, tile=size)

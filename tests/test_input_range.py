@@ -1,0 +1,76 @@
+"""Images fed outside the range a model was trained on are named, with the --normalize that maps
+them back: 12-bit data in 16-bit files, an under-exposed camera. Held-out images that merely
+differ (other seeds of the same data) are not."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from edgeseg.cli import cli
+
+WARNED = "are not to be trusted"
+
+
+@pytest.fixture(scope="module")
+def held_out(tmp_path_factory):
+    """Unseen nuclei (seed 7, as a user would write them), and the same images as 12-bit data in
+    16-bit PNGs and at a third of the exposure."""
+    root = tmp_path_factory.mktemp("range")
+    plain = root / "plain"
+    result = CliRunner().invoke(cli, ["data", "synth", "--n", "12", "--size", "64", "--seed", "7",
+                                      "--out", str(plain)])
+    assert result.exit_code == 0, result.output
+    variants = {"plain": plain}
+    for name, change in {"d12": lambda a: a.astype(np.uint16) * 16,
+                         "dark": lambda a: (a // 3).astype(np.uint8)}.items():
+        folder = root / name
+        (folder / "images").mkdir(parents=True)
+        (folder / "masks").mkdir()
+        for image in sorted((plain / "images").iterdir()):
+            Image.fromarray(change(np.asarray(Image.open(image)))).save(
+                folder / "images" / image.name)
+            (folder / "masks" / image.name).write_bytes((plain / "masks" / image.name).read_bytes())
+        (folder / "classes.txt").write_text((plain / "classes.txt").read_text())
+        variants[name] = folder
+    return variants
+
+
+def _eval(model, folder, tmp_path, *extra):
+    report = tmp_path / f"{folder.name}{len(extra)}.json"
+    result = CliRunner().invoke(cli, ["eval", str(model), "--data", str(folder), "--json",
+                                      str(report), *extra])
+    assert result.exit_code == 0, result.output
+    return result.output, json.loads(report.read_text())["dice"]
+
+
+def test_the_card_records_what_the_model_was_trained_on(tiny_run, converted):
+    card = json.loads((tiny_run / "model.keras.json").read_text())
+    stats = card["input_stats"]
+    assert set(stats) == {"p1", "p50", "p99"} and len(stats["p50"]) == 1
+    assert 0 <= stats["p1"][0] < stats["p50"][0] < stats["p99"][0] <= 1
+    path = converted[("tflite", "int8")][0]
+    assert json.loads(path.with_name(path.name + ".json").read_text())["input_stats"] == stats
+
+
+def test_held_out_images_of_the_same_kind_are_not_warned_about(converted, held_out, tmp_path):
+    output, dice = _eval(converted[("tflite", "none")][0], held_out["plain"], tmp_path)
+    assert WARNED not in output and dice > 0.5
+
+
+@pytest.mark.parametrize("variant", ["d12", "dark"])
+def test_out_of_range_images_are_named_and_the_fix_works(converted, held_out, tmp_path, variant):
+    model = converted[("tflite", "none")][0]
+    _, plain = _eval(model, held_out["plain"], tmp_path)
+    output, shifted = _eval(model, held_out[variant], tmp_path)
+    assert WARNED in output, output
+    assert ("at most" in output and "65535" in output) == (variant == "d12")  # the depth, named
+    fix = re.search(r"--normalize (meanstd:\S+) maps", output).group(1)
+    fixed_output, fixed = _eval(model, held_out[variant], tmp_path, "--normalize", fix)
+    assert WARNED not in fixed_output, fixed_output
+    assert abs(fixed - plain) < 0.05 and fixed > shifted, (plain, shifted, fixed)
