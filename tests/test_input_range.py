@@ -17,10 +17,16 @@ from edgeseg.cli import cli
 WARNED = "are not to be trusted"
 
 
+def _hot_pixel(image):
+    image = image.astype(np.uint16) * 16
+    image[0, 0] = 65535  # the type's range is reached: only the statistics can tell
+    return image
+
+
 @pytest.fixture(scope="module")
 def held_out(tmp_path_factory):
     """Unseen nuclei (seed 7, as a user would write them), and the same images as 12-bit data in
-    16-bit PNGs and at a third of the exposure."""
+    16-bit PNGs, at a third of the exposure, and as 12-bit data with one hot pixel at 65535."""
     root = tmp_path_factory.mktemp("range")
     plain = root / "plain"
     result = CliRunner().invoke(cli, ["data", "synth", "--n", "12", "--size", "64", "--seed", "7",
@@ -28,7 +34,8 @@ def held_out(tmp_path_factory):
     assert result.exit_code == 0, result.output
     variants = {"plain": plain}
     for name, change in {"d12": lambda a: a.astype(np.uint16) * 16,
-                         "dark": lambda a: (a // 3).astype(np.uint8)}.items():
+                         "dark": lambda a: (a // 3).astype(np.uint8),
+                         "hot": _hot_pixel}.items():
         folder = root / name
         (folder / "images").mkdir(parents=True)
         (folder / "masks").mkdir()
@@ -63,7 +70,7 @@ def test_held_out_images_of_the_same_kind_are_not_warned_about(converted, held_o
     assert WARNED not in output and dice > 0.5
 
 
-@pytest.mark.parametrize("variant", ["d12", "dark"])
+@pytest.mark.parametrize("variant", ["d12", "dark", "hot"])
 def test_out_of_range_images_are_named_and_the_fix_works(converted, held_out, tmp_path, variant):
     model = converted[("tflite", "none")][0]
     _, plain = _eval(model, held_out["plain"], tmp_path)
@@ -74,3 +81,18 @@ def test_out_of_range_images_are_named_and_the_fix_works(converted, held_out, tm
     fixed_output, fixed = _eval(model, held_out[variant], tmp_path, "--normalize", fix)
     assert WARNED not in fixed_output, fixed_output
     assert abs(fixed - plain) < 0.05 and fixed > shifted, (plain, shifted, fixed)
+
+
+def test_bench_and_predict_say_it_too(converted, held_out, tmp_path):
+    model = converted[("tflite", "none")][0]
+    result = CliRunner().invoke(cli, ["bench", str(model), "--data", str(held_out["dark"]),
+                                      "--runs", "1", "--samples", "4"])
+    assert result.exit_code == 0 and WARNED in result.output, result.output
+    image = sorted((held_out["dark"] / "images").iterdir())[0]
+    result = CliRunner().invoke(cli, ["predict", str(model), str(image), "--out",
+                                      str(tmp_path / "masks")])
+    assert result.exit_code == 0 and WARNED in result.output, result.output
+    image = sorted((held_out["plain"] / "images").iterdir())[0]
+    result = CliRunner().invoke(cli, ["predict", str(model), str(image), "--out",
+                                      str(tmp_path / "plain")])
+    assert result.exit_code == 0 and WARNED not in result.output, result.output
