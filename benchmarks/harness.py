@@ -30,6 +30,7 @@ from edgeseg.device import machine, metrics, runtime
 from edgeseg.device.benchjson import SCHEMA, text_table, validate
 from edgeseg.device.card import input_fit_of, normalization_of
 from edgeseg.device.errors import EdgesegError
+from edgeseg.device.log import Progress
 from edgeseg.device.preprocess import normalize
 from edgeseg.device.scoring import Pairs, check_classes, predictions, score_labels
 from edgeseg.device.tiling import resized_input
@@ -53,30 +54,6 @@ def _rss_mb() -> tuple[float | None, float | None]:
         return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
     except (OSError, KeyError, ValueError):
         return None, None
-
-
-class Progress:
-    """A one-line progress bar on a terminal, a few plain lines otherwise."""
-
-    def __init__(self, total: int, label: str, enabled: bool = True):
-        self.total, self.label, self.done = max(1, total), label, 0
-        self.enabled, self.tty = enabled, sys.stderr.isatty()
-        self._next_note = 0.25
-
-    def step(self, n: int = 1) -> None:
-        if not self.enabled:
-            return
-        self.done += n
-        share = self.done / self.total
-        if self.tty:
-            bar = "#" * int(30 * share)
-            sys.stderr.write(f"\r{self.label} [{bar:<30}] {self.done}/{self.total}")
-            if self.done >= self.total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
-        elif share >= self._next_note:
-            print(f"{self.label}: {share:.0%}", file=sys.stderr, flush=True)
-            self._next_note += 0.25
 
 
 def model_variant(model: runtime.EdgeModel) -> str:

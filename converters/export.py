@@ -94,7 +94,12 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
                           f"144x256)")
     size = tuple(int(v) for v in size)
     channels, num_classes = int(model.input_shape[-1]), loaded.num_classes
+    from edgeseg.device.files import check_space
     from edgeseg.device.machine import check_memory
+
+    # a converted file holds the weights at most at 32 bits, as the Keras file does (written
+    # under a scratch name, then again under its own): a full disk is said before converting
+    check_space(out.parent, 2 * _bytes_of(model_path) + 2**16, what="the converted file")
 
     # calibration and parity images, and the model's activations (a few tens of channels per pixel)
     check_memory(size[0] * size[1] * 4 * (channels * (cfg.calib_samples + 2 * cfg.verify_samples)
@@ -242,4 +247,11 @@ def _select(cfg, to, loaded, model, size, calibration, samples):
     return selection, checked
 
 
+def _bytes_of(path: Path) -> int:
+    """The size of a model file, or of a SavedModel folder's files."""
+    return path.stat().st_size if path.is_file() else sum(
+        p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
 __all__ = ["ConvertConfig", "ConvertResult", "convert"]
+

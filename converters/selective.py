@@ -23,13 +23,14 @@ The search, on a Dice budget (``max_dice_drop`` against the float source, on tho
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from converters.verify import QUANT_AGREEMENT, check_parity
-from edgeseg.device.log import native_chatter_dropped
+from edgeseg.device.log import Progress, native_chatter_dropped
 
 
 @dataclass
@@ -185,19 +186,26 @@ def _search(quantize, ops, suffix, images, masks, source_probs, max_dice_drop, m
         sensitivity = []
         if measure_all or not holds(full, source):
             echo(f"  sensitivity: each of {len(ops)} ops alone in float")
+            bar = Progress(len(ops), "  sensitivity", enabled=sys.stderr.isatty())
             for op in ops:
                 alone, _ = trial((op["node"],))
                 sensitivity.append({**op, "dice": alone.dice, "gain": alone.dice - full.dice,
                                     "agreement": alone.agreement})
+                bar.step()
         if not holds(full, source):
             ranked = sorted((s for s in sensitivity if s["gain"] > 0),
                             key=lambda s: (-s["gain"], s["macs"]))
             chosen: list[dict] = []
+            # at most one conversion per helpful op (the search stops when the budget holds)
+            bar = Progress(len(ranked), "  float ops added (at most)",
+                           enabled=sys.stderr.isatty())
             for op in ranked:  # greedy: the most helpful first
                 chosen.append(op)
                 best, best_data = trial([c["node"] for c in chosen])
+                bar.step()
                 if holds(best, source):
                     break
+            bar.close()
             if holds(best, source):  # prune: put the costliest back in int8 where it still holds
                 for op in sorted(chosen, key=lambda c: -c["macs"]):
                     rest = [c for c in chosen if c is not op]

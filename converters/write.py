@@ -59,6 +59,10 @@ def write_checked(out: Path, to: str, raw: bytes, card: dict, source, size, cfg:
         path = atomic_write_bytes(out, stamped(card))
         cards.write_card(path, card)
         trust(path)  # this process wrote it: later loads here need no child-process probe
+    except OSError as error:
+        if error.filename is not None and str(error.filename) == str(trial):
+            error.filename = str(out)  # the file the user asked for, not the scratch name
+        raise
     finally:
         trial.unlink(missing_ok=True)
     return ConvertResult(path, card, parity)

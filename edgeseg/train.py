@@ -31,6 +31,7 @@ from edgeseg.device.data.datasets import SegData, at_own_size
 from edgeseg.device.data.folders import DataError
 from edgeseg.device.data.roles import describe_split, split
 from edgeseg.device.errors import EdgesegError
+from edgeseg.device.files import check_space
 from edgeseg.device.outputs import Outputs
 from edgeseg.device.preprocess import dim_range_warning, intensity_stats
 from edgeseg.device.scoring import score_model
@@ -38,7 +39,7 @@ from edgeseg.guard import advice, check_learned
 from edgeseg.keras_files import KerasInMemory
 from edgeseg.losses import DiceMetric, segmentation_loss
 from edgeseg.models import create_model
-from edgeseg.models.saving import save_model
+from edgeseg.models.saving import save_model, save_weights
 from edgeseg.plan import plan_training, views_of
 from edgeseg.tfdata import make_dataset
 
@@ -204,6 +205,10 @@ def fit(cfg: TrainConfig, out, *, resume: bool = False, force: bool = False, ver
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
     _check_image_sides(model, size, train_data, val_data, cfg)
+    # the model file, two checkpoints and the final model with its optimizer (Adam keeps two
+    # more copies of the weights), and the logs: a full disk is said now, not after training
+    weights = model.count_params() * 4
+    check_space(out, 6 * weights + 2**20, largest=3 * weights + 2**16, what="the training outputs")
 
     # Data and model are good: only now is anything written, each path claimed first (the
     # chief's: the other workers write only their own .worker-N, which they remove)
@@ -472,18 +477,15 @@ def _write_train_card(path, model, card: dict, size: int) -> None:
 class _LastWeights(keras.callbacks.Callback):
     """Keep the weights of the last finished chunk in ``path``, written to a temporary file and
     renamed into place: a kill mid-write leaves the previous one whole (Keras' ModelCheckpoint
-    writes the file in place, and a crash trial found it half-written)."""
+    writes the file in place, and a crash trial found it half-written), and a full disk is one
+    error naming it (the HDF5 library writing to it crashed the process)."""
 
     def __init__(self, path: Path):
         super().__init__()
         self.path = Path(path)
 
     def on_epoch_end(self, epoch, logs=None):
-        partial = self.path.with_name(f".{self.path.name.split('.')[0]}.partial.weights.h5")
-        self.model.save_weights(str(partial))
-        with open(partial, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(partial, self.path)
+        save_weights(self.model, self.path)
 
 
 class _Diverged(Exception):

@@ -83,6 +83,11 @@ def commands(base: dict, out: Path) -> dict:
                      edgeseg("optimize", base["model"], "--prune", "0.5", "--steps", "40",
                              "--data", "synthetic-nuclei", "--input-size", "32", "--out", out,
                              "--force"), out / "model.keras", 30.0),
+        "qat": (edgeseg("optimize", base["model"], "--qat", "--steps", "20", "--data",
+                        "synthetic-nuclei", "--input-size", "32", "--out", out),
+                edgeseg("optimize", base["model"], "--qat", "--steps", "20", "--data",
+                        "synthetic-nuclei", "--input-size", "32", "--out", out, "--force"),
+                out / "model.h5", 30.0),
         "convert": (edgeseg("convert", base["model"], "--quant", "int8", "--calib-samples", "16",
                             "--keep-failed", "--out", out / "m.tflite"), None, out / "m.tflite",
                     15.0),
@@ -91,6 +96,13 @@ def commands(base: dict, out: Path) -> dict:
         "run": (edgeseg("run", "--quick", "--threads", "1", "--out", out), None,
                 out / "report.json", 90.0),
     }
+
+
+MANIFEST = ".edgeseg-manifest.json"  # what a command wrote: an artifact, though hidden
+
+
+def name_is_scratch(parts) -> bool:
+    return any((p.startswith(".") and p != MANIFEST) or p.endswith(".partial") for p in parts)
 
 
 def check_artifacts(folder: Path) -> tuple[int, int, list[str]]:
@@ -102,7 +114,7 @@ def check_artifacts(folder: Path) -> tuple[int, int, list[str]]:
     opened, temporaries, corrupt = 0, 0, []
     for path in sorted(folder.rglob("*")):
         parts = path.relative_to(folder).parts
-        if any(p.startswith(".") or p.endswith(".partial") for p in parts):
+        if name_is_scratch(parts):
             temporaries += path.is_file()
             continue
         if not path.is_file() or any(p in ("logs", "backup") for p in parts):
@@ -175,6 +187,100 @@ def trial(command: str, base: dict, out: Path, rng: random.Random, bounds: dict)
     return outcome
 
 
+@dataclass
+class DiskOutcome:
+    command: str
+    limit: int  # bytes any one file may reach (RLIMIT_FSIZE: writing past it fails with EFBIG)
+    exit_code: int
+    last_line: str
+    traceback: bool
+    artifacts: int = 0
+    temporaries: int = 0
+    corrupt: list = field(default_factory=list)
+    rerun_ok: bool = False
+
+
+def _limited(limit: int):
+    def preexec():
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return preexec
+
+
+def limits_for(sizes: list[int], points: int) -> list[int]:
+    """Limits just under the sizes of ``points`` of the files a command writes (the largest, the
+    smallest and evenly between): each fails the command at another of its writes."""
+    sizes = sorted({s for s in sizes if s > 1})
+    if not sizes:
+        return []
+    picks = {sizes[round(i * (len(sizes) - 1) / max(1, points - 1))] for i in range(points)}
+    return sorted(size - 1 for size in picks)
+
+
+def full_disk_trial(command: str, base: dict, out: Path, limit: int) -> DiskOutcome:
+    """Run ``command`` where no file may grow past ``limit`` bytes (a full disk, as a writer sees
+    it), then check: one line and exit 1 or 2 (no traceback, no crash), every artifact left
+    loads, no temporary is left, and the command run again without the limit completes."""
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    argv, rerun, final, _ = commands(base, out)[command]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=900,
+                          preexec_fn=_limited(limit))
+    lines = done.stderr.strip().splitlines() or [""]
+    outcome = DiskOutcome(command, limit, done.returncode, lines[-1][:200],
+                          "Traceback" in done.stderr or done.returncode < 0
+                          or done.returncode >= 128)
+    outcome.artifacts, outcome.temporaries, outcome.corrupt = check_artifacts(out)
+    again = rerun or argv
+    if command == "train":
+        backup = out / "backup"
+        again = argv + (["--resume"] if backup.is_dir() and any(backup.iterdir()) else ["--force"])
+    elif command == "run" and done.returncode != 0:
+        again = argv  # run carries on where it stopped
+    redo = subprocess.run(again, capture_output=True, text=True, timeout=900)
+    outcome.rerun_ok = redo.returncode == 0 and final.exists()
+    if not outcome.rerun_ok:
+        outcome.corrupt.append(f"rerun failed (exit {redo.returncode}): "
+                               f"{(redo.stderr.strip().splitlines() or [''])[-1][:200]}")
+    return outcome
+
+
+def written_sizes(base: dict, command: str, work: Path) -> list[int]:
+    """The sizes of the files ``command`` writes when nothing stops it (one run)."""
+    out = work / f"sizes-{command}"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    argv, _, _, _ = commands(base, out)[command]
+    subprocess.run(argv, capture_output=True, timeout=900, check=True)
+    return [p.stat().st_size for p in out.rglob("*") if p.is_file()]
+
+
+def run_full_disk_trials(work: Path, points: int = 3, commands_=None,
+                         echo=print) -> list[DiskOutcome]:
+    work.mkdir(parents=True, exist_ok=True)
+    base = setup(work)
+    outcomes = []
+    for command in commands_ or ["train", "optimize", "qat", "convert", "run"]:
+        for limit in limits_for(written_sizes(base, command, work), points):
+            t0 = time.time()
+            outcome = full_disk_trial(command, base, work / f"disk-{command}-{limit}", limit)
+            outcomes.append(outcome)
+            echo(f"full disk: {command:<8} files up to {limit:>9,} bytes: exit "
+                 f"{outcome.exit_code}{' TRACEBACK/CRASH' if outcome.traceback else ''}; "
+                 f"{outcome.artifacts} artifacts open, {outcome.temporaries} temporaries, "
+                 f"corrupt {len(outcome.corrupt)}; rerun {'ok' if outcome.rerun_ok else 'FAILED'}"
+                 f" [{time.time() - t0:.0f} s]\n    {outcome.last_line}")
+            for line in outcome.corrupt:
+                echo(f"    {line}")
+    echo(f"{len(outcomes)} full-disk trials: {sum(o.exit_code in (1, 2) for o in outcomes)} "
+         f"failed in one line; tracebacks or crashes {sum(o.traceback for o in outcomes)}; "
+         f"temporaries left {sum(o.temporaries for o in outcomes)}; corrupt or lost "
+         f"{sum(len(o.corrupt) for o in outcomes)}; reruns completed "
+         f"{sum(o.rerun_ok for o in outcomes)}/{len(outcomes)}")
+    return outcomes
+
+
 def run_trials(work: Path, trials: int, seed: int = 0, commands_=None, echo=print) -> list[Outcome]:
     rng = random.Random(seed)
     work.mkdir(parents=True, exist_ok=True)
@@ -207,14 +313,22 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=25)
     parser.add_argument("--work", type=Path, default=Path("crash-trials"))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--commands", help="comma-separated subset of train,optimize,convert,bench,run")
+    parser.add_argument("--commands", help="comma-separated subset of train,optimize,qat,convert,bench,run")
+    parser.add_argument("--full-disk", type=int, metavar="POINTS", default=0,
+                        help="instead: full-disk trials, failing each command at POINTS writes")
     parser.add_argument("--json", type=Path, help="write the outcomes here")
     args = parser.parse_args()
-    outcomes = run_trials(args.work, args.trials, args.seed,
-                          args.commands.split(",") if args.commands else None)
+    chosen = args.commands.split(",") if args.commands else None
+    if args.full_disk:
+        outcomes = run_full_disk_trials(args.work, args.full_disk, chosen)
+        good = all(o.exit_code in (1, 2) and not o.traceback and not o.temporaries
+                   and not o.corrupt and o.rerun_ok for o in outcomes)
+    else:
+        outcomes = run_trials(args.work, args.trials, args.seed, chosen)
+        good = all(not o.corrupt and o.rerun_ok for o in outcomes)
     if args.json:
         args.json.write_text(json.dumps([o.__dict__ for o in outcomes], indent=2))
-    return 0 if all(not o.corrupt and o.rerun_ok for o in outcomes) else 1
+    return 0 if good else 1
 
 
 if __name__ == "__main__":

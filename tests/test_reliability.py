@@ -200,6 +200,24 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(small_disk):
     assert result.exit_code == 2 and "KiB free" in result.output, result.output
 
 
+def test_space_for_a_model_is_checked_before_the_work(small_disk):
+    from edgeseg.device.errors import EdgesegError
+    from edgeseg.device.files import check_space
+
+    check_space(small_disk / "run", 2**20, largest=2**19)  # 3 MiB free: room for it
+    with pytest.raises(EdgesegError, match=r"disk/run: the outputs need at least 4.0 MiB, and "
+                                           r"its disk has 3.0 MiB free"):
+        check_space(small_disk / "run", 4 * 2**20)
+    # a shell's file size limit (ulimit -f 100) refuses a model file over 100 KiB
+    done = subprocess.run([sys.executable, "-c", (
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (102400, 102400))\n"
+        "from edgeseg.device.files import check_space\n"
+        "check_space(sys.argv[1], 2**20, largest=300_000, what='the training outputs')"), str(small_disk)],
+        capture_output=True, text=True)
+    assert done.returncode != 0 and ("the training outputs hold a file of at least 292 KiB, over "
+                                     "this shell's file size limit of 100 KiB") in done.stderr
+
+
 # --- issue 16: inspect/profile on every kind of file, and errors said rather than swallowed ----
 
 @pytest.mark.parametrize("quant", ["none", "fp16", "dynamic", "int8"])
@@ -345,3 +363,24 @@ def test_a_command_prints_edgeseg_lines_not_tensorflows_start_up(tiny_run, tmp_p
     lines = (done.stdout + done.stderr).splitlines()
     assert [line for line in lines if any(p.match(line) for p in NATIVE_CHATTER)] == []
     assert len(lines) == 2 and lines[0].startswith(f"{tmp_path / 'm.tflite'}: tflite int8")
+
+
+def test_a_progress_bar_says_how_far_and_the_time_left(capsys):
+    from edgeseg.device.log import Progress
+
+    bar = Progress(4, "sensitivity")
+    bar.tty = True  # as at a terminal: one line, rewritten
+    for _ in range(2):
+        time.sleep(0.05)
+        bar.step()
+    bar.close()  # a search that stops before its total ends the line
+    err = capsys.readouterr().err
+    assert err.startswith("\rsensitivity [") and "] 2/4, ~0 s left" in err, repr(err)
+    assert err.endswith("\n") and err.count("\n") == 1
+    plain = Progress(4, "timing")  # a log or a pipe: a line a quarter
+    for _ in range(4):
+        time.sleep(0.01)
+        plain.step()
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("timing: 25%, ~0 s left") and lines[-1] == "timing: 100%"
+    assert len(lines) == 4

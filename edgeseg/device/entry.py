@@ -43,7 +43,30 @@ def user_error(error: BaseException) -> UserError | None:
         where = error.filename or "an output file"
         return UserError(f"{where}: {os.strerror(error.errno).lower()} (nothing half-written "
                          f"was left)")
+    native = _native_disk_error(error)
+    if native is not None:
+        return UserError(native)
     return None
+
+
+# what a full disk looks like in a native library's message (TensorFlow's file writers)
+_FULL = tuple(os.strerror(code) for code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG))
+
+
+def _native_disk_error(error: BaseException) -> str | None:
+    """The one line for a native library's error that is a full disk (TensorFlow raises its own
+    error types, naming the file in the message: ``logs/train/events...; File too large``)."""
+    if not type(error).__module__.startswith(("tensorflow", "tf_keras", "h5py")):
+        return None
+    message = str(error)
+    reason = next((r for r in _FULL if r in message), None)
+    if reason is None:
+        return None
+    import re
+
+    path = re.search(r"([^\s{}'\"]+)\s*;\s*" + re.escape(reason), message)
+    where = path.group(1) if path else "an output file"
+    return f"{where}: {reason.lower()}; free some space and run the command again"
 
 
 class OneLineErrors:

@@ -178,10 +178,40 @@ def check_output(path, *, inputs=(), option: str = "--out", folder: bool = False
     return path
 
 
+def check_space(folder, needed: int, *, largest: int = 0, what: str = "the outputs") -> None:
+    """Refuse, before any work, to write ``needed`` bytes (the largest file ``largest``) into
+    ``folder`` when the disk has less free or the process may not write a file that large
+    (``ulimit -f``): the same failure found after the work would waste it."""
+    from edgeseg.device.errors import EdgesegError
+
+    folder = Path(folder)
+    probe = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+    free = shutil.disk_usage(probe).free
+    if free < needed:
+        raise EdgesegError(f"{folder}: {what} need at least {_mib(needed)}, and its disk has "
+                           f"{_mib(free)} free; free some space or give another folder")
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    except (ImportError, OSError, ValueError):  # no such limit on this platform
+        return
+    if limit != resource.RLIM_INFINITY and largest > limit:
+        raise EdgesegError(f"{folder}: {what} hold a file of at least {_mib(largest)}, over this "
+                           f"shell's file size limit of {_mib(limit)} (ulimit -f); raise it or "
+                           "write a smaller model")
+
+
+def _mib(size: int) -> str:
+    if size >= 2**20:
+        return f"{size / 2**20:.1f} MiB"
+    return f"{size // 1024} KiB" if size >= 1024 else f"{size} bytes"
+
+
 def eval_report(obj) -> bool:
     """Whether a parsed JSON is what ``edgeseg eval --json`` writes."""
     return isinstance(obj, dict) and {"model", "dice", "dice_per_class"} <= set(obj)
 
 
 __all__ = ["atomic_dir", "atomic_file", "atomic_write_bytes", "atomic_write_json",
-           "atomic_write_text", "check_output", "eval_report", "resolved", "sha256_of"]
+           "atomic_write_text", "check_output", "check_space", "eval_report", "resolved", "sha256_of"]

@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import sys
+import time
 
 # Lines native code prints that say nothing to a user; anything else passes through.
 NATIVE_CHATTER = tuple(re.compile(pattern) for pattern in (
@@ -86,6 +87,45 @@ def progress(message: str) -> None:
     stream = sys.stderr
     if getattr(stream, "isatty", lambda: False)():
         print(f"... {message}", file=stream, flush=True)
+
+
+class Progress:
+    """A one-line progress bar on a terminal with the time left (estimated from the steps
+    done), a few plain lines otherwise (``enabled=False``: nothing)."""
+
+    def __init__(self, total: int, label: str, enabled: bool = True):
+        self.total, self.label, self.done = max(1, total), label, 0
+        self.enabled, self.tty = enabled, sys.stderr.isatty()
+        self._next_note, self._started = 0.25, time.perf_counter()
+
+    def left(self) -> str:
+        """``, ~12 s left`` once a step is done (nothing before, or at the end)."""
+        if not self.done or self.done >= self.total:
+            return ""
+        seconds = (time.perf_counter() - self._started) / self.done * (self.total - self.done)
+        return f", ~{seconds:.0f} s left" if seconds < 90 else f", ~{seconds / 60:.0f} min left"
+
+    def step(self, n: int = 1) -> None:
+        if not self.enabled:
+            return
+        self.done += n
+        share = self.done / self.total
+        if self.tty:
+            bar = "#" * int(30 * share)
+            sys.stderr.write(f"\r{self.label} [{bar:<30}] {self.done}/{self.total}"
+                             f"{self.left():<16}")
+            if self.done >= self.total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+        elif share >= self._next_note:
+            print(f"{self.label}: {share:.0%}{self.left()}", file=sys.stderr, flush=True)
+            self._next_note += 0.25
+
+    def close(self) -> None:
+        """End the bar's line where the work stopped before its total (a search that is done)."""
+        if self.enabled and self.tty and 0 < self.done < self.total:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
 
 
 _said: set[str] = set()

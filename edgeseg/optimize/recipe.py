@@ -26,6 +26,7 @@ from edgeseg.device.card import (
 from edgeseg.device.data.datasets import at_own_size
 from edgeseg.device.data.roles import split
 from edgeseg.device.errors import ConfigError
+from edgeseg.device.files import check_space
 from edgeseg.device.outputs import Outputs
 from edgeseg.device.scoring import check_classes, score_model
 from edgeseg.keras_files import KerasInMemory
@@ -125,6 +126,8 @@ def optimize(model_path, cfg: OptimizeConfig, out, *, force: bool = False,
                           f"{cfg.data.source} has {train_data.channels}")
     size, num_classes = cfg.data.input_size, int(model.output_shape[-1])
     check_classes(num_classes, train_data, model_path)
+    # the optimized model (a QAT model keeps more variables) and its card: said before the work
+    check_space(out, 3 * model.count_params() * 4 + 2**20, what="the optimized model")
     keras.utils.set_random_seed(cfg.seed)
     norm = normalization_of(source_card)
     held_out = at_own_size(val_data)
