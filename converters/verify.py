@@ -56,7 +56,8 @@ class Parity:
         if self.min_agreement is not None:
             limits.append(f"agreement >= {self.min_agreement:.2%}")
         if self.max_dice_drop is not None and self.dice_delta is not None:
-            limits.append(f"Dice change >= -{self.max_dice_drop:g}")
+            limits.append(f"Dice change >= {-self.max_dice_drop:g}" if self.max_dice_drop else
+                          "no Dice drop")
         if limits:
             text += f" ({'within' if self.passed else 'OUTSIDE'} {' and '.join(limits)})"
         return text
@@ -94,7 +95,8 @@ def check_parity(source_probs: np.ndarray, converted_probs: np.ndarray, *, mode:
         (max_dice_drop is None or delta is None or delta >= -max_dice_drop)
     warning = None
     if not floating and agreement < 1 - DISAGREEMENT_WARNING:
-        warning = f"{1 - agreement:.1%} of pixels change class after {mode} quantization"
+        what = "quantization" if mode == "quantized" else f"{mode} quantization"
+        warning = f"{1 - agreement:.1%} of pixels change class after {what}"
     return Parity(mode, int(len(source_probs)), float(diff.max()), float(diff.mean()),
                   float(agreement), tolerance, passed, min_agreement, max_dice_drop, dice_source,
                   dice_converted, delta, warning)

@@ -606,3 +606,19 @@ def test_convert_says_what_it_is_doing_at_a_terminal_and_nothing_in_a_log(tiny_r
     monkeypatch.setattr(sys, "stderr", log)
     convert(tiny_run / "model.keras", tmp_path / "n.tflite", input_size=64, verify_samples=4)
     assert "... " not in log.getvalue()
+
+
+def test_parity_words_for_a_quantized_file_and_a_zero_dice_limit():
+    import numpy as np
+
+    from converters.verify import check_parity
+
+    rng = np.random.default_rng(0)
+    source = rng.random((2, 8, 8, 1)).astype(np.float32)
+    flipped = np.where(np.arange(64).reshape(1, 8, 8, 1) < 4, 1 - source, source)  # 4 px a image
+    masks = (source[..., 0] > 0.5).astype(np.uint8)
+    parity = check_parity(source, flipped, mode="quantized", num_classes=2, masks=masks,
+                          max_dice_drop=0.0)
+    assert parity.warning is not None and parity.warning.endswith("change class after "
+                                                                   "quantization"), parity.warning
+    assert "no Dice drop" in parity.summary() and ">= -0" not in parity.summary()
