@@ -205,17 +205,18 @@ def test_space_for_a_model_is_checked_before_the_work(small_disk):
     from edgeseg.device.files import check_space
 
     check_space(small_disk / "run", 2**20, largest=2**19)  # 3 MiB free: room for it
-    with pytest.raises(EdgesegError, match=r"disk/run: the outputs need at least 4.0 MiB, and "
-                                           r"its disk has 3.0 MiB free"):
+    with pytest.raises(EdgesegError, match=r"disk/run: writing the outputs takes at least "
+                                           r"4.0 MiB, and its disk has 3.0 MiB free"):
         check_space(small_disk / "run", 4 * 2**20)
     # a shell's file size limit (ulimit -f 100) refuses a model file over 100 KiB
     done = subprocess.run([sys.executable, "-c", (
         "import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (102400, 102400))\n"
         "from edgeseg.device.files import check_space\n"
-        "check_space(sys.argv[1], 2**20, largest=300_000, what='the training outputs')"), str(small_disk)],
-        capture_output=True, text=True)
-    assert done.returncode != 0 and ("the training outputs hold a file of at least 292 KiB, over "
-                                     "this shell's file size limit of 100 KiB") in done.stderr
+        "check_space(sys.argv[1], 2**20, largest=300_000, what='the training outputs')"),
+        str(small_disk)], capture_output=True, text=True)
+    assert done.returncode != 0 and ("writing the training outputs takes a file of at least "
+                                     "292 KiB, over this shell's file size limit of 100 KiB"
+                                     ) in done.stderr
 
 
 # --- issue 16: inspect/profile on every kind of file, and errors said rather than swallowed ----

@@ -188,8 +188,8 @@ def check_space(folder, needed: int, *, largest: int = 0, what: str = "the outpu
     probe = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
     free = shutil.disk_usage(probe).free
     if free < needed:
-        raise EdgesegError(f"{folder}: {what} need at least {_mib(needed)}, and its disk has "
-                           f"{_mib(free)} free; free some space or give another folder")
+        raise EdgesegError(f"{folder}: writing {what} takes at least {_mib(needed)}, and its "
+                           f"disk has {_mib(free)} free; free some space or give another folder")
     try:
         import resource
 
@@ -197,9 +197,9 @@ def check_space(folder, needed: int, *, largest: int = 0, what: str = "the outpu
     except (ImportError, OSError, ValueError):  # no such limit on this platform
         return
     if limit != resource.RLIM_INFINITY and largest > limit:
-        raise EdgesegError(f"{folder}: {what} hold a file of at least {_mib(largest)}, over this "
-                           f"shell's file size limit of {_mib(limit)} (ulimit -f); raise it or "
-                           "write a smaller model")
+        raise EdgesegError(f"{folder}: writing {what} takes a file of at least "
+                           f"{_mib(largest)}, over this shell's file size limit of {_mib(limit)} "
+                           "(ulimit -f); raise it or write a smaller model")
 
 
 def _mib(size: int) -> str:

@@ -127,7 +127,8 @@ def optimize(model_path, cfg: OptimizeConfig, out, *, force: bool = False,
     size, num_classes = cfg.data.input_size, int(model.output_shape[-1])
     check_classes(num_classes, train_data, model_path)
     # the optimized model (a QAT model keeps more variables) and its card: said before the work
-    check_space(out, 3 * model.count_params() * 4 + 2**20, what="the optimized model")
+    weights = model.count_params() * 4
+    check_space(out, 3 * weights + 2**20, largest=weights, what="the optimized model")
     keras.utils.set_random_seed(cfg.seed)
     norm = normalization_of(source_card)
     held_out = at_own_size(val_data)
