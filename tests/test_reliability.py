@@ -385,3 +385,38 @@ def test_a_progress_bar_says_how_far_and_the_time_left(capsys):
     lines = capsys.readouterr().err.splitlines()
     assert lines[0].startswith("timing: 25%, ~0 s left") and lines[-1] == "timing: 100%"
     assert len(lines) == 4
+
+
+@pytest.mark.parametrize("suffix", [".tflite", ".onnx"])
+def test_convert_never_replaces_a_users_file_or_card(tiny_run, tmp_path, suffix):
+    """A model output replaces a model file and its edgeseg card (a rerun), nothing else."""
+    notes = tmp_path / f"mine{suffix}"
+    notes.write_text("my notes\n")
+    result = CliRunner().invoke(cli, ["convert", str(tiny_run / "model.keras"), "--out",
+                                      str(notes)])
+    assert result.exit_code == 2 and f"exists and is not a {suffix} model file" in result.output
+    assert notes.read_text() == "my notes\n"
+    card = tmp_path / f"m{suffix}.json"
+    card.write_text('{"my": "own settings"}\n')
+    result = CliRunner().invoke(cli, ["convert", str(tiny_run / "model.keras"), "--out",
+                                      str(tmp_path / f"m{suffix}")])
+    assert result.exit_code == 2 and "is not a model card edgeseg wrote" in result.output
+    assert card.read_text() == '{"my": "own settings"}\n' and not (tmp_path / f"m{suffix}").exists()
+
+
+def test_raw_pixels_given_to_predict_are_said(converted, capsys):
+    """The Python API fed 0-255 uint8 pixels for a model that takes 0-1: said once."""
+    from edgeseg import runtime
+    from edgeseg.device.card import normalization_of
+    from edgeseg.device.preprocess import normalize
+
+    model = runtime.load(converted[("tflite", "none")][0])
+    pixels = np.random.default_rng(0).integers(0, 256, (1, *model.input_shape[1:]),
+                                               dtype=np.uint8)
+    model.predict(normalize(pixels, normalization_of(model.card)))
+    assert "predict got" not in capsys.readouterr().err  # normalised: nothing to say
+    model.predict(pixels)
+    model.predict(pixels)
+    err = capsys.readouterr().err
+    assert err.count("predict got uint8 pixels; it takes images normalised as the model's card "
+                     "says (pixel / type maximum") == 1, err

@@ -115,7 +115,9 @@ def check_output(path, *, inputs=(), option: str = "--out", folder: bool = False
     a place this process cannot write (read-only file system, permissions), found by creating and
     removing a file in the nearest folder that exists. ``kind``: ``(what, test)`` for a JSON
     output: an existing JSON file is replaced only when ``test(its content)`` says it is one of
-    these (a bench report over a bench report, not over a training config).
+    these (a bench report over a bench report, not over a training config). For a model output
+    (``model=True``), an existing file that is not a model of its suffix, or a card beside it
+    that edgeseg did not write (a user's notes named ``m.tflite``, their ``m.tflite.json``).
     """
     from edgeseg.device.errors import EdgesegError
 
@@ -155,6 +157,8 @@ def check_output(path, *, inputs=(), option: str = "--out", folder: bool = False
             if not same:
                 raise EdgesegError(f"{option} {given}: exists and is not {what}; writing there "
                                    f"would destroy it, choose another path")
+    if model:
+        _refuse_other_files(path, option, given)
     if path.exists() and path.is_dir() != folder:
         raise EdgesegError(f"{option} {given}: is a {'file' if folder else 'folder'}, not a "
                            f"{'folder' if folder else 'file'}")
@@ -176,6 +180,35 @@ def check_output(path, *, inputs=(), option: str = "--out", folder: bool = False
         raise EdgesegError(f"{option} {given}: only {free // 1024} KiB free on the disk of "
                            f"{existing}")
     return path
+
+
+# how each kind of model file begins (a .tflite's identifier is at offset 4; an .onnx written by
+# any exporter starts with its ir_version field)
+_MODEL_MAGIC = {".tflite": (4, b"TFL3"), ".onnx": (0, b"\x08"), ".keras": (0, b"PK\x03\x04"),
+                ".h5": (0, b"\x89HDF\r\n\x1a\n")}
+
+
+def _refuse_other_files(path: Path, option: str, given: str) -> None:
+    """A model output may replace a model file and its edgeseg card, never another file."""
+    from edgeseg.device.errors import EdgesegError
+
+    offset, magic = _MODEL_MAGIC.get(path.suffix.lower(), (0, b""))
+    head = b""
+    if path.is_file():
+        with open(path, "rb") as handle:
+            head = handle.read(offset + len(magic))
+    if path.is_file() and head[offset:] != magic:
+        raise EdgesegError(f"{option} {given}: exists and is not a {path.suffix} model file; "
+                           f"writing there would destroy it, choose another path")
+    card = path.with_name(path.name + ".json")
+    if card.is_file():
+        try:
+            ours = str(json.loads(card.read_text()).get("schema", "")).startswith("edgeseg.card")
+        except (ValueError, UnicodeDecodeError, OSError, AttributeError):
+            ours = False
+        if not ours:
+            raise EdgesegError(f"{option} {given}: {card} is not a model card edgeseg wrote; the "
+                               f"card would replace it, choose another path")
 
 
 def check_space(folder, needed: int, *, largest: int = 0, what: str = "the outputs") -> None:

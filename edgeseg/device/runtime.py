@@ -198,6 +198,8 @@ class EdgeModel:
         """Probabilities (N, H, W, classes) float32 for normalised images (N, H, W, C) float32."""
         from edgeseg.device.postprocess import looks_like_logits, to_probabilities
 
+        if np.issubdtype(np.asarray(images).dtype, np.integer) and np.size(images):
+            self._said_raw_pixels(np.asarray(images))
         images = np.asarray(images, np.float32)
         if images.ndim != 4:
             raise ValueError(f"predict takes a batch (N, H, W, C); got shape {images.shape}")
@@ -243,6 +245,20 @@ class EdgeModel:
                   f"sigmoid/softmax is applied); say so with --logits or the card's "
                   f"output_kind", file=sys.stderr)
         return to_probabilities(raw, kind)
+
+    def _said_raw_pixels(self, images: np.ndarray) -> None:
+        """Integer pixels where the card's normalisation maps them to other values: a warning
+        (once), since the model is then fed what it never saw (0-255 for 0-1)."""
+        from edgeseg.device.card import normalization_of
+        from edgeseg.device.log import warn_once
+        from edgeseg.device.preprocess import affine
+
+        norm = normalization_of(self.card)
+        scale, shift = affine(images[0], norm)
+        if not (np.allclose(scale, 1) and np.allclose(shift, 0)):
+            warn_once(f"{self.path.name}: predict got {images.dtype} pixels; it takes images "
+                      f"normalised as the model's card says ({norm.describe()}): pass "
+                      f"edgeseg.device.preprocess.normalize(image, normalization_of(card))")
 
     def settle_output_kind(self, size, seed: int = 0) -> str:
         """The output kind, settled for good: the card's or the graph's, else read from the
