@@ -18,7 +18,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -155,8 +155,9 @@ def fit(cfg: TrainConfig, out, *, resume: bool = False, force: bool = False, ver
         if not _has_files(backup):
             raise TrainingError(f"{out}: no interrupted run to resume (no checkpoint in {backup})")
         cfg = load_config(TrainConfig, out / "config.json")
-    elif _has_files(backup) or (out / MODEL_FILE).exists():
-        if not force:
+    else:
+        cfg = replace(cfg, data=cfg.data.absolute())  # the card says which folder, from anywhere
+        if (_has_files(backup) or (out / MODEL_FILE).exists()) and not force:
             what = "an interrupted run" if _has_files(backup) else f"a trained {MODEL_FILE}"
             raise TrainingError(f"{out}: holds {what}; pass --resume to continue it or --force "
                                 f"to start over")

@@ -210,3 +210,63 @@ def test_quant_error_says_how_many_images_its_calibration_inputs_come_from(tiny_
                                "--input-size", "64", "--top", "2"])
     assert done.exit_code == 0, done.output
     assert "calibrated on 100 inputs cut from 12 images" in done.output
+
+
+def test_the_training_folder_is_recorded_whole_and_found_from_any_folder(tmp_path, monkeypatch):
+    """`train --data d0` run in one folder, its model used from another: convert calibrates on
+    that d0 (not on a d0 of the folder it runs in), eval warns of the real training images only,
+    and a converted file's card still knows them; optimize without --data fine-tunes on it."""
+    from click.testing import CliRunner
+
+    from edgeseg.cli import cli
+
+    project = tmp_path / "project"
+    write_synthetic("synthetic-nuclei", project / "d0", count=12, size=32, seed=3)
+    monkeypatch.chdir(project)
+    result = CliRunner().invoke(cli, ["train", "--data", "d0", "--input-size", "32", "--steps",
+                                      "4", "-o", "alpha=0.25", "--no-check", "--out", "m0"])
+    assert result.exit_code == 0, result.output
+    card = json.loads((project / "m0" / "model.keras.json").read_text())
+    assert card["recipe"]["data"]["source"] == str(project / "d0")
+    elsewhere = tmp_path / "elsewhere"
+    write_synthetic("synthetic-nuclei", elsewhere / "d0", count=12, size=32, seed=99)
+    monkeypatch.chdir(elsewhere)
+    model = str(project / "m0" / "model.keras")
+    result = CliRunner().invoke(cli, ["convert", model, "--quant", "int8", "--keep-failed",
+                                      "--calib-samples", "8", "--out", "q.tflite"])
+    assert result.exit_code == 0, result.output
+    calibration = json.loads((elsewhere / "q.tflite.json").read_text())["calibration"]
+    assert str(project / "d0") in json.dumps(calibration), calibration
+    result = CliRunner().invoke(cli, ["eval", model, "--data", "d0"])  # other images, same name
+    assert result.exit_code == 0 and "trained" not in result.output, result.output
+    for scored in (model, "q.tflite"):
+        result = CliRunner().invoke(cli, ["eval", scored, "--data", str(project / "d0")])
+        assert result.exit_code == 0 and "10 of its 12 images trained" in result.output, \
+            (scored, result.output)
+    result = CliRunner().invoke(cli, ["optimize", model, "--prune", "0.5", "--steps", "2",
+                                      "--out", "pruned"])
+    assert result.exit_code == 0, result.output
+    assert f"data: {project / 'd0'} (the data the model was trained on" in result.output
+
+
+def test_calibration_from_the_training_folders_images_leaves_out_its_validation_split(
+        cells, tmp_path):
+    """--calib d0/images: parity checks the file on d0's validation split, so those images
+    never calibrate it (all 12 did), also when copied elsewhere (the same bytes)."""
+    trained_on = DataConfig(str(cells), input_size=32)
+    _, _, val = roles.split_samples(trained_on)
+    assert roles.calibration_sources(str(cells / "images"), trained_on, 100) == 12 - len(val)
+    assert f"less the {len(val)} of {cells}'s validation split" in \
+        roles.calibration_source(str(cells / "images"), trained_on)
+    inputs = roles.calibration_images(str(cells / "images"), size=32, channels=1, count=100,
+                                      trained_on=trained_on)
+    assert inputs.shape == (100, 32, 32, 1)
+    only_val = tmp_path / "val_copies"
+    only_val.mkdir()
+    for sample in val:
+        shutil.copy(sample.image, only_val / f"copy_{sample.image.name}")
+    with pytest.raises(DataError, match="holds only the validation images of"):
+        roles.calibration_images(str(only_val), size=32, channels=1, count=8,
+                                 trained_on=trained_on)
+    elsewhere = roles.calibration_source(str(cells / "images"), None)
+    assert elsewhere == "a seeded choice of the folder's images"  # nothing known to leave out

@@ -53,10 +53,22 @@ def optimize(model_path, source, layout, channels, num_classes, input_size, prun
     from edgeseg.device.files import check_output
 
     out = check_output(out, inputs=[model_path, source], folder=True)
+    from click.core import ParameterSource
+
+    from edgeseg.device.data.roles import trained_config
     from edgeseg.optimize import optimize as run
     from edgeseg.optimize.report import format_sparsity
 
-    data = _data_config(read_card(model_path), source, layout, channels, num_classes, input_size)
+    given = click.get_current_context().get_parameter_source("source") != ParameterSource.DEFAULT
+    card = read_card(model_path)
+    data = _data_config(card, source if given else None, layout, channels, num_classes,
+                        input_size)
+    if not given:
+        trained = trained_config(card)
+        why = "the data the model was trained on, as its card records" if trained is not None \
+            and data.source == trained.source else "--data not given, and the model's card " \
+            "records no training data that can be read again"
+        click.echo(f"data: {data.source} ({why})")
     cfg = OptimizeConfig(data=data, prune=prune, schedule=schedule, structured=structured,
                          cluster=cluster, qat=qat, steps=steps, lr=lr, batch_size=batch_size,
                          seed=seed)
@@ -84,16 +96,26 @@ def optimize(model_path, source, layout, channels, num_classes, input_size, prun
 
 
 def _data_config(card, source, layout, channels, num_classes, input_size):
-    """The model's own training split when --data names the data it was trained on (its card
-    records it: :func:`edgeseg.device.data.roles.trained_config`), else the data given."""
+    """The model's own training split when --data names the data it was trained on or is not
+    given (``source=None``; its card records it: :func:`edgeseg.device.data.roles.
+    trained_config`), else the data given (the built-in default when none is)."""
     from dataclasses import replace
+    from pathlib import Path
 
     from edgeseg.config import DataConfig
     from edgeseg.device.card import input_fit_of, size_of
+    from edgeseg.device.data.datasets import is_builtin
     from edgeseg.device.data.roles import trained_config
 
     trained = trained_config(card)
-    if trained is not None and trained.source == source:
+    readable = trained is not None and (is_builtin(trained.source)
+                                        or Path(trained.source).is_dir())
+    if source is None:  # not given: the data the model was trained on, where it can be read
+        if readable:
+            return replace(trained, input_size=input_size) if input_size else trained
+        source = DataConfig().source
+    if trained is not None and trained.absolute().source == \
+            DataConfig(source=source).absolute().source:
         return replace(trained, input_size=input_size) if input_size else trained
     size = input_size or (size_of(card) or (256, 256))[0]
     return DataConfig(source=source, input_size=size, layout=layout,

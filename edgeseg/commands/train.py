@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 import click
 
@@ -148,7 +149,10 @@ def _refuse_changed_options(ctx, cfg, out) -> None:
     saved_path = out / "config.json"
     if not saved_path.is_file():
         return  # nothing to resume: fit says so
-    saved, given = load_config(TrainConfig, saved_path).to_dict(), cfg.to_dict()
+    saved = load_config(TrainConfig, saved_path)
+    # folders compared as paths (a run records them whole)
+    saved = replace(saved, data=saved.data.absolute()).to_dict()
+    given = replace(cfg, data=cfg.data.absolute()).to_dict()
 
     def value(config: dict, path: str):
         for part in path.split("."):

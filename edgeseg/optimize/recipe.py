@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +107,7 @@ def optimize(model_path, cfg: OptimizeConfig, out, *, force: bool = False,
     if not (cfg.prune or cfg.structured or cfg.cluster or cfg.qat):
         raise ConfigError("nothing to do: give --prune, --structured, --cluster and/or --qat")
     out = Path(out)
+    cfg = replace(cfg, data=cfg.data.absolute())  # recorded whole: read again from anywhere
     existing = [out / name for name in MODEL_FILES.values() if (out / name).exists()]
     if existing and not force:
         raise ConfigError(f"{out}: holds an optimized {existing[0].name}; pass --force to "

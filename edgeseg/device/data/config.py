@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 
 from edgeseg.device.jsonconfig import JsonConfig
 
@@ -31,6 +32,17 @@ class DataConfig(JsonConfig):
     seed: int = 0
     cache_mb: int = 2048  # folders: decode into memory below this size, else stream from disk
 
+    def absolute(self) -> DataConfig:
+        """The same data with its folders as absolute paths, as a card or a run records them: a
+        relative ``d0`` read again from another folder would be another dataset (or none)."""
+        from edgeseg.device.data.synthetic import SYNTHETIC
+
+        def whole(source: str | None) -> str | None:
+            if source is None or source in SYNTHETIC:
+                return source
+            return os.path.abspath(os.path.expanduser(source))
+
+        return replace(self, source=whole(self.source), val_source=whole(self.val_source))
 
 
 __all__ = ["DataConfig"]

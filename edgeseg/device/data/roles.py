@@ -223,8 +223,11 @@ def describe_score(source: str, count: int) -> str:
 
 # --- the data a model was trained on, as its card records it ------------------------------------
 def trained_config(card: dict) -> DataConfig | None:
-    """The DataConfig the model's training (or fine-tune) read, when its card records one."""
+    """The DataConfig the model's training (or fine-tune) read, when its card records one (a
+    converted file's card: its source's)."""
     data = (card.get("recipe") or {}).get("data")
+    if not isinstance(data, dict) and isinstance(card.get("source"), dict):
+        data = (card["source"].get("recipe") or {}).get("data")
     if not isinstance(data, dict):
         return None
     try:
@@ -284,10 +287,30 @@ def calibration_images(data: str, *, size, channels: int, count: int = 100, seed
         order = np.random.default_rng(seed).permutation(len(train))
         raws = (train.sample(int(i))[0] for i in order)
         return _cut(raws, len(train), size, count, seed, norm, fit)
-    paths = image_files(Path(data))
+    paths = _calibration_files(data, trained_on)
     order = np.random.default_rng(seed).permutation(len(paths))
     raws = (folders.read_raw(paths[i], channels) for i in order)
     return _cut(raws, len(paths), size, count, seed, norm, fit)
+
+
+def _calibration_files(data: str, trained_on: DataConfig | None) -> list[Path]:
+    """The images of a --calib folder, less those of the training folder's validation split
+    (by path or content): those check the converted file, so they never calibrate it (a
+    ``--calib d0/images`` drew them all)."""
+    paths = image_files(Path(data))
+    if trained_on is None or is_builtin(trained_on.source):
+        return paths
+    try:
+        _, _, val_samples = split_samples(trained_on)
+    except DataError:
+        return paths
+    held = {a for a, _ in same_images(paths, _images_of(val_samples))}
+    kept = [p for p in paths if p not in held]
+    if held and not kept:
+        raise DataError(f"--calib {data}: holds only the validation images of "
+                        f"{trained_on.source}, which check the converted file; calibrate on "
+                        f"other images (its training split: leave --calib out)")
+    return kept
 
 
 def calibration_source(data: str, trained_on: DataConfig | None) -> str:
@@ -296,6 +319,10 @@ def calibration_source(data: str, trained_on: DataConfig | None) -> str:
         return "training indices of the built-in dataset"
     if trained_on is not None and same_folder(data, trained_on.source):
         return "the training split of the folder the model was trained on"
+    left_out = len(image_files(Path(data))) - len(_calibration_files(data, trained_on))
+    if left_out:
+        return (f"a seeded choice of the folder's images, less the {left_out} of "
+                f"{trained_on.source}'s validation split (they check the file)")
     return "a seeded choice of the folder's images"
 
 
@@ -307,7 +334,7 @@ def calibration_sources(data: str, trained_on: DataConfig | None, count: int) ->
     if trained_on is not None and same_folder(data, trained_on.source):
         available = len(split_samples(trained_on)[1])
     else:
-        available = len(image_files(Path(data)))
+        available = len(_calibration_files(data, trained_on))
     per_image = -(-count // max(1, available))
     return min(available, -(-count // per_image))
 
