@@ -39,7 +39,7 @@ from edgeseg.device.card import card_path
 from edgeseg.device.data import roles
 from edgeseg.device.data.datasets import at_own_size, is_builtin
 from edgeseg.device.errors import EdgesegError
-from edgeseg.device.files import atomic_write_json
+from edgeseg.device.files import atomic_write_json, sha256_of
 from edgeseg.device.metrics import text
 from edgeseg.device.outputs import Outputs
 
@@ -159,6 +159,11 @@ def run(cfg: RunConfig, out, *, force: bool = False, until: str = "report", echo
                                 if old.get(key) != new.get(key))
             raise EdgesegError(f"{out}: holds a run with other settings ({changed}); rerun it "
                                f"with its own, use another --out, or --force to start over")
+        recorded = json.loads(saved.read_text()).get("model_sha256")
+        if recorded and recorded != _digest(cfg.model_file):
+            raise EdgesegError(f"{out}: holds a run of {cfg.model_file} as it was before it "
+                               f"changed (its bytes differ from the run's); use another --out, "
+                               f"or --force to run it again")
     if board and last >= STAGES.index("bench") and (force or not (out / "report.json").exists()):
         from benchmarks.remote import check_board
 
@@ -170,7 +175,8 @@ def run(cfg: RunConfig, out, *, force: bool = False, until: str = "report", echo
             Outputs(stage, "run").clear(everyone=True)
         outputs.clear()
     outputs.claim_file("run.json")
-    atomic_write_json(saved, cfg.to_dict())
+    atomic_write_json(saved, {**cfg.to_dict(), **({"model_sha256": _digest(cfg.model_file)}
+                                                 if cfg.model_file else {})})
     verbose = 1 if sys.stdout.isatty() else 2
     stages = _Stages(len(STAGES), echo)
     started = time.perf_counter()
@@ -492,6 +498,22 @@ def _bench(plan: Plan, trained: Path, files: list[Path], board=None) -> dict:
     from benchmarks.harness import bench
 
     return bench([trained, *files], targets=cfg.targets, **settings)
+
+
+def _digest(model_file) -> str | None:
+    """The SHA-256 of the user's model (of its files, in order, for a SavedModel folder): a
+    rerun of a run with a model that changed since must not reuse its results."""
+    if not model_file:
+        return None
+    path = Path(model_file)
+    if path.is_file():
+        return sha256_of(path)
+    import hashlib
+
+    sha = hashlib.sha256()
+    for part in sorted(p for p in path.rglob("*") if p.is_file()):
+        sha.update(f"{part.relative_to(path)}\0{sha256_of(part)}\0".encode())
+    return sha.hexdigest()
 
 
 __all__ = ["CONVERSIONS", "OPTIMIZATIONS", "STAGES", "Plan", "UserModel", "make_plan", "run"]

@@ -118,3 +118,20 @@ def test_a_run_of_a_users_tflite_says_there_is_nothing_to_convert(converted, tmp
     assert done.exit_code == 0, done.output
     assert "convert: nothing to convert: the user's .tflite is benchmarked as it is" in done.output
     assert "all 0 files" not in done.output
+
+
+def test_a_rerun_with_a_model_whose_bytes_changed_is_refused(tiny_run, tmp_path, runner):
+    """run --model skips the stages it finds done: with the same name but other weights they
+    are another model's, so the rerun is refused (it printed the old table, exit 0)."""
+    model = tmp_path / "mine.keras"
+    shutil.copy(tiny_run / "model.keras", model)
+    argv = ["run", "--model", str(model), "--quick", "--until", "train", "--out",
+            str(tmp_path / "run")]
+    result = runner.invoke(cli, argv)
+    assert result.exit_code == 0, result.output
+    assert runner.invoke(cli, argv).exit_code == 0  # the same bytes: carries on
+    with open(model, "ab") as handle:  # another file under the same name
+        handle.write(b"\0")
+    result = runner.invoke(cli, argv)
+    assert result.exit_code == 2 and "as it was before it changed" in result.output, \
+        result.output
