@@ -33,7 +33,7 @@ from edgeseg.device.errors import EdgesegError
 from edgeseg.device.log import Progress
 from edgeseg.device.preprocess import normalize
 from edgeseg.device.scoring import Pairs, check_classes, predictions, score_labels
-from edgeseg.device.tiling import resized_input
+from edgeseg.device.tiling import resized_input, runs_whole
 
 
 @dataclass
@@ -54,6 +54,33 @@ def _rss_mb() -> tuple[float | None, float | None]:
         return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
     except (OSError, KeyError, ValueError):
         return None, None
+
+
+def _say_other_feeding(models: dict, reference_path: Path, pairs) -> None:
+    """One line for each file that runs the images another way than the reference (tiled at its
+    fixed input where the reference runs them whole, or the reverse): its Dice change and
+    agreement then include that, not its conversion alone."""
+    from edgeseg.device.card import input_fit_of
+
+    reference = models[reference_path]
+
+    def how(model, image) -> str:
+        if input_fit_of(model.card) == "resize":
+            return "resized"
+        return "whole" if runs_whole(model, image) else "tiled"
+
+    for path, model in models.items():
+        if path == reference_path:
+            continue
+        for image, _ in pairs:
+            mine, theirs = how(model, image), how(reference, image)
+            if mine != theirs:
+                _, height, width, _ = model.input_shape
+                takes = f"takes {height}x{width} and " if height is not None else ""
+                print(f"note: {path.name} {takes}runs {image.shape[1]}x{image.shape[0]} images "
+                      f"{mine}, the reference {reference_path.name} {theirs}: its Dice change "
+                      f"and agreement include that, not its conversion alone", file=sys.stderr)
+                break
 
 
 def model_variant(model: runtime.EdgeModel) -> str:
@@ -216,6 +243,7 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
     else:
         reference_flat = np.concatenate([l.ravel() for l in labels[reference_path]])
         reference_dice = scores[reference_path]["dice"]
+        _say_other_feeding(first_model, reference_path, pairs)
 
     # --- latency: round robin over every (model, threads) ---------------------------------------
     inputs = {}

@@ -276,3 +276,20 @@ def test_images_without_any_object_have_no_dice_everywhere(converted, tiny_run, 
     assert row["dice"] is None and row["dice_delta"] is None
     gate = runner.invoke(cli, ["check", str(report), "--max-dice-delta", "0.01"])
     assert gate.exit_code == 1 and "Dice not measured" in gate.output
+
+
+def test_a_file_that_tiles_where_the_reference_runs_whole_is_said(tiny_run, converted, tmp_path,
+                                                                 runner):
+    """A 64x64 .tflite tiles 128x128 images that its Keras source runs whole: the Dice change
+    of a lossless fp32 file is then tiling, and the table must not pass it off as conversion."""
+    tflite = converted[("tflite", "none")][0]
+    result = runner.invoke(cli, ["bench", str(tiny_run / "model.keras"), str(tflite),
+                                 "--image-size", "128", "--runs", "1", "--warmup", "0",
+                                 "--samples", "2", "--quiet", "--json", str(tmp_path / "b.json")])
+    assert result.exit_code == 0, result.output
+    assert (f"note: {tflite.name} takes 64x64 and runs 128x128 images tiled, the reference "
+            f"model.keras whole") in result.output, result.output
+    result = runner.invoke(cli, ["bench", str(tiny_run / "model.keras"), str(tflite),
+                                 "--image-size", "64", "--runs", "1", "--warmup", "0",
+                                 "--samples", "2", "--quiet", "--json", str(tmp_path / "b.json")])
+    assert result.exit_code == 0 and "note:" not in result.output, result.output
