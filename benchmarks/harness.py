@@ -107,8 +107,9 @@ def bench_images(data, size: int, channels: int, num_classes: int, samples: int,
         from edgeseg.device.data.roles import describe_score, score_data
 
         builtin = is_builtin(data)
-        dataset = score_data(data, size=size, channels=channels, num_classes=max(2, num_classes),
-                             layout=layout, count=samples, seed=seed)
+        dataset = score_data(data, size=size, channels=channels,
+                             model_classes=max(2, num_classes), layout=layout, count=samples,
+                             seed=seed)
         check_classes(num_classes, dataset, "each model")  # what eval refuses, said alike
         count = len(dataset) if builtin or not samples else min(samples, len(dataset))
         name = describe_score(data, count) if builtin else dataset.name

@@ -293,3 +293,28 @@ def test_a_file_that_tiles_where_the_reference_runs_whole_is_said(tiny_run, conv
                                  "--image-size", "64", "--runs", "1", "--warmup", "0",
                                  "--samples", "2", "--quiet", "--json", str(tmp_path / "b.json")])
     assert result.exit_code == 0 and "note:" not in result.output, result.output
+
+
+def test_a_folders_class_file_decides_its_classes_not_the_model(tiny_run, tmp_path, runner):
+    """A 4-class model on a binary folder with a classes.txt was scored on padded names
+    (class2, class3) with exit 0; the folder's names against the model's are said."""
+    from edgeseg._keras import keras
+    from edgeseg.device.data.writer import write_synthetic
+    from edgeseg.models import create_model
+
+    folder = tmp_path / "cells"
+    write_synthetic("synthetic-nuclei", folder, count=4, size=64, seed=5)
+    four = tmp_path / "four.keras"
+    create_model("mobile_unet", input_size=64, num_classes=4, alpha=0.25).save(str(four))
+    keras.backend.clear_session()
+    for argv in (["eval", str(four), "--data", str(folder)],
+                 ["bench", str(four), "--data", str(folder), "--runs", "1", "--warmup", "0",
+                  "--quiet", "--json", str(tmp_path / "b.json")]):
+        result = runner.invoke(cli, argv)
+        assert result.exit_code == 2 and "predicts 4 classes" in result.output and \
+            "has 2 classes (background, nucleus)" in result.output, result.output
+    (folder / "classes.txt").write_text("background\ncell\n")
+    result = runner.invoke(cli, ["eval", str(tiny_run / "model.keras"), "--data", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert "its class file names background, cell; model.keras was trained on background, " \
+           "nucleus" in result.output, result.output

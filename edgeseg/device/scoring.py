@@ -103,6 +103,8 @@ def score_on(model, source: str, *, size=None, layout: str | None = None, count:
     import sys
 
     from edgeseg.device.card import size_of
+    from edgeseg.device.data import folders
+    from edgeseg.device.data.datasets import is_builtin
     from edgeseg.device.data.roles import (
         score_data,
         scored_training_images,
@@ -114,9 +116,16 @@ def score_on(model, source: str, *, size=None, layout: str | None = None, count:
     size = (height, width) if height is not None else \
         (size or size_of(model.card) or (256, 256))
     data = score_data(source, size=size, channels=channels, layout=layout,
-                      num_classes=num_classes or max(2, model.num_classes), count=count,
-                      seed=seed)
+                      num_classes=num_classes, model_classes=max(2, model.num_classes),
+                      count=count, seed=seed)
     check_classes(model.num_classes, data, model.path)
+    trained_names = model.card.get("class_names")
+    if trained_names and not is_builtin(source) and \
+            folders.find_samples(source, layout).class_file is not None and \
+            [str(n) for n in trained_names] != list(data.class_names):
+        print(f"warning: {data.name}: its class file names {', '.join(data.class_names)}; "
+              f"{model.path.name} was trained on {', '.join(map(str, trained_names))}: each is "
+              f"scored by its class id", file=sys.stderr)
     trained = scored_training_images(trained_config(model.card), data)
     if trained:
         print(f"warning: {data.name}: {trained} of its {len(data)} images trained {model.path} "

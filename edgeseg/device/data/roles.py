@@ -198,10 +198,14 @@ def _mode(cfg: DataConfig, found, samples) -> tuple[str, str]:
 # --- score --------------------------------------------------------------------------------------
 def score_data(source: str, *, size=None, channels: int | None = None,
                num_classes: int | None = None, layout: str | None = None, count: int = 64,
-               seed: int = 0) -> SegData:
+               seed: int = 0, model_classes: int | None = None) -> SegData:
     """The images a model is scored on for ``source``: held-out built-in samples (the test range,
     :data:`TEST_OFFSET`, made at ``size``: a side or (height, width)), or every image of a
-    folder, whole, at its own size (each is then fed as the model's card says)."""
+    folder, whole, at its own size (each is then fed as the model's card says).
+
+    ``num_classes`` (a user's ``--num-classes``) sets a folder's class count; ``model_classes``
+    (the model's) only where the folder names none: a folder's class file says what its masks
+    hold, and a model of other classes is then refused, not scored on padded names."""
     if is_builtin(source):
         height, width = parse_size(size or 256)
         data = builtin(source, count, max(height, width), seed, TEST_OFFSET, channels)
@@ -210,6 +214,9 @@ def score_data(source: str, *, size=None, channels: int | None = None,
         return replace(data, images=tuple(i[:height, :width] for i in data.images),
                        masks=tuple(m[:height, :width] for m in data.masks))
     check_source_name(source)
+    if num_classes is None and model_classes is not None and \
+            folders.find_samples(source, layout).class_file is None:
+        num_classes = model_classes
     return load_folder(source, layout, channels, num_classes)
 
 
