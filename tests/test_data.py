@@ -354,11 +354,23 @@ def test_a_class_file_without_its_background_line_is_named(tmp_path):
 
 
 @pytest.mark.parametrize("text", ["id,name\n0,background\n1,nucleus\n",
-                                  "1,nucleus\n0,background\n", "background\nnucleus\n"])
+                                  "1,nucleus\n0,background\n", "background\nnucleus\n",
+                                  "0: background\n1: nucleus\n", "0 background\n1 nucleus\n",
+                                  "1\tnucleus\n0\tbackground\n",
+                                  "\ufeffbackground\r\nnucleus\r\n"])  # Notepad's BOM, CRLF
 def test_a_class_file_as_a_list_or_as_csv_gives_the_names(tmp_path, text):
     write_synthetic("synthetic-nuclei", tmp_path / "d", count=4, size=16, seed=0)
-    (tmp_path / "d" / "classes.txt").write_text(text)
+    (tmp_path / "d" / "classes.txt").write_text(text, encoding="utf-8", newline="")
     assert load_folder(tmp_path / "d").class_names == ("background", "nucleus")
+
+
+@pytest.mark.parametrize("text", ["0: background\n2: nucleus\n", "0,background\n0,nucleus\n"])
+def test_a_class_file_whose_ids_skip_or_repeat_is_refused(tmp_path, text):
+    write_synthetic("synthetic-nuclei", tmp_path / "d", count=4, size=16, seed=0)
+    (tmp_path / "d" / "classes.txt").write_text(text)
+    with pytest.raises(DataError, match=r"classes.txt: its class ids are 0, [02]; give each of "
+                                         r"0, 1, 2, \.\.\. once"):
+        load_folder(tmp_path / "d")
 
 
 # --- the mask encoding, decided once per folder -------------------------------------------------

@@ -21,6 +21,7 @@ Every problem is a :class:`DataError` whose message names the file and what is w
 from __future__ import annotations
 
 import functools
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -239,20 +240,37 @@ def _voc(root: Path) -> FolderSet:
 
 def _class_file(root: Path) -> tuple[tuple[str, ...] | None, Path | None]:
     """(class names, the file they came from) of ``classes.txt`` or ``labelmap.txt``: a name a
-    line, the background (id 0) first; VOC's ``name:r,g,b::`` lines; or CSV lines ``id,name``
-    (a header line above them is skipped)."""
+    line, the background (id 0) first; VOC's ``name:r,g,b::`` lines; ``id: name`` or ``id name``
+    lines; or CSV lines ``id,name`` (a header line above them is skipped). A byte order mark (a
+    file saved by Windows' Notepad) is not part of the first name."""
     for name in ("classes.txt", "labelmap.txt"):
         path = root / name
         if path.is_file():
-            lines = [line.strip() for line in path.read_text().splitlines()
+            lines = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()
                      if line.strip() and not line.startswith("#")]
             rows = [[field.strip() for field in line.split(",")] for line in lines]
             if rows and ":" not in lines[-1] and all(len(r) >= 2 for r in rows) and \
                     all(r[0].isdigit() for r in rows[1:]):
                 table = rows if rows[0][0].isdigit() else rows[1:]  # without its header
-                return tuple(r[1] for r in sorted(table, key=lambda r: int(r[0]))), path
+                return _by_id(path, [(int(r[0]), r[1]) for r in table]), path
+            numbered = [_ID_NAME.match(line) for line in lines]
+            if lines and all(numbered):
+                return _by_id(path, [(int(m[1]), m[2].strip()) for m in numbered]), path
             return tuple(line.split(":")[0].strip() for line in lines), path
     return None, None
+
+
+_ID_NAME = re.compile(r"^(\d+)\s*(?::|\s)\s*([^:,]*[^\s:,\d][^:,]*)$")  # "0: background", "1 cell"
+
+
+def _by_id(path: Path, pairs: list[tuple[int, str]]) -> tuple[str, ...]:
+    """The names of ``(id, name)`` lines in id order; ids must be 0, 1, 2, ... (each once)."""
+    ids = sorted(i for i, _ in pairs)
+    if ids != list(range(len(ids))):
+        raise DataError(f"{path}: its class ids are {', '.join(map(str, ids[:8]))}"
+                        f"{', ...' if len(ids) > 8 else ''}; give each of 0, 1, 2, ... once "
+                        f"(0 the background)")
+    return tuple(name for _, name in sorted(pairs))
 
 
 _FINDERS = {"generic": _generic, "carvana": _carvana, "oxford": _oxford, "dsb2018": _dsb2018,
