@@ -16,8 +16,10 @@ steps). Without
 augmentation a small set would only be memorised: the budget is capped at MAX_PASSES_UNAUGMENTED
 passes. ``--steps`` or ``--epochs`` (passes over the training set) replace the rule.
 
-Validation runs at ``chunks`` points of the run (Keras epochs of ``steps_per_chunk`` steps); a
-budget is rounded up to whole chunks (``--steps 610`` runs 620, and the plan line says so).
+Validation runs at ``chunks`` points of the run (Keras epochs of ``steps_per_chunk`` steps). A
+chosen budget is rounded up to whole chunks; a ``--steps`` count is run exactly where up to half
+as few chunks divide it (``--steps 80``: 2 chunks of 40), else rounded up and the plan line says
+so (``--steps 97``: "--steps 97, rounded up to 3 chunks of 33").
 
     >>> plan = plan_training(images=21, val_images=5, views=21, batch_size=16)
     >>> plan.steps, plan.chunks, plan.steps_per_chunk
@@ -98,8 +100,14 @@ def plan_training(*, images: int, val_images: int, views: float, batch_size: int
         if not augmented:
             steps = min(steps, math.ceil(MAX_PASSES_UNAUGMENTED * images / batch_size))
         why = "chosen from the data"
-    chunks = max(1, min(MAX_CHUNKS, steps // MIN_STEPS_PER_CHUNK))
+    wanted = max(1, min(MAX_CHUNKS, steps // MIN_STEPS_PER_CHUNK))
+    chunks = wanted
+    if why == "--steps":  # the user's count: down to half as many chunks where that divides it
+        chunks = next((c for c in range(wanted, 0, -1) if steps % c == 0 and 2 * c >= wanted),
+                      wanted)
     per_chunk = -(-steps // chunks)
+    if chunks * per_chunk != steps and why == "--steps":
+        why += f" {steps}, rounded up to {chunks} chunks of {per_chunk}"
     return TrainingPlan(chunks * per_chunk, batch_size, chunks, per_chunk, images, val_images,
                         views, why)
 

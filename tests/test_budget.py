@@ -42,7 +42,13 @@ def test_without_augmentation_a_small_set_is_not_trained_to_memorisation():
 
 def test_explicit_steps_or_epochs_replace_the_rule():
     assert plan_training(images=96, val_images=16, views=96, batch_size=8, epochs=4).steps == 48
-    assert plan_training(images=96, val_images=16, views=96, batch_size=8, steps=100).steps >= 100
+    for asked in (80, 100, 610, 1000):  # a count up to half as few chunks divide: run exactly
+        plan = plan_training(images=96, val_images=16, views=96, batch_size=8, steps=asked)
+        assert plan.steps == asked and plan.chunks * plan.steps_per_chunk == asked
+        assert plan.why == "--steps"
+    plan = plan_training(images=96, val_images=16, views=96, batch_size=8, steps=97)  # a prime
+    assert (plan.steps, plan.chunks) == (99, 3)
+    assert plan.why == "--steps 97, rounded up to 3 chunks of 33"
     from edgeseg.device.errors import ConfigError
 
     with pytest.raises(ConfigError, match="--steps or --epochs, not both"):
