@@ -84,9 +84,12 @@ def _xnnpack_coverage(path: Path, f) -> dict:
     from edgeseg.device.untrusted import check_untrusted
 
     check_untrusted(path)  # the structure was read above; now make sure LiteRT survives it
+    from edgeseg.device.log import native_chatter_dropped
+
     try:
-        interpreter = Interpreter(model_path=str(path))
-        interpreter.allocate_tensors()
+        with native_chatter_dropped():  # LiteRT's delegate note
+            interpreter = Interpreter(model_path=str(path))
+            interpreter.allocate_tensors()
         nodes = interpreter._get_ops_details()  # noqa: SLF001 - the only view of the partitions
     except (ValueError, RuntimeError) as error:
         return {"available": False, "error": str(error).splitlines()[0]}

@@ -364,6 +364,9 @@ def test_a_command_prints_edgeseg_lines_not_tensorflows_start_up(tiny_run, tmp_p
     lines = (done.stdout + done.stderr).splitlines()
     assert [line for line in lines if any(p.match(line) for p in NATIVE_CHATTER)] == []
     assert len(lines) == 2 and lines[0].startswith(f"{tmp_path / 'm.tflite'}: tflite int8")
+    done = subprocess.run([sys.executable, "-m", "edgeseg", "inspect", str(tmp_path / "m.tflite")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "XNNPACK" not in done.stderr, done.stderr[-2000:]
 
 
 def test_a_progress_bar_says_how_far_and_the_time_left(capsys):
