@@ -157,10 +157,12 @@ def fit(cfg: TrainConfig, out, *, resume: bool = False, force: bool = False, ver
         cfg = load_config(TrainConfig, out / "config.json")
     else:
         cfg = replace(cfg, data=cfg.data.absolute())  # the card says which folder, from anywhere
-        if (_has_files(backup) or (out / MODEL_FILE).exists()) and not force:
-            what = "an interrupted run" if _has_files(backup) else f"a trained {MODEL_FILE}"
-            raise TrainingError(f"{out}: holds {what}; pass --resume to continue it or --force "
-                                f"to start over")
+        if _has_files(backup) and not force:
+            raise TrainingError(f"{out}: holds an interrupted run; pass --resume to continue it "
+                                f"or --force to start over")
+        if (out / MODEL_FILE).exists() and not force:  # finished: nothing to resume
+            raise TrainingError(f"{out}: holds a trained {MODEL_FILE}; pass --force to train "
+                                f"again over it, or give another --out")
     outputs = Outputs(out, "train")
     outputs.check_inputs({"--data": cfg.data.source, "--val-data": cfg.data.val_source},
                          planned=(*OUTPUT_FILES, *TOOL_FOLDERS))

@@ -55,7 +55,8 @@ def test_a_file_that_is_there_and_not_an_output_is_refused_not_overwritten(tmp_p
 def test_an_input_that_force_would_remove_is_refused(tmp_path):
     outputs = Outputs(tmp_path, "run")
     outputs.claim_file("models/int8.tflite")
-    with pytest.raises(EdgesegError, match=r"--model .*int8.tflite: --force would remove it"):
+    with pytest.raises(EdgesegError,
+                       match=r"--model .*int8.tflite: is an output edgeseg wrote in"):
         outputs.check_inputs({"--model": tmp_path / "models" / "int8.tflite"})
     with pytest.raises(EdgesegError, match=r"--data .*train: edgeseg run writes into it"):
         outputs.check_inputs({"--data": tmp_path / "train"}, planned=("train",))
@@ -71,7 +72,7 @@ def test_names_are_inside_the_folder_and_inputs_are_paths_as_given(tmp_path, mon
     (tmp_path / "runs" / "x" / "report.json").write_text("{}")
     assert outputs.owns("runs/x/report.json") and not outputs.owns("report.json")
     assert not (tmp_path / "runs" / "x" / "runs").exists()
-    with pytest.raises(EdgesegError, match="--force would remove it"):
+    with pytest.raises(EdgesegError, match="is an output edgeseg wrote in"):
         outputs.check_inputs({"--test-data": "runs/x/report.json"})
     assert [p.name for p in Outputs("runs/x", "run").clear()] == ["report.json"]
 
@@ -118,7 +119,8 @@ def test_an_input_inside_a_stage_folder_with_its_own_manifest_is_refused(tmp_pat
     Outputs(root, "run").claim_folder("train")
     Outputs(root / "train", "train").claim_file("model.keras")
     (root / "train" / "model.keras").write_text("trained")
-    with pytest.raises(EdgesegError, match=r"--model .*model.keras: --force would remove it"):
+    with pytest.raises(EdgesegError,
+                       match=r"--model .*model.keras: is an output edgeseg wrote in"):
         Outputs(root, "run").check_inputs({"--model": root / "train" / "model.keras"},
                                           planned=("train",))
 
@@ -170,7 +172,7 @@ def test_run_force_refuses_an_input_that_is_one_of_its_outputs(converted, tmp_pa
     again = runner.invoke(cli, ["run", "--model", str(out / "models" / "int8.onnx"),
                                 "--out", str(out), "--quick", "--force"])
     assert again.exit_code == 2
-    assert "--force would remove it" in again.output and str(out / "models") in again.output
+    assert "is an output edgeseg wrote in" in again.output and str(out / "models") in again.output
     assert sorted(p.name for p in (out / "models").iterdir()) == before
 
 
@@ -258,3 +260,35 @@ def test_predict_force_replaces_its_own_masks_but_not_a_users_file_of_that_name(
     done = runner.invoke(cli, [*predict, "--force"])
     assert done.exit_code == 2 and "exists and edgeseg did not write it" in done.output
     assert user_mask.is_file()
+
+
+def test_predict_hints_say_what_works(converted, tmp_path, runner):
+    """A rerun into the images' own folder names the mask once (it was doubled, and spoke of a
+    --force not given); a mask the user made is refused as theirs, not with a --force hint that
+    then fails too."""
+    import numpy as np
+    from PIL import Image
+
+    from edgeseg.cli import cli
+
+    model = str(converted[("tflite", "none")][0])
+    folder = tmp_path / "same"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((64, 64), 40 * i, np.uint8)).save(folder / f"{i}.png")
+    images = sorted(str(p) for p in folder.glob("*.png"))
+    assert runner.invoke(cli, ["predict", model, *images, "--out", str(folder)]).exit_code == 0
+    again = sorted(str(p) for p in folder.glob("*.png"))  # the shell's glob, now with the masks
+    result = runner.invoke(cli, ["predict", model, *again, "--out", str(folder)])
+    mask = folder / "0_mask.png"
+    assert result.exit_code == 2, result.output
+    assert f"IMAGE {mask}: is an output edgeseg wrote in {folder}" in result.output
+    assert result.output.count(str(mask)) == 2 and "--force" not in result.output, result.output
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "0_mask.png").write_bytes(b"my own mask")
+    for extra in ([], ["--force"]):
+        result = runner.invoke(cli, ["predict", model, images[0], "--out", str(mine), *extra])
+        assert result.exit_code == 2 and "exists and edgeseg did not write it" in result.output, \
+            result.output
+    assert (mine / "0_mask.png").read_bytes() == b"my own mask"

@@ -72,7 +72,10 @@ def test_train_refuses_to_overwrite_a_run_without_force(tiny_run, tiny_train_arg
     result = runner.invoke(cli, ["train", *tiny_train_args, "--out", str(tiny_run)])
     assert result.exit_code == 2
     assert _lines(result.output) == [f"Error: {tiny_run}: holds a trained model.keras; pass "
-                                     f"--resume to continue it or --force to start over"]
+                                     f"--force to train again over it, or give another --out"]
+    # a finished run has nothing to resume: the hint says only what works
+    result = runner.invoke(cli, ["train", *tiny_train_args, "--out", str(tiny_run), "--resume"])
+    assert result.exit_code == 2 and "no interrupted run to resume" in result.output
 
 
 class _Interrupt(Exception):

@@ -77,19 +77,22 @@ def predict(model_path, images, out, tile, overlap, threads, force, unsafe, cust
                                      f"{Path(out) / (Path(path).stem + '_mask.png')}; predict "
                                      f"them into different --out folders", param_hint="IMAGE")
     outputs = Outputs(out, "predict")
-    outputs.check_inputs({"MODEL": model_path, **{f"IMAGE {path}": path for path in images}})
+    outputs.check_inputs({"MODEL": model_path})
+    for path in images:
+        outputs.check_inputs({"IMAGE": path})
     inputs = {resolved(path, "IMAGE") for path in images} | {resolved(model_path, "MODEL")}
     targets = [out / f"{Path(path).stem}_{suffix}.png" for path in images
                for suffix in ("mask", "overlay")]
-    for target in targets:  # nothing written over an input, nor over a file unless asked
+    for target in targets:  # nothing written over an input
         if resolved(target, "--out") in inputs:
             raise click.BadParameter(f"{target} is one of the inputs; choose another --out",
                                      param_hint="'--out'")
+    names = [target.name for target in targets]
+    outputs.refuse_unowned(files=names)  # --force replaces masks it wrote, never the user's
+    for target in targets:  # and those only when asked
         if target.exists() and not force:
             raise click.BadParameter(f"{target} exists; --force replaces it",
                                      param_hint="'--out'")
-    names = [target.name for target in targets]
-    outputs.refuse_unowned(files=names)  # --force replaces masks it wrote, never the user's
     for path in images:  # every image decodes before anything is written (one at a time)
         read_raw(path, channels)
     outputs.claim_file(*names)

@@ -193,9 +193,10 @@ class Outputs:
                         Outputs(nested, "")._claim(PurePosixPath(name).relative_to(
                             claimed).as_posix()) is not None
                 if removed:
-                    raise EdgesegError(f"{option} {given}: --force would remove it ("
-                                       f"{self.root / claimed} is an output of edgeseg there); "
-                                       f"move it out of {self.root}, or choose another --out")
+                    raise EdgesegError(f"{option} {given}: is an output edgeseg wrote in "
+                                       f"{self.root}, which this command replaces or removes ("
+                                       f"{self.root / claimed}); move it out of {self.root}, or "
+                                       f"choose another --out")
                 if name == "." or claimed.startswith(name + "/") or \
                         (name == claimed and kind in ("folder", "planned")):
                     where = "into it" if name == claimed else f"{self.root / claimed} inside it"
