@@ -5,7 +5,11 @@ from __future__ import annotations
 import click
 
 from edgeseg.commands.options import data_options, keras_options, size_option
-from edgeseg.device.cli_options import contract_from, contract_options
+from edgeseg.device.cli_options import (
+    contract_from,
+    contract_options,
+    refuse_builtin_only,
+)
 
 
 @click.command("eval", short_help="Dice/IoU of a model on a dataset.")
@@ -43,6 +47,7 @@ def eval_(model_path, source, layout, channels, num_classes, input_size, count, 
     from edgeseg.device.metrics import text
     from edgeseg.device.scoring import score_on
 
+    refuse_builtin_only(source, "count")
     if json_out:
         json_out = check_output(json_out, inputs=[model_path, source], option="--json",
                                 kind=("an eval report", eval_report))

@@ -63,17 +63,19 @@ def optimize(model_path, source, layout, channels, num_classes, input_size, prun
     card = read_card(model_path)
     data = _data_config(card, source if given else None, layout, channels, num_classes,
                         input_size)
+    said = None
     if not given:
         trained = trained_config(card)
         why = "the data the model was trained on, as its card records" if trained is not None \
             and data.source == trained.source else "--data not given, and the model's card " \
             "records no training data that can be read again"
-        click.echo(f"data: {data.source} ({why})")
+        said = f"data: {data.source} ({why})"
     cfg = OptimizeConfig(data=data, prune=prune, schedule=schedule, structured=structured,
                          cluster=cluster, qat=qat, steps=steps, lr=lr, batch_size=batch_size,
                          seed=seed)
     result = run(model_path, cfg, out, force=force, verbose=1 if sys.stdout.isatty() else 2,
-                 unsafe=unsafe, custom_objects=custom_objects)
+                 unsafe=unsafe, custom_objects=custom_objects,
+                 announce=(lambda: click.echo(said)) if said else None)
     for stage in result.stages:
         details = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                             for k, v in stage.items() if k not in ("stage", "layers"))

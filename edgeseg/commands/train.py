@@ -8,6 +8,7 @@ from dataclasses import replace
 import click
 
 from edgeseg.commands.options import data_options, model_option, parse_model_options
+from edgeseg.device.cli_options import refuse_builtin_only
 from edgeseg.guard import SMALL_VALIDATION
 
 
@@ -83,6 +84,7 @@ def train(source, layout, channels, num_classes, val_data, val_fraction, mode, n
     )
     from edgeseg.device.files import check_output
 
+    refuse_builtin_only(source, "n_train", "n_val")
     out = check_output(out, inputs=[source, val_data], folder=True)
     from edgeseg.train import fit
 

@@ -97,15 +97,18 @@ def _trainable(model_path, unsafe: bool, custom_objects: dict | None):
 
 def optimize(model_path, cfg: OptimizeConfig, out, *, force: bool = False,
              verbose: int = 1, unsafe: bool = False,
-             custom_objects: dict | None = None) -> OptimizeResult:
+             custom_objects: dict | None = None, announce=None) -> OptimizeResult:
     """Run the stages ``cfg`` asks for on the model at ``model_path``; write it into ``out``.
 
     The result is a plain Keras model, ``out/model.keras`` (pruning and clustering wrappers
     stripped); after QAT it is the quantization-aware model, ``out/model.h5``, which converts to
-    an int8 .tflite without calibration data.
+    an int8 .tflite without calibration data. ``announce()`` is called once the model and the
+    data are read (the command's data line: said only when both are good).
     """
     if not (cfg.prune or cfg.structured or cfg.cluster or cfg.qat):
         raise ConfigError("nothing to do: give --prune, --structured, --cluster and/or --qat")
+    if cfg.structured:
+        prune.parse_structured(cfg.structured)  # from the option alone, before any work
     out = Path(out)
     cfg = replace(cfg, data=cfg.data.absolute())  # recorded whole: read again from anywhere
     existing = [out / name for name in MODEL_FILES.values() if (out / name).exists()]
@@ -127,6 +130,8 @@ def optimize(model_path, cfg: OptimizeConfig, out, *, force: bool = False,
                           f"{cfg.data.source} has {train_data.channels}")
     size, num_classes = cfg.data.input_size, int(model.output_shape[-1])
     check_classes(num_classes, train_data, model_path)
+    if announce is not None:
+        announce()
     # the optimized model (a QAT model keeps more variables) and its card: said before the work
     weights = model.count_params() * 4
     check_space(out, 3 * weights + 2**20, largest=weights, what="the optimized model")
