@@ -154,11 +154,15 @@ def _inspect_onnx(path: Path, input_size) -> dict:
     inputs = [io(v) for v in graph.input if v.name not in initializers]
     dynamic = [f"input {v['name']} {v['shape']}" for v in inputs
                if any(not isinstance(d, int) or d <= 0 for d in v["shape"])]
+    macs_note = None
     try:
         cost = onnx_cost(proto, size, layout=input_layout_of(card))
         macs, params = cost.macs, cost.params
-    except ValueError:
+    except ValueError as error:
         macs = params = None
+        macs_note = (f"not counted at a dynamic size: give --input-size (e.g. 256 or 144x256)"
+                     if dynamic and size is None else
+                     f"not counted ({str(error).splitlines()[0][:160]})")
     weight_bytes = sum(len(init.raw_data) or 0 for init in graph.initializer)
     size_bytes = path.stat().st_size
     return {
@@ -168,6 +172,7 @@ def _inspect_onnx(path: Path, input_size) -> dict:
         "ops": dict(collections.Counter(n.op_type for n in graph.node).most_common()),
         "op_total": len(graph.node), "inputs": inputs, "outputs": [io(v) for v in graph.output],
         "float_islands": islands, "dynamic_shape": dynamic, "macs": macs, "params": params,
+        "macs_note": macs_note,
         "bytes": {"weights": weight_bytes, "graph": max(0, size_bytes - weight_bytes)},
         "card": card,
     }
@@ -179,6 +184,8 @@ def format_report(report: dict) -> str:
     if report.get("macs") is not None:
         lines.append(f"MACs {report['macs']:,} ({report['macs'] / 1e9:.3f} G), params "
                      f"{report['params']:,}")
+    elif report.get("macs_note"):
+        lines.append(f"MACs    {report['macs_note']}")
     for kind in ("inputs", "outputs"):
         for t in report[kind]:
             quant = f", scale {t['scale']:.6g} zero point {t['zero_point']}" \

@@ -423,3 +423,24 @@ def test_raw_pixels_given_to_predict_are_said(converted, capsys):
     err = capsys.readouterr().err
     assert err.count("predict got uint8 pixels; it takes images normalised as the model's card "
                      "says (pixel / type maximum") == 1, err
+
+
+def test_inspect_says_why_a_dynamic_onnx_has_no_macs(tmp_path):
+    """An .onnx made with the onnx helper API, dynamic height and width: no MACs line at all
+    before; now the reason and the option, and the count with it."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((1, 1, 3, 3), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("Sigmoid", ["c"], ["y"])], "dyn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1, "H", "W"])], [weight])
+    path = tmp_path / "dyn.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    result = CliRunner().invoke(cli, ["inspect", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "MACs    not counted at a dynamic size: give --input-size" in result.output
+    result = CliRunner().invoke(cli, ["inspect", str(path), "--input-size", "64"])
+    assert result.exit_code == 0 and "MACs 36,864" in result.output, result.output
