@@ -160,7 +160,7 @@ def _inspect_onnx(path: Path, input_size) -> dict:
         macs, params = cost.macs, cost.params
     except ValueError as error:
         macs = params = None
-        macs_note = (f"not counted at a dynamic size: give --input-size (e.g. 256 or 144x256)"
+        macs_note = ("not counted at a dynamic size: give --input-size (e.g. 256 or 144x256)"
                      if dynamic and size is None else
                      f"not counted ({str(error).splitlines()[0][:160]})")
     weight_bytes = sum(len(init.raw_data) or 0 for init in graph.initializer)

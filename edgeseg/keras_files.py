@@ -480,7 +480,12 @@ class KerasModel(EdgeModel):
             else np.zeros(0)
         sparsity = float((values == 0).mean()) if values.size else None
         if self.source.flavour != "tf_keras" or len(self.source.output_names) > 1:
-            return None, None, sparsity  # counted from the converted files instead
+            from edgeseg.device.log import warn_once
+
+            warn_once(f"{self.path.name}: MACs are counted on tf_keras models with one output "
+                      f"and on converted files, not on this {self.source.flavour} model: its "
+                      f".tflite or .onnx row has them")
+            return None, self.own_params(), sparsity
         fixed = None not in self.source.input_shape[1:3]
         cost = flops.keras_cost(self.model, input_size=None if fixed else input_size)
         return cost.macs, cost.params, sparsity

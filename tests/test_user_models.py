@@ -73,6 +73,16 @@ def test_keras3_model_converts_evaluates_and_states_its_contract(user_models, ru
     _ok(_convert(runner, user_models["keras3_unet"], onnx, "--input-size", "64", "--quant",
                  "int8", "--calib", "synthetic-nuclei"))
     assert _eval(runner, onnx, tmp_path)["dice"] > reference_dice["keras3_unet"] - 0.02
+    # the Keras 3 row: its parameters counted, its MACs left to the converted file, and said
+    report = tmp_path / "bench.json"
+    result = runner.invoke(cli, ["bench", str(user_models["keras3_unet"]),
+                                 str(tmp_path / "keras3_unet.tflite"), "--runs", "1", "--warmup",
+                                 "0", "--samples", "2", "--quiet", "--json", str(report)])
+    _ok(result)
+    keras_row, tflite_row = json.loads(report.read_text())["results"]
+    assert keras_row["macs"] is None and keras_row["params"] > 0 and tflite_row["macs"] > 0
+    assert "MACs are counted on tf_keras models with one output and on converted files" in \
+        result.output
 
 
 def test_logits_model_scores_like_its_sigmoid_twin(user_models, runner, tmp_path,
