@@ -90,7 +90,9 @@ def test_write_synthetic_round_trips_through_the_generic_layout(tmp_path):
 def test_write_synthetic_refuses_a_non_empty_folder_and_leaves_no_partial_output(tmp_path):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("mine")
-    with pytest.raises(DataError, match="not empty; pass --force"):
+    # the user's file: --force would not replace it either, so the hint is another folder
+    with pytest.raises(DataError, match=r"full: holds files `edgeseg data synth` did not write "
+                                        r"\(.*keep.txt\); choose an empty --out"):
         write_synthetic("synthetic-nuclei", tmp_path / "full", count=1, size=16, seed=0)
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full"]
@@ -318,7 +320,8 @@ def test_data_synth_and_info_commands(runner, tmp_path):
     assert [line.split()[1] for line in lines[4:8]] == ["background", "disc", "box", "triangle"]
     assert "(unlabeled)" in lines[8]
     again = runner.invoke(cli, ["data", "synth", "--n", "1", "--out", str(out)])
-    assert again.exit_code == 2 and "folder is not empty; pass --force" in again.output
+    assert again.exit_code == 2 and "holds a dataset `edgeseg data synth` wrote; pass --force" \
+        in again.output
     assert runner.invoke(cli, ["data", "synth", "--n", "1", "--size", "16", "--out", str(out),
                                "--force"]).exit_code == 0
     assert len(list((out / "images").iterdir())) == 1

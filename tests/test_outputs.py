@@ -221,7 +221,7 @@ def test_data_synth_force_replaces_its_own_dataset_but_never_a_users_folder(tmp_
     assert runner.invoke(cli, [*synth, "--force"]).exit_code == 0
     (out / "images" / "my_photo.png").write_bytes((out / "images" / "00000.png").read_bytes())
     done = runner.invoke(cli, [*synth, "--force"])
-    assert done.exit_code == 2 and "holds files edgeseg did not write" in done.output
+    assert done.exit_code == 2 and "holds files `edgeseg data synth` did not write" in done.output
     assert (out / "images" / "my_photo.png").is_file()
     (out / "images" / "my_photo.png").unlink()
     (out / "notes").mkdir()  # an empty folder of the user's is the user's too

@@ -35,16 +35,16 @@ def write_synthetic(name: str, out, *, count: int, size: int, seed: int,
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
-        if not replace:
-            raise DataError(f"{out}: folder is not empty; pass --force to replace it")
         outputs = Outputs(out, "data synth")  # every entry, folders and links too, must be
         theirs = [p for p in sorted(out.rglob("*")) if p != out / MANIFEST  # its own: the
                   and not outputs.owns(p)]  # folder is replaced whole
-        if theirs:
-            raise DataError(f"{out}: holds files edgeseg did not write ({theirs[0]}"
+        if theirs:  # --force would not help: said first, so the hint is one that works
+            raise DataError(f"{out}: holds files `edgeseg data synth` did not write ({theirs[0]}"
                             f"{f' and {len(theirs) - 1} more' if len(theirs) > 1 else ''}); "
-                            f"--force replaces only a dataset edgeseg wrote: choose an empty "
-                            f"--out")
+                            f"choose an empty --out (--force replaces only a dataset it wrote)")
+        if not replace:
+            raise DataError(f"{out}: holds a dataset `edgeseg data synth` wrote; pass --force to "
+                            f"replace it")
     sample, class_names, _ = synthetic.SYNTHETIC[name]
     with atomic_dir(out, replace=replace) as tmp:
         written = Outputs(tmp, "data synth")
