@@ -28,7 +28,7 @@ import numpy as np
 
 from edgeseg.device import machine, metrics, runtime
 from edgeseg.device.benchjson import SCHEMA, text_table, validate
-from edgeseg.device.card import input_fit_of, normalization_of
+from edgeseg.device.card import failed_note, input_fit_of, normalization_of
 from edgeseg.device.errors import EdgesegError
 from edgeseg.device.log import Progress
 from edgeseg.device.preprocess import normalize
@@ -220,6 +220,8 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
 
     said = set()
     for path, model in first_model.items():  # each file as its card says it was trained
+        if failed_note(model.card):
+            print(f"warning: {path}: {failed_note(model.card)}", file=sys.stderr)
         note = range_note((image for image, _ in pairs[:8]), model.card)
         if note and note not in said:
             said.add(note)

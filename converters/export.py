@@ -81,9 +81,9 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
                              if model_path.suffix.lower() == ".onnx" else ""))
     loaded = runtime.load(model_path, unsafe=cfg.unsafe, contract=cfg.contract,
                           custom_objects=cfg.custom_objects)
-    if loaded.card.get("status") == "failed":
-        print(f"warning: {model_path}: its card says training failed ({loaded.card.get('failure')}"
-              f"); converting it anyway", file=sys.stderr)
+    if cards.failed_note(loaded.card):
+        print(f"warning: {model_path}: {cards.failed_note(loaded.card)}; converting it anyway",
+              file=sys.stderr)
     model = loaded.selected  # the segmentation output of the model, whatever Keras wrote it
     qat = model.is_quantization_aware()
     source_card = loaded.card
@@ -165,7 +165,8 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
         **{**cards.contract(source_card), "output_kind": kind},
         source={"model": str(model_path), "variant": source_card.get("variant"),
                 "keras": loaded.source.flavour, "output": loaded.output_name,
-                "recipe": source_card.get("recipe"), "metrics": source_card.get("metrics")},
+                "recipe": source_card.get("recipe"), "metrics": source_card.get("metrics"),
+                **{k: source_card[k] for k in ("status", "failure") if k in source_card}},
         recipe={"stage": "convert", "to": to, "quant": quant, "io": cfg.io,
                 "quantization_aware": qat, "per_tensor": cfg.per_tensor,
                 **({"float_fallback": selection.to_dict(summary=True)} if selection else {}),

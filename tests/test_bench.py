@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -318,3 +319,37 @@ def test_a_folders_class_file_decides_its_classes_not_the_model(tiny_run, tmp_pa
     assert result.exit_code == 0, result.output
     assert "its class file names background, cell; model.keras was trained on background, " \
            "nucleus" in result.output, result.output
+
+
+def test_a_model_whose_training_failed_is_said_everywhere_and_its_files_say_it_too(
+        tiny_run, tmp_path, runner):
+    """A card that says training failed (train --no-check keeps such a model) is warned about
+    by eval, bench and predict, and the file converted from it carries that (it did not)."""
+    model = tmp_path / "failed.keras"
+    shutil.copy(tiny_run / "model.keras", model)
+    card = json.loads((tiny_run / "model.keras.json").read_text())
+    card.update(status="failed", failure="validation Dice 0.01 is no better than chance")
+    (tmp_path / "failed.keras.json").write_text(json.dumps(card))
+    tflite = tmp_path / "failed.tflite"
+    result = runner.invoke(cli, ["convert", str(model), "--verify-samples", "2", "--out",
+                                 str(tflite)])
+    assert result.exit_code == 0 and "converting it anyway" in result.output, result.output
+    assert json.loads((tmp_path / "failed.tflite.json").read_text())["source"]["status"] == \
+        "failed"
+    said = "its card says training failed (validation Dice 0.01 is no better than chance)"
+    for argv in (["eval", str(tflite), "--n", "2"],
+                 ["bench", str(tflite), "--runs", "1", "--warmup", "0", "--samples", "2",
+                  "--quiet", "--json", str(tmp_path / "b.json")],
+                 ["predict", str(model), str(_an_image(tmp_path)), "--out",
+                  str(tmp_path / "masks")]):
+        result = runner.invoke(cli, argv)
+        assert result.exit_code == 0 and said in result.output, (argv[0], result.output)
+
+
+def _an_image(folder):
+    import numpy as np
+    from PIL import Image
+
+    path = folder / "frame.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(path)
+    return path

@@ -42,7 +42,7 @@ def predict(model_path, images, out, tile, overlap, threads, force, unsafe, cust
     from PIL import Image
 
     from edgeseg import runtime
-    from edgeseg.device.card import contract_note, normalization_of
+    from edgeseg.device.card import contract_note, failed_note, normalization_of
     from edgeseg.device.data.folders import read_raw
     from edgeseg.device.files import atomic_file, check_output, resolved
     from edgeseg.device.outputs import Outputs
@@ -56,6 +56,8 @@ def predict(model_path, images, out, tile, overlap, threads, force, unsafe, cust
                          contract=contract_from(**contract))
     model_norm = normalization_of(model.card)
     _, height, width, channels = model.input_shape
+    if failed_note(model.card):
+        click.echo(f"warning: {model_path}: {failed_note(model.card)}", err=True)
     note = contract_note(model.card)
     if note:
         click.echo(f"warning: {model_path}: {note}", err=True)

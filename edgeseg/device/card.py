@@ -232,6 +232,15 @@ def parse_size(text) -> tuple[int, int]:
     return height, width
 
 
+def failed_note(card: dict) -> str | None:
+    """``its card says training failed (why)`` for a model whose training (or whose source's,
+    for a converted file) the guard failed, else None: its scores and masks mean little."""
+    for where in (card, card.get("source") if isinstance(card.get("source"), dict) else {}):
+        if where.get("status") == "failed":
+            return f"its card says training failed ({where.get('failure') or 'no reason given'})"
+    return None
+
+
 def size_of(card: dict) -> tuple[int, int] | None:
     """The (height, width) the card's model was trained or converted at, if it says."""
     size = card.get("input_size")
