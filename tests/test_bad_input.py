@@ -321,6 +321,8 @@ CASES = [
      "--image-size shapes the built-in datasets"),
     ("train-n-train-folder", lambda f: ["train", "--data", str(f["good"]), "--n-train", "3",
                                         "--out", _out(f)], "--n-train shapes the built-in"),
+    ("eval-tile-folder", lambda f: ["eval", str(f["model.keras"]), "--data", str(f["good"]),
+                                    "--input-size", "50"], "must be a multiple of 16"),
     ("data-synth-kind", lambda f: ["data", "synth", "--kind", "cats", "--out", _out(f)], "--kind"),
     ("data-info-missing", lambda f: ["data", "info", str(f["dir"] / "nodata")], "nodata"),
     ("data-info-empty", lambda f: ["data", "info", str(f["empty_folder"])], "empty_folder"),

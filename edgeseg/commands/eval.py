@@ -64,6 +64,11 @@ def eval_(model_path, source, layout, channels, num_classes, input_size, count, 
     if fixed is not None and input_size not in (None, fixed):
         raise click.BadParameter(f"{model_path} takes {height}x{width} inputs (height x width), "
                                  f"not {input_size[0]}x{input_size[1]}", param_hint="'--input-size'")
+    if fixed is None and input_size is not None and not is_builtin(source) and \
+            any(side % 16 for side in input_size):  # a folder: the tile, as predict --tile
+        raise click.BadParameter(f"{input_size[0]}x{input_size[1]}: the tile a model that takes "
+                                 f"any size runs a folder's large images in must be a multiple "
+                                 f"of 16", param_hint="'--input-size'")
     data, size, result = score_on(model, source, size=input_size, layout=layout, count=count,
                                   seed=seed, num_classes=num_classes)
     names = card.get("class_names") or list(data.class_names)
