@@ -15,10 +15,11 @@ def work(tmp_path_factory):
 
 @pytest.mark.slow
 def test_killed_commands_leave_nothing_corrupt_and_rerun_to_completion(work):
-    # `run` chains the others and takes minutes: the script's full set covers it
-    outcomes = run_trials(work, trials=4, seed=1, commands_=["train", "optimize", "convert",
-                                                            "bench"], echo=lambda line: None)
-    assert [o.command for o in outcomes] == ["train", "optimize", "convert", "bench"]
+    # `run` chains the others and takes minutes, and a killed `train` resuming is tested in
+    # test_train and test_run: the script's full set covers both
+    outcomes = run_trials(work, trials=3, seed=1, commands_=["optimize", "convert", "bench"],
+                          echo=lambda line: None)
+    assert [o.command for o in outcomes] == ["optimize", "convert", "bench"]
     assert any(o.killed for o in outcomes)  # the delays fall inside the commands' runs
     for outcome in outcomes:
         assert not outcome.corrupt, (outcome.command, outcome.corrupt)
