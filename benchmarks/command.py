@@ -5,12 +5,7 @@ from __future__ import annotations
 
 import click
 
-from edgeseg.device.cli_options import (
-    contract_from,
-    contract_options,
-    parse_threads,
-    refuse_builtin_only,
-)
+from edgeseg.device.cli_options import contract_from, contract_options, parse_threads
 from edgeseg.device.entry import Command
 
 
@@ -61,7 +56,6 @@ def run(models, data, layout, reference, threads, runs, warmup, samples, image_s
     from edgeseg.device.benchjson import is_bench_report
     from edgeseg.device.files import atomic_write_json, check_output
 
-    refuse_builtin_only(data, "image_size")
     if json_out:
         json_out = check_output(json_out, inputs=[*models, reference, data], option="--json",
                                 kind=("a bench report", is_bench_report))

@@ -60,8 +60,6 @@ def _say_other_feeding(models: dict, reference_path: Path, pairs) -> None:
     """One line for each file that runs the images another way than the reference (tiled at its
     fixed input where the reference runs them whole, or the reverse): its Dice change and
     agreement then include that, not its conversion alone."""
-    from edgeseg.device.card import input_fit_of
-
     reference = models[reference_path]
 
     def how(model, image) -> str:
@@ -77,9 +75,10 @@ def _say_other_feeding(models: dict, reference_path: Path, pairs) -> None:
             if mine != theirs:
                 _, height, width, _ = model.input_shape
                 takes = f"takes {height}x{width} and " if height is not None else ""
-                print(f"note: {path.name} {takes}runs {image.shape[1]}x{image.shape[0]} images "
-                      f"{mine}, the reference {reference_path.name} {theirs}: its Dice change "
-                      f"and agreement include that, not its conversion alone", file=sys.stderr)
+                print(f"note: {path.name} {takes}runs {image.shape[0]}x{image.shape[1]} images "
+                      f"(height x width) {mine}, the reference {reference_path.name} {theirs}: "
+                      f"its Dice change and agreement include that, not its conversion alone",
+                      file=sys.stderr)
                 break
 
 

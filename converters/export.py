@@ -99,7 +99,10 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
 
     # a converted file holds the weights at most at 32 bits, as the Keras file does (written
     # under a scratch name, then again under its own): a full disk is said before converting
-    check_space(out.parent, 2 * _bytes_of(model_path) + 2**16, what="the converted file")
+    # For the shell's file size limit, a size the file surely reaches: an int8 file holds a
+    # quarter of the float weights, and the Keras file may hold them three times (with Adam's)
+    check_space(out.parent, 2 * _bytes_of(model_path) + 2**16,
+                largest=_bytes_of(model_path) // 16, what="the converted file")
 
     # calibration and parity images, and the model's activations (a few tens of channels per pixel)
     check_memory(size[0] * size[1] * 4 * (channels * (cfg.calib_samples + 2 * cfg.verify_samples)

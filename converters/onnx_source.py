@@ -37,10 +37,11 @@ def quantize_user_onnx(model_path, out, cfg: ConvertConfig) -> ConvertResult:
     if size is None:
         raise ConfigError(f"{model_path} takes any input size: give --input-size (the size to "
                           f"calibrate and verify at, e.g. 256 or 144x256)")
-    data = cfg.calib
+    data = cfg.calib or roles.trained_data(source_card)  # an edgeseg .onnx knows its data
     if data is None:
         raise ConfigError("--quant int8 needs calibration data: give --calib DATA")
-    trained_on = cfg.trained_on or roles.own_split(data, cfg.seed)
+    trained_on = roles.trained_config(source_card) or cfg.trained_on or \
+        roles.own_split(data, cfg.seed)
     norm, fit = cards.normalization_of(source_card), cards.input_fit_of(source_card)
     images = roles.calibration_images(data, size=size, channels=channels, count=cfg.calib_samples,
                                 seed=cfg.seed, normalization=norm, fit=fit,

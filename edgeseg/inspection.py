@@ -161,7 +161,8 @@ def _inspect_onnx(path: Path, input_size) -> dict:
     except ValueError as error:
         macs = params = None
         macs_note = ("not counted at a dynamic size: give --input-size (e.g. 256 or 144x256)"
-                     if dynamic and size is None else
+                     if size is None and any(not isinstance(d, int) or d <= 0
+                                             for v in inputs for d in v["shape"][1:]) else
                      f"not counted ({str(error).splitlines()[0][:160]})")
     weight_bytes = sum(len(init.raw_data) or 0 for init in graph.initializer)
     size_bytes = path.stat().st_size

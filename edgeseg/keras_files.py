@@ -483,8 +483,8 @@ class KerasModel(EdgeModel):
             from edgeseg.device.log import warn_once
 
             warn_once(f"{self.path.name}: MACs are counted on tf_keras models with one output "
-                      f"and on converted files, not on this {self.source.flavour} model: its "
-                      f".tflite or .onnx row has them")
+                      f"and on converted files, not on this {self.source.flavour} model: the "
+                      f".tflite or .onnx converted from it has them")
             return None, self.own_params(), sparsity
         fixed = None not in self.source.input_shape[1:3]
         cost = flops.keras_cost(self.model, input_size=None if fixed else input_size)

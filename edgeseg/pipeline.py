@@ -148,18 +148,20 @@ def run(cfg: RunConfig, out, *, force: bool = False, until: str = "report", echo
     outputs = Outputs(out, "run")
     outputs.check_inputs({"--data": cfg.data, "--test-data": cfg.test_data,
                           "--model": cfg.model_file}, planned=OUTPUTS)
+    cfg = _whole_paths(cfg)  # recorded whole: a rerun from another folder is compared as paths
     plan = make_plan(cfg, custom_objects=custom_objects)
     cfg = plan.cfg
     saved = out / "run.json"
     if saved.exists() and not force:
-        previous = RunConfig.from_dict(json.loads(saved.read_text())).resolved()
+        recorded_run = json.loads(saved.read_text())
+        previous = _whole_paths(RunConfig.from_dict(recorded_run)).resolved()
         if previous != cfg:
             old, new = previous.to_dict(), cfg.to_dict()
             changed = ", ".join(f"{key} {old.get(key)!r} -> {new.get(key)!r}" for key in new
                                 if old.get(key) != new.get(key))
             raise EdgesegError(f"{out}: holds a run with other settings ({changed}); rerun it "
                                f"with its own, use another --out, or --force to start over")
-        recorded = json.loads(saved.read_text()).get("model_sha256")
+        recorded = recorded_run.get("model_sha256")
         if recorded and recorded != _digest(cfg.model_file):
             raise EdgesegError(f"{out}: holds a run of {cfg.model_file} as it was before it "
                                f"changed (its bytes differ from the run's); use another --out, "
@@ -498,6 +500,15 @@ def _bench(plan: Plan, trained: Path, files: list[Path], board=None) -> dict:
     from benchmarks.harness import bench
 
     return bench([trained, *files], targets=cfg.targets, **settings)
+
+
+def _whole_paths(cfg: RunConfig) -> RunConfig:
+    """The run's folders and model file as absolute paths (built-in names stay names)."""
+    def whole(source):
+        return None if source is None else DataConfig(source=str(source)).absolute().source
+
+    return replace(cfg, data=whole(cfg.data), test_data=whole(cfg.test_data),
+                   model_file=whole(cfg.model_file))
 
 
 def _digest(model_file) -> str | None:

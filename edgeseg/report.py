@@ -204,7 +204,7 @@ def sample_masks(report: dict, data: str, layout: str | None = None, count: int 
     size = next((m.input_shape[1] for _, m in models if m.input_shape[1]), 256)
     dataset = data if not isinstance(data, str) else score_data(
         data, size=size, channels=first.input_shape[-1], layout=layout,
-        num_classes=max(2, first.num_classes), count=count)
+        model_classes=max(2, first.num_classes), count=count)
     samples = []
     for index in range(min(count, len(dataset))):
         raw, truth = dataset.sample(index)

@@ -316,9 +316,10 @@ CASES = [
     # options that shape built-in data only, given with a folder (they were ignored)
     ("eval-n-folder", lambda f: ["eval", str(f["model.tflite"]), "--data", str(f["good"]), "--n",
                                  "3"], "--n shapes the built-in datasets"),
-    ("bench-image-size-folder", lambda f: ["bench", str(f["model.tflite"]), "--data",
-                                           str(f["good"]), "--image-size", "128"],
-     "--image-size shapes the built-in datasets"),
+    ("eval-seed-folder", lambda f: ["eval", str(f["model.tflite"]), "--data", str(f["good"]),
+                                    "--seed", "3"], "--seed shapes the built-in datasets"),
+    ("train-typo-builtin", lambda f: ["train", "--data", "synthetic-nucle", "--out", _out(f)],
+     "not a built-in dataset (synthetic-nuclei, synthetic-shapes)"),
     ("train-n-train-folder", lambda f: ["train", "--data", str(f["good"]), "--n-train", "3",
                                         "--out", _out(f)], "--n-train shapes the built-in"),
     ("eval-tile-folder", lambda f: ["eval", str(f["model.keras"]), "--data", str(f["good"]),

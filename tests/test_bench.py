@@ -288,8 +288,8 @@ def test_a_file_that_tiles_where_the_reference_runs_whole_is_said(tiny_run, conv
                                  "--image-size", "128", "--runs", "1", "--warmup", "0",
                                  "--samples", "2", "--quiet", "--json", str(tmp_path / "b.json")])
     assert result.exit_code == 0, result.output
-    assert (f"note: {tflite.name} takes 64x64 and runs 128x128 images tiled, the reference "
-            f"model.keras whole") in result.output, result.output
+    assert (f"note: {tflite.name} takes 64x64 and runs 128x128 images (height x width) tiled, "
+            f"the reference model.keras whole") in result.output, result.output
     result = runner.invoke(cli, ["bench", str(tiny_run / "model.keras"), str(tflite),
                                  "--image-size", "64", "--runs", "1", "--warmup", "0",
                                  "--samples", "2", "--quiet", "--json", str(tmp_path / "b.json")])

@@ -49,6 +49,11 @@ def test_a_native_full_disk_error_names_the_file():
     raised = tf.errors.UnknownError(None, None, "Failed to write to logs/train/events.out."
                                     "tfevents.1.vm.2.v2; File too large")
     assert str(user_error(raised)) == ("logs/train/events.out.tfevents.1.vm.2.v2: file too "
-                                       "large; free some space and run the command again")
+                                       "large; the shell's file size limit (ulimit -f) stops it: "
+                                       "raise it and run the command again")
+    spaced = tf.errors.UnknownError(None, None, "could not write to /home/me/My Runs/logs/ev.v2; "
+                                    "No space left on device")  # a path with a space, whole
+    assert str(user_error(spaced)) == ("/home/me/My Runs/logs/ev.v2: no space left on device; "
+                                       "free some space and run the command again")
     assert user_error(tf.errors.UnknownError(None, None, "something else")) is None
     assert user_error(RuntimeError("No space left on device")) is None  # not a writer's error

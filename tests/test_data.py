@@ -360,7 +360,8 @@ def test_a_class_file_without_its_background_line_is_named(tmp_path):
                                   "1,nucleus\n0,background\n", "background\nnucleus\n",
                                   "0: background\n1: nucleus\n", "0 background\n1 nucleus\n",
                                   "1\tnucleus\n0\tbackground\n",
-                                  "\ufeffbackground\r\nnucleus\r\n"])  # Notepad's BOM, CRLF
+                                  "\ufeffbackground\r\nnucleus\r\n",  # Notepad's BOM, CRLF
+                                  "0: background\n1: nucleus\n255: ignore\n"])  # unlabeled
 def test_a_class_file_as_a_list_or_as_csv_gives_the_names(tmp_path, text):
     write_synthetic("synthetic-nuclei", tmp_path / "d", count=4, size=16, seed=0)
     (tmp_path / "d" / "classes.txt").write_text(text, encoding="utf-8", newline="")
@@ -452,3 +453,10 @@ def test_a_16_bit_colour_png_is_said_to_be_cut_to_8_bits(tmp_path, capsys):
     image = read_raw(path)
     assert image.dtype == np.uint8 and image.shape == (4, 5, 3)
     assert "a 16-bit colour PNG, which Pillow decodes to 8 bits" in capsys.readouterr().err
+
+
+def test_a_class_file_that_is_not_utf8_is_named(tmp_path):
+    write_synthetic("synthetic-nuclei", tmp_path / "d", count=4, size=16, seed=0)
+    (tmp_path / "d" / "classes.txt").write_bytes("background\nnoyau\xe9\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"classes.txt: not UTF-8 text"):
+        load_folder(tmp_path / "d")

@@ -135,3 +135,23 @@ def test_a_rerun_with_a_model_whose_bytes_changed_is_refused(tiny_run, tmp_path,
     result = runner.invoke(cli, argv)
     assert result.exit_code == 2 and "as it was before it changed" in result.output, \
         result.output
+
+
+def test_a_rerun_from_another_folder_with_another_d0_is_another_run(tmp_path, runner,
+                                                                     monkeypatch):
+    """`run --data d0` recorded d0 as given: run again from another folder, with another d0,
+    it compared equal and reused what the first d0 trained. Now the paths are whole."""
+    from edgeseg.device.data.writer import write_synthetic
+
+    out = tmp_path / "run"
+    for place, seed in (("a", 1), ("b", 2)):
+        write_synthetic("synthetic-nuclei", tmp_path / place / "d0", count=6, size=32, seed=seed)
+    argv = ["run", "--data", "d0", "--quick", "--until", "data", "--out", str(out)]
+    monkeypatch.chdir(tmp_path / "a")
+    assert runner.invoke(cli, argv).exit_code == 0
+    assert json.loads((out / "run.json").read_text())["data"] == str(tmp_path / "a" / "d0")
+    assert runner.invoke(cli, argv).exit_code == 0  # the same folder: carries on
+    monkeypatch.chdir(tmp_path / "b")
+    result = runner.invoke(cli, argv)
+    assert result.exit_code == 2 and f"data {str(tmp_path / 'a' / 'd0')!r} -> " \
+        f"{str(tmp_path / 'b' / 'd0')!r}" in result.output, result.output

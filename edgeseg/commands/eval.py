@@ -47,7 +47,7 @@ def eval_(model_path, source, layout, channels, num_classes, input_size, count, 
     from edgeseg.device.metrics import text
     from edgeseg.device.scoring import score_on
 
-    refuse_builtin_only(source, "count")
+    refuse_builtin_only(source, "count", "seed")
     if json_out:
         json_out = check_output(json_out, inputs=[model_path, source], option="--json",
                                 kind=("an eval report", eval_report))

@@ -38,7 +38,8 @@ def optimize(model_path, source, layout, channels, num_classes, input_size, prun
 
     Stages chain in the order prune -> cluster -> QAT, each a fine-tune of --steps on --data;
     QAT after pruning is prune-preserving (PQAT), after clustering cluster-preserving. The Dice on
-    the validation set is measured before and after.
+    the validation set is measured before and after. Without --data, the data the model was
+    trained on (its card records it), else the built-in default, as the data line says.
 
     \b
     edgeseg optimize runs/nuclei/model.keras --prune 0.5 --out runs/nuclei-pruned50

@@ -48,14 +48,14 @@ def contract_from(input_layout=None, normalize=None, output=None, logits=None) -
 
 
 def refuse_builtin_only(source, *names: str) -> None:
-    """Options that shape built-in datasets only (``--n``, ``--image-size``, ``--n-train``), given
+    """Options that shape built-in datasets only (``eval --n/--seed``, ``train --n-train``), given
     with a folder: one line (they were ignored: a folder's images are used as they are)."""
     from click.core import ParameterSource
 
-    from edgeseg.device.data.synthetic import SYNTHETIC
+    from edgeseg.device.data.datasets import is_builtin
 
     ctx = click.get_current_context(silent=True)
-    if ctx is None or source is None or source in SYNTHETIC:
+    if ctx is None or source is None or is_builtin(source):
         return
     given = [param.opts[0] for param in ctx.command.params if param.name in names
              and ctx.get_parameter_source(param.name) not in (ParameterSource.DEFAULT,
@@ -63,7 +63,7 @@ def refuse_builtin_only(source, *names: str) -> None:
     if given:
         raise click.UsageError(f"{', '.join(given)} shape{'s' if len(given) == 1 else ''} the "
                                f"built-in datasets; --data {source} is a folder, whose images are "
-                               f"all used, at their own size: leave "
+                               f"used as they are: leave "
                                f"{'it' if len(given) == 1 else 'them'} out")
 
 

@@ -49,24 +49,29 @@ def user_error(error: BaseException) -> UserError | None:
     return None
 
 
-# what a full disk looks like in a native library's message (TensorFlow's file writers)
-_FULL = tuple(os.strerror(code) for code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG))
+# what a full disk looks like in a native library's message (TensorFlow's file writers), and
+# what to do about it
+_FULL = {os.strerror(errno.ENOSPC): "free some space and run the command again",
+         os.strerror(errno.EDQUOT): "free some space and run the command again",
+         os.strerror(errno.EFBIG): "the shell's file size limit (ulimit -f) stops it: raise it "
+                                   "and run the command again"}
 
 
 def _native_disk_error(error: BaseException) -> str | None:
     """The one line for a native library's error that is a full disk (TensorFlow raises its own
-    error types, naming the file in the message: ``logs/train/events...; File too large``)."""
+    error types, naming the file in the message: ``Failed to write to logs/x; File too large``)."""
     if not type(error).__module__.startswith(("tensorflow", "tf_keras", "h5py")):
         return None
-    message = str(error)
+    message = " ".join(str(error).split())
     reason = next((r for r in _FULL if r in message), None)
     if reason is None:
         return None
     import re
 
-    path = re.search(r"([^\s{}'\"]+)\s*;\s*" + re.escape(reason), message)
+    # the path: after the last "to " or ": " before "; <reason>" (it may hold spaces)
+    path = re.search(r".*(?:\bto|:)\s+(\S.*?)\s*;\s*" + re.escape(reason), message)
     where = path.group(1) if path else "an output file"
-    return f"{where}: {reason.lower()}; free some space and run the command again"
+    return f"{where}: {reason.lower()}; {_FULL[reason]}"
 
 
 class OneLineErrors:

@@ -198,8 +198,7 @@ class EdgeModel:
         """Probabilities (N, H, W, classes) float32 for normalised images (N, H, W, C) float32."""
         from edgeseg.device.postprocess import looks_like_logits, to_probabilities
 
-        if np.issubdtype(np.asarray(images).dtype, np.integer) and np.size(images):
-            self._said_raw_pixels(np.asarray(images))
+        given = np.asarray(images)
         images = np.asarray(images, np.float32)
         if images.ndim != 4:
             raise ValueError(f"predict takes a batch (N, H, W, C); got shape {images.shape}")
@@ -211,6 +210,8 @@ class EdgeModel:
                              f"{images.shape[-1]}{nchw}")
         if not len(images):  # an empty batch: no images, no probabilities
             return np.zeros((0, *images.shape[1:3], self.num_classes), np.float32)
+        if np.issubdtype(given.dtype, np.integer):
+            self._said_raw_pixels(given)
         if (height, width) != (None, None) and images.shape[1:3] != (height, width):
             raise ValueError(f"{self.path.name} takes {height}x{width} images, got "
                              f"{images.shape[1]}x{images.shape[2]} (use edgeseg.device.tiling for "
@@ -258,7 +259,8 @@ class EdgeModel:
         if not (np.allclose(scale, 1) and np.allclose(shift, 0)):
             warn_once(f"{self.path.name}: predict got {images.dtype} pixels; it takes images "
                       f"normalised as the model's card says ({norm.describe()}): pass "
-                      f"edgeseg.device.preprocess.normalize(image, normalization_of(card))")
+                      f"edgeseg.device.preprocess.normalize(image, "
+                      f"edgeseg.device.card.normalization_of(model.card))")
 
     def settle_output_kind(self, size, seed: int = 0) -> str:
         """The output kind, settled for good: the card's or the graph's, else read from the

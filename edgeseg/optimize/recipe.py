@@ -134,7 +134,8 @@ def optimize(model_path, cfg: OptimizeConfig, out, *, force: bool = False,
         announce()
     # the optimized model (a QAT model keeps more variables) and its card: said before the work
     weights = model.count_params() * 4
-    check_space(out, 3 * weights + 2**20, largest=weights, what="the optimized model")
+    # the model is saved with its optimizer (Adam: two more copies of the weights)
+    check_space(out, 3 * weights + 2**20, largest=3 * weights, what="the optimized model")
     keras.utils.set_random_seed(cfg.seed)
     norm = normalization_of(source_card)
     held_out = at_own_size(val_data)

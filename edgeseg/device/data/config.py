@@ -40,7 +40,10 @@ class DataConfig(JsonConfig):
         def whole(source: str | None) -> str | None:
             if source is None or source in SYNTHETIC:
                 return source
-            return os.path.abspath(os.path.expanduser(source))
+            path = os.path.expanduser(source)
+            if not os.path.exists(path) and not any(sep in source for sep in "/\\."):
+                return source  # a mistyped built-in name stays a name: its error lists them
+            return os.path.abspath(path)
 
         return replace(self, source=whole(self.source), val_source=whole(self.val_source))
 

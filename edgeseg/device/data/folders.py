@@ -246,7 +246,12 @@ def _class_file(root: Path) -> tuple[tuple[str, ...] | None, Path | None]:
     for name in ("classes.txt", "labelmap.txt"):
         path = root / name
         if path.is_file():
-            lines = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()
+            try:
+                text = path.read_text(encoding="utf-8-sig")
+            except UnicodeDecodeError:
+                raise DataError(f"{path}: not UTF-8 text; save it as UTF-8, a class name a "
+                                f"line") from None
+            lines = [line.strip() for line in text.splitlines()
                      if line.strip() and not line.startswith("#")]
             rows = [[field.strip() for field in line.split(",")] for line in lines]
             if rows and ":" not in lines[-1] and all(len(r) >= 2 for r in rows) and \
@@ -264,7 +269,9 @@ _ID_NAME = re.compile(r"^(\d+)\s*(?::|\s)\s*([^:,]*[^\s:,\d][^:,]*)$")  # "0: ba
 
 
 def _by_id(path: Path, pairs: list[tuple[int, str]]) -> tuple[str, ...]:
-    """The names of ``(id, name)`` lines in id order; ids must be 0, 1, 2, ... (each once)."""
+    """The names of ``(id, name)`` lines in id order; ids must be 0, 1, 2, ... (each once; a
+    line for 255, the unlabeled id, names no class)."""
+    pairs = [(i, name) for i, name in pairs if i != UNLABELED]
     ids = sorted(i for i, _ in pairs)
     if ids != list(range(len(ids))):
         raise DataError(f"{path}: its class ids are {', '.join(map(str, ids[:8]))}"

@@ -246,8 +246,8 @@ def trained_config(card: dict) -> DataConfig | None:
 def trained_data(card: dict) -> str | None:
     """The data the model was trained on, when that can be read again (a built-in name or a
     folder)."""
-    recipe = card.get("recipe") or {}
-    data = (recipe.get("data") or {}).get("source")
+    trained = trained_config(card)  # the card's training data, or its source's
+    data = trained.source if trained is not None else None
     if data is None and isinstance(card.get("source"), dict):
         data = card["source"].get("data")
     if data and (is_builtin(data) or Path(data).is_dir()):
