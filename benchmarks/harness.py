@@ -219,8 +219,8 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
 
     said = set()
     for path, model in first_model.items():  # each file as its card says it was trained
-        if failed_note(model.card):
-            print(f"warning: {path}: {failed_note(model.card)}", file=sys.stderr)
+        if failed := failed_note(model.card):
+            print(f"warning: {path}: {failed}", file=sys.stderr)
         note = range_note((image for image, _ in pairs[:8]), model.card)
         if note and note not in said:
             said.add(note)

@@ -81,9 +81,8 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
                              if model_path.suffix.lower() == ".onnx" else ""))
     loaded = runtime.load(model_path, unsafe=cfg.unsafe, contract=cfg.contract,
                           custom_objects=cfg.custom_objects)
-    if cards.failed_note(loaded.card):
-        print(f"warning: {model_path}: {cards.failed_note(loaded.card)}; converting it anyway",
-              file=sys.stderr)
+    if failed := cards.failed_note(loaded.card):
+        print(f"warning: {model_path}: {failed}; converting it anyway", file=sys.stderr)
     model = loaded.selected  # the segmentation output of the model, whatever Keras wrote it
     qat = model.is_quantization_aware()
     source_card = loaded.card

@@ -103,22 +103,16 @@ def _data_config(card, source, layout, channels, num_classes, input_size):
     given (``source=None``; its card records it: :func:`edgeseg.device.data.roles.
     trained_config`), else the data given (the built-in default when none is)."""
     from dataclasses import replace
-    from pathlib import Path
 
     from edgeseg.config import DataConfig
     from edgeseg.device.card import input_fit_of, size_of
-    from edgeseg.device.data.datasets import is_builtin
-    from edgeseg.device.data.roles import trained_config
+    from edgeseg.device.data.roles import same_folder, trained_config, trained_data
 
     trained = trained_config(card)
-    readable = trained is not None and (is_builtin(trained.source)
-                                        or Path(trained.source).is_dir())
     if source is None:  # not given: the data the model was trained on, where it can be read
-        if readable:
-            return replace(trained, input_size=input_size) if input_size else trained
-        source = DataConfig().source
-    if trained is not None and trained.absolute().source == \
-            DataConfig(source=source).absolute().source:
+        source = trained.source if trained is not None and trained_data(card) else \
+            DataConfig().source
+    if trained is not None and (trained.source == source or same_folder(source, trained.source)):
         return replace(trained, input_size=input_size) if input_size else trained
     size = input_size or (size_of(card) or (256, 256))[0]
     return DataConfig(source=source, input_size=size, layout=layout,

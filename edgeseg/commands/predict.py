@@ -56,8 +56,8 @@ def predict(model_path, images, out, tile, overlap, threads, force, unsafe, cust
                          contract=contract_from(**contract))
     model_norm = normalization_of(model.card)
     _, height, width, channels = model.input_shape
-    if failed_note(model.card):
-        click.echo(f"warning: {model_path}: {failed_note(model.card)}", err=True)
+    if failed := failed_note(model.card):
+        click.echo(f"warning: {model_path}: {failed}", err=True)
     note = contract_note(model.card)
     if note:
         click.echo(f"warning: {model_path}: {note}", err=True)

@@ -119,8 +119,8 @@ def score_on(model, source: str, *, size=None, layout: str | None = None, count:
                       num_classes=num_classes, model_classes=max(2, model.num_classes),
                       count=count, seed=seed)
     check_classes(model.num_classes, data, model.path)
-    if failed_note(model.card):
-        print(f"warning: {model.path}: {failed_note(model.card)}", file=sys.stderr)
+    if failed := failed_note(model.card):
+        print(f"warning: {model.path}: {failed}", file=sys.stderr)
     trained_names = model.card.get("class_names")
     if trained_names and not is_builtin(source) and \
             folders.find_samples(source, layout).class_file is not None and \

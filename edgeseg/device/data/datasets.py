@@ -160,9 +160,10 @@ def _channels(image: np.ndarray, channels: int) -> np.ndarray:
 
 
 def load_folder(source, layout: str | None = None, channels: int | None = None,
-                num_classes: int | None = None, resize_to=None) -> SegData:
-    """Every sample of a dataset folder (for evaluation and benchmarks: no split)."""
-    found = folders.find_samples(source, layout)
+                num_classes: int | None = None, resize_to=None, found=None) -> SegData:
+    """Every sample of a dataset folder (for evaluation and benchmarks: no split); ``found``:
+    its :func:`edgeseg.device.data.folders.find_samples`, when the caller has it already."""
+    found = folders.find_samples(source, layout) if found is None else found
     cfg = DataConfig(str(source), layout=layout, channels=channels, num_classes=num_classes)
     return decode(found, found.samples, cfg, resize_to)
 

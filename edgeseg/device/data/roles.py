@@ -214,10 +214,10 @@ def score_data(source: str, *, size=None, channels: int | None = None,
         return replace(data, images=tuple(i[:height, :width] for i in data.images),
                        masks=tuple(m[:height, :width] for m in data.masks))
     check_source_name(source)
-    if num_classes is None and model_classes is not None and \
-            folders.find_samples(source, layout).class_file is None:
+    found = folders.find_samples(source, layout)  # listed once: its class file decides
+    if num_classes is None and found.class_file is None:
         num_classes = model_classes
-    return load_folder(source, layout, channels, num_classes)
+    return load_folder(source, layout, channels, num_classes, found=found)
 
 
 def describe_score(source: str, count: int) -> str:
