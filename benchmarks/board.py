@@ -63,6 +63,8 @@ def main(argv: list[str]) -> int:
     from benchmarks.harness import bench
     from edgeseg.device.errors import EdgesegError
 
+    if job.get("mode") == "outputs":
+        return outputs(root, job)
     try:
         with np.load(root / "data.npz") as arrays:
             data = Images(job["dataset"], arrays)
@@ -86,6 +88,45 @@ def main(argv: list[str]) -> int:
         return 2
     report["dataset"]["name"] = job["dataset"]
     sys.stdout.write(MARK + json.dumps(report) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+def model_outputs(models, images, overlap: int = 32, contract=None) -> tuple[dict, dict]:
+    """Each model's probabilities of each image, fed as its card says (the harness's feeding):
+    ({"<model>:<image>": (H, W, K) float32}, {model: {"runtime", "kernels"}}). Shared by the board
+    (``mode: outputs``) and the host, so both sides compute the same thing."""
+    from edgeseg.device import runtime
+    from edgeseg.device.tiling import predict_image
+
+    arrays, about = {}, {}
+    for index, path in enumerate(models):
+        model = runtime.load(path, num_threads=1, contract=contract, foreign_only=True)
+        about[str(index)] = {"runtime": model.runtime, "kernels": model.kernels()}
+        for number, image in enumerate(images):
+            arrays[f"{index}:{number}"] = predict_image(model, image, overlap).astype("float32")
+    return arrays, about
+
+
+def outputs(root: Path, job: dict) -> int:
+    """``mode: outputs``: every model's probabilities of ``data.npz``'s images, into
+    ``outputs.npz`` in the folder (the host fetches it); the machine and kernels on stdout."""
+    import numpy as np
+
+    from edgeseg.device import machine
+    from edgeseg.device.errors import EdgesegError
+
+    try:
+        with np.load(root / "data.npz") as arrays:
+            images = [arrays[f"image_{i}"] for i in range(len(Images("", arrays)))]
+        found, about = model_outputs([root / m for m in job["models"]], images,
+                                     job.get("overlap", 32), job.get("contract") or None)
+    except EdgesegError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return 2
+    np.savez(root / "outputs.npz", **{key.replace(":", "_"): value
+                                      for key, value in found.items()})
+    sys.stdout.write(MARK + json.dumps({"machine": machine.describe(), "models": about}) + "\n")
     sys.stdout.flush()
     return 0
 

@@ -273,8 +273,9 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
             bar.step()
     _, peak = _rss_mb()
 
-    results, costs = [], {}
+    results, costs, kernels = [], {}, {}
     for entry in entries:
+        kernels.setdefault(entry.path, entry.model.kernels())
         if entry.path not in costs:
             run_at = tuple(inputs[id(entry)].shape[1:3])  # MACs at the size timed
             costs[entry.path] = (*entry.model.cost(run_at), *_size(entry.path))
@@ -299,7 +300,7 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
             "dice_delta": metrics.difference(s["dice"], reference_dice),
             "agreement": metrics.agreement(flat, reference_flat, flat_truth),
             "gmacs_per_s": macs / (p50 / 1e3) / 1e9 if macs and p50 > 0 else None,
-            "reference": entry.path == reference_path,
+            "reference": entry.path == reference_path, "kernels": kernels[entry.path],
         })
     if targets:
         from benchmarks.target_rows import target_rows

@@ -20,6 +20,7 @@ without space, a Python without numpy or the runtime (with the pip command that 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
@@ -44,16 +45,35 @@ SSH_OPTIONS = ("-o", "BatchMode=yes", "-o", "ConnectTimeout=15", "-o", "ServerAl
                "-o", "ServerAliveCountMax=4")
 FOLDER_PREFIX = "edgeseg-bench."
 
-# Run on the board with the standard library only: which of NEEDS' groups are missing.
+# Run on the board with the standard library only: which of NEEDS' groups are missing, and the
+# digest of an installed edgeseg's device side (the same files as device_sources(), hashed as
+# sources_digest() does), so an install with exactly this device code runs the harness itself
 _PROBE = r"""
-import importlib.util, platform, sys
+import hashlib, importlib.util, pathlib, platform, sys
 def found(name):
     try:
         return importlib.util.find_spec(name) is not None
     except (ImportError, ValueError):
         return False
+def installed():
+    try:
+        from importlib import metadata
+        specs = [importlib.util.find_spec(n) for n in ("edgeseg", "benchmarks")]
+        e, b = [pathlib.Path(s.origin).parent for s in specs]
+        files = [("edgeseg/__init__.py", e / "__init__.py")]
+        files += [("edgeseg/" + p.relative_to(e).as_posix(), p)
+                  for p in sorted((e / "device").rglob("*.py"))]
+        files += [("benchmarks/" + p.name, p) for p in sorted(b.glob("*.py"))]
+        h = hashlib.sha256()
+        for name, path in files:
+            h.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+        return metadata.version("edgeseg") + " " + h.hexdigest()
+    except Exception:
+        return ""
 print("python", platform.python_version(), sys.executable)
-missing = [g.split("=")[0] for g in sys.argv[1:] if not any(found(m) for m in g.split("=")[1].split(","))]
+print("edgeseg", installed() or "-")
+missing = [g.split("=")[0] for g in sys.argv[1:]
+           if not any(found(m) for m in g.split("=")[1].split(","))]
 print("missing", *missing)
 sys.exit(3 if missing or sys.version_info < (%d, %d) else 0)
 """ % MIN_PYTHON
@@ -162,6 +182,8 @@ class Board:
         self.target, self.python, self.remote_dir = target, python, remote_dir
         self.config = ["-F", str(ssh_config)] if ssh_config else []
         self.folder: str | None = None
+        self.installed: str | None = None  # "version digest" of the board's edgeseg, if any
+        self.use_installed = False  # its device code is this one's: no sources are sent
 
     def command(self, script: str) -> list[str]:
         """The ssh command that runs a POSIX ``sh`` script on the board (whatever its login
@@ -206,6 +228,8 @@ class Board:
                               f"({_last_line(done.stderr) or f'exit {done.returncode}'}); give "
                               f"it with --python")
         missing = lines.get("missing", "").split()
+        self.installed = None if lines.get("edgeseg", "-").strip() == "-" else \
+            lines["edgeseg"].strip()
         if version and tuple(int(v) for v in version.split(".")[:2]) < MIN_PYTHON:
             if folder and "folder" in lines:
                 self.folder = lines["folder"].strip()  # made before the check: removed after
@@ -299,7 +323,9 @@ class Board:
         """Run the harness in the folder; ``relay(line)`` gets its standard error as it comes.
         Returns (stdout, stderr, the harness's exit status)."""
         folder = shlex.quote(self.folder)
-        script = (f"cd {folder} && PYTHONPATH={folder}/src${{PYTHONPATH:+:$PYTHONPATH}} "
+        path = "" if self.use_installed else \
+            f"PYTHONPATH={folder}/src${{PYTHONPATH:+:$PYTHONPATH}} "
+        script = (f"cd {folder} && {path}"
                   f"{shlex.quote(self.python)} -m benchmarks.board job.json\n"
                   f"s=$?; [ $s -gt 128 ] && echo \"edgeseg-board: killed by signal $((s - 128))\""
                   f" >&2; exit $s\n")
@@ -315,6 +341,21 @@ class Board:
             _stop(process)
             raise
         return stdout, errors.text(), code
+
+    def fetch(self, name: str, *, timeout: float = 300) -> bytes:
+        """The bytes of ``name`` in the folder (a file the board's harness wrote)."""
+        try:
+            done = subprocess.run(self.command(f"cat {shlex.quote(f'{self.folder}/{name}')}"),
+                                  capture_output=True, stdin=subprocess.DEVNULL, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise RemoteError(f"{self.target}: no answer while fetching {name}") from None
+        if done.returncode == 255:
+            raise _ssh_failure(self.target, done.stderr.decode(errors="replace"),
+                               f"while fetching {name}")
+        if done.returncode:
+            raise RemoteError(f"{self.target}: {name} could not be read on the board "
+                              f"({_last_line(done.stderr.decode(errors='replace'))})")
+        return done.stdout
 
     def clean(self) -> str | None:
         """Remove the folder; None when done, else why not (the board may be gone)."""
@@ -425,28 +466,20 @@ def bench_remote(models, target: str | Target, *, data="synthetic-nuclei", refer
                 progress and not line.startswith(("INFO: Created TensorFlow Lite", "error: "))):
             print(f"  [{target.host}] {line}", file=sys.stderr, flush=True)
 
-    failed = True
-    try:
+    with cleaned(board):
         # first: a board that cannot be reached or used is said at once
         missing = board.prepare(needs, install=install)["missing"]
         if missing:
             echo(f"installing {', '.join(missing)} on the board (a venv in {board.folder})")
             board.install(missing, relay)
+        echo(choose_code(board))
         members, names, data_name, pairs, size, opened = _bundle(
             paths, reference_path, here, data, image_size, samples, seed, layout, contract,
             load, {"threads": list(threads), "runs": runs, "warmup": warmup,
-                     "overlap": overlap, "progress": progress})
+                     "overlap": overlap, "progress": progress}, sources=not board.use_installed)
         board.upload(members)
         stdout, stderr, code = board.bench(relay)
-        report = _result(board, stdout, stderr, code, names)
-        failed = False
-    finally:
-        left = board.clean()
-        if left and not failed:
-            print(f"warning: {target}: the temporary folder {board.folder} could not be removed "
-                  f"({left})", file=sys.stderr)
-        elif left:
-            print(f"note: {target}: {board.folder} may remain on the board", file=sys.stderr)
+        report = board_result(board, stdout, stderr, code, names)
 
     local = {names[p]: str(p) for p in paths}
     for row in report["results"]:
@@ -475,6 +508,28 @@ def bench_remote(models, target: str | Target, *, data="synthetic-nuclei", refer
     return report
 
 
+@contextlib.contextmanager
+def cleaned(board: Board):
+    """Remove the board's temporary folder after the block, failed or not. When the block failed
+    with a one-line error and the folder could not be removed (the board is gone), the same line
+    says so; a folder left after a success is a warning."""
+    try:
+        yield board
+    except EdgesegError as error:
+        if board.clean():
+            error.args = (f"{error} ({board.folder} may remain on the board)",)
+        raise
+    except BaseException:  # Ctrl-C, SIGTERM
+        if board.clean():
+            print(f"note: {board.target}: {board.folder} may remain on the board",
+                  file=sys.stderr)
+        raise
+    left = board.clean()
+    if left:
+        print(f"warning: {board.target}: the temporary folder {board.folder} could not be removed "
+              f"({left})", file=sys.stderr)
+
+
 def check_board(target, *, python: str = "python3", remote_dir: str | None = None,
                 ssh_config=None, install: bool = False) -> None:
     """Reach the board and check its Python has numpy and LiteRT, or that ``install`` will get
@@ -497,8 +552,39 @@ def _opened(path: Path, contract: dict | None):
     return runtime.load(path, num_threads=1, contract=contract, foreign_only=True)
 
 
+def choose_code(board: Board) -> str:
+    """Decide (and say) whether the board's installed edgeseg runs the harness: only when its
+    device code is exactly this one's; otherwise this one's sources go with the files."""
+    if board.installed:
+        version, _, digest = board.installed.partition(" ")
+        if digest == sources_digest():
+            board.use_installed = True
+            return f"harness: the board's installed edgeseg {version} (the same device code)"
+        return (f"harness: sent with the files (the board's edgeseg {version} has other device "
+                f"code than this one)")
+    return "harness: sent with the files (no edgeseg installed for that Python)"
+
+
+def harness_members() -> list[tuple[str, Path]]:
+    """The device side as it goes to a board: ``(src/<relative path>, this installation's file)``
+    (the board's harness runs with ``src`` on its path)."""
+    return [(f"src/{relative.as_posix()}", _source(relative)) for relative in device_sources()]
+
+
+def sources_digest() -> str:
+    """sha256 of the device side as it ships (:func:`device_sources`, each name and its bytes):
+    what the board's probe computes of an installed edgeseg."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for relative in device_sources():
+        digest.update(relative.as_posix().encode() + b"\0" + _source(relative).read_bytes()
+                      + b"\0")
+    return digest.hexdigest()
+
+
 def _bundle(paths, reference_path, here, data, image_size, samples, seed, layout, contract,
-            load, settings):
+            load, settings, sources: bool = True):
     """What goes to the board: (tar members, {local path: its name there}, the data's name,
     the images, their side), the images made or read here exactly as a local run would score
     them; with ``here`` (a Keras reference), its predictions of them too."""
@@ -520,8 +606,8 @@ def _bundle(paths, reference_path, here, data, image_size, samples, seed, layout
             extra[f"reference_{index}"] = labels_of(reference, image, settings["overlap"])
     names = {}  # local path -> its place on the board (models/<i>/<its folder's name>/<name>)
     members: list[tuple[str, bytes | Path]] = []
-    for relative in device_sources():
-        members.append((f"src/{relative.as_posix()}", _source(relative)))
+    if sources:
+        members += harness_members()
     for index, path in enumerate(paths):
         name = f"models/{index}/{path.resolve().parent.name or 'model'}/{path.name}"
         names[path] = name
@@ -577,8 +663,8 @@ def _cost_here(row: dict, model) -> None:
         row["sparsity"] = sparsity
 
 
-def _result(board: Board, stdout: str, stderr: str, code: int, names: dict) -> dict:
-    """The bench JSON from the harness's output, or the one line that says why there is none."""
+def board_result(board: Board, stdout: str, stderr: str, code: int, names: dict) -> dict:
+    """The JSON the board's harness printed (the bench JSON), or the one line that says why there is none."""
     from benchmarks.board import MARK
 
     target = board.target
@@ -614,5 +700,6 @@ def _result(board: Board, stdout: str, stderr: str, code: int, names: dict) -> d
                           f"written") from None
 
 
-__all__ = ["Board", "RemoteError", "Target", "bench_remote", "check_board", "device_sources",
-           "parse_target"]
+__all__ = ["Board", "RemoteError", "Target", "bench_remote", "board_result", "check_board",
+           "choose_code", "cleaned", "device_sources", "harness_members", "parse_target",
+           "sources_digest"]

@@ -81,6 +81,7 @@ def _xnnpack_coverage(path: Path, f) -> dict:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:  # pragma: no cover - tflite_runtime boards
         return {"available": False}
+    from edgeseg.device.runtime import delegated_ops
     from edgeseg.device.untrusted import check_untrusted
 
     check_untrusted(path)  # the structure was read above; now make sure LiteRT survives it
@@ -90,22 +91,12 @@ def _xnnpack_coverage(path: Path, f) -> dict:
         with native_chatter_dropped():  # LiteRT's delegate note
             interpreter = Interpreter(model_path=str(path))
             interpreter.allocate_tensors()
-        nodes = interpreter._get_ops_details()  # noqa: SLF001 - the only view of the partitions
+        coverage = delegated_ops(interpreter, f)
     except (ValueError, RuntimeError) as error:
         return {"available": False, "error": str(error).splitlines()[0]}
-    producer = f.producer()
-    delegated: set[int] = set()
-    for node in nodes[len(f.ops):]:  # delegate kernels come after the model's own nodes
-        inputs = set(int(i) for i in node["inputs"])
-        todo = [int(i) for i in node["outputs"]]
-        while todo:
-            op = producer.get(todo.pop())
-            if op is None or op.index in delegated:
-                continue
-            delegated.add(op.index)
-            todo.extend(i for i in op.inputs if i >= 0 and i not in inputs)
+    delegated = coverage["delegated"]
     rest = collections.Counter(op.name for op in f.ops if op.index not in delegated)
-    return {"available": True, "partitions": len(nodes) - len(f.ops),
+    return {"available": True, "partitions": coverage["partitions"],
             "delegated_ops": len(delegated), "not_delegated": dict(rest)}
 
 

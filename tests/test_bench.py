@@ -353,3 +353,30 @@ def _an_image(folder):
     path = folder / "frame.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(path)
     return path
+
+
+def test_an_arm_cpu_is_named_and_an_emulated_machine_says_its_latency_is_no_timing():
+    """ARM's /proc/cpuinfo has no model name: implementer and part name the core. A machine
+    whose kernel command line says edgeseg.emulated=... is marked in the line and the table."""
+    from edgeseg.device.benchjson import text_table
+    from edgeseg.device.machine import EMULATED, arm_cpu_name, line
+
+    info = {"CPU implementer": "0x41", "CPU part": "0xd0b", "CPU variant": "0x4",
+            "CPU revision": "1"}
+    assert arm_cpu_name(info) == "ARM Cortex-A76 (r4p1)"
+    assert arm_cpu_name({"CPU implementer": "0x51", "CPU part": "0x801"}) == \
+        "implementer 0x51 part 0x801"
+    assert arm_cpu_name({}) == ""
+    board = {"cpu": "ARM Cortex-A72 (r0p3)", "cores": 2, "isa": ["NEON"], "os": "Linux 6.1",
+             "runtimes": {"ai-edge-litert": "2.3.0"}, "arch": "aarch64", "emulated": "qemu-tcg"}
+    text = line(board)
+    assert text.startswith("ARM Cortex-A72 (r0p3) (aarch64), 2 cores (NEON)")
+    assert text.endswith(f"qemu-tcg {EMULATED}")
+    assert EMULATED not in line({**board, "emulated": None})
+    row = {"variant": "int8", "runtime": "litert", "threads": 1, "path": "m.tflite",
+           "format": "tflite", "latency_ms": {"p50": 900.0, "p90": 950.0}, "size_bytes": 10,
+           "gzip_bytes": 9,
+           "dice": 0.5, "agreement": 1.0,
+           "dice_delta": 0.0, "reference": True}
+    assert EMULATED in text_table({"machine": board, "results": [row]})
+    assert EMULATED not in text_table({"machine": {**board, "emulated": None}, "results": [row]})

@@ -332,3 +332,40 @@ def test_a_keras_model_cannot_go_to_a_board(tiny_run, runner):
 
     result = runner.invoke(cli, ["bench", str(tiny_run / "model.keras"), "--on", "ssh://board"])
     assert result.exit_code == 2 and "a board runs .tflite and .onnx files" in result.output
+
+
+def test_parity_compares_every_probability_of_a_board_with_this_machine(sshd, converted,
+                                                                        board_dir):
+    """The ARM parity study's path (benchmarks/boards/parity.py), here with this machine as the
+    board: the same runtime and file give the same probabilities, and the kernels are named."""
+    from benchmarks.boards.parity import markdown, parity
+
+    files = [converted[("tflite", "none")][0], converted[("tflite", "int8")][0]]
+    said = []
+    report = parity(files, sshd.url, ssh_config=sshd.config, python=sshd.python, samples=2,
+                    remote_dir=str(board_dir), echo=said.append)
+    assert said == ["harness: sent with the files (no edgeseg installed for that Python)"]
+    assert [row["path"] for row in report["rows"]] == [str(f) for f in files]
+    for row in report["rows"]:
+        assert row["max_abs_diff"] == 0.0 and row["labels_differing"] == 0
+        assert row["pixels"] == 2 * 64 * 64
+        assert row["kernels_board"] == row["kernels_here"]
+        assert row["kernels_board"]["delegate"] == "XNNPACK"
+    assert "XNNPACK (" in markdown(report)
+
+
+def test_a_board_with_this_edgeseg_installed_runs_its_own(sshd, converted, tmp_path, board_dir):
+    """A board Python with this edgeseg installed (here: this interpreter) runs the harness from
+    its installation, and no sources are sent; the rows are those of the sent-sources run."""
+    files = [converted[("tflite", "int8")][0]]
+    reports = {}
+    for name, python in (("installed", sys.executable), ("sent", sshd.python)):
+        done = _edgeseg("bench", *files, *QUICK, "--json", tmp_path / f"{name}.json",
+                        *_remote(sshd, python=python, remote_dir=board_dir))
+        assert done.returncode == 0, done.stderr
+        reports[name] = json.loads((tmp_path / f"{name}.json").read_text())
+        expected = ("harness: the board's installed edgeseg" if name == "installed" else
+                    "harness: sent with the files (no edgeseg installed")
+        assert expected in done.stdout, done.stdout
+    a, b = reports["installed"]["results"][0], reports["sent"]["results"][0]
+    assert (a["dice"], a["kernels"]) == (b["dice"], b["kernels"])

@@ -211,9 +211,17 @@ def dice_text(row: dict) -> str:
 
 def text_table(report: dict) -> str:
     """The same table in fixed-width text, for a terminal."""
+    from edgeseg.device.machine import EMULATED
+
     threads = thread_counts(report)
     table = [header(threads), *[row_cells(row, threads) for row in merged_rows(report)]]
     text = _fixed(table, 2)
+    emulated = sorted({m["emulated"] for m in [report.get("machine") or {},
+                                               *(report.get("targets") or {}).values()]
+                       if isinstance(m, dict) and m.get("emulated")})
+    if emulated:
+        text += f"\n({', '.join(emulated)} {EMULATED}: the ms columns of its rows are emulated " \
+                f"time, for correctness, parity and packaging only)"
     targets = targets_table(report)
     if targets:
         text += "\n\n" + _fixed([TARGET_HEADER, *targets], 3)

@@ -19,6 +19,17 @@ ISA_FLAGS = {
     "avx_vnni": "AVX-VNNI", "avx512_bf16": "AVX512-BF16", "amx_int8": "AMX-INT8",
     "asimd": "NEON", "asimddp": "NEON-dotprod", "i8mm": "I8MM", "sve": "SVE", "fphp": "FP16",
 }
+# ARM's /proc/cpuinfo names no CPU: its implementer and part numbers do (Arm Ltd. is 0x41)
+ARM_PARTS = {
+    (0x41, 0xd03): "Cortex-A53", (0x41, 0xd04): "Cortex-A35", (0x41, 0xd05): "Cortex-A55",
+    (0x41, 0xd07): "Cortex-A57", (0x41, 0xd08): "Cortex-A72", (0x41, 0xd09): "Cortex-A73",
+    (0x41, 0xd0a): "Cortex-A75", (0x41, 0xd0b): "Cortex-A76", (0x41, 0xd0c): "Neoverse-N1",
+    (0x41, 0xd0d): "Cortex-A77", (0x41, 0xd40): "Neoverse-V1", (0x41, 0xd41): "Cortex-A78",
+    (0x41, 0xd44): "Cortex-X1", (0x41, 0xd46): "Cortex-A510", (0x41, 0xd47): "Cortex-A710",
+    (0x41, 0xd48): "Cortex-X2", (0x41, 0xd49): "Neoverse-N2", (0x41, 0xd4d): "Cortex-A715",
+    (0x41, 0xd4e): "Cortex-X3", (0x41, 0xd4f): "Neoverse-V2", (0x41, 0xd80): "Cortex-A520",
+    (0x41, 0xd81): "Cortex-A720", (0x41, 0xd82): "Cortex-X4",
+}
 RUNTIMES = ("ai-edge-litert", "tflite-runtime", "onnxruntime", "tensorflow", "tf-keras", "numpy")
 
 
@@ -33,6 +44,33 @@ def _cpuinfo() -> dict[str, str]:
     except OSError:
         pass
     return info
+
+
+def arm_cpu_name(info: dict[str, str]) -> str:
+    """``ARM Cortex-A72 (r0p3)`` from the first core's implementer/part/variant/revision."""
+    try:
+        implementer, part = int(info["CPU implementer"], 16), int(info["CPU part"], 16)
+    except (KeyError, ValueError):
+        return ""
+    name = ARM_PARTS.get((implementer, part), f"implementer {implementer:#x} part {part:#x}")
+    variant, revision = info.get("CPU variant", "").replace("0x", ""), info.get("CPU revision")
+    step = f" (r{int(variant, 16)}p{revision})" if variant and revision else ""
+    return f"ARM {name}{step}" if implementer == 0x41 else f"{name}{step}"
+
+
+def emulated() -> str | None:
+    """How this machine is emulated, when its kernel command line says so
+    (``edgeseg.emulated=qemu-tcg``: the project's emulated board sets it; set it on your own
+    emulated machine too): its latencies are then no timings."""
+    try:
+        with open("/proc/cmdline") as handle:
+            words = handle.read().split()
+    except OSError:
+        return None
+    for word in words:
+        if word.startswith("edgeseg.emulated="):
+            return word.split("=", 1)[1] or "yes"
+    return None
 
 
 def _sysctl(name: str) -> str:
@@ -88,10 +126,12 @@ def deny_amx() -> None:
 
 
 def describe() -> dict:
-    """``{"cpu", "cores", "isa", "runtimes", "python", "os"}`` for the bench JSON's machine block."""
+    """``{"cpu", "cores", "isa", "runtimes", "python", "os", "arch"}`` (and ``"emulated"``) for
+    the bench JSON's machine block."""
     info = _cpuinfo()
-    cpu = (info.get("model name") or info.get("Hardware") or info.get("Processor")
-           or _sysctl("machdep.cpu.brand_string") or platform.processor() or platform.machine())
+    cpu = (info.get("model name") or arm_cpu_name(info) or info.get("Hardware")
+           or info.get("Processor") or _sysctl("machdep.cpu.brand_string")
+           or platform.processor() or platform.machine())
     flags = set((info.get("flags") or info.get("Features") or "").split())
     if platform.system() == "Darwin":
         flags |= {"asimd"} if platform.machine() == "arm64" else set()
@@ -106,19 +146,32 @@ def describe() -> dict:
         except metadata.PackageNotFoundError:
             pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu, "cores": cores, "isa": isa, "runtimes": runtimes,
-            "python": platform.python_version(), "os": f"{platform.system()} {platform.release()}",
-            "arch": platform.machine()}
+    described = {"cpu": cpu, "cores": cores, "isa": isa, "runtimes": runtimes,
+                 "python": platform.python_version(),
+                 "os": f"{platform.system()} {platform.release()}", "arch": platform.machine()}
+    how = emulated()
+    if how:
+        described["emulated"] = how
+    return described
+
+
+EMULATED = "emulated: latency is not a timing"
 
 
 def line(machine: dict) -> str:
     """One line for a report: ``Intel Xeon, 2 cores (AVX2, AVX-512), Linux 6.1, LiteRT 2.3``."""
     runtimes = ", ".join(f"{k} {v}" for k, v in machine["runtimes"].items() if k != "numpy")
     isa = ", ".join(machine["isa"]) or "no SIMD flags visible"
-    return f"{machine['cpu']}, {machine['cores']} cores ({isa}), {machine['os']}, {runtimes}"
+    arch = machine.get("arch", "")
+    cpu = machine["cpu"] if not arch or arch in machine["cpu"] or arch in ("x86_64", "AMD64") \
+        else f"{machine['cpu']} ({arch})"
+    text = f"{cpu}, {machine['cores']} cores ({isa}), {machine['os']}, {runtimes}"
+    if machine.get("emulated"):
+        text += f"; {machine['emulated']} {EMULATED}"
+    return text
 
 
-__all__ = ["deny_amx", "describe", "line"]
+__all__ = ["ARM_PARTS", "EMULATED", "arm_cpu_name", "deny_amx", "describe", "emulated", "line"]
 
 
 def available_memory() -> int | None:

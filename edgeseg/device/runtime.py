@@ -77,6 +77,10 @@ class EdgeModel:
         """(MACs, params, weight sparsity) read from the model itself; None where unknown."""
         return None, None, None
 
+    def kernels(self) -> dict | None:
+        """Which kernels run the model, as the runtime reports it (None where it cannot say)."""
+        return None
+
     def own_params(self) -> int | None:
         """The parameter count as the model's card would state it, where it is cheap to read
         (to tell a card that belongs to another model); None where it is not."""
@@ -389,6 +393,21 @@ class LiteRTModel(EdgeModel):
             warn_once(f"{error}; ignored (the card beside the file, if any, is used)")
             return {}
 
+    def kernels(self) -> dict | None:
+        """``{"delegate": "XNNPACK" or None, "partitions", "delegated_ops", "ops"}``: the
+        delegate's partitions as this interpreter applied them (none: LiteRT's builtin kernels
+        run every op, e.g. where XNNPACK is unavailable for this CPU)."""
+        from edgeseg.device.formats.tflite import SchemaUnavailable
+
+        try:
+            coverage = delegated_ops(self.interpreter, self._file)
+        except (SchemaUnavailable, ValueError, RuntimeError, AttributeError):
+            return None
+        ops = len(self._file.ops)
+        return {"delegate": "XNNPACK" if coverage["partitions"] else None,
+                "partitions": coverage["partitions"],
+                "delegated_ops": len(coverage["delegated"]), "ops": ops}
+
     def _output_ops(self, output):
         from edgeseg.device.formats.tflite import SchemaUnavailable
 
@@ -483,6 +502,24 @@ def onnx_session_options(num_threads=None):
     return options
 
 
+def delegated_ops(interpreter, f) -> dict:
+    """The partitions a LiteRT interpreter's delegate took, and the model's ops inside them
+    (``f``: the file read by :func:`edgeseg.device.formats.tflite.read_tflite`)."""
+    nodes = interpreter._get_ops_details()  # noqa: SLF001 - the only view of the partitions
+    producer = f.producer()
+    delegated: set[int] = set()
+    for node in nodes[len(f.ops):]:  # delegate kernels come after the model's own nodes
+        inputs = set(int(i) for i in node["inputs"])
+        todo = [int(i) for i in node["outputs"]]
+        while todo:
+            op = producer.get(todo.pop())
+            if op is None or op.index in delegated:
+                continue
+            delegated.add(op.index)
+            todo.extend(i for i in op.inputs if i >= 0 and i not in inputs)
+    return {"partitions": len(nodes) - len(f.ops), "delegated": delegated}
+
+
 class OnnxModel(EdgeModel):
     """An .onnx file in ONNX Runtime's CPU execution provider."""
 
@@ -536,6 +573,9 @@ class OnnxModel(EdgeModel):
                 break
             name = inputs[0]
         return names
+
+    def kernels(self) -> dict:
+        return {"providers": list(self.session.get_providers())}
 
     def cost(self, input_size=None):
         from edgeseg.device import flops
