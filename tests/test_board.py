@@ -40,12 +40,18 @@ def board():
                     "no board: start one with python -m benchmarks.boards.qemu start --state DIR, "
                     "then set EDGESEG_BOARD=$(cat DIR/address) EDGESEG_BOARD_STATE=DIR")
     state = Path(state)
-    done = qemu.ssh(state, f"test -x {qemu.VENV}/bin/edgeseg && {qemu.VENV}/bin/python -c "
-                           f"'import edgeseg, benchmarks'", timeout=120)
-    if done.returncode == 255:
-        pytest.fail(f"the board at {address} does not answer: "
-                    f"{done.stderr.decode(errors='replace')[-300:]}")
-    if done.returncode:  # not installed yet (or another checkout's): the real install path
+    from benchmarks.remote import Board, RemoteError, parse_target, sources_digest
+
+    probe = Board(parse_target(address), ssh_config=state / "ssh_config",
+                  python=f"{qemu.VENV}/bin/python")
+    try:
+        probe.prepare(["numpy"], folder=False)
+        installed = (probe.installed or "").partition(" ")[2]
+    except RemoteError as error:
+        if "no Python at" not in str(error):
+            pytest.fail(f"the board at {address} does not answer: {error}")
+        installed = None
+    if installed != sources_digest():  # none yet, or another checkout's: the real install path
         qemu.install(state)
     cpu = json.loads((state / "board.json").read_text())["cpu"]
     return SimpleNamespace(url=address, state=state, config=state / "ssh_config", cpu=cpu,
@@ -129,11 +135,12 @@ def test_an_edgeseg_with_other_device_code_on_the_board_gets_the_sources(board, 
     (and the figures are this version's)."""
     from benchmarks.boards import qemu
 
-    wrapper = "/home/edgeseg/other-python"
+    wrapper = "/home/edgeseg/other-python"  # its edgeseg: an older one, after the sent sources
     script = (f"mkdir -p ~/other/edgeseg && echo '__version__ = \"0.0.1\"' > "
-              f"~/other/edgeseg/__init__.py && printf '#!/bin/sh\\nPYTHONPATH=$HOME/other "
-              f"exec {qemu.VENV}/bin/python \"$@\"\\n' > {wrapper} && chmod +x {wrapper}")
-    assert qemu.ssh(board.state, script).returncode == 0
+              f"~/other/edgeseg/__init__.py && cat > {wrapper} && chmod +x {wrapper}")
+    text = (f'#!/bin/sh\nPYTHONPATH="${{PYTHONPATH:+$PYTHONPATH:}}$HOME/other" '
+            f'exec {qemu.VENV}/bin/python "$@"\n')
+    assert qemu.ssh(board.state, script, stdin=text.encode()).returncode == 0
     done, there = _bench(files[2:3], tmp_path / "there.json", *_on(board, python=wrapper))
     assert "harness: sent with the files (the board's edgeseg" in done.stdout, done.stdout
     assert there["results"][0]["kernels"]["delegate"] == "XNNPACK"
@@ -157,18 +164,21 @@ def test_predict_on_the_board_tiles_as_here(board, files, tmp_path):
     mask_name = f"{image.stem}_mask.png"
     here = np.asarray(Image.open(tmp_path / "here" / mask_name))
 
-    folder = "/tmp/predict-test"
-    for local, remote in ((model, f"{folder}/{model.name}"), (image, f"{folder}/{image.name}")):
-        sent = qemu.ssh(board.state, f"mkdir -p {folder} && cat > {remote}",
-                        stdin=local.read_bytes())
-        assert sent.returncode == 0, sent.stderr
-    run = qemu.ssh(board.state, f"cd {folder} && {qemu.VENV}/bin/edgeseg predict "
-                                f"{shlex.quote(model.name)} {shlex.quote(image.name)} --out out "
-                                f"&& cat out/{shlex.quote(mask_name)}", timeout=900)
+    folder = qemu.ssh(board.state, "mktemp -d").stdout.decode().strip()
+    try:
+        for local in (model, image):
+            sent = qemu.ssh(board.state, f"cat > {folder}/{local.name}",
+                            stdin=local.read_bytes())
+            assert sent.returncode == 0, sent.stderr
+        run = qemu.ssh(board.state, f"cd {folder} && {qemu.VENV}/bin/edgeseg predict "
+                                    f"{shlex.quote(model.name)} {shlex.quote(image.name)} "
+                                    f"--out out >&2 && cat out/{shlex.quote(mask_name)}",
+                       timeout=900)
+    finally:
+        qemu.ssh(board.state, f"rm -rf {folder}")
     assert run.returncode == 0, run.stderr.decode(errors="replace")[-1500:]
     (tmp_path / "there.png").write_bytes(run.stdout)
     there = np.asarray(Image.open(tmp_path / "there.png"))
-    qemu.ssh(board.state, f"rm -rf {folder}")
     assert here.shape == there.shape == (150, 150)
     differing = int((here != there).sum())
     print(f"predict, {model.name}, 150x150 tiled at 64: {differing} pixels differ")
@@ -186,13 +196,22 @@ def test_a_board_python_without_the_runtime_is_one_line(board, files, tmp_path):
 
 
 def test_a_full_disk_on_the_board_is_one_line(board, files, tmp_path):
-    """``/mnt/full`` on the board is a 256 KiB file system: the copy fails there, one line."""
-    done = _edgeseg("bench", files[0], *QUICK, "--json", tmp_path / "x.json",
-                    *_on(board, remote_dir="/mnt/full"))
+    """``/mnt/full`` on the board (a 256 KiB file system), filled up first: the copy fails there,
+    one line, and the filler is all that is left in it."""
+    from benchmarks.boards import qemu
+
+    qemu.ssh(board.state, "dd if=/dev/zero of=/mnt/full/filler bs=4k 2>/dev/null; true")
+    try:
+        done = _edgeseg("bench", files[0], *QUICK, "--json", tmp_path / "x.json",
+                        *_on(board, remote_dir="/mnt/full"))
+        left = qemu.ssh(board.state, "ls /mnt/full").stdout.decode().split()
+    finally:
+        qemu.ssh(board.state, "rm -f /mnt/full/filler")
     lines = _error_lines(done.stderr)
     assert done.returncode != 0 and len(lines) == 1, done.stderr
     assert "no space left on the board in /mnt/full" in lines[0], lines[0]
     assert not (tmp_path / "x.json").exists()
+    assert left == ["filler"]
 
 
 def test_the_board_killed_mid_run_is_one_line(board, files, tmp_path):

@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import hashlib
+import inspect
 import io
 import json
 import os
@@ -53,12 +54,12 @@ from pathlib import Path
 
 SUITE = "bookworm"
 MIRROR = os.environ.get("EDGESEG_BOARD_MIRROR", "http://deb.debian.org/debian")
-PACKAGES = ("python3", "python3-venv", "openssh-server", "tini", "iproute2", "procps")
+PACKAGES = ("python3", "python3-venv", "openssh-server", "mount", "tini", "iproute2", "procps")
 # unpacked, not installed (no initramfs-tools run under qemu-user: minutes): the kernel and its
 # modules, and busybox for the board's own small initramfs
 UNPACKED = ("linux-image-arm64", "busybox-static")
 # what the initramfs loads to reach the root disk (and the network), with what they depend on
-BOOT_MODULES = ("virtio_pci", "virtio_blk", "ext4", "virtio_net")
+BOOT_MODULES = ("virtio_pci", "virtio_blk", "crc32c_generic", "ext4", "virtio_net")
 # the board's wheels: what the base install needs (and ONNX Runtime), at this machine's versions
 WHEELS = ("numpy", "pillow", "click", "ai-edge-litert", "onnxruntime")
 PLATFORMS = ("manylinux_2_28_aarch64", "manylinux_2_27_aarch64", "manylinux_2_17_aarch64",
@@ -115,7 +116,7 @@ UseDNS no
 HostKey /etc/ssh/ssh_host_ed25519_key
 PermitRootLogin no
 """
-KERNEL_ARGS = "console=ttyAMA0 net.ifnames=0 edgeseg.emulated=qemu-tcg quiet"
+KERNEL_ARGS = "console=ttyAMA0 net.ifnames=0 panic=1 edgeseg.emulated=qemu-tcg quiet"
 
 
 class Refused(Exception):
@@ -145,7 +146,9 @@ def recipe() -> dict:
             "unpacked": list(UNPACKED), "modules": list(BOOT_MODULES),
             "initramfs": INITRAMFS_INIT, "wheels": versions, "platforms": list(PLATFORMS),
             "init": INIT,
-            "sshd": SSHD_CONFIG, "user": [USER, UID], "size": IMAGE_SIZE}
+            "sshd": SSHD_CONFIG, "user": [USER, UID], "size": IMAGE_SIZE,
+            # the steps themselves: a change to how the image is made makes a new one
+            "steps": [inspect.getsource(f) for f in (_build, _unpack, _customise)]}
 
 
 def image_dir(spec: dict | None = None) -> Path:
@@ -277,7 +280,8 @@ def _unpack(root: Path, debs: Path, work: Path) -> str:
     target.mkdir(parents=True, exist_ok=True)
     shutil.copytree(modules / release, target / release)
     _run(["depmod", "-b", str(root), release], "depmod of the board's modules")
-    order = _run(["modprobe", "-d", str(root), "-S", release, "--show-depends", *BOOT_MODULES],
+    order = _run(["modprobe", "-a", "-d", str(root), "-S", release, "--show-depends",
+                  *BOOT_MODULES],
                  "modprobe --show-depends").stdout.split()
     ramfs = work / "initramfs"
     for name in ("bin", "dev", "proc", "sys", "modules"):
@@ -285,6 +289,7 @@ def _unpack(root: Path, debs: Path, work: Path) -> str:
     loaded = []
     for word in order:
         if word.endswith(".ko") and Path(word).name not in loaded:
+            word = str(root) + word if not word.startswith(str(root)) else word
             shutil.copy(word, ramfs / "modules")
             loaded.append(Path(word).name)
     (ramfs / "modules/order").write_text("\n".join(loaded) + "\n")
@@ -304,8 +309,9 @@ def _unpack(root: Path, debs: Path, work: Path) -> str:
 
 def _customise(root: Path, spec: dict) -> None:
     """The board's user, sshd, init and wheels, written into the arm64 root."""
-    _run(["chroot", str(root), "useradd", "-m", "-u", str(UID), "-s", "/bin/bash", USER],
-         "useradd in the arm64 root")
+    # '*': no password, and not locked (sshd refuses a locked account its keys)
+    _run(["chroot", str(root), "useradd", "-m", "-u", str(UID), "-s", "/bin/bash", "-p", "*",
+          USER], "useradd in the arm64 root")
     for key in (root / "etc/ssh").glob("ssh_host_*"):
         key.unlink()  # every start brings its own
     (root / "etc/ssh/sshd_config.d/edgeseg.conf").write_text(SSHD_CONFIG)
@@ -400,7 +406,7 @@ def start(state: Path, cpu: str = "cortex-a72", memory_mb: int = 2048, smp: int 
     try:
         return _boot(state, command, address, port, cpu, image, started, timeout)
     except BaseException:
-        stop(state)
+        stop(state, remove=False)  # console.log stays for a look; stop --state removes it
         raise
 
 

@@ -164,9 +164,11 @@ def targets_table(report: dict) -> list[list[str]]:
         for board in (r for r in boards if r["path"] == path):
             cpu = (board.get("machine") or {}).get("cpu", "")
             threads = f", {board['threads']} thr" if board.get("threads") else ""
+            emulated = (board.get("machine") or {}).get("emulated")
+            how = f"emulated ({emulated}): no timing" if emulated else "measured on the board"
             table.append([f"{board['target']} ({cpu}{threads})", name,
-                          f"measured on the board ({board['runtime']})",
-                          f"{board['latency_ms']['p50']:.2f}", "", "",
+                          f"{how} ({board['runtime']})",
+                          "" if emulated else f"{board['latency_ms']['p50']:.2f}", "", "",
                           _kb(board["size_bytes"]), "", "", dice_text(board)])
         for r in (r for r in rows if r["path"] == path):
             p50 = r["latency_ms"].get("p50")
