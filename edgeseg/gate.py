@@ -250,8 +250,14 @@ def compare(report: dict, baseline: dict | None = None, *, max_dice_drop: float 
         if drop > max_dice_drop:
             problems.append(Violation(*key, "dice", f"Dice {base['dice']:.4f} -> {row['dice']:.4f}"
                                                     f" (-{drop:.4f}, allowed -{max_dice_drop})"))
+        emulated = next((m.get("emulated") for m in (row.get("machine") or report.get("machine"),
+                                                     base.get("machine") or baseline.get("machine"))
+                         if isinstance(m, dict) and m.get("emulated")), None)
         if max_latency_ratio is not None and not _measured(base["latency_ms"]["p50"]):
             pass  # a target without a latency figure (TFLM)
+        elif max_latency_ratio is not None and emulated and not base.get("estimated"):
+            notes.append(where(*key) + f": latency not compared (it ran {emulated} emulated: "
+                                       f"emulated time is not a timing)")
         elif max_latency_ratio is not None:
             if same or base.get("estimated"):  # an estimate does not depend on the machine
                 ratio = row["latency_ms"]["p50"] / base["latency_ms"]["p50"] \

@@ -216,3 +216,24 @@ def test_a_baseline_of_another_task_is_refused(bench_report):
         row["dice_per_class"] = [*row["dice_per_class"], 0.5]
     with pytest.raises(EdgesegError, match="a baseline of another task"):
         compare(bench_report, other)
+
+
+def test_an_emulated_board_is_never_held_to_a_latency(bench_report):
+    """Rows that ran emulated (the emulated aarch64 board): Dice and size are held, the time is
+    not (it is no timing), and the note says why."""
+    from edgeseg.gate import compare
+
+    base, slow = copy.deepcopy(bench_report), copy.deepcopy(bench_report)
+    for report in (base, slow):
+        report["machine"]["emulated"] = "qemu-tcg"
+    for row in slow["results"]:
+        row["latency_ms"]["p50"] *= 10
+        row["latency_ms"].pop("blocks", None)
+    notes = []
+    assert compare(slow, base, notes=notes) == []
+    assert len(notes) == len(base["results"])
+    assert all("ran qemu-tcg emulated: emulated time is not a timing" in n for n in notes)
+    slow["results"][0]["dice"] -= 0.2
+    assert [v.rule for v in compare(slow, base)] == ["dice"]
+    del slow["machine"]["emulated"], base["machine"]["emulated"]
+    assert "latency" in {v.rule for v in compare(slow, base)}  # the same change, not emulated
