@@ -86,9 +86,15 @@ def model_variant(model: runtime.EdgeModel) -> str:
     return model.card.get("variant") or model.path.stem
 
 
-def _size(path: Path) -> tuple[int, int]:
+def file_size(path: Path) -> tuple[int, int]:
+    """(bytes, gzip -9 bytes) of a model: a file, a folder (SavedModel), or an .onnx with its
+    external data files."""
     if path.is_dir():
         data = b"".join(p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file())
+    elif path.suffix.lower() == ".onnx":  # with its external data files: they are the weights
+        from edgeseg.device.formats.onnx import file_parts
+
+        data = b"".join(p.read_bytes() for p in file_parts(path))
     else:
         data = path.read_bytes()
     return len(data), len(gzip.compress(data, 9))
@@ -278,7 +284,7 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
         kernels.setdefault(entry.path, entry.model.kernels())
         if entry.path not in costs:
             run_at = tuple(inputs[id(entry)].shape[1:3])  # MACs at the size timed
-            costs[entry.path] = (*entry.model.cost(run_at), *_size(entry.path))
+            costs[entry.path] = (*entry.model.cost(run_at), *file_size(entry.path))
         macs, params, sparsity, size_bytes, gzip_bytes = costs[entry.path]
         times = np.asarray(entry.times)
         p50 = float(np.percentile(times, 50))
@@ -329,4 +335,4 @@ def _fit(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.pad(image, pad, mode="edge")[:height, :width]
 
 
-__all__ = ["SCHEMA", "bench", "bench_images", "model_variant", "task"]
+__all__ = ["SCHEMA", "bench", "bench_images", "file_size", "model_variant", "task"]

@@ -486,6 +486,10 @@ def bench_remote(models, target: str | Target, *, data="synthetic-nuclei", refer
         row["path"] = next((local[n] for n in local if row["path"].endswith(n)), row["path"])
         row["target"], row["machine"] = str(target), report["machine"]
         _cost_here(row, opened.get(row["path"]))
+        if row["path"].lower().endswith(".onnx"):  # with its data files, which a board without
+            from benchmarks.harness import file_size  # the onnx package cannot list
+
+            row["size_bytes"], row["gzip_bytes"] = file_size(Path(row["path"]))
     report["targets"] = {str(target): report["machine"]}
     if here is not None:  # the Keras reference, measured here on the same images
         from benchmarks.harness import bench
@@ -612,6 +616,12 @@ def _bundle(paths, reference_path, here, data, image_size, samples, seed, layout
         name = f"models/{index}/{path.resolve().parent.name or 'model'}/{path.name}"
         names[path] = name
         members.append((name, path))
+        if path.suffix.lower() == ".onnx":  # its external data files, beside it as on disk
+            from edgeseg.device.formats.onnx import external_data
+
+            folder = path.resolve().parent
+            members += [(f"{name.rsplit('/', 1)[0]}/{p.relative_to(folder).as_posix()}", p)
+                        for p in external_data(path)]
         card = path.with_name(path.name + ".json")
         if card.is_file():
             members.append((name + ".json", card))

@@ -22,6 +22,7 @@ from edgeseg.device.errors import ConfigError
 def quantize_user_onnx(model_path, out, cfg: ConvertConfig) -> ConvertResult:
     from converters.onnx import quantize_onnx
     from edgeseg import runtime
+    from edgeseg.device.formats.onnx import whole_bytes
 
     model_path, out = Path(model_path), Path(out)
     if cfg.io != "float" or cfg.dynamic:
@@ -48,7 +49,7 @@ def quantize_user_onnx(model_path, out, cfg: ConvertConfig) -> ConvertResult:
                                 trained_on=trained_on)
     if source.layout == "NCHW":
         images = images.transpose(0, 3, 1, 2)
-    raw = quantize_onnx(model_path.read_bytes(), images, cfg.per_tensor, cfg.calib_method)
+    raw = quantize_onnx(whole_bytes(model_path), images, cfg.per_tensor, cfg.calib_method)
     kind = source.settle_output_kind(tuple(size), cfg.seed)
     contract = source.contract()
     card = cards.make_card(

@@ -155,10 +155,14 @@ def _inspect_onnx(path: Path, input_size) -> dict:
                      if size is None and any(not isinstance(d, int) or d <= 0
                                              for v in inputs for d in v["shape"][1:]) else
                      f"not counted ({str(error).splitlines()[0][:160]})")
+    from edgeseg.device.formats.onnx import file_parts
+
     weight_bytes = sum(len(init.raw_data) or 0 for init in graph.initializer)
-    size_bytes = path.stat().st_size
+    parts = file_parts(path)  # the .onnx and its external data files, if any
+    size_bytes = sum(p.stat().st_size for p in parts)
     return {
         "file": str(path), "format": "onnx", "size_bytes": size_bytes,
+        "external_data": {p.name: p.stat().st_size for p in parts[1:]},
         "opset": max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
                      default=None),
         "ops": dict(collections.Counter(n.op_type for n in graph.node).most_common()),
@@ -173,6 +177,9 @@ def _inspect_onnx(path: Path, input_size) -> dict:
 def format_report(report: dict) -> str:
     """The report as text for a terminal."""
     lines = [f"{report['file']}: {report['format']}, {report['size_bytes']:,} bytes"]
+    if report.get("external_data"):
+        lines[0] += " with its weights in " + ", ".join(
+            f"{name} ({size:,} bytes)" for name, size in report["external_data"].items())
     if report.get("macs") is not None:
         lines.append(f"MACs {report['macs']:,} ({report['macs'] / 1e9:.3f} G), params "
                      f"{report['params']:,}")

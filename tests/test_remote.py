@@ -369,3 +369,19 @@ def test_a_board_with_this_edgeseg_installed_runs_its_own(sshd, converted, tmp_p
         assert expected in done.stdout, done.stdout
     a, b = reports["installed"]["results"][0], reports["sent"]["results"][0]
     assert (a["dice"], a["kernels"]) == (b["dice"], b["kernels"])
+
+
+def test_an_onnx_with_external_data_travels_with_its_data_file(sshd, converted, tmp_path,
+                                                               board_dir):
+    """Issue 29, finding 1: the board gets model.onnx.data beside model.onnx, and scores the
+    weights a local run scores."""
+    from test_user_models import _external_data_copy
+
+    model = _external_data_copy(converted[("onnx", "none")][0], tmp_path / "export")
+    reports = {}
+    for name, extra in (("here", []), ("there", _remote(sshd, remote_dir=board_dir))):
+        done = _edgeseg("bench", model, *QUICK, "--json", tmp_path / f"{name}.json", *extra)
+        assert done.returncode == 0, done.stderr
+        reports[name] = json.loads((tmp_path / f"{name}.json").read_text())["results"][0]
+    assert reports["there"]["dice"] == reports["here"]["dice"]
+    assert reports["there"]["size_bytes"] == reports["here"]["size_bytes"]

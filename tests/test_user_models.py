@@ -360,3 +360,81 @@ def test_pruning_keeps_a_users_classifier_dense_behind_a_custom_layer(user_model
     assert not choices["logits_conv"].selected
     assert choices["logits_conv"].reason.startswith("classifier")
     assert choices["dec1_conv"].selected
+
+
+def _external_data_copy(onnx_file, folder):
+    """``onnx_file`` as torch >= 2.9 exports it (the graph in model.onnx, the weights in
+    model.onnx.data beside it; tensors under 1 KB inline), without edgeseg's card: a foreign file."""
+    import onnx
+
+    proto = onnx.load(str(onnx_file))
+    del proto.metadata_props[:]
+    folder.mkdir(parents=True)
+    onnx.save_model(proto, str(folder / "model.onnx"), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="model.onnx.data")
+    assert (folder / "model.onnx.data").stat().st_size > (folder / "model.onnx").stat().st_size
+    return folder / "model.onnx"
+
+
+def test_an_onnx_with_external_data_works_from_any_folder(converted, runner, tmp_path,
+                                                          monkeypatch):
+    """Issue 29, finding 1: eval, inspect, bench (the size counts the data file) and int8
+    quantization of an .onnx whose weights are in model.onnx.data, run from another folder; the
+    figures are those of the same weights in one file."""
+    from edgeseg.cli import cli
+
+    single = converted[("onnx", "none")][0]
+    model = _external_data_copy(single, tmp_path / "export")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    scores = {}
+    for name, path in (("single", single), ("external", model)):
+        done = runner.invoke(cli, ["eval", str(path), "--data", "synthetic-nuclei", "--n", "8",
+                                   "--json", str(tmp_path / f"{name}.json")])
+        assert done.exit_code == 0, done.output
+        scores[name] = json.loads((tmp_path / f"{name}.json").read_text())["dice"]
+    assert scores["external"] == scores["single"]
+
+    done = runner.invoke(cli, ["inspect", str(model)])
+    assert done.exit_code == 0 and "with its weights in model.onnx.data" in done.output
+
+    done = runner.invoke(cli, ["bench", str(model), "--samples", "2", "--runs", "2", "--quiet",
+                               "--json", str(tmp_path / "bench.json")])
+    assert done.exit_code == 0, done.output
+    row = json.loads((tmp_path / "bench.json").read_text())["results"][0]
+    assert row["size_bytes"] == model.stat().st_size + \
+        (model.parent / "model.onnx.data").stat().st_size
+
+    out = tmp_path / "int8" / "model_int8.onnx"
+    done = runner.invoke(cli, ["convert", str(model), "--to", "onnx", "--quant", "int8",
+                               "--calib", "synthetic-nuclei", "--calib-samples", "8",
+                               "--verify-samples", "4", "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    assert sorted(p.name for p in out.parent.iterdir()) == ["model_int8.onnx",
+                                                           "model_int8.onnx.json"]
+
+
+def test_an_onnx_whose_data_file_is_missing_or_elsewhere_is_one_line(converted, runner,
+                                                                     tmp_path):
+    import onnx
+
+    from edgeseg.cli import cli
+
+    model = _external_data_copy(converted[("onnx", "none")][0], tmp_path / "export")
+    (model.parent / "model.onnx.data").rename(tmp_path / "model.onnx.data")
+    done = runner.invoke(cli, ["eval", str(model), "--data", "synthetic-nuclei"])
+    lines = [line for line in done.output.splitlines() if line.strip()]
+    assert done.exit_code == 2 and len(lines) == 1, done.output
+    assert "model.onnx.data, which is not beside it" in lines[0]
+
+    proto = onnx.load(str(model), load_external_data=False)
+    for tensor in proto.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = "../model.onnx.data"  # the file exists, but outside the folder
+    onnx.save_model(proto, str(model))
+    done = runner.invoke(cli, ["eval", str(model), "--data", "synthetic-nuclei"])
+    lines = [line for line in done.output.splitlines() if line.strip()]
+    assert done.exit_code == 2 and len(lines) == 1, done.output
+    assert "outside the model's folder; refusing it" in lines[0]

@@ -61,8 +61,11 @@ def _verify_onnx(path: Path) -> None:
                            f"{str(error).splitlines()[0][:120] or type(error).__name__})") from None
     if not model.graph.node:
         raise EdgesegError(f"{path}: not an ONNX model (no graph nodes)")
-    try:
-        onnx.checker.check_model(model)
+    from edgeseg.device.formats.onnx import external_data_of
+
+    external = external_data_of(model, path)  # missing or escaping data files: one line
+    try:  # by path when the weights are external: the checker resolves them beside the model
+        onnx.checker.check_model(str(path) if external else model)
     except Exception as error:  # noqa: BLE001 - onnx.checker.ValidationError and C++ errors
         raise EdgesegError(f"{path}: invalid ONNX model ({str(error).splitlines()[0][:160]})") \
             from None
@@ -91,7 +94,7 @@ def probe_in_child(path: Path) -> None:
 def check_untrusted(path) -> None:
     """Verify ``path`` and probe it in a child process once per distinct content (see module)."""
     path = Path(path)
-    digest = sha256_of(path)
+    digest = _digest(path)
     if digest in _verified:
         return
     verify_structure(path)
@@ -99,9 +102,18 @@ def check_untrusted(path) -> None:
     _verified.add(digest)
 
 
+def _digest(path: Path) -> str:
+    """The file's SHA-256, and its external data files' for an .onnx (the weights are the model)."""
+    if path.suffix.lower() != ".onnx":
+        return sha256_of(path)
+    from edgeseg.device.formats.onnx import file_parts
+
+    return ":".join(sha256_of(part) for part in file_parts(path))
+
+
 def trust(path) -> None:
     """Mark a file this process wrote itself (a conversion's output) as safe to open directly."""
-    _verified.add(sha256_of(Path(path)))
+    _verified.add(_digest(Path(path)))
 
 
 __all__ = ["check_untrusted", "probe_in_child", "trust", "verify_structure"]
