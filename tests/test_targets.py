@@ -152,3 +152,15 @@ def test_fit_search_keeps_the_largest_input_whose_arena_fits_the_budget(tmp_path
     assert found["budgets"][large["arena_bytes"]]["choice"]["size"] == 64
     assert search([small["arena_bytes"] - 1], tmp_path, alphas=(0.25,), sizes=(32, 64),
                   echo=lambda line: None)["budgets"][small["arena_bytes"] - 1]["choice"] is None
+
+
+def test_a_target_that_refuses_a_file_leaves_the_others(runner, converted):
+    """A float .tflite (a MediaPipe file, say): Vela refuses it, TFLite Micro still estimates;
+    the refusal is a line, not the end of the command."""
+    path, _ = converted[("tflite", "none")]
+    result = runner.invoke(cli, ["inspect", str(path), "--target", "ethos-u55-128,cortex-m"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any(line.startswith("cortex-m") for line in lines)
+    refused = [line for line in lines if line.startswith("ethos-u55-128: not estimated: ")]
+    assert len(refused) == 1 and "quantize the model it came from" in refused[0]

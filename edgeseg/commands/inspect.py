@@ -43,6 +43,7 @@ def inspect(model_path, input_size, as_json, profile, threads, runs, targets):
     """
     import json
 
+    from edgeseg.device.errors import EdgesegError
     from edgeseg.device.targets import parse_targets
     from edgeseg.inspection import format_report, inspect_file
 
@@ -54,7 +55,15 @@ def inspect(model_path, input_size, as_json, profile, threads, runs, targets):
         if report["format"] != "tflite":
             raise click.UsageError(f"--target: {model_path} is an .onnx; the targets take an int8 "
                                    f".tflite (convert --quant int8)")
-        report["targets"] = estimate(model_path, targets)
+        rows, refused = [], {}
+        for name in targets:  # a target that refuses this file does not take the others down
+            try:
+                rows += estimate(model_path, [name])
+            except EdgesegError as error:
+                refused[name] = str(error)
+        if not rows:
+            raise EdgesegError(next(iter(refused.values())))
+        report["targets"], report["targets_refused"] = rows, refused
     if profile:
         from edgeseg.profiling import format_profile, profile_file
 
@@ -67,6 +76,8 @@ def inspect(model_path, input_size, as_json, profile, threads, runs, targets):
         from edgeseg.device.targets import format_rows
 
         click.echo(format_rows(report["targets"]))
+        for name, why in report["targets_refused"].items():
+            click.echo(f"{name}: not estimated: {why}")
     if profile:
         click.echo("")
         click.echo(format_profile(report["profile"]))
