@@ -270,3 +270,13 @@ def test_calibration_from_the_training_folders_images_leaves_out_its_validation_
                                  trained_on=trained_on)
     elsewhere = roles.calibration_source(str(cells / "images"), None)
     assert elsewhere == "a seeded choice of the folder's images"  # nothing known to leave out
+
+
+def test_a_foreign_models_calibration_is_not_said_to_be_its_training_folder(cells):
+    """Issue 29, finding 7: a model whose card names no training data, calibrated on a folder's
+    own split: the card says so, not 'the folder the model was trained on'."""
+    own = roles.own_split(str(cells), 0)
+    said = roles.calibration_source(str(cells), own)
+    assert "own seeded split" in said and "was trained on" not in said
+    assert roles.calibration_source(str(cells), DataConfig(str(cells))) == \
+        "the training split of the folder the model was trained on"

@@ -27,7 +27,7 @@ cannot be meant (validation or test images that also train), said in one line wh
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -255,6 +255,11 @@ def trained_data(card: dict) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class OwnSplit(DataConfig):
+    """A folder's own seeded train/validation split, for a model trained on other images."""
+
+
 def own_split(data: str | None, seed: int) -> DataConfig | None:
     """A labelled folder given as --calib for a model whose card records no training data: its
     own train/validation split, so calibration (training split) and parity (validation split)
@@ -265,7 +270,7 @@ def own_split(data: str | None, seed: int) -> DataConfig | None:
         folders.find_samples(data)
     except DataError:
         return None
-    return DataConfig(source=data, seed=seed)
+    return OwnSplit(source=data, seed=seed)
 
 
 # --- calibration --------------------------------------------------------------------------------
@@ -324,6 +329,9 @@ def calibration_source(data: str, trained_on: DataConfig | None) -> str:
     """Which images :func:`calibration_images` draws from ``data``, in words (for the card)."""
     if is_builtin(data):
         return "training indices of the built-in dataset"
+    if isinstance(trained_on, OwnSplit) and same_folder(data, trained_on.source):
+        return ("the training split of the folder's own seeded split (the model's card names "
+                "no training data; the validation split checks the file)")
     if trained_on is not None and same_folder(data, trained_on.source):
         return "the training split of the folder the model was trained on"
     left_out = len(image_files(Path(data))) - len(_calibration_files(data, trained_on))
@@ -576,7 +584,8 @@ def check_score_apart(train: DataConfig, test_data: str) -> None:
 
 
 __all__ = ["MODES", "PARITY_OFFSET", "TEST_OFFSET", "VAL_OFFSET", "calibration_images",
-           "calibration_source", "calibration_sources", "check_apart", "check_score_apart", "describe_score",
+           "OwnSplit", "calibration_source", "calibration_sources", "check_apart", "check_score_apart",
+           "describe_score",
            "describe_split", "image_files", "labelled_samples", "labels_hint", "own_split",
            "parity_images", "same_folder", "same_images", "score_data", "scored_training_images",
            "selection_halves", "split", "split_samples", "trained_config", "trained_data"]
