@@ -423,6 +423,23 @@ _PASS_LAYERS = {"UpSampling2D", "Resizing", "Reshape", "Permute", "Cropping2D", 
                 "ZeroPadding2D"}
 
 
+PREPROCESSING_LAYERS = ("Rescaling", "Normalization")
+
+
+def preprocessing_layer(layers) -> str | None:
+    """The class name of a rescaling or normalising layer that comes before any layer with
+    weights (looking into nested models), else None."""
+    for layer in layers:
+        name = type(layer).__name__
+        if name in PREPROCESSING_LAYERS:
+            return name
+        if getattr(layer, "layers", None):  # a nested model (a backbone): its first layers
+            return preprocessing_layer(layer.layers)
+        if layer.weights:
+            return None
+    return None
+
+
 class KerasModel(EdgeModel):
     """A Keras model of any flavour (TensorFlow), always in inference mode."""
 
@@ -465,6 +482,23 @@ class KerasModel(EdgeModel):
     def selected(self) -> KerasSource:
         """The source with the contract's output selected: what the converters convert."""
         return self.source.select(self.output_index)
+
+    def _embedded_card(self):
+        """A Keras file holds no card; one without a card beside it whose first layers rescale or
+        normalise (``Rescaling``, ``Normalization``: keras.applications' preprocessing) takes raw
+        pixels, and that is said once."""
+        from edgeseg.device import card as cards
+
+        if cards.read_card(self.path):
+            return {}
+        layer = preprocessing_layer(self.source.layers)
+        if layer is None:
+            return {}
+        from edgeseg.device.log import warn_once
+
+        warn_once(f"{self.path.name} starts with a {layer} layer: fed raw pixel values (0-255 for "
+                  f"8-bit images; --normalize overrides)")
+        return {"normalization": cards.Normalization("none").to_dict()}
 
     def own_params(self):
         if self.source.flavour == "savedmodel" or self.source.is_quantization_aware():
@@ -541,4 +575,5 @@ def load_for_training(path, *, unsafe: bool = False, custom_objects: dict | None
 
 __all__ = ["FLAVOURS", "CustomObjects", "KerasInMemory", "KerasModel", "KerasSource", "carries_code", "code_refused",
            "custom_objects_from", "flavour", "import_custom_objects", "keras_predictor",
-           "load_error", "load_for_training", "load_keras", "load_tf_keras"]
+           "load_error", "load_for_training", "load_keras", "load_tf_keras",
+           "preprocessing_layer"]

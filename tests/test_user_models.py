@@ -438,3 +438,26 @@ def test_an_onnx_whose_data_file_is_missing_or_elsewhere_is_one_line(converted, 
     lines = [line for line in done.output.splitlines() if line.strip()]
     assert done.exit_code == 2 and len(lines) == 1, done.output
     assert "outside the model's folder; refusing it" in lines[0]
+
+
+def test_a_keras_model_that_rescales_inside_takes_raw_pixels_by_default(user_models, runner,
+                                                                        tmp_path):
+    """Issue 29, finding 4: the trained U-Net behind Rescaling(1/255) scores, by default, what
+    the U-Net scores on scaled pixels, and says it feeds raw values; --normalize scale (the old
+    default) does not, and --normalize none is the same as the default."""
+    scores = {}
+    for name, model, extra in (("inner", user_models["keras3_unet"], []),
+                               ("rescaled", user_models["keras3_rescaled"], []),
+                               ("none", user_models["keras3_rescaled"], ["--normalize", "none"]),
+                               ("scaled", user_models["keras3_rescaled"],
+                                ["--normalize", "scale"])):
+        done = runner.invoke(cli, ["eval", str(model), "--data", "synthetic-nuclei", "--n", "8",
+                                   "--input-size", "64", *extra, "--json",
+                                   str(tmp_path / f"{name}.json")])
+        assert done.exit_code == 0, done.output
+        scores[name] = json.loads((tmp_path / f"{name}.json").read_text())["dice"]
+        if name == "rescaled":
+            assert "starts with a Rescaling layer: fed raw pixel values" in done.output
+    assert scores["inner"] > 0.5
+    assert abs(scores["rescaled"] - scores["inner"]) < 1e-4 and scores["none"] == scores["rescaled"]
+    assert scores["scaled"] < scores["inner"] - 0.2

@@ -225,6 +225,13 @@ def _save_keras3_variants(unet, root: Path) -> dict[str, Path]:
     aux = L.Conv2D(1, 1, activation="sigmoid", name="aux")(dec2)  # untrained head
     paths["keras3_aux"] = _save(keras.Model(image, [aux, unet.output], name="unet_aux"),
                                 root / "aux_k3.keras")
+
+    # Preprocessing inside: the trained U-Net behind Rescaling(1/255), so it takes 0-255 pixels
+    # (as keras.applications models with include_preprocessing do).
+    raw = keras.Input((None, None, 1), name="raw_pixels")
+    rescaled = unet(L.Rescaling(1 / 255, name="rescale")(raw))
+    paths["keras3_rescaled"] = _save(keras.Model(raw, rescaled, name="unet_rescaled"),
+                                     root / "rescaled_k3.keras")
     return paths
 
 

@@ -40,7 +40,7 @@ from edgeseg.device.files import atomic_write_json
 SCHEMA = "edgeseg.card/1"
 EMBEDDED_KEY = "edgeseg.card"  # the TFLite metadata name / ONNX metadata_props key inside files
 
-NORMALIZATIONS = ("scale", "percentile", "meanstd")
+NORMALIZATIONS = ("scale", "percentile", "meanstd", "none")
 # How an image whose size differs from the model's input reaches it: ``tile`` runs the model on
 # overlapping windows at the image's own resolution (models trained on native-resolution crops),
 # ``resize`` scales the whole image to the input and the prediction back (models trained on
@@ -57,6 +57,9 @@ class Normalization:
     - ``percentile``: per image, the ``low``-th percentile to 0 and the ``high``-th to 1 (the
       fluorescence-microscopy convention of csbdeep and StarDist; not clipped).
     - ``meanstd``: (pixel / type maximum - ``mean``) / ``std``, per channel (fixed values).
+    - ``none``: the raw pixel values as floats (0-255 for 8-bit images), for a model that
+      rescales or normalises inside (a Keras ``Rescaling`` layer, keras.applications'
+      preprocessing, a MediaPipe graph).
     """
 
     kind: str = "scale"
@@ -134,6 +137,8 @@ class Normalization:
         if self.kind == "meanstd":
             values = lambda v: ",".join(f"{x:g}" for x in v)  # noqa: E731
             return f"(pixel/max - {values(self.mean)}) / {values(self.std)}"
+        if self.kind == "none":
+            return "raw pixel values as floats (0-255 for 8-bit): the model normalises inside"
         return ("pixel / type maximum (255 for 8-bit, 65535 for 16-bit, a float image's own "
                 "maximum) to 0-1")
 

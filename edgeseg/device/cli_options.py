@@ -26,7 +26,8 @@ def contract_options(function):
                           "second dimension is 1, 3 or 4 channels]."),
         click.option("--normalize", "normalize", metavar="SPEC",
                      help="How the model expects pixels: scale (x/255), percentile[:LOW,HIGH], "
-                          "meanstd:M1,M2,M3/S1,S2,S3 [its card's, else scale]."),
+                          "meanstd:M1,M2,M3/S1,S2,S3, none (raw values, for a model that "
+                          "normalises inside) [its card's, else scale]."),
         click.option("--output", "output", metavar="NAME|INDEX",
                      help="Which output holds the segmentation [its card's, else the only one "
                           "the input's size]."),

@@ -63,6 +63,8 @@ def affine(image: np.ndarray, norm: Normalization) -> tuple[np.ndarray, np.ndarr
     elif norm.kind == "meanstd":
         mean, std = _per_channel(norm.mean, channels), _per_channel(norm.std, channels)
         a, b = 1.0 / (type_max(image) * std), -mean / std
+    elif norm.kind == "none":
+        a, b = np.ones(channels), np.zeros(channels)
     else:
         a, b = np.full(channels, 1.0 / type_max(image)), np.zeros(channels)
     return a.astype(np.float32), b.astype(np.float32)
@@ -77,8 +79,8 @@ def normalize(image: np.ndarray, norm: Normalization) -> np.ndarray:
 def display_affine(image: np.ndarray, norm: Normalization) -> tuple[np.ndarray, np.ndarray]:
     """``(a, b)`` that show an image as the model sees it, in [0, 1] once clipped: its own
     normalisation for ``scale`` and ``percentile``, plain scaling for ``meanstd`` (whose inputs are
-    centred on 0)."""
-    return affine(image, norm if norm.kind != "meanstd" else Normalization())
+    centred on 0) and ``none`` (raw values)."""
+    return affine(image, norm if norm.kind not in ("meanstd", "none") else Normalization())
 
 
 def _per_channel(values, channels: int) -> np.ndarray:
