@@ -108,7 +108,13 @@ def _digest(path: Path) -> str:
         return sha256_of(path)
     from edgeseg.device.formats.onnx import file_parts
 
-    return ":".join(sha256_of(part) for part in file_parts(path))
+    try:
+        parts = file_parts(path)
+    except EdgesegError:
+        raise  # a data file missing or outside the model's folder: its one line
+    except Exception:  # noqa: BLE001 - not a parseable ONNX: verify_structure says so, in a line
+        parts = [path]
+    return ":".join(sha256_of(part) for part in parts)
 
 
 def trust(path) -> None:
