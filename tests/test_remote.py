@@ -23,6 +23,7 @@ from types import SimpleNamespace
 
 import pytest
 
+pytestmark = pytest.mark.board  # with the other board tests, in .ci/run's second step
 SSHD = "/usr/sbin/sshd"
 QUICK = ["--runs", "3", "--warmup", "1", "--samples", "4", "--quiet"]
 
