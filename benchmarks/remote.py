@@ -481,14 +481,14 @@ def bench_remote(models, target: str | Target, *, data="synthetic-nuclei", refer
         stdout, stderr, code = board.bench(relay)
         report = board_result(board, stdout, stderr, code, names)
 
+    from benchmarks.harness import file_size
+
     local = {names[p]: str(p) for p in paths}
     for row in report["results"]:
         row["path"] = next((local[n] for n in local if row["path"].endswith(n)), row["path"])
         row["target"], row["machine"] = str(target), report["machine"]
         _cost_here(row, opened.get(row["path"]))
         if row["path"].lower().endswith(".onnx"):  # with its data files, which a board without
-            from benchmarks.harness import file_size  # the onnx package cannot list
-
             row["size_bytes"], row["gzip_bytes"] = file_size(Path(row["path"]))
     report["targets"] = {str(target): report["machine"]}
     if here is not None:  # the Keras reference, measured here on the same images
@@ -569,6 +569,27 @@ def choose_code(board: Board) -> str:
     return "harness: sent with the files (no edgeseg installed for that Python)"
 
 
+def model_members(paths) -> tuple[dict, list[tuple[str, Path]]]:
+    """The model files as they go to a board: ({local path: its name there}, tar members), each
+    at ``models/<i>/<its folder's name>/<name>`` with what belongs with it: the card beside it,
+    and an .onnx's external data files, placed relative to it as on disk."""
+    from edgeseg.device.formats.onnx import external_data
+
+    names, members = {}, []
+    for index, path in enumerate(paths):
+        name = f"models/{index}/{path.resolve().parent.name or 'model'}/{path.name}"
+        names[path] = name
+        members.append((name, path))
+        if path.suffix.lower() == ".onnx":
+            folder = path.resolve().parent
+            members += [(f"{name.rsplit('/', 1)[0]}/{p.relative_to(folder).as_posix()}", p)
+                        for p in external_data(path)]
+        card = path.with_name(path.name + ".json")
+        if card.is_file():
+            members.append((name + ".json", card))
+    return names, members
+
+
 def harness_members() -> list[tuple[str, Path]]:
     """The device side as it goes to a board: ``(src/<relative path>, this installation's file)``
     (the board's harness runs with ``src`` on its path)."""
@@ -581,9 +602,8 @@ def sources_digest() -> str:
     import hashlib
 
     digest = hashlib.sha256()
-    for relative in device_sources():
-        digest.update(relative.as_posix().encode() + b"\0" + _source(relative).read_bytes()
-                      + b"\0")
+    for name, path in harness_members():
+        digest.update(name[len("src/"):].encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
@@ -608,23 +628,8 @@ def _bundle(paths, reference_path, here, data, image_size, samples, seed, layout
     if reference is not None:
         for index, (image, _) in enumerate(pairs):
             extra[f"reference_{index}"] = labels_of(reference, image, settings["overlap"])
-    names = {}  # local path -> its place on the board (models/<i>/<its folder's name>/<name>)
-    members: list[tuple[str, bytes | Path]] = []
-    if sources:
-        members += harness_members()
-    for index, path in enumerate(paths):
-        name = f"models/{index}/{path.resolve().parent.name or 'model'}/{path.name}"
-        names[path] = name
-        members.append((name, path))
-        if path.suffix.lower() == ".onnx":  # its external data files, beside it as on disk
-            from edgeseg.device.formats.onnx import external_data
-
-            folder = path.resolve().parent
-            members += [(f"{name.rsplit('/', 1)[0]}/{p.relative_to(folder).as_posix()}", p)
-                        for p in external_data(path)]
-        card = path.with_name(path.name + ".json")
-        if card.is_file():
-            members.append((name + ".json", card))
+    names, models = model_members(paths)
+    members: list[tuple[str, bytes | Path]] = (harness_members() if sources else []) + models
     job = {"dataset": data_name, "models": [names[p] for p in paths],
            "reference": names[reference_path] if reference_path else None,
            "reference_name": model_variant(reference) if reference is not None else None,
@@ -674,7 +679,8 @@ def _cost_here(row: dict, model) -> None:
 
 
 def board_result(board: Board, stdout: str, stderr: str, code: int, names: dict) -> dict:
-    """The JSON the board's harness printed (the bench JSON), or the one line that says why there is none."""
+    """The JSON the board's harness printed (the bench JSON), or the one line that says why
+    there is none."""
     from benchmarks.board import MARK
 
     target = board.target
@@ -711,5 +717,5 @@ def board_result(board: Board, stdout: str, stderr: str, code: int, names: dict)
 
 
 __all__ = ["Board", "RemoteError", "Target", "bench_remote", "board_result", "check_board",
-           "choose_code", "cleaned", "device_sources", "harness_members", "parse_target",
-           "sources_digest"]
+           "choose_code", "cleaned", "device_sources", "harness_members", "model_members",
+           "parse_target", "sources_digest"]

@@ -48,6 +48,7 @@ def parity(models, target, *, ssh_config=None, python: str = "python3", data="sy
         choose_code,
         cleaned,
         harness_members,
+        model_members,
         parse_target,
     )
     from edgeseg.device import machine, runtime
@@ -71,13 +72,8 @@ def parity(models, target, *, ssh_config=None, python: str = "python3", data="sy
     with cleaned(board):
         board.prepare(needs)
         echo(choose_code(board))
-        names = {p: f"models/{i}/{p.name}" for i, p in enumerate(paths)}
-        members = [] if board.use_installed else harness_members()
-        for path in paths:
-            members.append((names[path], path))
-            card = path.with_name(path.name + ".json")
-            if card.is_file():
-                members.append((names[path] + ".json", card))
+        names, models = model_members(paths)
+        members = ([] if board.use_installed else harness_members()) + models
         buffer = io.BytesIO()
         np.savez(buffer, **{f"image_{i}": image for i, image in enumerate(images)})
         job = {"mode": "outputs", "models": [names[p] for p in paths], "overlap": overlap,

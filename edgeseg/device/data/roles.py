@@ -583,9 +583,10 @@ def check_score_apart(train: DataConfig, test_data: str) -> None:
                 "test")
 
 
-__all__ = ["MODES", "PARITY_OFFSET", "TEST_OFFSET", "VAL_OFFSET", "calibration_images",
-           "OwnSplit", "calibration_source", "calibration_sources", "check_apart", "check_score_apart",
-           "describe_score",
-           "describe_split", "image_files", "labelled_samples", "labels_hint", "own_split",
-           "parity_images", "same_folder", "same_images", "score_data", "scored_training_images",
-           "selection_halves", "split", "split_samples", "trained_config", "trained_data"]
+__all__ = ["MODES", "PARITY_OFFSET", "TEST_OFFSET", "VAL_OFFSET", "OwnSplit",
+           "calibration_images",
+           "calibration_source", "calibration_sources", "check_apart", "check_score_apart",
+           "describe_score", "describe_split", "image_files", "labelled_samples", "labels_hint",
+           "own_split", "parity_images", "same_folder", "same_images", "score_data",
+           "scored_training_images", "selection_halves", "split", "split_samples",
+           "trained_config", "trained_data"]
