@@ -131,7 +131,7 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
             samples = roles.parity_images(data, verify_data=cfg.verify_data,
                                           trained_on=trained_on, size=size, channels=channels,
                                           num_classes=num_classes, count=count, seed=cfg.seed,
-                                          normalization=norm)
+                                          normalization=norm, fit=fit)
             if not cfg.fallback:  # (--fallback says its own need of labelled images)
                 require_labels(cfg, samples[1], samples[2])  # before the conversion runs
             unlike_data = unlike(calibration, samples[0])
@@ -220,13 +220,15 @@ def _select(cfg, to, loaded, model, size, calibration, samples):
 
     if to == "onnx" and cfg.calib_method != "minmax":
         raise ConfigError("--fallback calibrates min/max: drop --calib-method")
-    images, masks, where = samples  # twice --verify-samples of them (read in convert)
+    images, masks, where = samples.images, samples.masks, samples.where  # twice
+    # --verify-samples of them (read in convert)
     num_classes = loaded.num_classes
     if masks is None or len(images) < 4:
         raise ConfigError(f"--fallback measures a Dice budget: it needs labelled images apart "
                           f"from the calibration ones (found {where}): "
                           f"{roles.labels_hint(cfg.verify_data)}")
-    (chosen, chosen_masks, _), checked = roles.selection_halves(samples)
+    choose, checked = samples.halves()
+    chosen, chosen_masks = choose.images, choose.masks
     if not ((chosen_masks != 0) & (chosen_masks != 255)).any():
         raise ConfigError(f"--fallback measures a Dice budget, and {where} hold no labelled "
                           f"object (only background or unlabeled pixels): "

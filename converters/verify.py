@@ -66,12 +66,13 @@ class Parity:
 def check_parity(source_probs: np.ndarray, converted_probs: np.ndarray, *, mode: str,
                  num_classes: int, masks: np.ndarray | None = None,
                  tolerance: float | None = None, min_agreement: float | None = None,
-                 max_dice_drop: float | None = None) -> Parity:
+                 max_dice_drop: float | None = None, samples: int | None = None) -> Parity:
     """Compare the probabilities of the source and the converted model on the same images.
 
     ``tolerance`` (float modes), ``min_agreement`` and ``max_dice_drop`` replace the defaults:
     float modes ``TOLERANCES`` and ``FLOAT_AGREEMENT``; quantized modes ``QUANT_AGREEMENT`` and,
-    with ground truth, ``QUANT_DICE_DROP``."""
+    with ground truth, ``QUANT_DICE_DROP``. ``samples``: how many images the arrays hold (when
+    their pixels are pooled into one row), else their first axis."""
     diff = np.abs(np.asarray(source_probs, np.float64) - np.asarray(converted_probs, np.float64))
     source_labels = metrics.labels_from_probs(source_probs)
     converted_labels = metrics.labels_from_probs(converted_probs)
@@ -97,7 +98,7 @@ def check_parity(source_probs: np.ndarray, converted_probs: np.ndarray, *, mode:
     if not floating and agreement < 1 - DISAGREEMENT_WARNING:
         what = "quantization" if mode == "quantized" else f"{mode} quantization"
         warning = f"{1 - agreement:.1%} of pixels change class after {what}"
-    return Parity(mode, int(len(source_probs)), float(diff.max()), float(diff.mean()),
+    return Parity(mode, int(len(source_probs) if samples is None else samples), float(diff.max()), float(diff.mean()),
                   float(agreement), tolerance, passed, min_agreement, max_dice_drop, dice_source,
                   dice_converted, delta, warning)
 

@@ -117,7 +117,7 @@ def test_built_in_roles_draw_from_index_ranges_that_never_meet():
 def test_parity_never_uses_the_calibration_images_of_a_folder_a_model_was_trained_on(cells):
     cfg = DataConfig(str(cells), input_size=32, seed=0)
     train, val = roles.split(cfg)
-    images, masks, where = roles.parity_images(str(cells), verify_data=None, trained_on=cfg,
+    images, masks, where, _ = roles.parity_images(str(cells), verify_data=None, trained_on=cfg,
                                                size=32, channels=1, num_classes=1, count=8)
     assert "validation split" in where and len(images) == len(val) and masks is not None
 

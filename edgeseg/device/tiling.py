@@ -32,6 +32,23 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     return [round(i * (length - tile) / (count - 1)) for i in range(count)]
 
 
+def pad_to(array: np.ndarray, height: int, width: int, fill=None) -> np.ndarray:
+    """``array`` (H, W, ...) padded at its bottom and right edges to ``height`` x ``width``: the
+    one padding rule of every path that feeds a model (whole images, tiles, calibration and
+    parity inputs). Images are mirrored (reflection, or the edge repeated where the image is
+    shorter than the padding); with ``fill`` (masks: unlabeled), filled with it."""
+    pad_h, pad_w = height - array.shape[0], width - array.shape[1]
+    if pad_h < 0 or pad_w < 0:
+        raise ValueError(f"cannot pad {array.shape[:2]} to {(height, width)}")
+    if not (pad_h or pad_w):
+        return array
+    widths = [(0, pad_h), (0, pad_w)] + [(0, 0)] * (array.ndim - 2)
+    if fill is not None:
+        return np.pad(array, widths, constant_values=fill)
+    mode = "reflect" if pad_h < array.shape[0] and pad_w < array.shape[1] else "edge"
+    return np.pad(array, widths, mode=mode)
+
+
 def blend_window(height: int, width: int, overlap: int) -> np.ndarray:
     """(height, width) float64 weights: 1 in the middle, ramping down to a small positive value
     over ``overlap`` pixels at each edge."""
@@ -60,10 +77,8 @@ def tile_bands(predict: Callable[[np.ndarray], np.ndarray], image: np.ndarray,
     image = np.asarray(image)
     height, width = image.shape[:2]
     th, tw = tile
-    pad_h, pad_w = max(0, th - height), max(0, tw - width)
-    if pad_h or pad_w:  # smaller than a tile: padding copies an image no bigger than a tile
-        mode = "reflect" if pad_h < height and pad_w < width else "edge"
-        image = np.pad(image, [(0, pad_h), (0, pad_w), (0, 0)], mode=mode)
+    # smaller than a tile: padding copies an image no bigger than a tile
+    image = pad_to(image, max(th, height), max(tw, width))
     full_h, full_w = image.shape[:2]
     overlap = min(overlap, th - 1, tw - 1)
     rows, columns = tile_starts(full_h, th, overlap), tile_starts(full_w, tw, overlap)
@@ -169,10 +184,8 @@ def predict_image(model, image: np.ndarray, overlap: int = 32, tile=None,
         return np.concatenate([band for _, band in tile_bands(
             model.predict, image, model_tile(model, tile), overlap, affine=(a, b))])
     height, width = image.shape[:2]
-    pad_h, pad_w = (-height % 32, -width % 32) if model.input_shape[1] is None else (0, 0)
-    if pad_h or pad_w:
-        mode = "reflect" if pad_h < height and pad_w < width else "edge"
-        image = np.pad(image, [(0, pad_h), (0, pad_w), (0, 0)], mode=mode)
+    if model.input_shape[1] is None:
+        image = pad_to(image, height + -height % 32, width + -width % 32)
     probs = model.predict((image.astype(np.float32) * a + b)[None])[0]
     return probs[:height, :width]
 
@@ -191,5 +204,5 @@ def segment_labels(model, image: np.ndarray, overlap: int = 32, tile=None,
                           affine(image, normalization_of(model.card)))
 
 
-__all__ = ["WHOLE_LIMIT", "blend_window", "model_tile", "predict_image", "predict_labels",
+__all__ = ["WHOLE_LIMIT", "blend_window", "model_tile", "pad_to", "predict_image", "predict_labels",
            "predict_tiled", "runs_whole", "segment_labels", "tile_bands", "tile_starts"]

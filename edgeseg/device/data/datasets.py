@@ -48,8 +48,8 @@ class _Samples:
         """(images float32 (N, H, W, C), masks uint8 (N, H, W)) for evaluation.
 
         Each whole image is normalised (``normalization``, default ``scale``: [0, 1]) and then,
-        with ``size``, centre-cropped (or padded: image with 0, mask with 255) to ``size`` x
-        ``size``, as the evaluation pipeline does; without, all must share a size.
+        with ``size``, centre-cropped to ``size`` x ``size`` (a short side padded at its bottom
+        or right edge first: the image mirrored, the mask unlabeled); without, all must share a size.
         ``limit``: the first samples only.
         """
         from edgeseg.device.card import Normalization
@@ -61,7 +61,7 @@ class _Samples:
             image, mask = self.sample(index)
             image = normalize(image, norm)
             if size is not None:
-                image = center_fit(image, size, 0)
+                image = center_fit(image, size)
                 mask = center_fit(mask[..., None], size, UNLABELED)[..., 0]
             images.append(image)
             masks.append(mask)
@@ -118,14 +118,15 @@ class StreamedData(_Samples):
         return image, mask
 
 
-def center_fit(array: np.ndarray, size: int, fill: int) -> np.ndarray:
-    """Centre-crop an (H, W, C) array to ``size`` x ``size``, padding a short side with ``fill`` first."""
+def center_fit(array: np.ndarray, size: int, fill: int | None = None) -> np.ndarray:
+    """Centre-crop an (H, W, C) array to ``size`` x ``size``; a short side is first padded at its
+    bottom or right edge as a model is fed (:func:`edgeseg.device.tiling.pad_to`: mirrored, or
+    ``fill`` for masks)."""
+    from edgeseg.device.tiling import pad_to
+
     height, width = array.shape[:2]
-    if height < size or width < size:
-        padded = np.full((max(height, size), max(width, size), array.shape[-1]), fill, array.dtype)
-        top, left = (padded.shape[0] - height) // 2, (padded.shape[1] - width) // 2
-        padded[top:top + height, left:left + width] = array
-        array, height, width = padded, *padded.shape[:2]
+    array = pad_to(array, max(height, size), max(width, size), fill)
+    height, width = array.shape[:2]
     top, left = (height - size) // 2, (width - size) // 2
     return array[top:top + size, left:left + size]
 

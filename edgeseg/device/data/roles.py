@@ -29,6 +29,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -46,6 +47,7 @@ from edgeseg.device.data.datasets import (
 from edgeseg.device.data.folders import UNLABELED, DataError
 from edgeseg.device.files import sha256_of
 from edgeseg.device.preprocess import normalize, resize
+from edgeseg.device.tiling import pad_to
 
 # Built-in samples of each role come from index ranges far apart: never the same image.
 VAL_OFFSET = 1_000_000  # validation: training reports and checks its guard on them
@@ -295,7 +297,7 @@ def calibration_images(data: str, *, size, channels: int, count: int = 100, seed
             normalization=norm)[0]
         return images[:, :size[0], :size[1]]
     if trained_on is not None and same_folder(data, trained_on.source):
-        train, _ = split(trained_on)
+        train, _ = split(replace(trained_on, channels=channels))
         order = np.random.default_rng(seed).permutation(len(train))
         raws = (train.sample(int(i))[0] for i in order)
         return _cut(raws, len(train), size, count, seed, norm, fit)
@@ -375,10 +377,8 @@ def _cut(raws, available: int, size: tuple[int, int], count: int, seed: int, nor
 
 def _random_crop(image: np.ndarray, size: tuple[int, int], rng) -> np.ndarray:
     height, width = size
-    pad_h, pad_w = max(0, height - image.shape[0]), max(0, width - image.shape[1])
-    if pad_h or pad_w:  # smaller than the input: padded with 0, as training pads
-        image = np.pad(image, [(pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2),
-                               (0, 0)])
+    # smaller than the input: padded at the bottom and right edges, as the model is fed
+    image = pad_to(image, max(height, image.shape[0]), max(width, image.shape[1]))
     top = int(rng.integers(0, image.shape[0] - height + 1))
     left = int(rng.integers(0, image.shape[1] - width + 1))
     return image[top:top + height, left:left + width]
@@ -408,49 +408,69 @@ def image_files(folder: Path) -> list[Path]:
 
 
 # --- parity -------------------------------------------------------------------------------------
+class ParitySamples(NamedTuple):
+    """The images a converted file is checked on: ``pairs``, each image as decoded with its mask
+    (or None), which the check feeds to both models whole, as ``eval`` does; and the same images
+    made into one model input each (``images``, ``masks``: :func:`fed_arrays`) for what needs
+    inputs of the model's size (calibration's look-alike test, the ``--fallback`` search, the
+    per-layer error)."""
+
+    images: np.ndarray
+    masks: np.ndarray | None
+    where: str
+    pairs: tuple = ()
+
+    def halves(self) -> tuple[ParitySamples, ParitySamples]:
+        """(to choose on, to check on): cut in two for ``--fallback``, so the images that chose
+        which ops stay float never score the file."""
+        half = len(self.images) // 2
+
+        def part(cut, where):
+            masks = None if self.masks is None else self.masks[cut]
+            return ParitySamples(self.images[cut], masks, where, self.pairs[cut])
+
+        return (part(slice(None, half), f"{half} of {self.where}"),
+                part(slice(half, None), f"{len(self.images) - half} of {self.where} (the other "
+                                        f"{half} chose the float ops)"))
+
+
 def parity_images(calib: str | None, *, verify_data: str | None, trained_on: DataConfig | None,
                   size, channels: int, num_classes: int, count: int, seed: int = 0,
-                  normalization: Normalization | None = None):
-    """(images, masks or None, where): the images a converted file is checked against its source
-    on, never the calibration images when anything else is known: ``verify_data``, else the
+                  normalization: Normalization | None = None,
+                  fit: str = "tile") -> ParitySamples:
+    """The images a converted file is checked against its source on (:class:`ParitySamples`),
+    never the calibration images when anything else is known: ``verify_data``, else the
     validation data of what the model was trained on, else ``calib``'s own validation split
     (``trained_on`` from :func:`own_split`), else ``calib``'s images (then ``where`` says so).
-    Random images when there is no data at all."""
+    Random 8-bit images when there is no data at all."""
     source = verify_data or (trained_on.source if trained_on is not None else None) or calib
+    height, width = parse_size(size)
     if source is None:
-        images = np.random.default_rng(seed).random((count, *parse_size(size), channels),
-                                                    np.float32)
-        return images, None, "random images (no data: give --verify-data DIR)"
-    if verify_data and calib and not is_builtin(calib) and not is_builtin(verify_data):
-        shared = _shared_images(calib, verify_data)
-        if shared:
-            print(f"warning: --verify-data {verify_data}: {shared} of its images are also in "
-                  f"--calib {calib}: parity is then measured on images that set the int8 "
-                  f"ranges", file=sys.stderr)
-    images, masks = labelled_samples(source, size=size, channels=channels,
-                                     num_classes=num_classes, count=count, seed=seed,
-                                     normalization=normalization, trained_on=trained_on)
-    if masks is None and source == calib:
-        where = (f"the calibration images of {calib} themselves (there are no labelled images "
-                 f"apart from them: give --verify-data DIR)")
-    elif is_builtin(source):
-        where = f"{len(images)} held-out {source} images"
-    elif trained_on is not None and same_folder(source, trained_on.source):
-        where = f"{len(images)} images of {source}'s validation split"
+        raws = list(np.random.default_rng(seed).integers(0, 256, (count, height, width, channels),
+                                                         dtype=np.uint8))
+        masks, where = None, "random images (no data: give --verify-data DIR)"
     else:
-        where = f"{len(images)} images of {source}"
-    return images, masks, where
-
-
-def selection_halves(samples):
-    """((images, masks, where) to choose on, (images, masks, where) to check on): labelled
-    parity images cut in two for ``--fallback``, so the images that chose which ops stay float
-    never score the file."""
-    images, masks, where = samples
-    half = len(images) // 2
-    return ((images[:half], masks[:half], f"{half} of {where}"),
-            (images[half:], masks[half:],
-             f"{len(images) - half} of {where} (the other {half} chose the float ops)"))
+        if verify_data and calib and not is_builtin(calib) and not is_builtin(verify_data):
+            shared = _shared_images(calib, verify_data)
+            if shared:
+                print(f"warning: --verify-data {verify_data}: {shared} of its images are also "
+                      f"in --calib {calib}: parity is then measured on images that set the int8 "
+                      f"ranges", file=sys.stderr)
+        raws, masks = labelled_pairs(source, size=size, channels=channels,
+                                     num_classes=num_classes, count=count, seed=seed,
+                                     trained_on=trained_on)
+        if masks is None and source == calib:
+            where = (f"the calibration images of {calib} themselves (there are no labelled "
+                     f"images apart from them: give --verify-data DIR)")
+        elif is_builtin(source):
+            where = f"{len(raws)} held-out {source} images"
+        elif trained_on is not None and same_folder(source, trained_on.source):
+            where = f"{len(raws)} images of {source}'s validation split"
+        else:
+            where = f"{len(raws)} images of {source}"
+    images, fed_masks = fed_arrays(raws, masks, size=size, normalization=normalization, fit=fit)
+    pairs = tuple(zip(raws, masks if masks is not None else [None] * len(raws)))
+    return ParitySamples(images, fed_masks, where, pairs)
 
 
 def scored_training_images(trained: DataConfig | None, scored) -> int:
@@ -476,34 +496,71 @@ def labels_hint(verify_data: str | None) -> str:
     return "give labelled images with --verify-data DIR"
 
 
-def labelled_samples(data: str, *, size, channels: int, num_classes: int, count: int,
-                     seed: int = 0, normalization: Normalization | None = None,
-                     trained_on: DataConfig | None = None):
-    """(images, masks or None) at ``size`` (a side or (height, width)): held-out labelled samples
-    when ``data`` has masks (built-in: the parity range; the folder the model was trained on: its
-    validation split), else images. Non-square inputs are cut from square samples at the longer
-    side."""
-    norm = normalization or Normalization()
+def labelled_pairs(data: str, *, size, channels: int, num_classes: int, count: int,
+                   seed: int = 0, trained_on: DataConfig | None = None):
+    """(images, masks or None): ``count`` held-out images as decoded, at their own size, and
+    their masks when ``data`` has them (built-in: the parity range, made at ``size``'s longer side
+    and cut to it; the folder the model was trained on: its validation split; another labelled
+    folder: its first images; an image-only folder: a seeded choice of its images)."""
     height, width = parse_size(size)
-    side = max(height, width)
-
-    def cut(arrays):
-        images, masks = arrays
-        return images[:, :height, :width], None if masks is None else masks[:, :height, :width]
-
     if is_builtin(data):
-        held_out = builtin(data, count, side, seed, PARITY_OFFSET, channels)
-        return cut(held_out.arrays(side, normalization=norm))
+        held_out = builtin(data, count, max(height, width), seed, PARITY_OFFSET, channels)
+        return ([i[:height, :width] for i in held_out.images],
+                [m[:height, :width] for m in held_out.masks])
     if trained_on is not None and same_folder(data, trained_on.source):
-        _, val = split(trained_on)
-        return cut(val.arrays(side, limit=count, normalization=norm))
+        _, val = split(replace(trained_on, channels=channels))
+        return _first(val, count)
     check_source_name(data)
     try:
-        labelled = load_folder(data, None, channels, max(2, num_classes), resize_to=(side, side))
+        found = folders.find_samples(data)
     except DataError:
-        return calibration_images(data, size=(height, width), channels=channels, count=count,
-                                  seed=seed, normalization=norm), None
-    return cut(labelled.arrays(side, limit=count, normalization=norm))
+        paths = image_files(Path(data))
+        order = np.random.default_rng(seed).permutation(len(paths))[:count]
+        return [folders.read_raw(paths[int(i)], channels) for i in order], None
+    cfg = DataConfig(str(data), channels=channels, num_classes=max(2, num_classes))
+    return _first(decode(found, found.samples[:count], cfg, None), count)
+
+
+def _first(data, count: int):
+    pairs = [data.sample(i) for i in range(min(count, len(data)))]
+    return [image for image, _ in pairs], [mask for _, mask in pairs]
+
+
+def fed_arrays(images, masks, *, size, normalization: Normalization | None = None,
+               fit: str = "tile"):
+    """(inputs (N, height, width, C) float32, masks (N, height, width) or None): one model input
+    per image, made as the model is fed (:mod:`edgeseg.device.tiling`): normalised over the whole
+    image, then resized (``resize`` fit), or padded at the bottom and right edges as a tile is
+    (masks with unlabeled pixels, which no score counts) and cut to the input at the centre."""
+    norm = normalization or Normalization()
+    height, width = parse_size(size)
+    inputs, labels = [], []
+    for index, raw in enumerate(images):
+        mask = None if masks is None else masks[index]
+        if fit == "resize":
+            inputs.append(normalize(resize(raw, height, width), norm))
+            if mask is not None:
+                labels.append(resize(mask[..., None], height, width, nearest=True)[..., 0])
+            continue
+        tall, wide = max(height, raw.shape[0]), max(width, raw.shape[1])
+        top, left = (tall - height) // 2, (wide - width) // 2
+        image = pad_to(normalize(raw, norm), tall, wide)
+        inputs.append(image[top:top + height, left:left + width])
+        if mask is not None:
+            mask = pad_to(mask, tall, wide, fill=UNLABELED)
+            labels.append(mask[top:top + height, left:left + width])
+    return np.stack(inputs).astype(np.float32, copy=False), \
+        None if masks is None else np.stack(labels)
+
+
+def labelled_samples(data: str, *, size, channels: int, num_classes: int, count: int,
+                     seed: int = 0, normalization: Normalization | None = None,
+                     trained_on: DataConfig | None = None, fit: str = "tile"):
+    """(inputs, masks or None): :func:`labelled_pairs` made into model inputs at ``size`` by
+    :func:`fed_arrays`."""
+    images, masks = labelled_pairs(data, size=size, channels=channels, num_classes=num_classes,
+                                   count=count, seed=seed, trained_on=trained_on)
+    return fed_arrays(images, masks, size=size, normalization=normalization, fit=fit)
 
 
 # --- apart --------------------------------------------------------------------------------------
@@ -583,10 +640,9 @@ def check_score_apart(train: DataConfig, test_data: str) -> None:
                 "test")
 
 
-__all__ = ["MODES", "PARITY_OFFSET", "TEST_OFFSET", "VAL_OFFSET", "OwnSplit",
-           "calibration_images",
-           "calibration_source", "calibration_sources", "check_apart", "check_score_apart",
-           "describe_score", "describe_split", "image_files", "labelled_samples", "labels_hint",
-           "own_split", "parity_images", "same_folder", "same_images", "score_data",
-           "scored_training_images", "selection_halves", "split", "split_samples",
-           "trained_config", "trained_data"]
+__all__ = ["MODES", "PARITY_OFFSET", "TEST_OFFSET", "VAL_OFFSET", "OwnSplit", "ParitySamples",
+           "calibration_images", "calibration_source", "calibration_sources", "check_apart",
+           "check_score_apart", "describe_score", "describe_split", "fed_arrays", "image_files",
+           "labelled_pairs", "labelled_samples", "labels_hint", "own_split", "parity_images",
+           "same_folder", "same_images", "score_data", "scored_training_images", "split",
+           "split_samples", "trained_config", "trained_data"]
