@@ -64,3 +64,54 @@ def test_pad_to_mirrors_images_and_fills_masks():
     assert (mask[3:] == 255).all() and (mask[:, 4:] == 255).all() and (mask[:3, :4] == 0).all()
     with pytest.raises(ValueError):
         pad_to(image, 2, 6)
+
+
+def _grey_threshold_onnx(path):
+    """A 3-channel NCHW .onnx written with onnx.helper, as a PyTorch user's model looks: one
+    logit, the mean of the normalised channels (bright pixels are foreground)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["input", "w", "b"], ["output"], name="head",
+                          kernel_shape=[1, 1])], "bright",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, "h", "w"])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 1, "h", "w"])],
+        initializer=[numpy_helper.from_array(np.full((1, 3, 1, 1), 1 / 3, np.float32), "w"),
+                     numpy_helper.from_array(np.zeros(1, np.float32), "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_grey_images_feed_a_3_channel_model_alike_in_every_path(small_images, tmp_path, runner):
+    """Grey data into an RGB model with 3-value mean/std: repeated to RGB by convert (calibration
+    and parity), eval and bench alike, so their Dice agree."""
+    model = _grey_threshold_onnx(tmp_path / "bright.onnx")
+    calib = tmp_path / "calib"  # other images than those checked and scored
+    result = runner.invoke(cli, ["data", "synth", "--n", "8", "--size", "48", "--seed", "3",
+                                 "--out", str(calib)])
+    assert result.exit_code == 0, result.output
+    norm = ["--normalize", "meanstd:0.3,0.3,0.3/0.2,0.2,0.2", "--logits"]
+    out = tmp_path / "bright_int8.onnx"
+    result = runner.invoke(cli, ["convert", str(model), "--to", "onnx", "--quant", "int8",
+                                 "--input-size", "64", "--calib", str(calib),
+                                 "--calib-samples", "8", "--verify-data", str(small_images),
+                                 "--verify-samples", "8", *norm, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    parity = json.loads(out.with_name(out.name + ".json").read_text())["parity"]
+    source = tmp_path / "source.json"
+    result = runner.invoke(cli, ["eval", str(model), "--data", str(small_images),
+                                 "--input-size", "64", *norm, "--json", str(source)])
+    assert result.exit_code == 0, result.output
+    dice = json.loads(source.read_text())["dice"]
+    assert dice > 0.3  # the threshold finds the bright nuclei: a Dice that means something
+    assert parity["samples"] == 8 and parity["dice_source"] == pytest.approx(dice, abs=1e-9)
+    report = tmp_path / "bench.json"
+    result = runner.invoke(cli, ["bench", str(model), str(out), "--data", str(small_images),
+                                 "--image-size", "64", "--runs", "2", "--warmup", "0", *norm,
+                                 "--quiet", "--json", str(report)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(report.read_text())["results"]
+    assert rows[0]["dice"] == pytest.approx(dice, abs=1e-9)

@@ -90,3 +90,28 @@ def test_table_lists_layers_and_a_total():
     assert "stem_conv" in table and table.splitlines()[-1].startswith("total")
     assert f"{cost.macs:,}" in table.splitlines()[-1]
     assert len(cost.table(top=3).splitlines()) == 5
+
+
+def test_an_onnx_with_only_a_dynamic_batch_is_counted_at_its_own_size():
+    """PyTorch exports (SMP's documented call) make the batch dynamic and keep height and width:
+    their MACs are counted without --input-size; a dynamic side still needs it."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgeseg.device.flops import onnx_cost
+
+    def conv(dims):
+        graph = helper.make_graph(
+            [helper.make_node("Conv", ["input", "w", "b"], ["output"], name="head",
+                              kernel_shape=[3, 3], pads=[1, 1, 1, 1])], "g",
+            [helper.make_tensor_value_info("input", TensorProto.FLOAT, dims)],
+            [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)],
+            initializer=[numpy_helper.from_array(np.zeros((8, 3, 3, 3), np.float32), "w"),
+                         numpy_helper.from_array(np.zeros(8, np.float32), "b")])
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+    cost = onnx_cost(conv(["batch_size", 3, 40, 24]))
+    assert cost.macs == 40 * 24 * 8 * 3 * 3 * 3 and cost.params == 8 * 27 + 8
+    with pytest.raises(ValueError, match="takes any input size"):
+        onnx_cost(conv(["batch", 3, "height", "width"]))
+    assert onnx_cost(conv(["batch", 3, "height", "width"]), (40, 24)).macs == cost.macs

@@ -224,19 +224,23 @@ def onnx_cost(source, input_size=None, layout: str | None = None) -> ModelCost:
     proto = onnx.ModelProto.FromString(proto.SerializeToString())  # a copy to fix the input in
     graph_input = proto.graph.input[0]
     dims = graph_input.type.tensor_type.shape.dim
-    if any(not d.HasField("dim_value") for d in dims):
-        if input_size is None:
-            raise ValueError("the ONNX model takes any input size: give input_size to count MACs")
-        height, width = (input_size, input_size) if isinstance(input_size, int) else input_size
-        given = [d.dim_value if d.HasField("dim_value") else None for d in dims]
-        if (layout or detect_layout(given)) == "NCHW":
-            fixed = (1, given[1] or 3, height, width)
+    given = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    if None in given:  # a dynamic batch is counted at 1; dynamic sides at input_size
+        nchw = (layout or detect_layout(given)) == "NCHW"
+        channels = (given[1] if nchw else given[-1]) or 3
+        if input_size is not None:
+            height, width = (input_size, input_size) if isinstance(input_size, int) else \
+                input_size
         else:
-            fixed = (1, height, width, given[-1] or 3)
+            height, width = given[2:4] if nchw else given[1:3]
+            if height is None or width is None:
+                raise ValueError("the ONNX model takes any input size: give input_size to count "
+                                 "MACs")
+        fixed = (1, channels, height, width) if nchw else (1, height, width, channels)
         for dim, value in zip(dims, fixed):
             dim.Clear()
             dim.dim_value = value
-    inferred = _infer_shapes(proto, shape_inference)
+    inferred, how = _infer_shapes(proto, shape_inference)
     shapes = {}
     for value in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
         shapes[value.name] = tuple(d.dim_value for d in value.type.tensor_type.shape.dim)
@@ -258,7 +262,7 @@ def onnx_cost(source, input_size=None, layout: str | None = None) -> ModelCost:
         if node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
             if not out or 0 in out:  # a size shape inference could not follow: never a guess
                 raise ValueError(f"the output shape of {node.op_type} {node.name or node.output[0]} "
-                                 f"cannot be inferred: MACs unknown")
+                                 f"cannot be inferred ({how}): MACs unknown")
             w = weight_shape(node.input[1])
             bias = math.prod(weight_shape(node.input[2])) if len(node.input) > 2 and \
                 node.input[2] else 0
@@ -278,15 +282,22 @@ def onnx_cost(source, input_size=None, layout: str | None = None) -> ModelCost:
 
 
 def _infer_shapes(proto, shape_inference):
-    """Shapes through the graph: ONNX Runtime's symbolic inference where it is installed (it
-    follows the computed sizes of Resize and Reshape that tf2onnx writes into dynamic graphs),
-    else ONNX's own."""
+    """(the graph with shapes, how they were inferred, in words): ONNX Runtime's symbolic
+    inference where it can run (it follows the computed sizes of Resize and Reshape that tf2onnx
+    and PyTorch's exporter write), else ONNX's own."""
     try:
         from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
-
-        return SymbolicShapeInference.infer_shapes(proto, auto_merge=True)
-    except Exception:  # noqa: BLE001 - not installed, or a graph it does not follow
-        return shape_inference.infer_shapes(proto)
+    except ImportError as error:  # onnxruntime without sympy, or no onnxruntime
+        return shape_inference.infer_shapes(proto), (
+            f"ONNX's shape inference; ONNX Runtime's symbolic one, which follows computed sizes, "
+            f"needs {error.name or 'onnxruntime'}: pip install {error.name or 'onnxruntime'}")
+    try:
+        return SymbolicShapeInference.infer_shapes(proto, auto_merge=True), \
+            "ONNX Runtime's symbolic shape inference"
+    except Exception as error:  # noqa: BLE001 - a graph it does not follow
+        reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
+        return shape_inference.infer_shapes(proto), (
+            f"ONNX's shape inference; ONNX Runtime's symbolic one failed: {reason}")
 
 
 def file_cost(path, input_size=None) -> ModelCost:

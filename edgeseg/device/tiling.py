@@ -166,6 +166,14 @@ def runs_whole(model, image: np.ndarray) -> bool:
     return image.shape[:2] == (height, width)
 
 
+def fed_channels(model, image: np.ndarray) -> np.ndarray:
+    """A grey image (one channel) repeated to RGB for a model that takes 3 channels, as every
+    path feeds it; any other image as it is (a mismatch is the model's to refuse)."""
+    if image.ndim == 3 and image.shape[-1] == 1 and model.input_shape[-1] == 3:
+        return np.repeat(image, 3, axis=-1)
+    return image
+
+
 def predict_image(model, image: np.ndarray, overlap: int = 32, tile=None,
                   normalization=None) -> np.ndarray:
     """Probabilities (H, W, K) of one raw image (H, W, C; uint8, uint16 or float32) through an
@@ -176,6 +184,7 @@ def predict_image(model, image: np.ndarray, overlap: int = 32, tile=None,
     from edgeseg.device.preprocess import affine, resize
 
     norm = normalization or normalization_of(model.card)
+    image = fed_channels(model, image)
     if input_fit_of(model.card) == "resize":
         probs = model.predict(resized_input(model, image, tile)[None])[0]
         return resize(probs, *image.shape[:2])
@@ -198,11 +207,13 @@ def segment_labels(model, image: np.ndarray, overlap: int = 32, tile=None,
     from edgeseg.device.metrics import labels_from_probs
     from edgeseg.device.preprocess import affine
 
+    image = fed_channels(model, image)
     if input_fit_of(model.card) == "resize" or runs_whole(model, image):
         return labels_from_probs(predict_image(model, image, overlap, tile)[None])[0]
     return predict_labels(model.predict, image, model_tile(model, tile), overlap, batch_size,
                           affine(image, normalization_of(model.card)))
 
 
-__all__ = ["WHOLE_LIMIT", "blend_window", "model_tile", "pad_to", "predict_image", "predict_labels",
-           "predict_tiled", "runs_whole", "segment_labels", "tile_bands", "tile_starts"]
+__all__ = ["WHOLE_LIMIT", "blend_window", "fed_channels", "model_tile", "pad_to",
+           "predict_image", "predict_labels", "predict_tiled", "runs_whole", "segment_labels",
+           "tile_bands", "tile_starts"]
