@@ -109,7 +109,7 @@ def make_plan(cfg: RunConfig, *, custom_objects: dict | None = None) -> Plan:
     images play which role (refused when test images are training images)."""
     cfg = cfg.resolved()
     _check_settings(cfg)
-    user = _user_model(cfg, custom_objects) if cfg.model_file else None
+    user, model = _user_model(cfg, custom_objects) if cfg.model_file else (None, None)
     if user is None:
         _check_zoo_model(cfg)
     train = _train_config(cfg, user)
@@ -130,6 +130,8 @@ def make_plan(cfg: RunConfig, *, custom_objects: dict | None = None) -> Plan:
         roles.check_score_apart(train.data, cfg.test_data)
     size = user.size if user is not None and user.size else (cfg.input_size, cfg.input_size)
     scored, scored_on = _scored(cfg, split, size)
+    if model is not None:
+        _check_predictions(cfg, model, scored, size)
     return Plan(cfg=cfg, train=train, user=user, size=size, optimize=_why_not_optimize(user),
                 conversions=_conversions(cfg), scored=scored, scored_on=scored_on,
                 roles=_roles(cfg, train, split, scored), custom_objects=custom_objects)
@@ -278,8 +280,9 @@ def _check_zoo_model(cfg: RunConfig) -> None:
     create_model(cfg.model.name, input_size=cfg.input_size, **cfg.model.options)
 
 
-def _user_model(cfg: RunConfig, custom_objects) -> UserModel:
-    """A user's model, loaded once (a file that cannot be used is said before anything runs)."""
+def _user_model(cfg: RunConfig, custom_objects):
+    """(UserModel, the loaded EdgeModel): a user's model, loaded once (a file that cannot be used
+    is said before anything runs)."""
     from edgeseg import runtime
 
     model = runtime.load(cfg.model_file, contract=cfg.contract, unsafe=cfg.unsafe,
@@ -300,7 +303,42 @@ def _user_model(cfg: RunConfig, custom_objects) -> UserModel:
                     f"{height}x{width} inputs"
     elif cfg.contract:
         trainable = "its I/O contract was given on the command line, not in its card"
-    return UserModel(describe, (height, width) if height is not None else None, trainable)
+    return UserModel(describe, (height, width) if height is not None else None, trainable), model
+
+
+# How many of the scored images a user's model is first tried on (its predictions' classes).
+PREDICTION_CHECK_IMAGES = 16
+
+
+def _check_predictions(cfg: RunConfig, model, scored, size) -> None:
+    """A user's model that predicts one class on every pixel of labelled images where several
+    occur stops the run before anything is written: every row it would make scores Dice 0 at
+    full agreement, and the cause is nearly always how the images are fed (normalisation,
+    channels) or how its outputs are read, which the line names."""
+    from edgeseg.device.card import normalization_of
+    from edgeseg.device.scoring import score_model
+
+    data = scored if not isinstance(scored, str) else roles.score_data(
+        scored, size=size, channels=model.input_shape[-1], count=PREDICTION_CHECK_IMAGES,
+        seed=cfg.seed, model_classes=max(2, model.num_classes))
+    result = score_model(model, data, limit=PREDICTION_CHECK_IMAGES, tile=size)
+    present = [i for i, n in enumerate(result.get("pixels_per_class", [])) if n]
+    predicted = result["predicted_classes"]
+    if len(present) < 2 or len(predicted) > 1:
+        return
+    names = list(data.class_names)
+    only = names[predicted[0]] if predicted and predicted[0] < len(names) else \
+        f"class {predicted[0] if predicted else '?'}"
+    channels = model.input_shape[-1]
+    grey = " (grey images repeated to RGB)" if channels == 3 and data.channels == 1 else ""
+    raise EdgesegError(
+        f"--model {cfg.model_file}: predicts only '{only}' on every pixel of "
+        f"{result['samples']} labelled images of {getattr(data, 'name', scored)}, where "
+        f"{len(present)} classes occur: likely how it is fed or read. Its inputs: "
+        f"{normalization_of(model.card).describe()} (--normalize; none for a model that "
+        f"rescales inside), {channels} channels{grey}; its output '{model.output_name}' read as "
+        f"{model.output_kind or 'probabilities'} (--logits/--probabilities). Check with "
+        f"edgeseg eval {cfg.model_file} --data {cfg.test_data or cfg.data} and these options")
 
 
 def _why_not_optimize(user: UserModel | None) -> str | None:

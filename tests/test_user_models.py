@@ -461,3 +461,36 @@ def test_a_keras_model_that_rescales_inside_takes_raw_pixels_by_default(user_mod
     assert scores["inner"] > 0.5
     assert abs(scores["rescaled"] - scores["inner"]) < 1e-4 and scores["none"] == scores["rescaled"]
     assert scores["scaled"] < scores["inner"] - 0.2
+
+
+def test_run_stops_on_a_model_that_predicts_one_class_everywhere(runner, tmp_path):
+    """A user's .onnx whose output is background on every pixel (a constant head, written with
+    onnx.helper) stops `run --model` before anything is written, naming the likely causes."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from user_models import IR_VERSION, OPSET
+
+    dims = ["batch", 3, "height", "width"]
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["input", "w", "b"], ["output"], name="head",
+                          kernel_shape=[1, 1])], "flat",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 1, "height",
+                                                                     "width"])],
+        initializer=[numpy_helper.from_array(np.zeros((1, 3, 1, 1), np.float32), "w"),
+                     numpy_helper.from_array(np.array([-4.0], np.float32), "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = IR_VERSION
+    flat = tmp_path / "flat.onnx"
+    onnx.save(model, str(flat))
+    folder = tmp_path / "cells"
+    _ok(runner.invoke(cli, ["data", "synth", "--n", "24", "--size", "64", "--out", str(folder)]))
+    out = tmp_path / "run"
+    result = runner.invoke(cli, ["run", "--model", str(flat), "--data", str(folder),
+                                 "--input-size", "64", "--quick", "--threads", "1", "--out",
+                                 str(out)])
+    assert result.exit_code != 0 and not out.exists()
+    line = result.output.strip().splitlines()[-1]
+    assert "predicts only 'background' on every pixel" in line and "Traceback" not in result.output
+    for cause in ("--normalize", "3 channels (grey images repeated to RGB)", "--logits"):
+        assert cause in line
