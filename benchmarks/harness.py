@@ -33,7 +33,7 @@ from edgeseg.device.errors import EdgesegError
 from edgeseg.device.log import Progress
 from edgeseg.device.preprocess import normalize
 from edgeseg.device.scoring import Pairs, check_classes, predictions, score_labels
-from edgeseg.device.tiling import resized_input, runs_whole
+from edgeseg.device.tiling import fed_channels, pad_to, resized_input, runs_whole
 
 
 @dataclass
@@ -257,10 +257,11 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
     inputs = {}
     for entry in entries:
         _, height, width, _ = entry.model.input_shape
+        raw = fed_channels(entry.model, pairs[0][0])
         if input_fit_of(entry.model.card) == "resize":
-            image = resized_input(entry.model, pairs[0][0], size)
+            image = resized_input(entry.model, raw, size)
         else:
-            image = normalize(pairs[0][0], normalization_of(entry.model.card))
+            image = normalize(raw, normalization_of(entry.model.card))
             if height is not None:
                 image = _fit(image, height, width)
             else:  # as predict_image runs it: padded to sides its downsampling divides
@@ -330,9 +331,10 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
 
 
 def _fit(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """The top-left ``height`` x ``width`` of an image (edge-padded when it is smaller)."""
-    pad = [(0, max(0, height - image.shape[0])), (0, max(0, width - image.shape[1])), (0, 0)]
-    return np.pad(image, pad, mode="edge")[:height, :width]
+    """The top-left ``height`` x ``width`` of an image, padded as a model is fed when it is
+    smaller (:func:`edgeseg.device.tiling.pad_to`)."""
+    image = pad_to(image, max(height, image.shape[0]), max(width, image.shape[1]))
+    return image[:height, :width]
 
 
 __all__ = ["SCHEMA", "bench", "bench_images", "file_size", "model_variant", "task"]
