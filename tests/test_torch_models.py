@@ -1,0 +1,149 @@
+"""PyTorch models as their users export them, through edgeseg from another working folder.
+
+The models are made by ``benchmarks/torch_models/export.py`` in a PyTorch environment of their
+own (``EDGESEG_TORCH_PYTHON``: a Python with ``benchmarks/torch_models/requirements.txt``; .ci/run
+makes one): an SMP U-Net trained briefly on a folder ``edgeseg data synth`` wrote, exported with
+SMP's documented call (its weights in ``smp_unet.onnx.data``), and torchvision's LR-ASPP
+MobileNetV3 exported at a fixed size and with dynamic height and width. Every Dice edgeseg gives is
+checked against one computed here with ONNX Runtime and numpy alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeseg.cli import cli
+
+pytestmark = pytest.mark.torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def torch_models(tmp_path_factory):
+    python = os.environ.get("EDGESEG_TORCH_PYTHON")
+    if not python:
+        pytest.skip("no PyTorch environment: set EDGESEG_TORCH_PYTHON to a Python with "
+                    "benchmarks/torch_models/requirements.txt installed (.ci/run makes one)")
+    from click.testing import CliRunner
+
+    reused = os.environ.get("EDGESEG_TORCH_EXPORTS")  # a root this fixture made before
+    if reused and (Path(reused) / "models" / "models.json").exists():
+        return Path(reused)
+    root = tmp_path_factory.mktemp("torch")
+    for name, count, seed in (("train", 96, 0), ("test", 16, 7), ("calib", 16, 3)):
+        result = CliRunner().invoke(cli, ["data", "synth", "--n", str(count), "--size", "64",
+                                          "--seed", str(seed), "--out", str(root / name)])
+        assert result.exit_code == 0, result.output
+    made = subprocess.run([python, str(ROOT / "benchmarks/torch_models/export.py"), "--data",
+                           str(root / "train"), "--out", str(root / "models")],
+                          capture_output=True, text=True, timeout=900)
+    assert made.returncode == 0, made.stderr[-3000:]
+    return root
+
+
+def independent_dice(model: Path, folder: Path) -> float:
+    """Foreground Dice of a one-logit NCHW .onnx on a synth folder, by ONNX Runtime and numpy:
+    grey images repeated to RGB, pixels / 255, foreground where the logit > 0, pooled."""
+    import onnxruntime as ort
+    from PIL import Image
+
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    tp = fp = fn = 0
+    for path in sorted((folder / "images").glob("*.png")):
+        grey = np.asarray(Image.open(path).convert("L"), np.float32) / 255.0
+        logits = session.run(None, {name: np.repeat(grey[None, None], 3, axis=1)})[0][0, 0]
+        truth = np.asarray(Image.open(folder / "masks" / path.name))
+        pred, labelled = logits > 0, truth != 255
+        tp += int((pred & (truth == 1) & labelled).sum())
+        fp += int((pred & (truth == 0)).sum())
+        fn += int((~pred & (truth == 1)).sum())
+    return 2 * tp / (2 * tp + fp + fn)
+
+
+def _json(runner, args, out: Path) -> dict:
+    result = runner.invoke(cli, [*args, "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    return json.loads(out.read_text())
+
+
+def _inspect(runner, *args) -> dict:
+    result = runner.invoke(cli, ["inspect", *map(str, args), "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_smp_unet_with_external_data_from_another_folder(torch_models, runner, tmp_path,
+                                                          monkeypatch):
+    models = torch_models / "models"
+    unet, test = models / "smp_unet.onnx", torch_models / "test"
+    assert (models / "smp_unet.onnx.data").stat().st_size > 10 * unet.stat().st_size
+    monkeypatch.chdir(tmp_path)  # never the model's folder: the data file is found by the model
+    inspected = _inspect(runner, unet)
+    assert inspected["size_bytes"] == unet.stat().st_size + \
+        (models / "smp_unet.onnx.data").stat().st_size
+    assert inspected["macs"] > 3e8 and inspected["params"] > 1e7  # counted: only the batch is
+    # dynamic
+    scores = _json(runner, ["eval", str(unet), "--data", str(test)], tmp_path / "eval.json")
+    reference = independent_dice(unet, test)
+    assert reference > 0.8  # it learned: a Dice that means something
+    assert scores["dice"] == pytest.approx(reference, abs=1e-6)
+
+    int8 = tmp_path / "out" / "unet_int8.onnx"
+    result = runner.invoke(cli, ["convert", str(unet), "--to", "onnx", "--quant", "int8",
+                                 "--calib", str(torch_models / "calib"), "--calib-samples", "16",
+                                 "--verify-data", str(test), "--verify-samples", "16", "--out",
+                                 str(int8)])
+    assert result.exit_code == 0, result.output
+    card = json.loads(int8.with_name(int8.name + ".json").read_text())
+    assert card["macs"] == inspected["macs"]
+    quantized = _json(runner, ["eval", str(int8), "--data", str(test)], tmp_path / "int8.json")
+    assert card["parity"]["dice_converted"] == pytest.approx(quantized["dice"], abs=1e-9)
+    assert card["parity"]["dice_source"] == pytest.approx(reference, abs=1e-6)
+    assert quantized["dice"] == pytest.approx(independent_dice(int8, test), abs=1e-6)
+
+
+def test_lraspp_fixed_and_dynamic_exports_are_counted_and_quantized(torch_models, runner,
+                                                                    tmp_path, monkeypatch):
+    models = torch_models / "models"
+    monkeypatch.chdir(tmp_path)
+    fixed = _inspect(runner, models / "lraspp.onnx")
+    dynamic = _inspect(runner, models / "lraspp_dynamic.onnx", "--input-size", "64")
+    assert fixed["macs"] and fixed["macs"] == dynamic["macs"] and fixed["params"] > 3e6
+    unsized = runner.invoke(cli, ["inspect", str(models / "lraspp_dynamic.onnx")])
+    assert unsized.exit_code == 0 and "give --input-size" in unsized.output
+    out = tmp_path / "lraspp_int8.onnx"
+    result = runner.invoke(cli, ["convert", str(models / "lraspp_dynamic.onnx"), "--to", "onnx",
+                                 "--quant", "int8", "--input-size", "64", "--calib",
+                                 str(torch_models / "calib"), "--calib-samples", "8",
+                                 "--verify-samples", "4", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    card = json.loads(out.with_name(out.name + ".json").read_text())
+    assert card["macs"] == fixed["macs"] and card["input_size"] == [64, 64]
+
+
+def test_run_with_a_torch_export(torch_models, runner, tmp_path, monkeypatch):
+    """`run --model` on the SMP export (external data, a grey folder into an RGB model): its int8
+    quantization and both bench rows, scored on --test-data (images it never trained on)."""
+    monkeypatch.chdir(tmp_path)
+    unet = torch_models / "models/smp_unet.onnx"
+    out = tmp_path / "run"
+    result = runner.invoke(cli, ["run", "--model", str(unet), "--data",
+                                 str(torch_models / "train"), "--test-data",
+                                 str(torch_models / "test"), "--quick", "--threads", "1",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    rows = {r["variant"]: r for r in report["results"]}
+    assert report["reference"] == "smp_unet" and set(rows) == {"smp_unet", "int8"}
+    assert rows["smp_unet"]["dice"] > 0.8 and rows["int8"]["dice_delta"] > -0.02
+    assert rows["smp_unet"]["size_bytes"] == unet.stat().st_size + \
+        unet.with_name("smp_unet.onnx.data").stat().st_size
