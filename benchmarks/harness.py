@@ -233,7 +233,7 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
             print(f"warning: {data_name}, for {path.name}: {note}", file=sys.stderr)
     echo(f"machine: {machine.line(machine.describe())}")
     echo(f"data: {data_name}, {len(pairs)} images "
-         f"({', '.join(sorted({f'{m.shape[1]}x{m.shape[0]}' for _, m in pairs}))})")
+         f"({', '.join(sorted({f'{m.shape[0]}x{m.shape[1]}' for _, m in pairs}))})")
 
     # --- accuracy: every model once (threads do not change what it predicts) -------------------
     labels: dict[Path, list[np.ndarray]] = {}
@@ -317,7 +317,7 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
     report = {
         "schema": SCHEMA, "machine": machine.describe(),
         "dataset": {"name": data_name, "samples": len(pairs),
-                    "image_sizes": sorted({f"{m.shape[1]}x{m.shape[0]}" for _, m in pairs})},
+                    "image_sizes": sorted({f"{m.shape[0]}x{m.shape[1]}" for _, m in pairs})},
         "reference": reference_name if reference_labels is not None else
         next(e.variant for e in entries if e.path == reference_path),
         "run": {"runs": runs, "warmup": warmup, "threads": list(threads),

@@ -507,7 +507,7 @@ def bench_remote(models, target: str | Target, *, data="synthetic-nuclei", refer
 
     echo(f"machine: {machine.line(report['machine'])}")
     echo(f"data: {data_name}, {len(pairs)} images "
-         f"({', '.join(sorted({f'{m.shape[1]}x{m.shape[0]}' for _, m in pairs}))})")
+         f"({', '.join(sorted({f'{m.shape[0]}x{m.shape[1]}' for _, m in pairs}))})")
     echo(text_table(report))
     return report
 

@@ -314,7 +314,7 @@ def test_data_synth_and_info_commands(runner, tmp_path):
     assert lines[0] == f"{out}: generic layout, 3 samples, 3 channel(s), model outputs 4"
     assert lines[1] == "masks: class ids (255 = unlabeled), for the whole folder"
     lines = [lines[0], *lines[2:]]
-    assert lines[1] == "image sizes: 48x48"
+    assert lines[1] == "image sizes (height x width): 48x48"
     assert lines[2].startswith("pixels: 8-bit; `train --normalize auto` uses pixel / 255")
     assert lines[3].startswith("objects: about ") and "`train --mode auto` crops" in lines[3]
     assert [line.split()[1] for line in lines[4:8]] == ["background", "disc", "box", "triangle"]

@@ -218,7 +218,7 @@ def test_a_resize_model_is_fed_whole_resized_images_everywhere(big_objects, runn
                                  "-o", "alpha=0.25", "--steps", "150", "--lr", "0.01",
                                  "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "whole 160x128 images resized to 32x32" in result.output
+    assert "whole 128x160 images resized to 32x32" in result.output
     assert json.loads((out / "model.keras.json").read_text())["input_fit"] == "resize"
     tflite = tmp_path / "m.tflite"
     assert runner.invoke(cli, ["convert", str(out / "model.keras"), "--out",

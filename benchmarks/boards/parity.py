@@ -100,7 +100,7 @@ def parity(models, target, *, ssh_config=None, python: str = "python3", data="sy
                      "kernels_here": here_about[str(index)]["kernels"]})
     return {"board": result["machine"], "here": machine.describe(), "target": str(board.target),
             "dataset": {"name": data_name, "samples": len(images),
-                        "image_sizes": sorted({f"{i.shape[1]}x{i.shape[0]}" for i in images})},
+                        "image_sizes": sorted({f"{i.shape[0]}x{i.shape[1]}" for i in images})},
             "rows": rows}
 
 

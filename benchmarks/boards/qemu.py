@@ -371,12 +371,12 @@ def start(state: Path, cpu: str = "cortex-a72", memory_mb: int = 2048, smp: int 
     if cpu not in CPUS:
         raise Refused(f"board: --cpu {cpu}: choose a real core model ({', '.join(CPUS)}); "
                       f"'max' has SME under QEMU 7.2, and XNNPACK's int8 results are wrong there")
+    if state.exists() and (not state.is_dir() or any(state.iterdir())):  # the output first
+        raise Refused(f"board: --state {state}: not an empty folder (a running board's state? "
+                      f"stop it first)")
     qemu = _need("qemu-system-aarch64", "qemu-system-arm")
     _need("ssh", "openssh-client")
     _need("ssh-keygen", "openssh-client")
-    if state.exists() and (not state.is_dir() or any(state.iterdir())):
-        raise Refused(f"board: --state {state}: not an empty folder (a running board's state? "
-                      f"stop it first)")
     image = build()
     state.mkdir(parents=True, exist_ok=True)
     _keygen(state / "host_key")

@@ -82,8 +82,8 @@ def info(folder, source, layout, channels, num_classes):
         if index < 32:
             sampled.append(mask)
     sizes = sorted(sizes)
-    shown = ", ".join(f"{w}x{h}" for h, w in sizes[:5]) + (" ..." if len(sizes) > 5 else "")
-    click.echo(f"image sizes: {shown}")
+    shown = ", ".join(f"{h}x{w}" for h, w in sizes[:5]) + (" ..." if len(sizes) > 5 else "")
+    click.echo(f"image sizes (height x width): {shown}")
     deep = depths != {"uint8"}
     click.echo(f"pixels: {', '.join(sorted(DEPTHS.get(d, d) for d in depths))}; "
                f"`train --normalize auto` uses "

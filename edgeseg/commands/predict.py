@@ -121,5 +121,5 @@ def predict(model_path, images, out, tile, overlap, threads, force, unsafe, cust
             with atomic_file(out / f"{stem}_overlay.png") as overlay_handle:
                 Image.fromarray(painted).save(overlay_handle, format="PNG")
         share = ", ".join(f"{c / labels.size:.1%}" for c in counts[1:])
-        click.echo(f"{path}: {image.shape[1]}x{image.shape[0]} -> {out / (stem + '_mask.png')} "
+        click.echo(f"{path}: {image.shape[0]}x{image.shape[1]} -> {out / (stem + '_mask.png')} "
                    f"(foreground {share})")

@@ -43,7 +43,7 @@ def score_labels(labels, masks, num_classes: int) -> dict:
     classes = max(2, num_classes)
     return _pooled([metrics.confusion_matrix(pred, mask, classes)
                     for pred, mask in zip(labels, masks)],
-                   {f"{m.shape[1]}x{m.shape[0]}" for m in masks})
+                   {f"{m.shape[0]}x{m.shape[1]}" for m in masks})
 
 
 def _pooled(confusions: list, sizes: set) -> dict:
@@ -88,7 +88,7 @@ def score_model(model, data, *, limit: int | None = None, overlap: int = 32,
         image, mask = data.sample(index)
         confusions.append(metrics.confusion_matrix(labels_of(model, image, overlap, tile), mask,
                                                    classes))
-        sizes.add(f"{mask.shape[1]}x{mask.shape[0]}")
+        sizes.add(f"{mask.shape[0]}x{mask.shape[1]}")
     return _pooled(confusions, sizes)
 
 

@@ -428,7 +428,7 @@ def _mask_values(path: Path) -> np.ndarray:
 
 
 def _size(array) -> str:
-    return f"{array.shape[1]}x{array.shape[0]}"
+    return f"{array.shape[0]}x{array.shape[1]}"
 
 
 def _odd(values, allowed) -> str:
@@ -484,8 +484,8 @@ def check_sizes(sample: Sample) -> None:
     for mask in sample.masks:
         if _header_size(mask) != (width, height):
             mw, mh = _header_size(mask)
-            raise DataError(f"{mask}: mask is {mw}x{mh}, its image {sample.image} is "
-                            f"{width}x{height}")
+            raise DataError(f"{mask}: mask is {mh}x{mw}, its image {sample.image} is "
+                            f"{height}x{width} (height x width)")
 
 
 def decoded_bytes(sample: Sample, channels: int, resize_to=None) -> int:

@@ -62,18 +62,18 @@ def choose_mode(masks, image_size: tuple[int, int], input_size: int) -> tuple[st
     height, width = image_size
     if extent >= SPANNING * min(height, width):  # regions across the image: texture, not shapes
         return "crop", (f"labelled regions span the images (about {extent:.0f} px of "
-                        f"{width}x{height}): random crops at the images' own resolution, tiled "
+                        f"{height}x{width}): random crops at the images' own resolution, tiled "
                         f"at inference")
     if extent > input_size and max(height, width) > input_size:
         return "resize", (f"objects of about {extent:.0f} px do not fit {input_size}-px crops: "
-                          f"whole {width}x{height} images resized to {input_size}x{input_size}, "
+                          f"whole {height}x{width} images resized to {input_size}x{input_size}, "
                           f"and at inference too")
     if max(height, width) < input_size:
-        return "crop", (f"{width}x{height} images, smaller than the {input_size}-px input: "
+        return "crop", (f"{height}x{width} images, smaller than the {input_size}-px input: "
                         f"padded at their own resolution (the padding unlabeled), tiled at "
                         f"inference")
     return "crop", (f"objects of about {extent:.0f} px fit {input_size}-px crops: random crops of "
-                    f"{width}x{height} images at their own resolution, tiled at inference")
+                    f"{height}x{width} images at their own resolution, tiled at inference")
 
 
 __all__ = ["choose_mode", "object_extent"]
