@@ -129,7 +129,8 @@ class RunConfig(JsonConfig):
     layout: str | None = None
     test_data: str | None = None  # a labelled folder to score on; else the held-out images
     model: ModelConfig = field(default_factory=ModelConfig)
-    input_size: int = 256  # the deployed (converted, benchmarked) size
+    input_size: int | tuple[int, int] = 256  # the deployed (converted, benchmarked) size: a
+    # side, or (height, width)
     train_size: int = 128  # training crops: the model is fully convolutional
     quick: bool = False
     epochs: int | None = None  # training passes; None: the budget edgeseg.plan chooses
@@ -168,7 +169,15 @@ class RunConfig(JsonConfig):
         for name in ("threads", "targets"):
             if name in data:
                 data[name] = tuple(data[name])
+        if isinstance(data.get("input_size"), list):
+            data["input_size"] = tuple(data["input_size"])
         return super().from_dict(data)
+
+    @property
+    def deployed(self) -> tuple[int, int]:
+        """The deployed (height, width)."""
+        size = self.input_size
+        return (size, size) if isinstance(size, int) else tuple(size)
 
 
 # Per-dataset training defaults: how many built-in samples to draw. The budget (steps) comes

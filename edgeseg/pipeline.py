@@ -118,8 +118,13 @@ def make_plan(cfg: RunConfig, *, custom_objects: dict | None = None) -> Plan:
         split = roles.split(train.data)
         if split[0].fit == "resize":  # objects larger than a crop: whole images, resized to
             # the deployed size (the size every image is then resized to at inference)
-            train = replace(train, data=replace(train.data, mode="resize",
-                                                input_size=cfg.input_size))
+            height, width = cfg.deployed
+            if height != width:
+                raise EdgesegError(f"--input-size {height}x{width}: {cfg.data}'s objects are "
+                                   f"larger than a crop, so its images are resized whole to a "
+                                   f"square input; give one side (e.g. --input-size "
+                                   f"{max(height, width)})")
+            train = replace(train, data=replace(train.data, mode="resize", input_size=height))
             split = roles.split(train.data)
     if cfg.test_data:
         if is_builtin(cfg.test_data):
@@ -128,7 +133,7 @@ def make_plan(cfg: RunConfig, *, custom_objects: dict | None = None) -> Plan:
         classes = None if split is None else len(split[0].class_names)
         roles.score_data(cfg.test_data, layout=cfg.layout, num_classes=classes)  # decodes: checked
         roles.check_score_apart(train.data, cfg.test_data)
-    size = user.size if user is not None and user.size else (cfg.input_size, cfg.input_size)
+    size = user.size if user is not None and user.size else cfg.deployed
     scored, scored_on = _scored(cfg, split, size)
     if model is not None:
         _check_predictions(cfg, model, scored, size)
@@ -255,8 +260,10 @@ def _check_settings(cfg: RunConfig) -> None:
     from edgeseg.device.data import folders
     from edgeseg.device.data.datasets import check_source_name
 
-    if cfg.input_size % 16 or cfg.train_size % 16:
-        raise EdgesegError(f"--input-size must be a multiple of 16 (got {cfg.input_size})")
+    height, width = cfg.deployed
+    if height % 16 or width % 16 or cfg.train_size % 16:
+        raise EdgesegError(f"--input-size: each side must be a multiple of 16 (got "
+                           f"{height}x{width})")
     for name in ("epochs", "train_steps", "steps", "runs", "samples", "calib_samples",
                  "verify_samples"):
         if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
@@ -277,7 +284,7 @@ def _check_zoo_model(cfg: RunConfig) -> None:
     unknown = set(cfg.model.options) - set(model_options(cfg.model.name))
     if unknown:
         raise EdgesegError(f"{cfg.model.name}: unknown option {', '.join(sorted(unknown))}")
-    create_model(cfg.model.name, input_size=cfg.input_size, **cfg.model.options)
+    create_model(cfg.model.name, input_size=cfg.deployed, **cfg.model.options)
 
 
 def _user_model(cfg: RunConfig, custom_objects):

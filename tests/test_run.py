@@ -64,8 +64,32 @@ def test_a_rerun_with_other_settings_is_refused(tmp_path, runner):
         " ".join(threads.output.split())
 
 
+def test_run_takes_height_x_width_as_convert_does(tmp_path, runner):
+    out = tmp_path / "run"
+    result = runner.invoke(cli, ["run", "--quick", "--until", "data", "--input-size", "48x64",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "run.json").read_text())["input_size"] == [48, 64]
+    again = runner.invoke(cli, ["run", "--quick", "--until", "data", "--input-size", "48x64",
+                                "--out", str(out)])  # the same settings: the same run
+    assert again.exit_code == 0, again.output
+
+
+@pytest.mark.slow
+def test_a_run_at_height_x_width_converts_at_that_size(tmp_path, runner):
+    out = tmp_path / "run"
+    result = runner.invoke(cli, ["run", "--quick", "--until", "convert", "--input-size", "48x64",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "files at 48x64" in result.output
+    for card in (out / "models").glob("*.json"):
+        assert json.loads(card.read_text())["input_size"] == [48, 64], card
+
+
 @pytest.mark.parametrize("args, message", [
-    (["--input-size", "100"], "--input-size must be a multiple of 16"),
+    (["--input-size", "100"], "--input-size: each side must be a multiple of 16 (got 100x100)"),
+    (["--input-size", "48x100"], "--input-size: each side must be a multiple of 16 (got 48x100)"),
+    (["--input-size", "48xq"], "must be N or HxW"),
     (["--threads", "0"], "thread counts must be >= 1"),
     (["--threads", "x"], "'x' is not a comma-separated list of integers"),
     (["--data", "nowhere"], "nowhere: no such folder, and not a built-in dataset"),

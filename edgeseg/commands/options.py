@@ -113,9 +113,10 @@ def config_options(config_class):
     return compose(*decorators)
 
 
-def size_option(help_text: str, name: str = "--input-size"):
+def size_option(help_text: str, name: str = "--input-size", default: str | None = None):
     """A size option that takes ``256`` or ``144x256`` (height x width)."""
-    return click.option(name, "input_size", metavar="N|HxW", callback=_size, help=help_text)
+    return click.option(name, "input_size", metavar="N|HxW", callback=_size, help=help_text,
+                        default=default, show_default=default is not None)
 
 
 def _custom_objects(ctx, param, values) -> dict:

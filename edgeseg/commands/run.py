@@ -9,6 +9,7 @@ from edgeseg.commands.options import (
     keras_options,
     model_option,
     parse_model_options,
+    size_option,
 )
 from edgeseg.device.cli_options import contract_from, contract_options, parse_threads
 
@@ -27,9 +28,8 @@ MODEL_SUFFIXES = (".keras", ".h5", ".onnx", ".tflite")
               help="A zoo model to train, or your trained model (.keras/.h5 of any Keras, a "
                    "SavedModel folder, .onnx, .tflite): no training, then the same stages.")
 @model_option
-@click.option("--input-size", type=click.IntRange(min=16, max=16384), default=256,
-              show_default=True,
-              help="Deployed input size: what is converted and benchmarked.")
+@size_option("Deployed input size, a side or height x width (e.g. 144x256): what is "
+             "converted and benchmarked.", default="256")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Run folder [runs/<data>, runs/<data>-quick with --quick].")
 @click.option("--quick", is_flag=True,
@@ -111,7 +111,8 @@ def run(data, layout, test_data, model_name, options, input_size, out, quick, th
                        folder=True)
     cfg = RunConfig(data=data, layout=layout, test_data=test_data,
                     model=ModelConfig(model_name, parse_model_options(options)),
-                    input_size=input_size, quick=quick, threads=threads, model_file=model_file,
+                    input_size=input_size[0] if input_size[0] == input_size[1] else
+                    tuple(input_size), quick=quick, threads=threads, model_file=model_file,
                     contract=contract_from(**contract), unsafe=unsafe, targets=targets)
     pipeline(cfg, out, force=force, until=until, echo=click.echo, board=board,
              custom_objects=custom_objects)
