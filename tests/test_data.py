@@ -258,7 +258,7 @@ def test_image_without_a_mask(tmp_path):
 
 def test_mask_of_another_size(tmp_path):
     _generic(tmp_path, mask=np.zeros((20, 32), np.uint8))
-    with pytest.raises(DataError, match=r"masks/a\.png: mask is 32x20, its image .* is 32x24"):
+    with pytest.raises(DataError, match=r"masks/a\.png: mask is 20x32, its image .* is 24x32"):
         load_folder(tmp_path)
 
 
