@@ -263,7 +263,7 @@ def _write_folder(root, *, mask_shape=(24, 32), mask_value=0, with_mask=True, co
     (lambda p: _write_folder(p / "d", with_mask=False),
      "{p}/d/images/b.png: no mask for this image"),
     (lambda p: _write_folder(p / "d", mask_shape=(20, 32)),
-     "{p}/d/masks/b.png: mask is 32x20, its image {p}/d/images/b.png is 32x24"),
+     "{p}/d/masks/b.png: mask is 20x32, its image {p}/d/images/b.png is 24x32"),
     (lambda p: _write_folder(p / "d", mask_value=5),
      "{p}/d/masks/b.png: class id 5 >= num_classes 2 (255 is unlabeled)"),
     (lambda p: _write_folder(p / "d", corrupt=True), "{p}/d/images/b.png: cannot read image"),
