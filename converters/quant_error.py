@@ -68,10 +68,10 @@ def quant_errors(model_path, *, calib: str | None = None, verify_data: str | Non
     calibration = roles.calibration_images(data, size=size, channels=channels, count=calib_samples,
                                      seed=seed, normalization=norm, fit=fit, trained_on=trained_on)
     images, masks, where, _ = roles.parity_images(data, verify_data=verify_data,
-                                               trained_on=trained_on, size=size,
-                                               channels=channels, num_classes=num_classes,
-                                               count=verify_samples, seed=seed,
-                                               normalization=norm)
+                                                  trained_on=trained_on, size=size,
+                                                  channels=channels, num_classes=num_classes,
+                                                  count=verify_samples, seed=seed,
+                                                  normalization=norm)
     if to == "onnx":
         from converters.onnx import onnx_bytes
 

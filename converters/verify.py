@@ -98,7 +98,8 @@ def check_parity(source_probs: np.ndarray, converted_probs: np.ndarray, *, mode:
     if not floating and agreement < 1 - DISAGREEMENT_WARNING:
         what = "quantization" if mode == "quantized" else f"{mode} quantization"
         warning = f"{1 - agreement:.1%} of pixels change class after {what}"
-    return Parity(mode, int(len(source_probs) if samples is None else samples), float(diff.max()), float(diff.mean()),
+    count = len(source_probs) if samples is None else samples
+    return Parity(mode, int(count), float(diff.max()), float(diff.mean()),
                   float(agreement), tolerance, passed, min_agreement, max_dice_drop, dice_source,
                   dice_converted, delta, warning)
 

@@ -49,7 +49,8 @@ class _Samples:
 
         Each whole image is normalised (``normalization``, default ``scale``: [0, 1]) and then,
         with ``size``, centre-cropped to ``size`` x ``size`` (a short side padded at its bottom
-        or right edge first: the image mirrored, the mask unlabeled); without, all must share a size.
+        or right edge first: the image mirrored, the mask unlabeled); without, all must share a
+        size.
         ``limit``: the first samples only.
         """
         from edgeseg.device.card import Normalization
@@ -118,17 +119,16 @@ class StreamedData(_Samples):
         return image, mask
 
 
-def center_fit(array: np.ndarray, size: int, fill: int | None = None) -> np.ndarray:
-    """Centre-crop an (H, W, C) array to ``size`` x ``size``; a short side is first padded at its
-    bottom or right edge as a model is fed (:func:`edgeseg.device.tiling.pad_to`: mirrored, or
-    ``fill`` for masks)."""
+def center_fit(array: np.ndarray, size, fill: int | None = None) -> np.ndarray:
+    """Centre-crop an (H, W, ...) array to ``size`` (a side or (height, width)); a short side is
+    first padded at its bottom or right edge as a model is fed
+    (:func:`edgeseg.device.tiling.pad_to`: mirrored, or ``fill`` for masks)."""
     from edgeseg.device.tiling import pad_to
 
-    height, width = array.shape[:2]
-    array = pad_to(array, max(height, size), max(width, size), fill)
-    height, width = array.shape[:2]
-    top, left = (height - size) // 2, (width - size) // 2
-    return array[top:top + size, left:left + size]
+    height, width = (size, size) if isinstance(size, int) else size
+    array = pad_to(array, max(height, array.shape[0]), max(width, array.shape[1]), fill)
+    top, left = (array.shape[0] - height) // 2, (array.shape[1] - width) // 2
+    return array[top:top + height, left:left + width]
 
 
 def is_builtin(source: str) -> bool:

@@ -39,6 +39,7 @@ from edgeseg.device.data.config import DataConfig
 from edgeseg.device.data.datasets import (
     SegData,
     builtin,
+    center_fit,
     check_source_name,
     decode,
     is_builtin,
@@ -542,13 +543,9 @@ def fed_arrays(images, masks, *, size, normalization: Normalization | None = Non
             if mask is not None:
                 labels.append(resize(mask[..., None], height, width, nearest=True)[..., 0])
             continue
-        tall, wide = max(height, raw.shape[0]), max(width, raw.shape[1])
-        top, left = (tall - height) // 2, (wide - width) // 2
-        image = pad_to(normalize(raw, norm), tall, wide)
-        inputs.append(image[top:top + height, left:left + width])
+        inputs.append(center_fit(normalize(raw, norm), (height, width)))
         if mask is not None:
-            mask = pad_to(mask, tall, wide, fill=UNLABELED)
-            labels.append(mask[top:top + height, left:left + width])
+            labels.append(center_fit(mask, (height, width), UNLABELED))
     return np.stack(inputs).astype(np.float32, copy=False), \
         None if masks is None else np.stack(labels)
 
