@@ -172,15 +172,30 @@ def profile_tflite(path, threads: int = 1, runs: int = 50, warmup: int = 3) -> d
             interpreter.invoke()
             if iteration >= warmup:
                 times[iteration - warmup, column] = time.perf_counter() - t0
-    steps = np.diff(times, axis=1, prepend=0.0)
-    median = np.median(steps, axis=0) * 1e3
+    median, measured = prefix_op_times(times)
     cost = tflite_cost(parsed)
     rows = [{"index": op.index, "op": op.name, "name": layer.name, "shape": list(layer.output_shape),
-             "macs": layer.macs, "ms": float(ms)}
-            for op, layer, ms in zip(parsed.ops, cost.layers, median)]
-    return _summary(path, runtime, threads, runs, float(np.median(times[:, -1]) * 1e3), rows,
-                    "differences of graph prefixes (ops 0..k vs 0..k-1) timed round robin in the "
-                    "same interpreter, threads and XNNPACK delegate; medians")
+             "macs": layer.macs, "ms": float(ms), "ms_measured": float(raw)}
+            for op, layer, ms, raw in zip(parsed.ops, cost.layers, median, measured)]
+    summary = _summary(path, runtime, threads, runs, float(np.median(times[:, -1]) * 1e3), rows,
+                       "differences of graph prefixes (ops 0..k vs 0..k-1) timed round robin in "
+                       "the same interpreter, threads and XNNPACK delegate; medians")
+    below = [r for r in rows if r["ms_measured"] < 0]
+    summary["below_zero"] = {"ops": len(below),
+                             "ms": float(-sum(r["ms_measured"] for r in below))}
+    return summary
+
+
+def prefix_op_times(times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-op milliseconds from prefix timings (``times[run, k]``: seconds of ops 0..k): the
+    median over runs of prefix k minus prefix k-1, clipped at zero, and the unclipped medians.
+
+    A prefix can run faster than the one before it: cutting the graph after a cheap op changes
+    which tensors are outputs, and so what the delegate fuses or copies out. That difference is
+    no time the op takes, so it is reported as 0 (and counted; see ``below_zero``)."""
+    steps = np.diff(times, axis=1, prepend=0.0)
+    measured = np.median(steps, axis=0) * 1e3
+    return np.maximum(measured, 0.0), measured
 
 
 # --- ONNX Runtime: its own profiler -------------------------------------------------------------
@@ -251,7 +266,13 @@ def format_profile(profile: dict, top: int = 10) -> str:
              f"median of {profile['runs']} runs",
              f"  whole model {profile['whole_ms']:.3f} ms; sum of the ops {profile['sum_ms']:.3f} ms "
              f"({profile['sum_over_whole']:.2f}x the whole)",
-             f"  method: {profile['method']}", "",
+             f"  method: {profile['method']}"]
+    below = profile.get("below_zero") or {}
+    if below.get("ops"):
+        lines.append(f"  {below['ops']} op(s) timed below zero (prefix k faster than k-1 by "
+                     f"{below['ms']:.3f} ms in all: the cut changed what the delegate fuses), "
+                     f"shown as 0")
+    lines += ["",
              f"  {'op type':<26}{'count':>6}{'ms':>9}{'share':>8}{'GMACs':>9}{'GMAC/s':>9}"]
     for g in profile["by_type"]:
         macs = f"{g['macs'] / 1e9:.3f}" if g["macs"] else "-"

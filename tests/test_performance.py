@@ -25,10 +25,27 @@ def test_tflite_profile_has_a_row_per_op_and_adds_up_to_the_whole(converted, qua
     assert [row["op"] for row in profile["ops"]] == [op.name for op in ops]
     assert sum(group["count"] for group in profile["by_type"]) == len(ops)
     assert profile["whole_ms"] > 0
+    assert all(row["ms"] >= 0 for row in profile["ops"])
+    assert profile["below_zero"]["ops"] == sum(row["ms_measured"] < 0 for row in profile["ops"])
     # the prefix differences telescope: their medians add up to about the whole model
     assert 0.5 < profile["sum_over_whole"] < 2.0
     conv = next(group for group in profile["by_type"] if group["op"] == "CONV_2D")
     assert conv["macs"] > 0 and conv["gmacs_per_s"] > 0
+
+
+def test_an_op_whose_prefix_runs_faster_than_the_one_before_is_shown_as_zero_and_counted():
+    from edgeseg.profiling import format_profile, prefix_op_times
+
+    # three prefixes timed twice (seconds): the second cut runs faster than the first
+    times = np.array([[0.004, 0.003, 0.006], [0.004, 0.003, 0.007]])
+    shown, measured = prefix_op_times(times)
+    assert measured[1] == pytest.approx(-1.0)
+    np.testing.assert_allclose(shown, [4.0, 0.0, 3.5])
+    assert (shown >= 0).all()
+    profile = {"file": "m.tflite", "runtime": "litert", "threads": 1, "runs": 2, "method": "m",
+               "whole_ms": 6.5, "sum_ms": 7.5, "sum_over_whole": 7.5 / 6.5, "by_type": [],
+               "ops": [], "below_zero": {"ops": 1, "ms": 1.0}}
+    assert "1 op(s) timed below zero" in format_profile(profile)
 
 
 @pytest.mark.parametrize("quant", ["none", "int8"])
