@@ -18,6 +18,7 @@ from edgeseg.device.benchjson import (
     header,
     merged_rows,
     row_cells,
+    slower_notes,
     targets_table,
     text_table,
     thread_counts,
@@ -51,6 +52,9 @@ def markdown(report: dict) -> str:
              "|" + "|".join("---" if i < 2 else "---:" for i in range(len(head))) + "|"]
     for row in merged_rows(report):
         lines.append("| " + " | ".join(row_cells(row, threads)) + " |")
+    notes = slower_notes(report)
+    if notes:
+        lines += ["", *(f"Note: {note}.  " for note in notes)]
     targets = targets_table(report)
     if targets:
         lines += ["", "## Targets", "",
@@ -236,6 +240,7 @@ def html_page(report: dict, plot_uris: dict[str, str], samples: list[dict]) -> s
     head = "".join(f"<th>{e(h)}</th>" for h in header(threads))
     body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row_cells(row, threads)) + "</tr>"
                    for row in merged_rows(report))
+    notes = "".join(f"<p>Note: {e(note)}.</p>" for note in slower_notes(report))
     targets = targets_table(report)
     target_table = "" if not targets else (
         "<h2>Targets</h2><p>Boards (ssh://): measured there by the same harness. "
@@ -284,6 +289,7 @@ Data: {e(str(report["dataset"]["name"]))}, {report["dataset"]["samples"]} images
 {run.get("warmup", "?")} warm-up, round robin.{images}</p>
 <h2>Results</h2>
 <table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+{notes}
 {target_table}
 <h2>Latency, size and Dice</h2>
 {figures}

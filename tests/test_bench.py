@@ -191,6 +191,25 @@ def test_the_html_report_shows_each_variants_disagreement(converted, tiny_run, t
     assert "Where each variant disagrees" in page and "px differ from the reference" in page
 
 
+def test_an_int8_file_slower_than_the_float_one_is_said_beside_the_table(converted):
+    """On some CPUs and models int8 runs slower than fp32: the table says so, so nobody picks
+    the int8 file by its name. (The latencies are set here: which is faster is the machine's.)"""
+    from benchmarks.harness import bench
+    from edgeseg.device.benchjson import slower_notes, text_table
+    from edgeseg.report import markdown
+
+    report = bench([converted[("tflite", "none")][0], converted[("tflite", "int8")][0]], runs=2,
+                   warmup=0, samples=1, image_size=64, progress=False, echo=lambda line: None)
+    fp32, int8 = sorted(report["results"], key=lambda r: "int8" in r["variant"])
+    assert fp32["variant"].endswith("fp32") and int8["variant"].endswith("int8")
+    fp32["latency_ms"]["p50"], int8["latency_ms"]["p50"] = 4.0, 10.0
+    notes = slower_notes(report)
+    assert len(notes) == 1 and "2.5x slower than" in notes[0] and "10.00 vs 4.00" in notes[0]
+    assert f"note: {notes[0]}" in text_table(report) and notes[0] in markdown(report)
+    int8["latency_ms"]["p50"] = 3.0
+    assert slower_notes(report) == [] and "slower" not in text_table(report)
+
+
 def test_rows_measured_on_a_board_stay_in_the_main_table_and_join_the_targets_table(converted):
     """A remote bench's rows carry ``target`` (ssh://...) like the tools' estimates do, but they
     were measured: they are results, and a line of the targets table."""

@@ -211,6 +211,35 @@ def dice_text(row: dict) -> str:
     return text
 
 
+QUANTIZED = ("int8", "int16x8", "dynamic")
+
+
+def slower_notes(report: dict) -> list[str]:
+    """One line per quantized file that runs slower than a float file of the same runtime on
+    this machine (at every thread count both were timed at): an int8 file is not faster by its
+    name, and on some CPUs and models it is not faster at all."""
+    rows = [r for r in merged_rows(report) if r["format"] != "keras"]
+    notes = []
+    for row in rows:
+        if row["variant"].rsplit("-", 1)[-1] not in QUANTIZED:
+            continue
+        floats = [r for r in rows if r["runtime"] == row["runtime"]
+                  and r["variant"].rsplit("-", 1)[-1] in ("fp32", "fp16")]
+        for base in floats:
+            shared = [t for t in row["latency"] if t in base["latency"]]
+            if not shared or any(row["latency"][t]["p50"] <= base["latency"][t]["p50"]
+                                 for t in shared):
+                continue
+            t = shared[0]
+            ours, theirs = row["latency"][t]["p50"], base["latency"][t]["p50"]
+            threads = f", {t} thr" if t else ""
+            notes.append(f"{row['variant']} ({row['runtime']}) is {ours / theirs:.1f}x slower "
+                         f"than {base['variant']} here ({ours:.2f} vs {theirs:.2f} ms p50"
+                         f"{threads}): on this machine the float file is the faster one")
+            break
+    return notes
+
+
 def text_table(report: dict) -> str:
     """The same table in fixed-width text, for a terminal."""
     from edgeseg.device.machine import EMULATED
@@ -224,6 +253,8 @@ def text_table(report: dict) -> str:
     if emulated:
         text += f"\n({', '.join(emulated)} {EMULATED}: the ms columns of its rows are emulated " \
                 f"time, for correctness, parity and packaging only)"
+    for note in slower_notes(report):
+        text += f"\nnote: {note}"
     targets = targets_table(report)
     if targets:
         text += "\n\n" + _fixed([TARGET_HEADER, *targets], 3)
