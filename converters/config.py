@@ -15,7 +15,7 @@ from pathlib import Path
 
 FORMATS = {"tflite": (".tflite",), "onnx": (".onnx",)}
 TFLITE_MODES = ("none", "fp16", "dynamic", "int8", "int16x8")
-ONNX_MODES = ("none", "int8")
+ONNX_MODES = ("none", "fp16", "int8")
 QUANT_MODES = {"tflite": TFLITE_MODES, "onnx": ONNX_MODES}
 FLOAT_MODES = ("none", "fp16")
 IO_TYPES = ("float", "int8", "uint8")
@@ -54,7 +54,7 @@ class ConvertConfig:
     to: str | None = field(default=None, metadata=_cli(
         "--to", "Target format [from --out's suffix].", tuple(FORMATS)))
     quant: str = field(default="none", metadata=_cli(
-        "--quant", "TFLite: none|fp16|dynamic|int8|int16x8; ONNX: none|int8.",
+        "--quant", "TFLite: none|fp16|dynamic|int8|int16x8; ONNX: none|fp16|int8.",
         tuple(dict.fromkeys(TFLITE_MODES + ONNX_MODES))))
     calib: str | None = field(default=None, metadata=_cli(
         "--calib", "Calibration images for int8/int16x8 (built-in name or folder) [the model's "

@@ -24,6 +24,7 @@ from converters.config import (
     ConvertResult,
     variant_of,
 )
+from converters.selective import select_int8
 from converters.write import require_labels, unlike, write_checked
 from edgeseg.device import card as cards
 from edgeseg.device.data import roles
@@ -71,13 +72,13 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
             raise ConfigError(f"{model_path}: edgeseg converts Keras models to .tflite; for an "
                               f"ONNX model use onnx2tf (pip install onnx2tf; onnx2tf -i "
                               f"{model_path.name}), then bench the .tflite it writes")
-        if model_path.suffix.lower() == ".onnx" and cfg.quant == "int8":
-            from converters.onnx_source import quantize_user_onnx
+        if model_path.suffix.lower() == ".onnx" and cfg.quant in ("int8", "fp16"):
+            from converters.onnx_source import convert_user_onnx
 
-            return quantize_user_onnx(model_path, out, cfg)
+            return convert_user_onnx(model_path, out, cfg)
         raise ConfigError(f"{model_path}: already a {model_path.suffix[1:]} file; convert takes "
                           f"a Keras model (.keras, .h5, a SavedModel folder)"
-                          + (" or an .onnx with --to onnx --quant int8"
+                          + (" or an .onnx with --to onnx --quant int8|fp16"
                              if model_path.suffix.lower() == ".onnx" else ""))
     loaded = runtime.load(model_path, unsafe=cfg.unsafe, contract=cfg.contract,
                           custom_objects=cfg.custom_objects)
@@ -144,7 +145,8 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
                                         else ""))
     if to == "tflite":
         if cfg.fallback:
-            selection, samples = _select(cfg, to, loaded, model, size, calibration, samples)
+            selection, samples = select_int8(cfg, to, loaded, model, size, calibration,
+                                                 samples)
             raw = selection.model
         else:
             raw = tflite_conv.tflite_bytes(model, size, quant, calibration, cfg.io,
@@ -152,10 +154,13 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
     else:
         raw = onnx_conv.onnx_bytes(model, size, opset=cfg.opset, dynamic=cfg.dynamic)
         if cfg.fallback:
-            selection, samples = _select(cfg, to, loaded, raw, size, calibration, samples)
+            selection, samples = select_int8(cfg, to, loaded, raw, size, calibration,
+                                                 samples)
             raw = selection.model
         elif quant == "int8":
             raw = onnx_conv.quantize_onnx(raw, calibration, cfg.per_tensor, cfg.calib_method)
+        elif quant == "fp16":
+            raw = onnx_conv.float16_onnx(raw)
         elif cfg.per_tensor:
             raise ConfigError("--per-tensor applies to --quant int8")
     kind = loaded.settle_output_kind(size, cfg.seed)  # after conversion checked the size
@@ -207,49 +212,6 @@ def _refuse_combinations(cfg: ConvertConfig, to: str) -> None:
         raise ConfigError("--fallback keeps float ops in the graph: it takes --io float")
     if cfg.fallback and to == "onnx" and cfg.dynamic:
         raise ConfigError("--fallback measures at a fixed size: drop --dynamic")
-
-
-def _select(cfg, to, loaded, model, size, calibration, samples):
-    """(Selection, parity samples): the selective int8 search on one half of twice the parity
-    images, the other half left for the parity check, so the images that chose the float ops
-    never score the file."""
-    import numpy as np
-
-    from converters.selective import search
-    from converters.verify import QUANT_DICE_DROP
-
-    if to == "onnx" and cfg.calib_method != "minmax":
-        raise ConfigError("--fallback calibrates min/max: drop --calib-method")
-    images, masks, where = samples.images, samples.masks, samples.where  # twice
-    # --verify-samples of them (read in convert)
-    num_classes = loaded.num_classes
-    if masks is None or len(images) < 4:
-        raise ConfigError(f"--fallback measures a Dice budget: it needs labelled images apart "
-                          f"from the calibration ones (found {where}): "
-                          f"{roles.labels_hint(cfg.verify_data)}")
-    choose, checked = samples.halves()
-    chosen, chosen_masks = choose.images, choose.masks
-    if not ((chosen_masks != 0) & (chosen_masks != 255)).any():
-        raise ConfigError(f"--fallback measures a Dice budget, and {where} hold no labelled "
-                          f"object (only background or unlabeled pixels): "
-                          f"{roles.labels_hint(cfg.verify_data)}")
-    budget = QUANT_DICE_DROP if cfg.max_dice_drop is None else cfg.max_dice_drop
-    print(f"selective int8: the fewest, cheapest ops in float for a Dice drop <= {budget:g}, "
-          f"chosen on {len(chosen)} of {where}, checked on the other {len(checked[0])}",
-          file=sys.stderr)
-    source_probs = np.concatenate([loaded.predict(chosen[i:i + 8])
-                                   for i in range(0, len(chosen), 8)])
-    selection = search(model, size, calibration, chosen, chosen_masks, source_probs,
-                       max_dice_drop=budget, min_agreement=cfg.min_agreement,
-                       per_tensor=cfg.per_tensor, num_classes=num_classes, to=to,
-                       echo=lambda line: print(line, file=sys.stderr))
-    share = selection.float_macs / (selection.macs or 1)
-    print(f"  {len(selection.float_ops)} op(s) in float ({share:.1%} of the MACs): "
-          f"{', '.join(selection.float_layers) or 'none'}; Dice {selection.dice:.4f} "
-          f"(full int8 {selection.dice_int8:.4f}, float {selection.dice_source:.4f}) after "
-          f"{selection.trials} trials" + ("" if selection.met else
-                                          "; the budget is NOT met even so"), file=sys.stderr)
-    return selection, checked
 
 
 def _bytes_of(path: Path) -> int:

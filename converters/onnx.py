@@ -149,6 +149,21 @@ class OnnxQuantizer:
         self.close()
 
 
+def float16_onnx(float_bytes: bytes) -> bytes:
+    """The model with its weights and arithmetic in float16, its inputs and outputs still
+    float32 (a Cast at each end), by ONNX Runtime's own float16 tool; the ops it knows to be
+    unsafe in float16 (Resize's scales, shape arithmetic, ...) stay float32."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    try:
+        proto = convert_float_to_float16(onnx.load_from_string(float_bytes), keep_io_types=True)
+    except Exception as error:  # the tool raises many kinds; its first line names the node
+        raise ConversionError(f"ONNX float16 conversion failed: "
+                              f"{str(error).splitlines()[0][:300]}") from None
+    return proto.SerializeToString()
+
+
 def with_metadata(model_bytes: bytes, entries: dict[str, str]) -> bytes:
     """The model with ``entries`` in its metadata_props (replacing equal keys)."""
     import onnx
@@ -163,4 +178,5 @@ def with_metadata(model_bytes: bytes, entries: dict[str, str]) -> bytes:
     return proto.SerializeToString()
 
 
-__all__ = ["DEFAULT_OPSET", "QUANT_MODES", "onnx_bytes", "quantize_onnx", "with_metadata"]
+__all__ = ["DEFAULT_OPSET", "QUANT_MODES", "OnnxQuantizer", "float16_onnx", "onnx_bytes",
+           "quantize_onnx", "with_metadata"]
