@@ -1,35 +1,44 @@
-"""A user's .onnx (a PyTorch export, NCHW or not) -> int8 QDQ .onnx, verified like every conversion.
+"""A user's .onnx (a PyTorch export, NCHW or not) -> int8 QDQ or float16 .onnx, verified like every
+conversion.
 
-PyTorch users arrive with an .onnx, not a Keras model. ONNX Runtime's static quantizer takes it as
-it is: the calibration images are fed in the model's own layout, its chosen output and output kind
-carry into the card, and parity runs both files through :class:`edgeseg.runtime.EdgeModel`.
+PyTorch users arrive with an .onnx, not a Keras model. ONNX Runtime's tools take it as it is: its
+static quantizer (the calibration images fed in the model's own layout; ``--fallback``: the
+selective search with ``nodes_to_exclude``) and its float16 converter. The model's chosen output
+and output kind carry into the card, and parity runs both files through
+:class:`edgeseg.runtime.EdgeModel`.
 
-    >>> quantize_user_onnx("unet.onnx", "unet_int8.onnx",
-    ...                    ConvertConfig(quant="int8", calib="data/cells"))  # doctest: +SKIP
+    >>> convert_user_onnx("unet.onnx", "unet_int8.onnx",
+    ...                   ConvertConfig(quant="int8", calib="data/cells"))  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from converters.config import ConvertConfig, ConvertResult
-from converters.write import write_checked
+from converters.write import require_labels, write_checked
 from edgeseg.device import card as cards
 from edgeseg.device.data import roles
 from edgeseg.device.errors import ConfigError
 
 
-def quantize_user_onnx(model_path, out, cfg: ConvertConfig) -> ConvertResult:
-    from converters.onnx import quantize_onnx
+def convert_user_onnx(model_path, out, cfg: ConvertConfig) -> ConvertResult:
+    """``model_path`` (.onnx) quantized to int8 (``--fallback``: some nodes kept in float) or
+    converted to float16, written to ``out`` with its card once parity holds."""
+    from converters.onnx import float16_onnx, quantize_onnx
+    from converters.selective import select_int8
     from edgeseg import runtime
     from edgeseg.device.formats.onnx import whole_bytes
 
     model_path, out = Path(model_path), Path(out)
     if cfg.io != "float" or cfg.dynamic:
-        raise ConfigError("--io and --dynamic do not apply to quantizing an .onnx")
-    if cfg.fallback:
-        raise ConfigError(f"{model_path}: --fallback searches the conversions of Keras models; "
-                          f"quantize an .onnx without it (--to onnx --quant int8)")
+        raise ConfigError("--io and --dynamic do not apply to converting an .onnx")
+    if cfg.quant not in ("int8", "fp16"):
+        raise ConfigError(f"{model_path}: already an .onnx; --to onnx takes --quant int8 or fp16 "
+                          f"for it (got {cfg.quant!r})")
+    if cfg.per_tensor and cfg.quant != "int8":
+        raise ConfigError("--per-tensor applies to --quant int8")
     source = runtime.load(model_path, contract=cfg.contract)  # an .onnx: no Keras options
     source_card = source.card
     _, height, width, channels = source.input_shape
@@ -38,20 +47,41 @@ def quantize_user_onnx(model_path, out, cfg: ConvertConfig) -> ConvertResult:
     if size is None:
         raise ConfigError(f"{model_path} takes any input size: give --input-size (the size to "
                           f"calibrate and verify at, e.g. 256 or 144x256)")
+    size = tuple(int(v) for v in size)
     data = cfg.calib or roles.trained_data(source_card)  # an edgeseg .onnx knows its data
-    if data is None:
+    if data is None and cfg.quant == "int8":
         raise ConfigError("--quant int8 needs calibration data: give --calib DATA")
     trained_on = roles.trained_config(source_card) or cfg.trained_on or \
         roles.own_split(data, cfg.seed)
     norm, fit = cards.normalization_of(source_card), cards.input_fit_of(source_card)
-    images = roles.calibration_images(data, size=size, channels=channels, count=cfg.calib_samples,
-                                seed=cfg.seed, normalization=norm, fit=fit,
-                                trained_on=trained_on)
-    if source.layout == "NCHW":
-        images = images.transpose(0, 3, 1, 2)
-    raw = quantize_onnx(whole_bytes(model_path), images, cfg.per_tensor, cfg.calib_method)
-    kind = source.settle_output_kind(tuple(size), cfg.seed)
+    float_bytes = whole_bytes(model_path)  # external data (model.onnx.data) read in
+    kind = source.settle_output_kind(size, cfg.seed)
     contract = source.contract()
+    calibration = samples = selection = None
+    if cfg.quant == "fp16":
+        raw = float16_onnx(float_bytes)
+    else:
+        calibration = roles.calibration_images(data, size=size, channels=channels,
+                                               count=cfg.calib_samples, seed=cfg.seed,
+                                               normalization=norm, fit=fit, trained_on=trained_on)
+        fed = calibration.transpose(0, 3, 1, 2) if source.layout == "NCHW" else calibration
+        if cfg.fallback:
+            samples = roles.parity_images(data, verify_data=cfg.verify_data,
+                                          trained_on=trained_on, size=size, channels=channels,
+                                          num_classes=source.num_classes,
+                                          count=2 * cfg.verify_samples, seed=cfg.seed,
+                                          normalization=norm, fit=fit)
+            print(f"converting {model_path.name} to int8 .onnx at {size[0]}x{size[1]} (the int8 "
+                  f"search: many quantizations)", file=sys.stderr)
+            selection, samples = select_int8(
+                cfg, "onnx", source, float_bytes, size, fed, samples,
+                contract={"input_layout": source.layout, "output": contract["output"],
+                          "output_kind": kind})
+            raw = selection.model
+        else:
+            raw = quantize_onnx(float_bytes, fed, cfg.per_tensor, cfg.calib_method)
+    if samples is not None:
+        require_labels(cfg, samples.masks, samples.where)
     card = cards.make_card(
         format="onnx", variant=cfg.quant if not source_card.get("variant") else
         f"{source_card['variant']}-{cfg.quant}",
@@ -63,13 +93,14 @@ def quantize_user_onnx(model_path, out, cfg: ConvertConfig) -> ConvertResult:
                 "metrics": source_card.get("metrics"),
                 **{k: source_card[k] for k in ("status", "failure") if k in source_card}},
         recipe={"stage": "convert", "to": "onnx", "quant": cfg.quant,
-                "per_tensor": cfg.per_tensor, "from": "onnx"},
-        calibration={"data": data, "samples": len(images), "seed": cfg.seed,
-                     "method": cfg.calib_method, "per_tensor": cfg.per_tensor,
-                     "images": roles.calibration_source(data, trained_on),
-                     "source_images": roles.calibration_sources(
-                         data, trained_on, len(images))})
-    return write_checked(out, "onnx", raw, card, source, tuple(size), cfg, data, trained_on)
+                "per_tensor": cfg.per_tensor, "from": "onnx",
+                **({"float_fallback": selection.to_dict(summary=True)} if selection else {})},
+        calibration=None if calibration is None else {
+            "data": data, "samples": len(calibration), "seed": cfg.seed,
+            "method": cfg.calib_method, "per_tensor": cfg.per_tensor,
+            "images": roles.calibration_source(data, trained_on),
+            "source_images": roles.calibration_sources(data, trained_on, len(calibration))})
+    return write_checked(out, "onnx", raw, card, source, size, cfg, data, trained_on, samples)
 
 
-__all__ = ["quantize_user_onnx"]
+__all__ = ["convert_user_onnx"]

@@ -29,7 +29,9 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from converters.verify import QUANT_AGREEMENT, check_parity
+from converters.verify import QUANT_AGREEMENT, QUANT_DICE_DROP, check_parity
+from edgeseg.device.data import roles
+from edgeseg.device.errors import ConfigError
 from edgeseg.device.log import Progress, native_chatter_dropped
 
 
@@ -110,10 +112,10 @@ def candidates(calibrated: bytes) -> list[dict]:
     return ops
 
 
-def onnx_candidates(quantizer) -> list[dict]:
+def onnx_candidates(quantizer, input_size=None) -> list[dict]:
     """The nodes of an :class:`converters.onnx.OnnxQuantizer`'s model that its int8 model
     quantizes (a DequantizeLinear feeds them): name (what ``nodes_to_exclude`` takes), op type,
-    MACs."""
+    MACs (counted at ``input_size`` when the model takes any size)."""
     import onnx
 
     from edgeseg.device.flops import onnx_cost
@@ -124,7 +126,7 @@ def onnx_candidates(quantizer) -> list[dict]:
                        if node.op_type not in ("QuantizeLinear", "DequantizeLinear")
                        and any(producer.get(i) == "DequantizeLinear" for i in node.input)}
     prepared = onnx.load(str(quantizer.prepared))
-    macs = {layer.name: layer.macs for layer in onnx_cost(prepared).layers}
+    macs = {layer.name: layer.macs for layer in onnx_cost(prepared, input_size).layers}
     return [{"node": node.name, "op": node.op_type, "layer": node.name,
              "macs": macs.get(node.name, 0)}
             for node in prepared.graph.node if node.name in quantized_nodes]
@@ -132,29 +134,32 @@ def onnx_candidates(quantizer) -> list[dict]:
 
 def search(model, size, calibration, images, masks, source_probs, *, max_dice_drop: float,
            min_agreement: float | None = None, per_tensor: bool = False, num_classes: int = 1,
-           to: str = "tflite", measure_all: bool = False, echo=print) -> Selection:
+           to: str = "tflite", measure_all: bool = False, contract: dict | None = None,
+           echo=print) -> Selection:
     """The int8 model with the fewest, cheapest ops in float whose Dice on ``images`` (with
     ground truth ``masks``) is at most ``max_dice_drop`` below the source's (``source_probs``,
     the float model's probabilities on ``images``) and whose pixel agreement is at least
     ``min_agreement`` [0.98]. ``model``: a tf_keras model (``to="tflite"``), or the float .onnx
     bytes in its own layout with ``calibration`` in that layout (``to="onnx"``). ``measure_all``:
-    each op's sensitivity even when full int8 meets the budget (a report of them)."""
+    each op's sensitivity even when full int8 meets the budget (a report of them);
+    ``contract``: I/O-contract keys each trial file is run by (see
+    :func:`edgeseg.runtime.load`)."""
     from converters.onnx import OnnxQuantizer
 
     if masks is None:
         raise ValueError("a Dice budget needs labelled images")
     if to == "onnx":
         with OnnxQuantizer(model, calibration, per_tensor) as quantizer:
-            return _search(quantizer.quantize, onnx_candidates(quantizer), ".onnx", images,
+            return _search(quantizer.quantize, onnx_candidates(quantizer, size), ".onnx", images,
                            masks, source_probs, max_dice_drop, min_agreement, num_classes, echo,
-                           measure_all)
+                           measure_all, contract)
     calibrated, quantize = calibrate(model, size, calibration, per_tensor)
     return _search(quantize, candidates(calibrated), ".tflite", images, masks, source_probs,
-                   max_dice_drop, min_agreement, num_classes, echo, measure_all)
+                   max_dice_drop, min_agreement, num_classes, echo, measure_all, contract)
 
 
 def _search(quantize, ops, suffix, images, masks, source_probs, max_dice_drop, min_agreement,
-            num_classes, echo, measure_all=False) -> Selection:
+            num_classes, echo, measure_all=False, contract=None) -> Selection:
     from edgeseg import runtime
     from edgeseg.device.files import atomic_write_bytes
 
@@ -168,7 +173,7 @@ def _search(quantize, ops, suffix, images, masks, source_probs, max_dice_drop, m
             count += 1
             data = quantize(float_ops)
             path = atomic_write_bytes(Path(tmp) / f"trial{count}{suffix}", data)
-            probs = runtime.load(path, trusted=True).predict(images)
+            probs = runtime.load(path, trusted=True, contract=contract).predict(images)
             parity = check_parity(source_probs, probs, mode="quantized", num_classes=num_classes,
                                   masks=masks)
             path.unlink()
@@ -222,4 +227,47 @@ def _search(quantize, ops, suffix, images, masks, source_probs, max_dice_drop, m
                      agreement=best.agreement, met=met, sensitivity=sensitivity, trials=count)
 
 
-__all__ = ["Selection", "calibrate", "candidates", "onnx_candidates", "search"]
+def select_int8(cfg, to, loaded, model, size, calibration, samples, contract=None):
+    """(Selection, parity samples): the selective int8 search on one half of twice the parity
+    images, the other half left for the parity check, so the images that chose the float ops
+    never score the file. ``loaded``: the source (an EdgeModel), ``model``: what
+    :func:`search` takes; ``contract``: the source's I/O-contract keys, for the trial files
+    (a user's .onnx: its layout, output and output kind)."""
+    import numpy as np
+
+    if to == "onnx" and cfg.calib_method != "minmax":
+        raise ConfigError("--fallback calibrates min/max: drop --calib-method")
+    images, masks, where = samples.images, samples.masks, samples.where  # twice
+    # --verify-samples of them (read in convert)
+    num_classes = loaded.num_classes
+    if masks is None or len(images) < 4:
+        raise ConfigError(f"--fallback measures a Dice budget: it needs labelled images apart "
+                          f"from the calibration ones (found {where}): "
+                          f"{roles.labels_hint(cfg.verify_data)}")
+    choose, checked = samples.halves()
+    chosen, chosen_masks = choose.images, choose.masks
+    if not ((chosen_masks != 0) & (chosen_masks != 255)).any():
+        raise ConfigError(f"--fallback measures a Dice budget, and {where} hold no labelled "
+                          f"object (only background or unlabeled pixels): "
+                          f"{roles.labels_hint(cfg.verify_data)}")
+    budget = QUANT_DICE_DROP if cfg.max_dice_drop is None else cfg.max_dice_drop
+    print(f"selective int8: the fewest, cheapest ops in float for a Dice drop <= {budget:g}, "
+          f"chosen on {len(chosen)} of {where}, checked on the other {len(checked[0])}",
+          file=sys.stderr)
+    source_probs = np.concatenate([loaded.predict(chosen[i:i + 8])
+                                   for i in range(0, len(chosen), 8)])
+    selection = search(model, size, calibration, chosen, chosen_masks, source_probs,
+                       max_dice_drop=budget, min_agreement=cfg.min_agreement,
+                       per_tensor=cfg.per_tensor, num_classes=num_classes, to=to,
+                       contract=contract, echo=lambda line: print(line, file=sys.stderr))
+    share = selection.float_macs / (selection.macs or 1)
+    print(f"  {len(selection.float_ops)} op(s) in float ({share:.1%} of the MACs): "
+          f"{', '.join(selection.float_layers) or 'none'}; Dice {selection.dice:.4f} "
+          f"(full int8 {selection.dice_int8:.4f}, float {selection.dice_source:.4f}) after "
+          f"{selection.trials} trials" + ("" if selection.met else
+                                          "; the budget is NOT met even so"), file=sys.stderr)
+    return selection, checked
+
+
+__all__ = ["Selection", "calibrate", "candidates", "onnx_candidates", "search",
+           "select_int8"]

@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import numpy as np
+import onnx
 import pytest
 from PIL import Image
 
@@ -192,6 +193,34 @@ def test_nchw_onnx_from_pytorch(user_models, runner, tmp_path, reference_dice):
                             "--out", str(tmp_path / "masks")]))
     assert Image.open(tmp_path / "masks" / "cells_mask.png").size == (120, 80)
     _ok(runner.invoke(cli, ["check", str(report), "--max-dice-delta", "0.02"]))
+
+
+def test_a_users_onnx_gets_fp16_and_int8_with_float_fallback(user_models, runner, tmp_path,
+                                                              reference_dice):
+    """An NCHW .onnx with logits out (as torch exports one) has the choices a Keras model has
+    through ONNX Runtime: float16, and the selective int8 search (``--fallback``), whose trial
+    files are run by the source's own contract (layout, logits)."""
+    want = reference_dice["keras3_plain"]
+    source = user_models["onnx_nchw_logits"]
+    fp16 = tmp_path / "fp16.onnx"
+    output = _ok(_convert(runner, source, fp16, "--to", "onnx", "--quant", "fp16", "--calib",
+                          "synthetic-nuclei", "--input-size", "64"))
+    card = json.loads((tmp_path / "fp16.onnx.json").read_text())
+    assert card["variant"] == "fp16" and card["parity"]["mode"] == "fp16", output
+    assert card["input_layout"] == "NCHW" and card["output_kind"] == "logits"
+    weights = {i.data_type for i in onnx.load(str(fp16)).graph.initializer if len(i.dims) > 1}
+    assert weights == {onnx.TensorProto.FLOAT16}  # the kernels in 16 bits, inputs still float
+    assert _eval(runner, fp16, tmp_path)["dice"] == pytest.approx(want, abs=2e-3)
+
+    fallback = tmp_path / "fallback.onnx"
+    output = _ok(_convert(runner, source, fallback, "--to", "onnx", "--quant", "int8",
+                          "--fallback", "--max-dice-drop", "0.01", "--calib", "synthetic-nuclei",
+                          "--input-size", "64"))
+    card = json.loads((tmp_path / "fallback.onnx.json").read_text())
+    chosen = card["recipe"]["float_fallback"]
+    assert chosen["budget_met"] and chosen["dice"] >= chosen["dice_source"] - 0.01, output
+    assert card["parity"]["passed"] and "selective int8" in output
+    assert _eval(runner, fallback, tmp_path)["dice"] == pytest.approx(want, abs=0.02)
 
 
 def test_sidecar_card_and_options_are_obeyed(user_models, runner, tmp_path, reference_dice):
