@@ -20,7 +20,7 @@ from edgeseg.device.entry import OneLineErrors, run
 
 # Each command lives in edgeseg/commands/<name>.py, imported only when it is looked up.
 COMMANDS = ("bench", "calib-compare", "check", "convert", "data", "eval", "inspect", "models",
-            "optimize", "predict", "quant-error", "run", "train")
+            "optimize", "predict", "quant-error", "run", "tools", "train")
 
 
 class LazyGroup(OneLineErrors, click.Group):
