@@ -69,9 +69,9 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
     model_path = Path(model_path)
     if model_path.suffix.lower() in (".tflite", ".onnx"):
         if model_path.suffix.lower() == ".onnx" and to == "tflite":
-            raise ConfigError(f"{model_path}: edgeseg converts Keras models to .tflite; for an "
-                              f"ONNX model use onnx2tf (pip install onnx2tf; onnx2tf -i "
-                              f"{model_path.name}), then bench the .tflite it writes")
+            from converters.onnx_tflite import onnx_to_tflite
+
+            return onnx_to_tflite(model_path, out, cfg)  # onnx2tf, in its own environment
         if model_path.suffix.lower() == ".onnx" and cfg.quant in ("int8", "fp16"):
             from converters.onnx_source import convert_user_onnx
 

@@ -161,7 +161,7 @@ def test_custom_layer_needs_its_code(user_models, runner, tmp_path, reference_di
                                         str(tmp_path / "nothere.py")]), "nothere.py")
 
 
-def test_nchw_onnx_from_pytorch(user_models, runner, tmp_path, reference_dice):
+def test_nchw_onnx_from_pytorch(user_models, runner, tmp_path, reference_dice, monkeypatch):
     want = reference_dice["keras3_plain"]
     assert want > 0.8
     for key in ("onnx_nchw", "onnx_nchw_logits", "onnx_nchw_fixed"):
@@ -177,7 +177,12 @@ def test_nchw_onnx_from_pytorch(user_models, runner, tmp_path, reference_dice):
     card = json.loads((tmp_path / "int8.onnx.json").read_text())
     assert card["input_layout"] == "NCHW" and card["output_kind"] == "probabilities"
     assert _eval(runner, int8, tmp_path)["dice"] == pytest.approx(want, abs=0.01)
-    _one_line_error(_convert(runner, nchw, tmp_path / "x.tflite"), "onnx2tf")
+    # to .tflite through onnx2tf's own environment: where there is none, how to make it
+    monkeypatch.setenv("EDGESEG_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("EDGESEG_ONNX2TF_PYTHON", raising=False)
+    _one_line_error(_convert(runner, nchw, tmp_path / "x.tflite", "--input-size", "64"),
+                    "edgeseg tools install onnx2tf")
+    assert not (tmp_path / "x.tflite").exists() and not (tmp_path / "cache").exists()
     # bench, inspect, predict, check on the user's files
     report = tmp_path / "bench.json"
     _ok(runner.invoke(cli, ["bench", str(nchw), str(int8), user_models["onnx_nchw_logits"].as_posix(),
