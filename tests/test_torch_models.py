@@ -147,3 +147,67 @@ def test_run_with_a_torch_export(torch_models, runner, tmp_path, monkeypatch):
     assert rows["smp_unet"]["dice"] > 0.8 and rows["int8"]["dice_delta"] > -0.02
     assert rows["smp_unet"]["size_bytes"] == unet.stat().st_size + \
         unet.with_name("smp_unet.onnx.data").stat().st_size
+
+
+@pytest.fixture(scope="module")
+def onnx2tf_env():
+    from converters.tools import tool_python
+    from edgeseg.device.errors import ConfigError
+
+    try:
+        return tool_python("onnx2tf")
+    except ConfigError as error:  # .ci/run makes it (edgeseg tools install onnx2tf)
+        pytest.skip(str(error))
+
+
+def _litert_vs_ort(tflite: Path, onnx_model: Path, folder: Path) -> float:
+    """The largest |difference| of the .tflite's NHWC output (LiteRT) from the .onnx's NCHW one
+    (ONNX Runtime) on a synth folder's images, grey repeated to RGB, pixels / 255."""
+    import onnxruntime as ort
+    from ai_edge_litert.interpreter import Interpreter
+    from PIL import Image
+
+    session = ort.InferenceSession(str(onnx_model), providers=["CPUExecutionProvider"])
+    interpreter = Interpreter(model_path=str(tflite))
+    interpreter.allocate_tensors()
+    given, taken = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    worst = 0.0
+    for path in sorted((folder / "images").glob("*.png"))[:4]:
+        grey = np.asarray(Image.open(path).convert("L"), np.float32) / 255.0
+        nchw = np.repeat(grey[None, None], 3, axis=1)
+        interpreter.set_tensor(given["index"], nchw.transpose(0, 2, 3, 1))
+        interpreter.invoke()
+        nhwc = interpreter.get_tensor(taken["index"])
+        reference = session.run(None, {session.get_inputs()[0].name: nchw})[0]
+        worst = max(worst, float(np.abs(nhwc - reference.transpose(0, 2, 3, 1)).max()))
+    return worst
+
+
+def test_a_dynamic_torch_export_to_tflite_through_onnx2tf(torch_models, onnx2tf_env, runner,
+                                                          tmp_path, monkeypatch):
+    """LR-ASPP exported with dynamic height and width, to fp32 and int8 .tflite at 64x64: onnx2tf
+    in its own environment, parity against ONNX Runtime, the tool's versions in the card, and
+    the files' Dice from eval equal to the .onnx's (floats) and within the budget (int8)."""
+    monkeypatch.chdir(tmp_path)
+    source, test = torch_models / "models/lraspp_dynamic.onnx", torch_models / "test"
+    fp32, int8 = tmp_path / "lraspp.tflite", tmp_path / "lraspp_int8.tflite"
+    for out, extra in ((fp32, []), (int8, ["--quant", "int8", "--calib",
+                                           str(torch_models / "calib"), "--calib-samples", "8"])):
+        result = runner.invoke(cli, ["convert", str(source), "--input-size", "64",
+                                     "--verify-data", str(test), "--verify-samples", "8", *extra,
+                                     "--out", str(out)])
+        assert result.exit_code == 0, result.output
+    card = json.loads(fp32.with_name(fp32.name + ".json").read_text())
+    tool = card["recipe"]["tool"]
+    assert tool["name"] == "onnx2tf" and tool["tensorflow"] == onnx2tf_env[1]["versions"][
+        "tensorflow"] and card["input_size"] == [64, 64]
+    assert card["parity"]["max_abs_diff"] < 1e-4
+    assert _litert_vs_ort(fp32, torch_models / "models/lraspp.onnx", test) < 1e-4  # independent
+    scores = {path.name: _json(runner, ["eval", str(path), "--data", str(test), "--input-size",
+                                        "64"], tmp_path / f"{path.stem}.json")["dice"]
+              for path in (source, fp32, int8)}
+    assert scores["lraspp_dynamic.onnx"] > 0.5, scores  # it learned
+    assert scores["lraspp.tflite"] == pytest.approx(scores["lraspp_dynamic.onnx"], abs=1e-4)
+    assert scores["lraspp_int8.tflite"] > scores["lraspp_dynamic.onnx"] - 0.05, scores
+    int8_card = json.loads(int8.with_name(int8.name + ".json").read_text())
+    assert int8_card["variant"] == "int8" and int8_card["calibration"]["samples"] == 8
