@@ -161,7 +161,28 @@ def float16_onnx(float_bytes: bytes) -> bytes:
     except Exception as error:  # the tool raises many kinds; its first line names the node
         raise ConversionError(f"ONNX float16 conversion failed: "
                               f"{str(error).splitlines()[0][:300]}") from None
+    _sort_nodes(proto.graph)  # the tool appends its input Casts after the nodes that read them
     return proto.SerializeToString()
+
+
+def _sort_nodes(graph) -> None:
+    """Order ``graph``'s nodes so each comes after the nodes whose outputs it reads (as ONNX's
+    checker requires), keeping the given order otherwise."""
+    known = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [n for n in pending if all(i in known for i in n.input)]
+        if not ready:  # a cycle or an input nothing makes: left for the checker to name
+            ordered.extend(pending)
+            break
+        for node in ready:
+            known.update(node.output)
+        ordered.extend(ready)
+        taken = {id(n) for n in ready}
+        pending = [n for n in pending if id(n) not in taken]
+    copies = [type(n).FromString(n.SerializeToString()) for n in ordered]
+    del graph.node[:]
+    graph.node.extend(copies)
 
 
 def with_metadata(model_bytes: bytes, entries: dict[str, str]) -> bytes:

@@ -109,6 +109,14 @@ def test_smp_unet_with_external_data_from_another_folder(torch_models, runner, t
     assert card["parity"]["dice_source"] == pytest.approx(reference, abs=1e-6)
     assert quantized["dice"] == pytest.approx(independent_dice(int8, test), abs=1e-6)
 
+    fp16 = tmp_path / "out" / "unet_fp16.onnx"  # float16 weights, float32 I/O, a checked graph
+    result = runner.invoke(cli, ["convert", str(unet), "--to", "onnx", "--quant", "fp16",
+                                 "--verify-data", str(test), "--out", str(fp16)])
+    assert result.exit_code == 0, result.output
+    half = _json(runner, ["eval", str(fp16), "--data", str(test)], tmp_path / "fp16.json")
+    assert half["dice"] == pytest.approx(independent_dice(fp16, test), abs=1e-6)
+    assert half["dice"] == pytest.approx(reference, abs=2e-3)
+
 
 def test_lraspp_fixed_and_dynamic_exports_are_counted_and_quantized(torch_models, runner,
                                                                     tmp_path, monkeypatch):
