@@ -208,6 +208,9 @@ def test_an_int8_file_slower_than_the_float_one_is_said_beside_the_table(convert
     assert f"note: {notes[0]}" in text_table(report) and notes[0] in markdown(report)
     int8["latency_ms"]["p50"] = 3.0
     assert slower_notes(report) == [] and "slower" not in text_table(report)
+    # a float source named by its file, a quantized file named by its recipe
+    fp32["variant"], int8["variant"], int8["latency_ms"]["p50"] = "unet", "pruned50-int8", 10.0
+    assert len(slower_notes(report)) == 1 and "slower than unet" in slower_notes(report)[0]
 
 
 def test_rows_measured_on_a_board_stay_in_the_main_table_and_join_the_targets_table(converted):

@@ -218,13 +218,15 @@ def slower_notes(report: dict) -> list[str]:
     """One line per quantized file that runs slower than a float file of the same runtime on
     this machine (at every thread count both were timed at): an int8 file is not faster by its
     name, and on some CPUs and models it is not faster at all."""
+    def quantized(row) -> bool:  # "pruned50-int8", "int8 (runs/a/int8.onnx)": the last part
+        return row["variant"].split(" ")[0].rsplit("-", 1)[-1] in QUANTIZED
+
     rows = [r for r in merged_rows(report) if r["format"] != "keras"]
     notes = []
     for row in rows:
-        if row["variant"].rsplit("-", 1)[-1] not in QUANTIZED:
+        if not quantized(row):
             continue
-        floats = [r for r in rows if r["runtime"] == row["runtime"]
-                  and r["variant"].rsplit("-", 1)[-1] in ("fp32", "fp16")]
+        floats = [r for r in rows if r["runtime"] == row["runtime"] and not quantized(r)]
         for base in floats:
             shared = [t for t in row["latency"] if t in base["latency"]]
             if not shared or any(row["latency"][t]["p50"] <= base["latency"][t]["p50"]
