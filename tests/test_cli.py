@@ -94,3 +94,19 @@ def test_bad_input_gives_one_line_and_exit_2(runner, args, message):
 def test_console_script_is_installed():
     out = subprocess.run(["edgeseg", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and "edgeseg, version" in out.stdout
+
+
+def test_tools_install_leaves_a_folder_it_did_not_make(tmp_path, monkeypatch):
+    """A tool's environment goes under the cache's tools folder; a folder there that edgeseg
+    did not make is refused in one line and left as it is."""
+    from click.testing import CliRunner
+
+    monkeypatch.setenv("EDGESEG_CACHE", str(tmp_path))
+    mine = tmp_path / "tools" / "onnx2tf" / "notes.txt"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("mine")
+    result = CliRunner().invoke(cli, ["tools", "install", "onnx2tf"])
+    assert result.exit_code == 2 and "not an environment edgeseg made" in result.output
+    assert mine.read_text() == "mine" and len(list(mine.parent.iterdir())) == 1
+    unknown = CliRunner().invoke(cli, ["tools", "install", "tflite2onnx"])
+    assert unknown.exit_code == 2 and "onnx2tf" in unknown.output
