@@ -291,7 +291,7 @@ CASES = [
                                  str(f["dir"] / "o.tflite")], "--quant"),
     ("convert-suffix", lambda f: ["convert", str(f["model.keras"]), "--out",
                                   str(f["dir"] / "o.pb")], "o.pb"),
-    ("convert-onnx-fp16", lambda f: ["convert", str(f["model.keras"]), "--quant", "fp16",
+    ("convert-onnx-dynamic", lambda f: ["convert", str(f["model.keras"]), "--quant", "dynamic",
                                      "--out", str(f["dir"] / "o.onnx")], "--quant"),
     ("convert-size", lambda f: ["convert", str(f["model.keras"]), "--input-size", "50", "--out",
                                 str(f["dir"] / "o.tflite")], "50"),
