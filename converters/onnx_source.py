@@ -14,6 +14,7 @@ and output kind carry into the card, and parity runs both files through
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from converters.config import ConvertConfig, ConvertResult
@@ -23,12 +24,52 @@ from edgeseg.device.data import roles
 from edgeseg.device.errors import ConfigError
 
 
+@dataclass(frozen=True)
+class UserOnnx:
+    """A user's .onnx, read once for a conversion: its EdgeModel and card, the size and channels
+    to convert at, and the data, split and input preparation its calibration and parity use."""
+
+    source: object
+    card: dict
+    size: tuple
+    channels: int
+    data: object
+    trained_on: object
+    normalization: object
+    fit: object
+
+
+def read_user_onnx(model_path: Path, cfg: ConvertConfig, calibrated: bool) -> UserOnnx:
+    """The .onnx at ``model_path`` loaded by its contract, its size settled (``--input-size``,
+    its card's, or its own fixed one) and its calibration data found (``calibrated``: required);
+    a size or data it cannot have is one line."""
+    from edgeseg import runtime
+
+    source = runtime.load(model_path, contract=cfg.contract)  # an .onnx: no Keras options
+    card = source.card
+    _, height, width, channels = source.input_shape
+    size = cfg.input_size or cards.size_of(card) or \
+        ((height, width) if height is not None else None)
+    if size is None:
+        raise ConfigError(f"{model_path} takes any input size: give --input-size (the size to "
+                          f"convert, calibrate and verify at, e.g. 256 or 144x256)")
+    size = tuple(int(v) for v in size)
+    if height is not None and (height, width) != size:
+        raise ConfigError(f"{model_path} was exported for {height}x{width}, not "
+                          f"{size[0]}x{size[1]}")
+    data = cfg.calib or roles.trained_data(card)  # an edgeseg .onnx knows its data
+    if calibrated and data is None:
+        raise ConfigError(f"--quant {cfg.quant} needs calibration data: give --calib DATA")
+    trained_on = roles.trained_config(card) or cfg.trained_on or roles.own_split(data, cfg.seed)
+    return UserOnnx(source, card, size, channels, data, trained_on, cards.normalization_of(card),
+                    cards.input_fit_of(card))
+
+
 def convert_user_onnx(model_path, out, cfg: ConvertConfig) -> ConvertResult:
     """``model_path`` (.onnx) quantized to int8 (``--fallback``: some nodes kept in float) or
     converted to float16, written to ``out`` with its card once parity holds."""
     from converters.onnx import float16_onnx, quantize_onnx
     from converters.selective import select_int8
-    from edgeseg import runtime
     from edgeseg.device.formats.onnx import whole_bytes
 
     model_path, out = Path(model_path), Path(out)
@@ -39,21 +80,9 @@ def convert_user_onnx(model_path, out, cfg: ConvertConfig) -> ConvertResult:
                           f"for it (got {cfg.quant!r})")
     if cfg.per_tensor and cfg.quant != "int8":
         raise ConfigError("--per-tensor applies to --quant int8")
-    source = runtime.load(model_path, contract=cfg.contract)  # an .onnx: no Keras options
-    source_card = source.card
-    _, height, width, channels = source.input_shape
-    size = cfg.input_size or cards.size_of(source_card) or \
-        ((height, width) if height is not None else None)
-    if size is None:
-        raise ConfigError(f"{model_path} takes any input size: give --input-size (the size to "
-                          f"calibrate and verify at, e.g. 256 or 144x256)")
-    size = tuple(int(v) for v in size)
-    data = cfg.calib or roles.trained_data(source_card)  # an edgeseg .onnx knows its data
-    if data is None and cfg.quant == "int8":
-        raise ConfigError("--quant int8 needs calibration data: give --calib DATA")
-    trained_on = roles.trained_config(source_card) or cfg.trained_on or \
-        roles.own_split(data, cfg.seed)
-    norm, fit = cards.normalization_of(source_card), cards.input_fit_of(source_card)
+    user = read_user_onnx(model_path, cfg, calibrated=cfg.quant == "int8")
+    source, source_card, size, channels = user.source, user.card, user.size, user.channels
+    data, trained_on, norm, fit = user.data, user.trained_on, user.normalization, user.fit
     float_bytes = whole_bytes(model_path)  # external data (model.onnx.data) read in
     kind = source.settle_output_kind(size, cfg.seed)
     contract = source.contract()
@@ -103,4 +132,4 @@ def convert_user_onnx(model_path, out, cfg: ConvertConfig) -> ConvertResult:
     return write_checked(out, "onnx", raw, card, source, size, cfg, data, trained_on, samples)
 
 
-__all__ = ["convert_user_onnx"]
+__all__ = ["UserOnnx", "convert_user_onnx", "read_user_onnx"]

@@ -37,6 +37,7 @@ def onnx_to_tflite(model_path, out, cfg: ConvertConfig) -> ConvertResult:
     ``out`` with its card once parity against the .onnx holds."""
     import numpy as np
 
+    from converters.onnx_source import read_user_onnx
     from converters.tflite import tflite_bytes
     from converters.tools import tool_python
     from edgeseg import runtime
@@ -45,36 +46,19 @@ def onnx_to_tflite(model_path, out, cfg: ConvertConfig) -> ConvertResult:
     if cfg.fallback:
         raise ConfigError(f"{model_path}: --fallback for an .onnx searches through ONNX Runtime: "
                           f"--to onnx --quant int8 --fallback")
-    if cfg.dynamic:
-        raise ConfigError("--dynamic applies to ONNX; a .tflite is converted at a fixed size")
     python, record = tool_python("onnx2tf")  # said before the model is read
-    source = runtime.load(model_path, contract=cfg.contract)
-    source_card = source.card
-    _, height, width, channels = source.input_shape
-    size = cfg.input_size or cards.size_of(source_card) or \
-        ((height, width) if height is not None else None)
-    if size is None:
-        raise ConfigError(f"{model_path} takes any input size: give --input-size (the size of "
-                          f"the .tflite, e.g. 256 or 144x256)")
-    size = tuple(int(v) for v in size)
-    if height is not None and (height, width) != size:
-        raise ConfigError(f"{model_path} was exported for {height}x{width}, not "
-                          f"{size[0]}x{size[1]}")
-    data = cfg.calib or roles.trained_data(source_card)
     calibrated = cfg.quant in ("int8", "int16x8")
-    if calibrated and data is None:
-        raise ConfigError(f"--quant {cfg.quant} needs calibration data: give --calib DATA")
-    trained_on = roles.trained_config(source_card) or cfg.trained_on or \
-        roles.own_split(data, cfg.seed)
-    norm, fit = cards.normalization_of(source_card), cards.input_fit_of(source_card)
+    user = read_user_onnx(model_path, cfg, calibrated)
+    source, source_card, size, channels = user.source, user.card, user.size, user.channels
+    data, trained_on = user.data, user.trained_on
     kind = source.settle_output_kind(size, cfg.seed)
     calibration = None
     if calibrated:
         calibration = roles.calibration_images(data, size=size, channels=channels,
                                                count=cfg.calib_samples, seed=cfg.seed,
-                                               normalization=norm, fit=fit, trained_on=trained_on)
+                                               normalization=user.normalization, fit=user.fit,
+                                               trained_on=trained_on)
 
-    name = _input_name(model_path)
     shape = (1, channels, *size) if source.layout == "NCHW" else (1, *size, channels)
     progress(f"converting {model_path.name} with onnx2tf "
              f"{record['versions'].get('onnx2tf')} at {size[0]}x{size[1]} (its own environment)")
@@ -82,7 +66,7 @@ def onnx_to_tflite(model_path, out, cfg: ConvertConfig) -> ConvertResult:
         scratch = Path(scratch)
         rng = np.random.default_rng(cfg.seed)  # onnx2tf's own checks run on these
         np.save(scratch / SAMPLES, rng.random((20, 128, 128, 3), dtype=np.float32))
-        static = _static_copy(model_path, shape, scratch)
+        static, name = _static_copy(model_path, shape, scratch)
         done = subprocess.run([str(python), "-c", WORKER.read_text(), str(static),
                                str(scratch / "saved"), f"{name}:{','.join(map(str, shape))}",
                                source.layout], cwd=scratch, capture_output=True, text=True)
@@ -114,11 +98,12 @@ def onnx_to_tflite(model_path, out, cfg: ConvertConfig) -> ConvertResult:
     return write_checked(out, "tflite", raw, card, source, size, cfg, data, trained_on)
 
 
-def _static_copy(model_path: Path, shape, scratch: Path) -> Path:
-    """The model with its input fixed at ``shape`` and the shape arithmetic a dynamic export
-    carries (Shape, Gather, Concat feeding Resize and Reshape) folded into constants by ONNX
-    Runtime's basic graph optimizations (constant folding, exact rewrites only): onnx2tf
-    stops at a Shape node of a dynamic export even with its input shape overwritten."""
+def _static_copy(model_path: Path, shape, scratch: Path) -> tuple[Path, str]:
+    """(The file, its input's name.) The model with its input fixed at ``shape`` and the shape
+    arithmetic a dynamic export carries (Shape, Gather, Concat feeding Resize and Reshape)
+    folded into constants by ONNX Runtime's basic graph optimizations (constant folding, exact
+    rewrites only): onnx2tf stops at a Shape node of a dynamic export even with its input shape
+    overwritten."""
     import onnx
     import onnxruntime as ort
 
@@ -138,15 +123,7 @@ def _static_copy(model_path: Path, shape, scratch: Path) -> Path:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     options.optimized_model_filepath = str(scratch / "model.onnx")
     ort.InferenceSession(str(fixed), options, providers=["CPUExecutionProvider"])
-    return scratch / "model.onnx"
-
-
-def _input_name(model_path: Path) -> str:
-    import onnx
-
-    graph = onnx.load(str(model_path), load_external_data=False).graph
-    weights = {init.name for init in graph.initializer}
-    return next(i.name for i in graph.input if i.name not in weights)
+    return scratch / "model.onnx", graph_input.name
 
 
 def _failure(model_path: Path, record: dict, log: str) -> str:
