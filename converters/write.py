@@ -14,6 +14,7 @@ from converters.tflite import ConversionError
 from converters.verify import check_parity
 from edgeseg.device import card as cards
 from edgeseg.device.data import roles
+from edgeseg.device.errors import EdgesegError
 from edgeseg.device.files import atomic_write_bytes
 from edgeseg.device.log import progress
 
@@ -67,6 +68,11 @@ def write_checked(out: Path, to: str, raw: bytes, card: dict, source, size, cfg:
         if error.filename is not None and str(error.filename) == str(trial):
             error.filename = str(out)  # the file the user asked for, not the scratch name
         raise
+    except (ConversionError, ValueError, RuntimeError, EdgesegError) as error:
+        if str(trial) not in str(error):
+            raise
+        # a runtime refusing the scratch copy: said of the file the user asked for
+        raise type(error)(str(error).replace(str(trial), str(out))) from error
     finally:
         trial.unlink(missing_ok=True)
     return ConvertResult(path, card, parity)

@@ -622,3 +622,30 @@ def test_parity_words_for_a_quantized_file_and_a_zero_dice_limit():
     assert parity.warning is not None and parity.warning.endswith("change class after "
                                                                    "quantization"), parity.warning
     assert "no Dice drop" in parity.summary() and ">= -0" not in parity.summary()
+
+
+def test_a_written_file_the_runtime_refuses_is_named_by_its_out_path_not_the_scratch_copy(
+        tmp_path):
+    from types import SimpleNamespace
+
+    from onnx import TensorProto, helper
+
+    from converters.config import ConvertConfig
+    from converters.write import write_checked
+    from edgeseg.device.errors import EdgesegError
+
+    def value(name):
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, 1, 8, 8])
+
+    graph = helper.make_graph([helper.make_node("NoSuchOp", ["x"], ["y"], domain="com.nobody")],
+                              "g", [value("x")], [value("y")])
+    raw = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                  helper.make_opsetid("com.nobody", 1)])
+    out = tmp_path / "model_int8.onnx"
+    samples = SimpleNamespace(masks=None, where="four images", pairs=[])
+    with pytest.raises(EdgesegError) as caught:
+        write_checked(out, "onnx", raw.SerializeToString(), {"channels": 1, "num_classes": 1},
+                      None, (8, 8), ConvertConfig(), None, None, samples=samples)
+    assert str(caught.value).startswith(f"{out}: ONNX Runtime cannot load")
+    assert "partial" not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []  # nothing written, the scratch copy gone
