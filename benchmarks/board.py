@@ -78,6 +78,7 @@ def main(argv: list[str]) -> int:
                            threads=tuple(job["threads"]), runs=job["runs"], warmup=job["warmup"],
                            samples=0, image_size=job["image_size"], overlap=job["overlap"],
                            progress=job["progress"], contract=job.get("contract") or None,
+                           frame=job.get("frame"), sustained=job.get("sustained"),
                            echo=lambda line: None)
     except EdgesegError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)

@@ -30,6 +30,18 @@ def options(function):
                      help="Built-in datasets: image side [the models' input size]."),
         click.option("--json", "json_out", type=click.Path(dir_okay=False),
                      help="Write the bench JSON here."),
+        click.option("--frame", metavar="HxW",
+                     help="Also time each model end to end as an app runs it: a uint8 camera "
+                          "frame of this size (e.g. 480x640) resized to the input and normalised, "
+                          "invoked, its mask resized back; each stage and the total."),
+        click.option("--sustained", is_flag=True,
+                     help="Also run each model as a single stream (--sustained-queries and "
+                          "--sustained-seconds, both): p50/p90/p99 and the drift from the first "
+                          "tenth to the last (throttling)."),
+        click.option("--sustained-queries", type=click.IntRange(min=1), default=1024,
+                     show_default=True, help="Sustained run: at least this many queries."),
+        click.option("--sustained-seconds", type=click.FloatRange(min=0), default=60.0,
+                     show_default=True, help="Sustained run: at least this long."),
         click.option("--quiet", is_flag=True, help="No progress bar."),
         click.option("--no-amx", is_flag=True,
                      help="Keep the runtimes off Intel AMX (a seccomp filter refuses the kernel's "
@@ -48,14 +60,19 @@ def options(function):
 
 
 def run(models, data, layout, reference, threads, runs, warmup, samples, image_size, json_out,
-        quiet, targets=(), load=None, remote=None, no_amx=False, **contract) -> dict:
+        quiet, targets=(), load=None, remote=None, no_amx=False, frame=None, sustained=False,
+        sustained_queries=1024, sustained_seconds=60.0, **contract) -> dict:
     """Run the harness with parsed options (on a board: ``remote``, the keyword arguments of
     :func:`benchmarks.remote.bench_remote` that say where; ``load``: how model files are opened,
     see :func:`benchmarks.harness.bench`); write the JSON atomically."""
+    from benchmarks.app_latency import parse_frame
     from benchmarks.harness import bench
     from edgeseg.device.benchjson import is_bench_report
     from edgeseg.device.files import atomic_write_json, check_output
 
+    frame = parse_frame(frame)  # a bad --frame fails before any work
+    app = {"frame": frame,
+           "sustained": (sustained_queries, sustained_seconds) if sustained else None}
     if json_out:
         json_out = check_output(json_out, inputs=[*models, reference, data], option="--json",
                                 kind=("a bench report", is_bench_report))
@@ -76,13 +93,13 @@ def run(models, data, layout, reference, threads, runs, warmup, samples, image_s
                               threads=threads, runs=runs, warmup=warmup, samples=samples,
                               image_size=image_size, progress=not quiet,
                               contract=contract_from(**contract), load=load,
-                              echo=click.echo, **remote)
+                              echo=click.echo, **app, **remote)
     else:
         report = bench(list(models), data=data, layout=layout, reference=reference,
                        threads=threads, runs=runs, warmup=warmup, samples=samples,
                        image_size=image_size, progress=not quiet,
                        contract=contract_from(**contract), load=load, targets=targets,
-                       echo=click.echo)
+                       echo=click.echo, **app)
     if json_out:
         atomic_write_json(json_out, report)
         click.echo(f"wrote {json_out}")

@@ -44,6 +44,9 @@ class _Entry:
     threads: int | None
     load_ms: float
     times: list = field(default_factory=list)
+    first_ms: float | None = None  # the first inference after loading (cold start: load + it)
+    app: object = None  # an app_latency.EndToEnd when a frame is timed end to end
+    sustained: dict | None = None
 
 
 def _rss_mb() -> tuple[float | None, float | None]:
@@ -143,7 +146,7 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
           warmup: int = 5, samples: int = 32, image_size: int | None = None, seed: int = 0,
           layout: str | None = None, overlap: int = 32, progress: bool = True,
           contract: dict | None = None, targets=(), reference_labels=None, load=None,
-          echo=print) -> dict:
+          frame=None, sustained: tuple[int, float] | None = None, echo=print) -> dict:
     """Benchmark model files side by side; returns the bench JSON (a dict).
 
     Args:
@@ -166,7 +169,16 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
             ``dice_delta`` and ``agreement`` instead of ``reference``.
         load: how a model file is opened, ``load(path, num_threads=, contract=,
             foreign_only=)`` [:func:`edgeseg.device.runtime.load`: .tflite and .onnx].
+        frame: ``(height, width)`` of an app's camera frame: each row also times it end to end
+            (preprocess, invoke, postprocess: :mod:`benchmarks.app_latency`).
+        sustained: ``(queries, seconds)``: each row also runs a single stream of at least both.
     """
+    from benchmarks import app_latency
+
+    frame = app_latency.parse_frame(frame)
+    if sustained is not None and (sustained[0] < 1 or sustained[1] < 0):
+        raise EdgesegError(f"--sustained-queries must be >= 1 and --sustained-seconds >= 0 "
+                           f"(got {sustained[0]}, {sustained[1]:g})")
     if runs < 1 or warmup < 0:
         raise EdgesegError(f"--runs must be >= 1 and --warmup >= 0 (got {runs}, {warmup})")
     if not models:
@@ -223,6 +235,13 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
 
     from edgeseg.device.preprocess import range_note
 
+    # cold start: the first inference after loading, before anything else has run the model
+    for entry in entries:
+        _, height, width, count = entry.model.input_shape
+        t0 = time.perf_counter()
+        entry.model.predict(np.zeros((1, height or size, width or size, count), np.float32))
+        entry.first_ms = (time.perf_counter() - t0) * 1e3
+
     said = set()
     for path, model in first_model.items():  # each file as its card says it was trained
         if failed := failed_note(model.card):
@@ -267,6 +286,9 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
             else:  # as predict_image runs it: padded to sides its downsampling divides
                 image = _fit(image, -(-image.shape[0] // 32) * 32, -(-image.shape[1] // 32) * 32)
         inputs[id(entry)] = image[None]
+        if frame is not None:
+            entry.app = app_latency.EndToEnd(
+                entry.model, app_latency.camera_frame(pairs[0][0], *frame), size)
     bar = Progress((warmup + runs) * len(entries), "timing", progress)
     for iteration in range(warmup + runs):
         for entry in entries:
@@ -277,6 +299,13 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
             elapsed = time.perf_counter() - t0
             if iteration >= warmup:
                 entry.times.append(elapsed * 1e3)
+            if entry.app is not None:  # right after the model's own run: as warm as it
+                entry.app.run(timed=iteration >= warmup)
+            bar.step()
+    if sustained is not None:
+        bar = Progress(len(entries), "sustained", progress)
+        for entry in entries:
+            entry.sustained = app_latency.sustained(entry.model, inputs[id(entry)], *sustained)
             bar.step()
     _, peak = _rss_mb()
 
@@ -301,7 +330,10 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
             "latency_ms": {"p50": p50, "p90": float(np.percentile(times, 90)),
                            "mean": float(times.mean()), "std": float(times.std()),
                            "runs": int(times.size), "blocks": blocks},
-            "load_ms": entry.load_ms, "macs": macs, "params": params, "size_bytes": size_bytes,
+            "load_ms": entry.load_ms, "first_inference_ms": entry.first_ms,
+            "cold_start_ms": entry.load_ms + entry.first_ms,
+            "end_to_end_ms": entry.app.summary() if entry.app is not None else None,
+            "sustained": entry.sustained, "macs": macs, "params": params, "size_bytes": size_bytes,
             "gzip_bytes": gzip_bytes, "sparsity": sparsity, "dice": s["dice"],
             "dice_per_class": s["dice_per_class"], "iou": s["iou"],
             "dice_delta": metrics.difference(s["dice"], reference_dice),
@@ -327,6 +359,8 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
     validate(report, "the harness's report")  # what readers (the gate, reports) rely on
 
     echo(text_table(report))
+    for line in app_latency.lines(report):
+        echo(line)
     return report
 
 

@@ -37,7 +37,7 @@ from edgeseg.device.errors import EdgesegError
 
 # module names (any one of them will do) -> the package a board installs for them
 NEEDS = {"numpy": ("numpy",), "ai-edge-litert": ("ai_edge_litert", "tflite_runtime", "tensorflow"),
-         "onnxruntime": ("onnxruntime",)}
+         "onnxruntime": ("onnxruntime",), "pillow": ("PIL",)}
 RUNTIME_OF = {".tflite": "ai-edge-litert", ".onnx": "onnxruntime"}
 MIN_PYTHON = (3, 9)
 # never a password prompt; give up on a silent host in 15 s, on a dead connection in about 20 s
@@ -434,6 +434,7 @@ def _images_npz(pairs, extra: dict) -> bytes:
 
 def bench_remote(models, target: str | Target, *, data="synthetic-nuclei", reference=None,
                  threads=(1,), runs: int = 50, warmup: int = 5, samples: int = 32,
+                 frame=None, sustained=None,
                  image_size: int | None = None, seed: int = 0, layout: str | None = None,
                  overlap: int = 32, progress: bool = True, contract: dict | None = None,
                  load=None, python: str = "python3", install: bool = False,
@@ -457,6 +458,8 @@ def bench_remote(models, target: str | Target, *, data="synthetic-nuclei", refer
         raise EdgesegError("--runs, --warmup and --threads must be positive")
     paths, reference_path, here = _local_models(models, reference)
     needs = ["numpy", *sorted({RUNTIME_OF[p.suffix.lower()] for p in paths})]
+    if frame is not None:  # a frame is resized as an app would: Pillow
+        needs.append("pillow")
 
     board = Board(target, ssh_config=ssh_config, python=python, remote_dir=remote_dir)
     echo(f"target: {target} (Python {python})")
@@ -476,7 +479,8 @@ def bench_remote(models, target: str | Target, *, data="synthetic-nuclei", refer
         members, names, data_name, pairs, size, opened = _bundle(
             paths, reference_path, here, data, image_size, samples, seed, layout, contract,
             load, {"threads": list(threads), "runs": runs, "warmup": warmup,
-                     "overlap": overlap, "progress": progress}, sources=not board.use_installed)
+                     "overlap": overlap, "progress": progress, "frame": frame,
+                     "sustained": sustained}, sources=not board.use_installed)
         board.upload(members)
         stdout, stderr, code = board.bench(relay)
         report = board_result(board, stdout, stderr, code, names)
@@ -496,6 +500,7 @@ def bench_remote(models, target: str | Target, *, data="synthetic-nuclei", refer
         from edgeseg.device.scoring import Pairs
 
         mine = bench([here], data=Pairs(data_name, pairs), threads=threads, runs=runs,
+                     frame=frame, sustained=sustained,
                      warmup=warmup, samples=0, image_size=size, overlap=overlap,
                      progress=progress, contract=contract, load=load,
                      echo=lambda line: None)
@@ -509,6 +514,10 @@ def bench_remote(models, target: str | Target, *, data="synthetic-nuclei", refer
     echo(f"data: {data_name}, {len(pairs)} images "
          f"({', '.join(sorted({f'{m.shape[0]}x{m.shape[1]}' for _, m in pairs}))})")
     echo(text_table(report))
+    from benchmarks.app_latency import lines
+
+    for line in lines(report):
+        echo(line)
     return report
 
 

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from edgeseg.cli import cli
@@ -402,3 +403,49 @@ def test_an_arm_cpu_is_named_and_an_emulated_machine_says_its_latency_is_no_timi
            "dice_delta": 0.0, "reference": True}
     assert EMULATED in text_table({"machine": board, "results": [row]})
     assert EMULATED not in text_table({"machine": {**board, "emulated": None}, "results": [row]})
+
+
+def test_end_to_end_sustained_and_cold_start_are_measured_beside_the_model_time(converted,
+                                                                                tmp_path):
+    """A camera frame timed through preprocess, invoke and postprocess takes at least the model's
+    own time; a sustained run honours both of its limits; cold start includes the load."""
+    from benchmarks.app_latency import EndToEnd, camera_frame
+    from benchmarks.harness import bench
+    from edgeseg.device import runtime
+
+    path, _ = converted[("tflite", "none")]
+    report = bench([path], data="synthetic-nuclei", samples=2, runs=6, warmup=1,
+                   frame="96x128", sustained=(40, 0.5), progress=False, echo=lambda line: None)
+    _check_schema(report)
+    row = report["results"][0]
+    e2e = row["end_to_end_ms"]
+    assert e2e["frame"] == [96, 128] and e2e["input"] == [64, 64] and e2e["runs"] == 6
+    assert e2e["p50"] >= row["latency_ms"]["p50"] * 0.9  # the model's run is one of its stages
+    assert e2e["p50"] >= e2e["invoke_p50"] and e2e["preprocess_p50"] > 0
+    assert e2e["postprocess_p50"] > 0
+    sustained = row["sustained"]
+    assert sustained["queries"] >= 40 and sustained["seconds"] >= 0.5  # both limits, not either
+    assert sustained["p50"] <= sustained["p90"] <= sustained["p99"]
+    assert sustained["drift"] == pytest.approx(
+        sustained["last_tenth_p50"] / sustained["first_tenth_p50"] - 1)
+    assert row["cold_start_ms"] == pytest.approx(row["load_ms"] + row["first_inference_ms"])
+    assert row["first_inference_ms"] > 0
+
+    # the mask an app gets is the frame's size and the model's labels, resized back
+    model = runtime.load(path)
+    frame = camera_frame(np.full((64, 64, 1), 0.5, np.float32), 96, 128)
+    assert frame.dtype == np.uint8 and frame.shape == (96, 128, 1) and frame.max() == 128
+    mask = EndToEnd(model, frame, 64).run(timed=False)
+    assert mask.shape == (96, 128) and mask.dtype == np.uint8
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--frame", "640by480"], "--frame 640by480: give the app's frame as HxW"),
+    (["--frame", "4x4"], "each at least 8"),
+    (["--sustained-queries", "0"], "--sustained-queries"),
+])
+def test_bad_app_latency_options_are_one_line(converted, runner, args, message):
+    path, _ = converted[("tflite", "none")]
+    result = runner.invoke(cli, ["bench", str(path), "--runs", "1", "--samples", "1", *args])
+    assert result.exit_code == 2 and message in result.output
+    assert "Traceback" not in result.output
