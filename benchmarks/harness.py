@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.device import machine, metrics, runtime
-from edgeseg.device.benchjson import SCHEMA, text_table, validate
+from edgeseg.device.benchjson import SCHEMA, app_lines, text_table, validate
 from edgeseg.device.card import failed_note, input_fit_of, normalization_of
 from edgeseg.device.errors import EdgesegError
 from edgeseg.device.log import Progress
@@ -359,7 +359,7 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
     validate(report, "the harness's report")  # what readers (the gate, reports) rely on
 
     echo(text_table(report))
-    for line in app_latency.lines(report):
+    for line in app_lines(report):
         echo(line)
     return report
 

@@ -451,7 +451,7 @@ def bench_remote(models, target: str | Target, *, data="synthetic-nuclei", refer
         ...                       threads=(1, 4))  # doctest: +SKIP
     """
     from edgeseg.device import machine
-    from edgeseg.device.benchjson import text_table, validate
+    from edgeseg.device.benchjson import app_lines, text_table, validate
 
     target = target if isinstance(target, Target) else parse_target(str(target))
     if runs < 1 or warmup < 0 or any(t < 1 for t in threads):
@@ -514,9 +514,7 @@ def bench_remote(models, target: str | Target, *, data="synthetic-nuclei", refer
     echo(f"data: {data_name}, {len(pairs)} images "
          f"({', '.join(sorted({f'{m.shape[0]}x{m.shape[1]}' for _, m in pairs}))})")
     echo(text_table(report))
-    from benchmarks.app_latency import lines
-
-    for line in lines(report):
+    for line in app_lines(report):
         echo(line)
     return report
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from edgeseg.device.benchjson import (
     TARGET_HEADER,
+    app_lines,
     header,
     merged_rows,
     row_cells,
@@ -55,6 +56,9 @@ def markdown(report: dict) -> str:
     notes = slower_notes(report)
     if notes:
         lines += ["", *(f"Note: {note}.  " for note in notes)]
+    app = app_lines(report)
+    if app:
+        lines += ["", "What an app waits for (ms):", "", *(f"- {text}" for text in app)]
     targets = targets_table(report)
     if targets:
         lines += ["", "## Targets", "",
@@ -241,6 +245,10 @@ def html_page(report: dict, plot_uris: dict[str, str], samples: list[dict]) -> s
     body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row_cells(row, threads)) + "</tr>"
                    for row in merged_rows(report))
     notes = "".join(f"<p>Note: {e(note)}.</p>" for note in slower_notes(report))
+    app = app_lines(report)
+    if app:
+        notes += "<p>What an app waits for (ms):</p><ul>" + "".join(
+            f"<li>{e(text)}</li>" for text in app) + "</ul>"
     targets = targets_table(report)
     target_table = "" if not targets else (
         "<h2>Targets</h2><p>Boards (ssh://): measured there by the same harness. "

@@ -430,6 +430,11 @@ def test_end_to_end_sustained_and_cold_start_are_measured_beside_the_model_time(
         sustained["last_tenth_p50"] / sustained["first_tenth_p50"] - 1)
     assert row["cold_start_ms"] == pytest.approx(row["load_ms"] + row["first_inference_ms"])
     assert row["first_inference_ms"] > 0
+    from edgeseg.report import markdown
+
+    text = markdown(report)
+    assert "end to end fp32 (litert, 1 thr): 96x128 frame -> 64x64 -> mask" in text
+    assert "sustained fp32 (litert, 1 thr)" in text and "cold start (load + first" in text
 
     # the mask an app gets is the frame's size and the model's labels, resized back
     model = runtime.load(path)

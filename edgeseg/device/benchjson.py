@@ -271,6 +271,34 @@ def _fixed(table: list[list[str]], left: int) -> str:
 
 
 
-__all__ = ["ROW_KEYS", "SCHEMA", "TARGET_HEADER", "dice_text", "estimate", "header",
+def app_lines(report: dict) -> list[str]:
+    """The lines under the bench table: cold start, end to end and sustained, per row (see
+    :mod:`benchmarks.app_latency`)."""
+    out, cold = [], []
+    for row in report["results"]:
+        if row.get("cold_start_ms") is not None:
+            cold.append(f"{row['variant']} ({row['runtime']}, {row['threads'] or '-'} thr) "
+                        f"{row['cold_start_ms']:.1f}")
+        name = f"{row['variant']} ({row['runtime']}, {row['threads'] or '-'} thr)"
+        model_ms = row["latency_ms"]["p50"]
+        if row.get("end_to_end_ms"):
+            e = row["end_to_end_ms"]
+            out.append(f"end to end {name}: {e['frame'][0]}x{e['frame'][1]} frame -> "
+                       f"{e['input'][0]}x{e['input'][1]} -> mask: {e['p50']:.2f} ms p50 "
+                       f"(preprocess {e['preprocess_p50']:.2f} + invoke {e['invoke_p50']:.2f} + "
+                       f"postprocess {e['postprocess_p50']:.2f}; model alone {model_ms:.2f})")
+        if row.get("sustained"):
+            s = row["sustained"]
+            drift = "n/a" if s["drift"] is None else f"{s['drift']:+.1%}"
+            out.append(f"sustained {name}: {s['queries']} queries in {s['seconds']:.1f} s, p50 "
+                       f"{s['p50']:.2f} / p90 {s['p90']:.2f} / p99 {s['p99']:.2f} ms, drift "
+                       f"{drift} (last tenth {s['last_tenth_p50']:.2f} vs first "
+                       f"{s['first_tenth_p50']:.2f} ms)")
+    if cold:
+        out.insert(0, f"cold start (load + first inference, ms): {', '.join(cold)}")
+    return out
+
+
+__all__ = ["ROW_KEYS", "app_lines", "SCHEMA", "TARGET_HEADER", "dice_text", "estimate", "header",
            "is_bench_report", "load_report", "merged_rows", "row_cells", "targets_table",
            "text_table", "thread_counts", "validate", "where"]
