@@ -625,7 +625,7 @@ def test_parity_words_for_a_quantized_file_and_a_zero_dice_limit():
 
 
 def test_a_written_file_the_runtime_refuses_is_named_by_its_out_path_not_the_scratch_copy(
-        tmp_path):
+        tmp_path, monkeypatch):
     from types import SimpleNamespace
 
     from onnx import TensorProto, helper
@@ -642,10 +642,14 @@ def test_a_written_file_the_runtime_refuses_is_named_by_its_out_path_not_the_scr
     raw = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
                                                   helper.make_opsetid("com.nobody", 1)])
     out = tmp_path / "model_int8.onnx"
+    here = tmp_path / "working folder"
+    here.mkdir()
+    monkeypatch.chdir(here)  # the shape inference of an unknown op writes no scratch file here
     samples = SimpleNamespace(masks=None, where="four images", pairs=[])
     with pytest.raises(EdgesegError) as caught:
         write_checked(out, "onnx", raw.SerializeToString(), {"channels": 1, "num_classes": 1},
                       None, (8, 8), ConvertConfig(), None, None, samples=samples)
     assert str(caught.value).startswith(f"{out}: ONNX Runtime cannot load")
     assert "partial" not in str(caught.value)
-    assert list(tmp_path.iterdir()) == []  # nothing written, the scratch copy gone
+    assert list(tmp_path.iterdir()) == [here]  # nothing written, the scratch copy gone
+    assert list(here.iterdir()) == []

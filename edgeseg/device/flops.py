@@ -20,7 +20,9 @@ input size is counted at the ``input_size`` you give (it is rebuilt at that size
 
 from __future__ import annotations
 
+import contextlib
 import math
+import tempfile
 from dataclasses import dataclass
 
 
@@ -146,7 +148,8 @@ def _layer_cost(layer) -> LayerCost:
         macs = 4 * n_out if config.get("interpolation") == "bilinear" else 0
     elif kind == "BatchNormalization":
         ops = 2 * n_out
-    elif kind in ("Activation", "ReLU", "Softmax", "LeakyReLU", "PReLU"):
+    elif kind in ("Activation", "ReLU", "Softmax", "LeakyReLU", "PReLU", "HardSigmoid",
+                  "HardSwish"):
         ops = n_out
     elif kind in ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"):
         ops = n_out * (len(inputs) - 1)
@@ -292,8 +295,12 @@ def _infer_shapes(proto, shape_inference):
             f"ONNX's shape inference; ONNX Runtime's symbolic one, which follows computed sizes, "
             f"needs {error.name or 'onnxruntime'}: pip install {error.name or 'onnxruntime'}")
     try:
-        return SymbolicShapeInference.infer_shapes(proto, auto_merge=True), \
-            "ONNX Runtime's symbolic shape inference"
+        # it writes scratch files (sym_shape_infer_temp.onnx) into the working folder on some
+        # graphs: it runs in a temporary one, never the user's
+        with tempfile.TemporaryDirectory(prefix="edgeseg-shapes-") as scratch, \
+                contextlib.chdir(scratch):
+            return SymbolicShapeInference.infer_shapes(proto, auto_merge=True), \
+                "ONNX Runtime's symbolic shape inference"
     except Exception as error:  # noqa: BLE001 - a graph it does not follow
         reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
         return shape_inference.infer_shapes(proto), (
