@@ -52,7 +52,8 @@ def test_models_lists_the_zoo_with_params_and_macs(runner):
     result = runner.invoke(cli, ["models", "--input-size", "64"])
     assert result.exit_code == 0, result.output
     lines = {line.split()[0]: line.split() for line in result.output.splitlines()[2:]}
-    assert set(lines) == {"mobile_unet", "unet", "tutorial_unet", "xception_unet"}
+    assert set(lines) == {"mobile_unet", "unet", "tutorial_unet", "xception_unet",
+                          "lraspp_mobilenetv3", "fast_scnn", "deeplabv3plus_mobilenetv2"}
     assert float(lines["mobile_unet"][3]) == 1.0
     assert float(lines["unet"][3]) >= 20
 

@@ -39,6 +39,12 @@ def profiler_conv_flops(model, tf) -> dict[str, int]:
     ("unet", {"base": 16}),
     ("tutorial_unet", {}),
     ("xception_unet", {}),
+    ("lraspp_mobilenetv3", {"variant": "small"}),
+    ("lraspp_mobilenetv3", {"variant": "large"}),
+    ("fast_scnn", {}),
+    # rates that divide its 4x4 map: TensorFlow pads for a dilated convolution (space-to-batch)
+    # and the profiler counts the padding's MACs too
+    ("deeplabv3plus_mobilenetv2", {"alpha": 0.5, "rates": (2, 4)}),
 ])
 def test_macs_agree_with_tensorflow_profiler_per_layer(name, options, tf):
     model = create_model(name, input_size=SIZE, **options)

@@ -17,6 +17,14 @@ CASES = [("mobile_unet", {"upsample": mode, "alpha": 0.25}) for mode in UPSAMPLE
     ("tutorial_unet", {"alpha": 0.35}),
     ("xception_unet", {}),
 ]
+# the field's mobile segmenters (edgeseg/models/field.py), narrowed to keep the tests quick
+FIELD = [
+    ("lraspp_mobilenetv3", {"variant": "small", "alpha": 0.5}),
+    ("lraspp_mobilenetv3", {"variant": "large", "alpha": 0.5}),
+    ("fast_scnn", {"alpha": 0.5}),
+    ("deeplabv3plus_mobilenetv2", {"alpha": 0.35, "filters": 32}),
+]
+CASES += FIELD
 SIZE = 32
 
 
@@ -29,8 +37,9 @@ def _images(n=2, size=SIZE, seed=0):
     return np.random.default_rng(seed).random((n, size, size, 3), dtype=np.float32)
 
 
-def test_list_models_names_the_four_zoo_models():
-    assert list_models() == ["mobile_unet", "tutorial_unet", "unet", "xception_unet"]
+def test_list_models_names_the_zoo_models():
+    assert list_models() == ["deeplabv3plus_mobilenetv2", "fast_scnn", "lraspp_mobilenetv3",
+                             "mobile_unet", "tutorial_unet", "unet", "xception_unet"]
 
 
 @pytest.mark.parametrize("num_classes", [1, 3])
@@ -94,6 +103,17 @@ def test_peer_layer_names_are_deterministic():
         a = [layer.name for layer in create_model(name, input_size=SIZE).layers]
         b = [layer.name for layer in create_model(name, input_size=SIZE).layers]
         assert a == b
+
+
+@pytest.mark.parametrize("case", FIELD, ids=_ids)
+def test_field_models_name_every_layer_and_no_keras_counter_does(case):
+    name, options = case
+    a = [layer.name for layer in create_model(name, input_size=SIZE, **options).layers]
+    b = [layer.name for layer in create_model(name, input_size=SIZE, **options).layers]
+    assert a == b and len(set(a)) == len(a)
+    counted = [n for n in a if n.split("_")[-1].isdigit() and not n.startswith("block_")
+               or n.startswith("tf.")]  # multiply_11, re_lu_3, tf.math.add (Keras' own names)
+    assert not counted, counted
 
 
 def test_skips_false_builds_the_plain_hourglass():
@@ -270,7 +290,8 @@ def test_a_users_class_wins_over_a_zoo_class_of_the_same_name(tmp_path):
 
 
 @pytest.mark.parametrize("name, options, message", [
-    ("resnet_unet", {}, "valid models: mobile_unet, tutorial_unet, unet, xception_unet"),
+    ("resnet_unet", {}, "valid models: deeplabv3plus_mobilenetv2, fast_scnn, lraspp_mobilenetv3, "
+                        "mobile_unet"),
     ("mobile_unet", {"input_size": 100}, "does not divide by 16"),
     ("mobile_unet", {"input_size": 64, "depth": 7}, "does not divide by 128"),
     ("tutorial_unet", {"input_size": 48}, "does not divide by 32"),

@@ -299,3 +299,47 @@ def test_qat_on_a_model_pruned_earlier_preserves_its_zeros(tiny_run, runner, tmp
     assert [s["stage"] for s in card["recipe"]["stages"]] == ["prune", "qat"]
     assert card["recipe"]["stages"][-1]["scheme"] == "prune"
     assert card["recipe"]["stages"][-1]["zeros_kept"] >= 0.99
+
+
+# --- the field's models (edgeseg/models/field.py) -------------------------------------------------
+
+FIELD = [("lraspp_mobilenetv3", {"variant": "small", "alpha": 0.5}),
+         ("lraspp_mobilenetv3", {"variant": "large", "alpha": 0.5}),
+         ("fast_scnn", {"alpha": 0.5}),
+         ("deeplabv3plus_mobilenetv2", {"alpha": 0.35, "filters": 32})]
+
+
+@pytest.mark.slow  # about 30 s a model on 2 cores: tfmot's QAT graph of a MobileNetV3
+@pytest.mark.parametrize("name, options", FIELD, ids=lambda v: v if isinstance(v, str) else
+                         "-".join(f"{k}={x}" for k, x in v.items()))
+def test_the_field_models_prune_and_train_quantization_aware_like_the_default(
+        tiny_data, name, options, tmp_path):
+    from edgeseg.keras_files import load_tf_keras as load_model
+    from edgeseg.models import create_model
+    from edgeseg.models.saving import save_model
+    from edgeseg.optimize import prune
+    from edgeseg.optimize.finetune import plan_steps
+    from edgeseg.optimize.quantize import quantize_for_training
+    from edgeseg.optimize.recipe import _zero_masks, _zeros_kept
+    from edgeseg.optimize.report import sparsity_report
+
+    cfg, train = tiny_data
+    epochs, per_epoch = plan_steps(cfg, len(train))
+    model = create_model(name, input_size=32, channels=1, **options)
+    wrapped, plan = prune.apply_pruning(model, sparsity=0.5, schedule="constant",
+                                        total_steps=epochs * per_epoch)
+    assert plan.layers  # its convolutions are chosen (tfmot never prunes the depthwise ones)
+    _finetune(wrapped, tiny_data, prune.pruning_callbacks())
+    pruned = prune.strip(wrapped)
+    report = sparsity_report(pruned, set(plan.layers))
+    assert report["selected"]["sparsity"] == pytest.approx(0.5, abs=0.01)
+
+    zeros = _zero_masks(pruned, plan.layers)
+    qat = quantize_for_training(pruned, "prune")  # the hard activations and gates included
+    _finetune(qat, tiny_data)
+    assert _zeros_kept(zeros, qat) >= 0.99
+    image = np.random.default_rng(0).random((1, 32, 32, 1), dtype=np.float32)
+    out = qat(image, training=False).numpy()
+    assert out.shape == (1, 32, 32, 1) and np.isfinite(out).all()
+    loaded = load_model(save_model(qat, tmp_path / "qat.h5"))
+    np.testing.assert_allclose(loaded(image, training=False).numpy(), out, atol=1e-6)

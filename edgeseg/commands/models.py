@@ -51,10 +51,12 @@ def models(input_size, channels, num_classes, names, options, show_layers, as_js
                                           for row in rows]}, indent=2))
         return
     click.echo(f"input 1x{input_size}x{input_size}x{channels}, {num_classes} class(es)")
-    click.echo(f"{'model':<16} {'params':>12} {'GMACs':>9} {'x mobile_unet':>14}")
+    width = max(16, *(len(row["model"]) for row in rows))
+    click.echo(f"{'model':<{width}} {'params':>12} {'GMACs':>9} {'x mobile_unet':>14}")
     for row in rows:
         ratio = f"{row['macs'] / reference:>14.1f}" if reference else f"{'-':>14}"
-        click.echo(f"{row['model']:<16} {row['params']:>12,} {row['macs'] / 1e9:>9.3f} {ratio}")
+        click.echo(f"{row['model']:<{width}} {row['params']:>12,} {row['macs'] / 1e9:>9.3f} "
+                   f"{ratio}")
     if show_layers:
         for row in rows:
             click.echo(f"\n{row['model']}\n{row['cost'].table()}")

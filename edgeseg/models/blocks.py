@@ -105,6 +105,22 @@ class DepthToSpace(layers.Layer):
 
 
 @keras.utils.register_keras_serializable(package="edgeseg")
+class HardSigmoid(layers.Layer):
+    """MobileNetV3's hard sigmoid, ReLU6(x + 3) / 6 (not Keras' 0.2x + 0.5)."""
+
+    def call(self, inputs):
+        return tf.nn.relu6(inputs + 3.0) * (1.0 / 6.0)
+
+
+@keras.utils.register_keras_serializable(package="edgeseg")
+class HardSwish(layers.Layer):
+    """MobileNetV3's hard swish, x * ReLU6(x + 3) / 6 (HARD_SWISH in TFLite, HardSwish in ONNX)."""
+
+    def call(self, inputs):
+        return inputs * tf.nn.relu6(inputs + 3.0) * (1.0 / 6.0)
+
+
+@keras.utils.register_keras_serializable(package="edgeseg")
 class ICNR(keras.initializers.Initializer):
     """The kernel of a convolution followed by ``DepthToSpace(block_size)``: one ``base`` draw
     shared by the ``block_size**2`` sub-pixel positions (ICNR, Aitken et al. 2017: the pixel

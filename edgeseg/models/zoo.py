@@ -2,7 +2,8 @@
 
     >>> from edgeseg.models import create_model, list_models
     >>> list_models()
-    ['mobile_unet', 'tutorial_unet', 'unet', 'xception_unet']
+    ['deeplabv3plus_mobilenetv2', 'fast_scnn', 'lraspp_mobilenetv3', 'mobile_unet', 'tutorial_unet',
+     'unet', 'xception_unet']
     >>> model = create_model("unet", input_size=64, base=16, num_classes=3)
 """
 
@@ -18,6 +19,9 @@ _BUILDERS = {
     "unet": "edgeseg.models.unet:unet",
     "tutorial_unet": "edgeseg.models.peers:tutorial_unet",
     "xception_unet": "edgeseg.models.peers:xception_unet",
+    "lraspp_mobilenetv3": "edgeseg.models.field:lraspp_mobilenetv3",
+    "fast_scnn": "edgeseg.models.field:fast_scnn",
+    "deeplabv3plus_mobilenetv2": "edgeseg.models.field:deeplabv3plus_mobilenetv2",
 }
 
 
@@ -68,6 +72,7 @@ RANGES = {"alpha": (float, 1 / 64, 8.0), "depth": (int, 1, 7), "base_filters": (
           "base": (int, 1, 1024), "bn_momentum": (float, 0.0, 0.999),
           "blocks_per_level": (int, 1, 8), "stem": (int, 1, 8), "stem_filters": (int, 1, 1024),
           "stem_blocks": (int, 0, 8),
+          "filters": (int, 1, 1024), "head_filters": (int, 1, 1024), "rates": (int, 1, 64),
           "dilation": (int, 1, 64), "channels": (int, 1, 64), "num_classes": (int, 1, 255)}
 
 
@@ -79,7 +84,8 @@ def check_options(name: str, options: dict) -> None:
         if key not in RANGES or value is None:  # None has each option's own meaning (builder checks)
             continue
         kind, low, high = RANGES[key]
-        values = value if isinstance(value, (list, tuple)) and key == "dilation" else (value,)
+        listed = isinstance(value, (list, tuple)) and key in ("dilation", "rates")
+        values = value if listed else (value,)
         for item in values:
             ok = isinstance(item, (int, float)) and not isinstance(item, bool) and \
                 math.isfinite(item) and (kind is float or float(item).is_integer()) and \

@@ -37,7 +37,13 @@ from tensorflow_model_optimization.python.core.quantization.keras.default_8bit i
 
 from edgeseg._keras import keras, layers, tf
 from edgeseg.device.errors import ConfigError
-from edgeseg.models.blocks import ICNR, DepthToSpace, MaxUnpool2D
+from edgeseg.models.blocks import (
+    ICNR,
+    DepthToSpace,
+    HardSigmoid,
+    HardSwish,
+    MaxUnpool2D,
+)
 from edgeseg.optimize.selection import producers
 
 SCHEMES = ("default", "prune", "cluster", "prune+cluster")
@@ -82,6 +88,7 @@ def _scheme(name: str):
 def custom_objects() -> dict:
     """What a saved QAT model of the zoo needs besides tfmot's own objects."""
     return {"MaxUnpool2D": MaxUnpool2D, "DepthToSpace": DepthToSpace, "ICNR": ICNR,
+            "HardSigmoid": HardSigmoid, "HardSwish": HardSwish,
             "Default8BitOutputQuantizeConfig": _configs.Default8BitOutputQuantizeConfig,
             "Default8BitConvTransposeQuantizeConfig":
                 _registry.Default8BitConvTransposeQuantizeConfig,
@@ -112,6 +119,10 @@ def _custom(layer) -> bool:
                                                        "tensorflow_model_optimization")
 
 
+# layers quantized at their output only (tfmot's registry has no rule for them)
+OUTPUT_ONLY = (MaxUnpool2D, DepthToSpace, HardSigmoid, HardSwish, layers.Multiply)
+
+
 def quantize_for_training(model, scheme: str = "default"):
     """The QAT model of ``model`` (fake-quantized weights and activations), ready to fine-tune.
 
@@ -126,10 +137,10 @@ def quantize_for_training(model, scheme: str = "default"):
     def annotate(layer):
         if isinstance(layer, layers.InputLayer):
             return layer
-        if isinstance(layer, (MaxUnpool2D, DepthToSpace)) or _custom(layer):
-            # a layer tfmot has no rule for (edgeseg's unpooling and pixel shuffle, a user's
-            # custom layer): its
-            # output is fake-quantized, its own weights (if any) train in float
+        if isinstance(layer, OUTPUT_ONLY) or _custom(layer):
+            # a layer tfmot has no rule for (edgeseg's unpooling, pixel shuffle and hard
+            # activations, Keras' Multiply, a user's custom layer): its output is
+            # fake-quantized, its own weights (if any) train in float
             return _quantization.quantize_annotate_layer(
                 layer, _configs.Default8BitOutputQuantizeConfig())
         if preserving and isinstance(layer, layers.Conv2DTranspose):
@@ -180,8 +191,7 @@ def fold_transpose_batchnorm(model):
                         if entry["name"] not in pairs]
     config["output_layers"] = [[pairs.get(name, name), *rest]
                                for name, *rest in config["output_layers"]]
-    rebuilt = model.__class__.from_config(config, custom_objects={"MaxUnpool2D": MaxUnpool2D,
-                                                                    "DepthToSpace": DepthToSpace})
+    rebuilt = model.__class__.from_config(config, custom_objects=custom_objects())
     for layer in rebuilt.layers:
         if layer.name in folded:
             layer.set_weights(folded[layer.name])
