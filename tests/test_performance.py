@@ -203,6 +203,37 @@ def test_the_peers_goals_compare_best_deployable_variants():
     assert not result["speedup vs tutorial_unet (litert, 1 thread)"]["passed"]
 
 
+def test_the_field_goal_is_judged_against_the_fastest_field_models_best_deployable_file():
+    from benchmarks.studies.peers import goals
+
+    rows = [
+        _row("mobile_unet", "fp32.tflite", "litert", 1, 3.0, 0.970),
+        _row("mobile_unet", "int8.tflite", "litert", 1, 2.0, 0.968),
+        _row("lraspp_small", "fp32.tflite", "litert", 1, 4.0, 0.966),
+        _row("lraspp_small", "int8.tflite", "litert", 1, 3.5, 0.950),  # not deployable
+        _row("fast_scnn", "fp32.tflite", "litert", 1, 5.0, 0.972),
+        _row("deeplabv3plus", "fp32.tflite", "litert", 1, 40.0, 0.975),
+    ]
+    report = {"results": rows, "roofline": {}}
+    field = {g["goal"]: g for g in goals(report)}[
+        "speedup vs the fastest field model (litert, 1 thread)"]
+    # the fastest field file is lraspp_small's fp32 (its int8 loses 0.016): 4.0 / 2.0
+    assert field["value"] == 2.0 and field["passed"]
+    assert "lraspp_small fp32.tflite" in field["detail"]
+    assert "more accurate than the default: fast_scnn 0.9720, deeplabv3plus 0.9750" in \
+        field["detail"]
+    rows[2]["dice"] = 0.975  # the fastest field model is now 0.007 more accurate
+    assert not {g["goal"]: g for g in goals(report)}[
+        "speedup vs the fastest field model (litert, 1 thread)"]["passed"]
+    rows[2]["latency_ms"]["p50"] = 2.5  # and 1.25x: slower than the goal
+    field = {g["goal"]: g for g in goals(report)}[
+        "speedup vs the fastest field model (litert, 1 thread)"]
+    assert field["value"] == 1.25 and not field["passed"]
+    missing = {g["goal"]: g for g in goals({"results": rows[:2], "roofline": {}})}[
+        "speedup vs the fastest field model (litert, 1 thread)"]
+    assert missing["value"] is None and missing["detail"].startswith("not measured")
+
+
 def test_a_latency_goal_must_hold_in_the_worst_timing_round():
     from benchmarks.studies.peers import goals
 
@@ -224,7 +255,7 @@ def test_goals_fail_closed_when_their_figures_are_missing():
     from benchmarks.studies.peers import best_deployable, goals
 
     result = goals({"results": [], "roofline": {}})
-    assert len(result) == 7  # every goal is listed, none silently dropped
+    assert len(result) == 9  # every goal is listed, none silently dropped
     assert all(g["value"] is None and g["passed"] is False and "not measured" in g["detail"]
                for g in result)
     rows = [_row("mobile_unet", "fp32.tflite", "litert", 1, 8.0, None),

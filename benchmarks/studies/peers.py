@@ -3,7 +3,9 @@ have built.
 
 Trains ``mobile_unet`` (the default), ``tutorial_unet`` (TensorFlow's tutorial, alpha 1.0),
 ``xception_unet`` (the keras.io Oxford-Pets model), ``unet`` base 16 and ``mobile_unet-previous``
-(the default before issue 19: a block after the stem) on the same data and step budget
+(the default before a block after the stem was dropped), the field's mobile segmenters
+(``lraspp_small``, ``lraspp_large``, ``fast_scnn``, ``deeplabv3plus``: edgeseg/models/field.py)
+on the same data and step budget
 (:mod:`benchmarks.studies.budget`); builds ``unet`` base 64 (the paper's width) with random weights,
 for MACs and latency only; converts each to TFLite fp32/int8 and ONNX fp32/int8; benchmarks every
 file in one interleaved run at 1 and 2 threads; measures the roofline of each runtime, data type and
@@ -52,7 +54,14 @@ PEERS = (
     Candidate("unet64", "unet", {"base": 64}, trained=False),
     # the default until issue 19 (a block after the stem), beside the new one
     Candidate("mobile_unet-previous", "mobile_unet", {"head": "bilinear", "stem_blocks": None}),
+    # the field's mobile segmenters (edgeseg/models/field.py)
+    Candidate("lraspp_small", "lraspp_mobilenetv3", {"variant": "small"}),
+    Candidate("lraspp_large", "lraspp_mobilenetv3", {"variant": "large"}),
+    Candidate("fast_scnn", "fast_scnn", {}),
+    Candidate("deeplabv3plus", "deeplabv3plus_mobilenetv2", {}),
 )
+FIELD = ("lraspp_small", "lraspp_large", "fast_scnn", "deeplabv3plus")
+FIELD_SPEEDUP = 1.5  # the default's best deployable file against the fastest field model's
 DEFAULT = "mobile_unet"
 
 
@@ -126,6 +135,8 @@ def goals(report: dict) -> list[dict]:
              f"{ours['file']} {_spread(_rounds(ours), ' ms')} Dice {_dice(ours)} vs "
              f"{theirs['file']} {_spread(_rounds(theirs), ' ms')} Dice {_dice(theirs)} (Dice "
              f"{delta:+.4f}); ratio {_spread(ratios, 'x')}, worst round taken")
+    for runtime in ("litert", "onnxruntime"):
+        _field_goal(report, runtime, goal, unmeasured)
     ours, big, small = (_row(report, m, "fp32.tflite") for m in (DEFAULT, "unet64", "unet16"))
     name, target = "fewer MACs than unet base 64", ">= 20x, Dice within 0.01 of unet base 16"
     if not (ours and big and small) or None in (ours.get("macs"), big.get("macs"),
@@ -171,6 +182,30 @@ def goals(report: dict) -> list[dict]:
              f"{best['file']}: {_spread(_rounds(best), ' ms')} -> {_spread(_rounds(two), ' ms')}; "
              f"speedup {_spread(ratios, 'x')}, worst round taken")
     return out
+
+
+def _field_goal(report, runtime, goal, unmeasured):
+    """The default's best deployable file against the fastest of the field models' best
+    deployable files in ``runtime`` (1 thread, worst round), at a Dice no lower than that one's
+    minus 0.005."""
+    name = f"speedup vs the fastest field model ({runtime}, 1 thread)"
+    target = f">= {FIELD_SPEEDUP}x, Dice >= theirs - 0.005"
+    ours = best_deployable(report, DEFAULT, runtime)
+    field = [(label, best_deployable(report, label, runtime)) for label in FIELD]
+    field = [(label, row) for label, row in field if row]
+    if not (ours and field):
+        unmeasured(name, target, f"no deployable {DEFAULT if not ours else 'field model'} file "
+                                 f"with a Dice in {runtime}")
+        return
+    label, theirs = min(field, key=lambda item: item[1]["latency_ms"]["p50"])
+    ratios = _ratios(theirs, ours)
+    delta = ours["dice"] - theirs["dice"]
+    better = [f"{other} {row['dice']:.4f}" for other, row in field if row["dice"] > ours["dice"]]
+    goal(name, round(min(ratios), 2), target, min(ratios) >= FIELD_SPEEDUP and delta >= -0.005,
+         f"{ours['file']} {_spread(_rounds(ours), ' ms')} Dice {_dice(ours)} vs {label} "
+         f"{theirs['file']} {_spread(_rounds(theirs), ' ms')} Dice {_dice(theirs)} (Dice "
+         f"{delta:+.4f}); ratio {_spread(ratios, 'x')}, worst round taken"
+         + (f"; more accurate than the default: {', '.join(better)}" if better else ""))
 
 
 def markdown(report: dict) -> str:
@@ -220,18 +255,20 @@ def markdown(report: dict) -> str:
 
 def run_peers(out: Path, *, input_size: int = 256, steps: int = 300, runs: int = 30,
               samples: int = 64, threads=(1, 2), seeds=(0, 1, 2), rounds: int = 3,
-              echo=print) -> dict:
+              peers=None, echo=print) -> dict:
+    """``peers``: the labels of :data:`PEERS` to run (the default always runs); None: all."""
     from benchmarks.studies.roofline import conv_rooflines, row_share
     from edgeseg.device.files import atomic_write_json, atomic_write_text
     from edgeseg.profiling import format_profile, profile_file
 
     started = time.time()
-    echo(f"peers: {', '.join(c.label for c in PEERS)}; {steps} steps of 16 {DATA} crops each, "
+    chosen = [c for c in PEERS if peers is None or c.label in peers or c.label == DEFAULT]
+    echo(f"peers: {', '.join(c.label for c in chosen)}; {steps} steps of 16 {DATA} crops each, "
          f"seeds {', '.join(map(str, seeds))}, deployed at {input_size}x{input_size}")
     info, files = {}, {}
     for seed in seeds:
         folder = seed_folder(out, seed)
-        for c in PEERS:
+        for c in chosen:
             if not c.trained and seed != seeds[0]:  # random weights: one is enough
                 continue
             entry = info.setdefault(c.label, {"model": c.model, "options": c.options,
@@ -279,8 +316,19 @@ def run_peers(out: Path, *, input_size: int = 256, steps: int = 300, runs: int =
 @click.command("peers", cls=Command, context_settings={"help_option_names": ["-h", "--help"]})
 @budget.options
 @click.option("--out", type=click.Path(file_okay=False), default="peers", show_default=True)
-def main(input_size, steps, runs, samples, seeds, rounds, no_amx, out):
-    """Train, convert and benchmark mobile_unet against the tutorial, Xception and classic U-Nets."""
+@click.option("--peers", "labels", default=None, metavar="LABEL[,LABEL...]",
+              help=f"Only these peers (the default always runs): "
+                   f"{', '.join(c.label for c in PEERS[1:])}.  [default: all]")
+def main(input_size, steps, runs, samples, seeds, rounds, no_amx, out, labels):
+    """Train, convert and benchmark mobile_unet against the tutorial, Xception and classic U-Nets
+    and the field's mobile segmenters (LR-ASPP, Fast-SCNN, DeepLabV3+)."""
+    peers = None
+    if labels is not None:
+        peers = {label.strip() for label in labels.split(",") if label.strip()}
+        unknown = sorted(peers - {c.label for c in PEERS})
+        if unknown or not peers:
+            raise click.BadParameter(f"unknown peer {', '.join(unknown) or repr(labels)}; valid: "
+                                     f"{', '.join(c.label for c in PEERS)}", param_hint="--peers")
     if input_size % 32:
         raise click.BadParameter(f"{input_size} must divide by 32 (tutorial_unet)",
                                  param_hint="--input-size")
@@ -289,7 +337,7 @@ def main(input_size, steps, runs, samples, seeds, rounds, no_amx, out):
 
         deny_amx()  # for the whole process: training does not use AMX in fp32 either
     run_peers(Path(out), input_size=input_size, steps=steps, runs=runs, samples=samples,
-              seeds=seeds, rounds=rounds, echo=click.echo)
+              seeds=seeds, rounds=rounds, peers=peers, echo=click.echo)
 
 
 if __name__ == "__main__":
