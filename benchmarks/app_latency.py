@@ -55,12 +55,12 @@ def camera_frame(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 class EndToEnd:
     """A frame through ``model`` as an app runs it, stage by stage (see the module's text);
-    ``size``: the input side of a model that takes any size."""
+    ``input_hw``: the (height, width) it is resized to, the model's own for a fixed-size one."""
 
-    def __init__(self, model, frame: np.ndarray, size: int):
+    def __init__(self, model, frame: np.ndarray, input_hw):
         _, height, width, _ = model.input_shape
         self.model, self.frame = model, fed_channels(model, frame)
-        self.input_hw = (height or size, width or size)
+        self.input_hw = (height or int(input_hw[0]), width or int(input_hw[1]))
         self.norm = normalization_of(model.card)
         self.stages: dict[str, list[float]] = {"preprocess": [], "invoke": [], "postprocess": [],
                                                "total": []}

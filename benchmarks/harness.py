@@ -235,11 +235,25 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
 
     from edgeseg.device.preprocess import range_note
 
-    # cold start: the first inference after loading, before anything else has run the model
+    # the timed input of each entry: the first image as the model is fed it
+    inputs = {}
     for entry in entries:
-        _, height, width, count = entry.model.input_shape
+        _, height, width, _ = entry.model.input_shape
+        raw = fed_channels(entry.model, pairs[0][0])
+        if input_fit_of(entry.model.card) == "resize":
+            image = resized_input(entry.model, raw, size)
+        else:
+            image = normalize(raw, normalization_of(entry.model.card))
+            if height is not None:
+                image = _fit(image, height, width)
+            else:  # as predict_image runs it: padded to sides its downsampling divides
+                image = _fit(image, -(-image.shape[0] // 32) * 32, -(-image.shape[1] // 32) * 32)
+        inputs[id(entry)] = image[None]
+    # cold start: the first inference after loading (zeros of that shape), before anything else
+    # has run the model
+    for entry in entries:
         t0 = time.perf_counter()
-        entry.model.predict(np.zeros((1, height or size, width or size, count), np.float32))
+        entry.model.predict(np.zeros_like(inputs[id(entry)]))
         entry.first_ms = (time.perf_counter() - t0) * 1e3
 
     said = set()
@@ -273,22 +287,11 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
         _say_other_feeding(first_model, reference_path, pairs)
 
     # --- latency: round robin over every (model, threads) ---------------------------------------
-    inputs = {}
     for entry in entries:
-        _, height, width, _ = entry.model.input_shape
-        raw = fed_channels(entry.model, pairs[0][0])
-        if input_fit_of(entry.model.card) == "resize":
-            image = resized_input(entry.model, raw, size)
-        else:
-            image = normalize(raw, normalization_of(entry.model.card))
-            if height is not None:
-                image = _fit(image, height, width)
-            else:  # as predict_image runs it: padded to sides its downsampling divides
-                image = _fit(image, -(-image.shape[0] // 32) * 32, -(-image.shape[1] // 32) * 32)
-        inputs[id(entry)] = image[None]
         if frame is not None:
-            entry.app = app_latency.EndToEnd(
-                entry.model, app_latency.camera_frame(pairs[0][0], *frame), size)
+            entry.app = app_latency.EndToEnd(  # to the size the model is timed at
+                entry.model, app_latency.camera_frame(pairs[0][0], *frame),
+                inputs[id(entry)].shape[1:3])
     bar = Progress((warmup + runs) * len(entries), "timing", progress)
     for iteration in range(warmup + runs):
         for entry in entries:

@@ -440,7 +440,7 @@ def test_end_to_end_sustained_and_cold_start_are_measured_beside_the_model_time(
     model = runtime.load(path)
     frame = camera_frame(np.full((64, 64, 1), 0.5, np.float32), 96, 128)
     assert frame.dtype == np.uint8 and frame.shape == (96, 128, 1) and frame.max() == 128
-    mask = EndToEnd(model, frame, 64).run(timed=False)
+    mask = EndToEnd(model, frame, (64, 64)).run(timed=False)
     assert mask.shape == (96, 128) and mask.dtype == np.uint8
 
 
