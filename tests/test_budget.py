@@ -124,6 +124,7 @@ def noise_folder(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow  # over 20 s on 2 cores: the quick suite stays well under 15 min
 def test_a_model_that_learned_nothing_fails_with_one_line_and_keeps_its_files(noise_folder,
                                                                               runner, tmp_path):
     out = tmp_path / "noise"
@@ -143,6 +144,7 @@ def test_a_model_that_learned_nothing_fails_with_one_line_and_keeps_its_files(no
     assert json.loads((out / "model.keras.json").read_text())["status"] == "failed"
 
 
+@pytest.mark.slow  # over 20 s on 2 cores: the quick suite stays well under 15 min
 def test_run_stops_before_converting_a_model_that_learned_nothing(noise_folder, runner, tmp_path):
     out = tmp_path / "run"
     result = runner.invoke(cli, ["run", "--data", str(noise_folder), "--quick", "--threads", "1",

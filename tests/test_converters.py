@@ -166,6 +166,7 @@ def test_compaction_shares_vectors_and_changes_no_output(tiny_run):
     np.testing.assert_array_equal(outputs[0], outputs[1])
 
 
+@pytest.mark.slow  # over 20 s on 2 cores: the quick suite stays well under 15 min
 def test_int16x8_keeps_only_the_ops_without_16x8_kernels_in_float(tiny_train_args, runner,
                                                                   tmp_path):
     """The pixel-shuffle head has no 16x8 kernel: it stays float (TensorFlow's fallback), the rest
@@ -487,6 +488,7 @@ def test_convert_fallback_records_its_choice_and_refuses_what_it_cannot_do(tiny_
         assert result.exit_code == 2 and message in result.output and not bad.exists()
 
 
+@pytest.mark.slow  # over 20 s on 2 cores: the quick suite stays well under 15 min
 def test_calib_compare_scores_every_setting_and_names_the_convert_options(tiny_run, tmp_path,
                                                                          runner):
     """Issue 17, calibration choices: each setting a real conversion, scored on the same

@@ -21,6 +21,7 @@ def _free_ports(n):
     return ports
 
 
+@pytest.mark.slow  # over 20 s on 2 cores: the quick suite stays well under 15 min
 def test_two_workers_on_localhost_train_a_tiny_model(tmp_path):
     workers = [f"localhost:{port}" for port in _free_ports(2)]
     out = tmp_path / "run"

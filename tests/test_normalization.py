@@ -212,6 +212,7 @@ def test_objects_larger_than_a_crop_make_training_resize_whole_images(big_object
     assert small.fit == "tile" and small.images[0].shape[:2] == (128, 160)
 
 
+@pytest.mark.slow  # over 20 s on 2 cores: the quick suite stays well under 15 min
 def test_a_resize_model_is_fed_whole_resized_images_everywhere(big_objects, runner, tmp_path):
     out = tmp_path / "m"
     result = runner.invoke(cli, ["train", "--data", str(big_objects), "--input-size", "32",

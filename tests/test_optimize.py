@@ -155,6 +155,7 @@ def test_every_clustered_kernel_has_at_most_k_values(tiny_data):
     assert all(2 <= row["unique"] <= 8 for row in report["layers"])
 
 
+@pytest.mark.slow  # over 20 s on 2 cores: the quick suite stays well under 15 min
 def test_clustering_a_pruned_model_keeps_its_zeros(tiny_data):
     from edgeseg.optimize import cluster
     from edgeseg.optimize.report import sparsity_report
@@ -172,7 +173,12 @@ def _layer_kinds(model):
     return {type(layer).__name__ for layer in model.layers}
 
 
-@pytest.mark.parametrize("upsample", [*DECODERS, "shuffle-head"])
+# one decoder in the quick suite, the others (over 20 s each on 2 cores) with the slow tests
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize("upsample", [
+    "bilinear", *(pytest.param(d, marks=SLOW) for d in (*DECODERS[1:], "shuffle-head"))])
 def test_qat_wraps_trains_and_reloads_every_decoder(tiny_data, upsample, tmp_path):
     from edgeseg.keras_files import load_tf_keras as load_model
     from edgeseg.models.saving import is_quantization_aware, save_model
@@ -191,7 +197,8 @@ def test_qat_wraps_trains_and_reloads_every_decoder(tiny_data, upsample, tmp_pat
     np.testing.assert_allclose(loaded(image, training=False).numpy(), out, atol=1e-6)
 
 
-@pytest.mark.parametrize("upsample", DECODERS)
+@pytest.mark.parametrize("upsample", [
+    "bilinear", *(pytest.param(d, marks=SLOW) for d in DECODERS[1:])])
 def test_prune_preserving_qat_keeps_the_pruned_zeros(tiny_data, upsample):
     from edgeseg.optimize.quantize import quantize_for_training
     from edgeseg.optimize.recipe import _zero_masks, _zeros_kept
@@ -203,6 +210,7 @@ def test_prune_preserving_qat_keeps_the_pruned_zeros(tiny_data, upsample):
     assert _zeros_kept(zeros, qat) >= 0.99
 
 
+@pytest.mark.slow  # over 20 s on 2 cores: the quick suite stays well under 15 min
 def test_cluster_preserving_qat_keeps_the_clusters(tiny_data):
     from edgeseg.optimize import cluster
     from edgeseg.optimize.quantize import quantize_for_training
@@ -237,6 +245,7 @@ def test_batchnorm_after_a_transposed_convolution_is_folded_first():
 
 # --- the recipe and `edgeseg optimize` -----------------------------------------------------------
 
+@pytest.mark.slow  # over 20 s on 2 cores: the quick suite stays well under 15 min
 def test_optimize_prunes_then_quantizes_and_writes_a_card(tiny_run, runner, tmp_path):
     out = tmp_path / "pqat"
     result = runner.invoke(cli, ["optimize", str(tiny_run / "model.keras"), "--prune", "0.5",
@@ -287,6 +296,7 @@ def test_optimize_a_missing_model(runner, tmp_path):
     assert result.exit_code == 2 and f"{tmp_path / 'none.keras'}: no such model file" in result.output
 
 
+@pytest.mark.slow  # over 20 s on 2 cores: the quick suite stays well under 15 min
 def test_qat_on_a_model_pruned_earlier_preserves_its_zeros(tiny_run, runner, tmp_path):
     pruned, pqat = tmp_path / "pruned", tmp_path / "pqat"
     for source, args, out in [(tiny_run / "model.keras", ["--prune", "0.5"], pruned),

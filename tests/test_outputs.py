@@ -191,6 +191,7 @@ def test_run_refuses_training_data_where_it_writes_its_train_stage(tmp_path, mon
     assert not (tmp_path / MANIFEST).exists()
 
 
+@pytest.mark.slow  # over 20 s on 2 cores: the quick suite stays well under 15 min
 def test_train_force_keeps_what_the_user_put_in_the_output_folder(tmp_path, runner):
     from edgeseg.cli import cli
 

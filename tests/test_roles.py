@@ -212,6 +212,7 @@ def test_quant_error_says_how_many_images_its_calibration_inputs_come_from(tiny_
     assert "calibrated on 100 inputs cut from 12 images" in done.output
 
 
+@pytest.mark.slow  # over 20 s on 2 cores: the quick suite stays well under 15 min
 def test_the_training_folder_is_recorded_whole_and_found_from_any_folder(tmp_path, monkeypatch):
     """`train --data d0` run in one folder, its model used from another: convert calibrates on
     that d0 (not on a d0 of the folder it runs in), eval warns of the real training images only,

@@ -21,6 +21,7 @@ def _run_args(out, *extra):
             str(out), "--threads", "1", *extra]
 
 
+@pytest.mark.slow  # over 20 s on 2 cores: the quick suite stays well under 15 min
 def test_a_run_killed_mid_training_resumes_on_rerun(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}

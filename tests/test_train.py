@@ -104,6 +104,7 @@ def _tiny_cfg(**changes):
     return TrainConfig(data=data, model=ModelConfig("mobile_unet", {"alpha": 0.25}), **settings)
 
 
+@pytest.mark.slow  # over 20 s on 2 cores: the quick suite stays well under 15 min
 def test_resume_continues_an_interrupted_run_from_its_last_epoch(tmp_path):
     from edgeseg.train import TrainingError, fit
 
@@ -313,6 +314,7 @@ def test_eval_refuses_data_with_classes_the_model_cannot_predict(tiny_run, runne
         f"classes (background, disc, box, triangle)"]
 
 
+@pytest.mark.slow  # over 20 s on 2 cores: the quick suite stays well under 15 min
 def test_a_deterministic_cpu_run_is_repeatable(tmp_path, tiny_train_args):
     """Two `edgeseg train --deterministic` runs with one seed give bit-identical weights."""
     from click.testing import CliRunner

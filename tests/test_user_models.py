@@ -142,6 +142,7 @@ def test_multi_output_models(user_models, runner, tmp_path):
     assert _eval(runner, tmp_path / "aux.onnx", tmp_path)["dice"] > 0.85
 
 
+@pytest.mark.slow  # over 20 s on 2 cores: the quick suite stays well under 15 min
 def test_custom_layer_needs_its_code(user_models, runner, tmp_path, reference_dice):
     model, code = user_models["tfkeras_custom"], user_models["custom_objects_file"]
     # without the code, in a fresh process (this one may have imported it already): one line
