@@ -79,6 +79,7 @@ def test_recalibration_sets_the_moving_statistics_to_the_population_mean(tf):
     assert model.get_layer("stem_bn").momentum == 0.9  # put back
 
 
+@pytest.mark.slow  # over 10 s on 2 cores: the quick suite stays well under 15 min
 def test_recalibration_rescues_a_model_whose_averages_lag_behind(tf):
     """A short run with Keras' default momentum (0.99) predicts nothing in inference mode until
     the moving statistics are recomputed."""

@@ -410,6 +410,7 @@ def test_quant_error_ranks_the_layers_a_bad_calibration_breaks(tiny_run, tmp_pat
     assert all(np.isfinite(node["sqnr_db"]) for node in nodes) and "lost here" in result.output
 
 
+@pytest.mark.slow  # over 10 s on 2 cores: the quick suite stays well under 15 min
 def test_selective_int8_puts_denylisted_ops_in_float_and_searches_a_dice_budget(tiny_run):
     """Issue 17, selective quantization: one calibration, then trials that each keep some ops in
     float; an impossible budget measures every op's sensitivity and says it is not met."""
@@ -542,6 +543,7 @@ def _run_printed(runner, output, out, report):
     return card["calibration"]
 
 
+@pytest.mark.slow  # over 10 s on 2 cores: the quick suite stays well under 15 min
 def test_calib_compare_prints_a_command_that_makes_the_file_it_chose(tiny_run, tmp_path,
                                                                      runner):
     """With --calib and --input-size of its own: the printed command keeps both (it dropped

@@ -98,6 +98,7 @@ def test_layer_names_are_deterministic():
     assert {"stem_conv", "enc1_b0_dw", "dec0_b0_pw_conv", "head_logits", "probs"} <= set(first)
 
 
+@pytest.mark.slow  # over 10 s on 2 cores: the quick suite stays well under 15 min
 def test_peer_layer_names_are_deterministic():
     for name in ("tutorial_unet", "xception_unet", "unet"):
         a = [layer.name for layer in create_model(name, input_size=SIZE).layers]

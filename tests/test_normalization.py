@@ -107,6 +107,7 @@ def deep_model(deep_folders, tmp_path_factory):
     return out, tflite
 
 
+@pytest.mark.slow  # over 10 s on 2 cores: the quick suite stays well under 15 min
 def test_auto_normalisation_of_16_bit_images_is_percentile_and_recorded(deep_model):
     out, tflite = deep_model
     card = json.loads((out / "model.keras.json").read_text())
@@ -117,6 +118,7 @@ def test_auto_normalisation_of_16_bit_images_is_percentile_and_recorded(deep_mod
     assert card["metrics"]["val"]["dice"] > 0.7
 
 
+@pytest.mark.slow  # over 10 s on 2 cores: the quick suite stays well under 15 min
 def test_a_deep_model_scores_alike_on_16_bit_and_8_bit_copies_without_tensorflow(deep_folders,
                                                                                 deep_model):
     """On the device: LiteRT and numpy only (TensorFlow's import is made to fail)."""
@@ -143,6 +145,7 @@ def test_a_deep_model_scores_alike_on_16_bit_and_8_bit_copies_without_tensorflow
     assert dice[0] > 0.7 and abs(dice[0] - dice[1]) < 0.01, dice
 
 
+@pytest.mark.slow  # over 10 s on 2 cores: the quick suite stays well under 15 min
 def test_predict_reads_16_bit_images_as_the_card_says(deep_folders, deep_model, runner, tmp_path):
     eight, deep = deep_folders
     _, tflite = deep_model
@@ -235,6 +238,7 @@ def test_a_resize_model_is_fed_whole_resized_images_everywhere(big_objects, runn
     assert np.asarray(Image.open(tmp_path / "p" / "0_mask.png")).shape == (128, 160)
 
 
+@pytest.mark.slow  # over 10 s on 2 cores: the quick suite stays well under 15 min
 def test_a_model_without_a_card_is_run_with_a_warning_that_says_what_is_assumed(deep_model,
                                                                                deep_folders,
                                                                                tmp_path):

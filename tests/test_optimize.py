@@ -11,6 +11,7 @@ from edgeseg.cli import cli
 
 # bilinear and nearest build the same layer (UpSampling2D) for tfmot: one of them is enough here
 DECODERS = ("bilinear", "transpose", "maxunpool")
+SLOW = pytest.mark.slow  # the tests over 10 s on 2 cores, in CI's second step
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,7 @@ def _pruned(tiny_data, upsample="bilinear", **prune_kw):
 
 # --- pruning -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("schedule", ["poly", "constant"])
+@pytest.mark.parametrize("schedule", ["poly", pytest.param("constant", marks=SLOW)])
 def test_a_short_finetune_reaches_the_target_sparsity(tiny_data, schedule):
     from edgeseg.optimize.report import sparsity_report
 
@@ -67,6 +68,7 @@ def test_a_short_finetune_reaches_the_target_sparsity(tiny_data, schedule):
                if row["pruned"])
 
 
+@pytest.mark.slow  # over 10 s on 2 cores: the quick suite stays well under 15 min
 def test_tfmot_default_frequency_would_leave_the_same_finetune_unpruned(tiny_data):
     """The trap make_schedule guards against: PolynomialDecay updates masks every 100 steps."""
     import tensorflow_model_optimization as tfmot
@@ -86,6 +88,7 @@ def test_tfmot_default_frequency_would_leave_the_same_finetune_unpruned(tiny_dat
     assert report["selected"]["sparsity"] < 0.01
 
 
+@pytest.mark.slow  # over 10 s on 2 cores: the quick suite stays well under 15 min
 def test_sparsity_report_counts_what_tfmot_does_not_prune(tiny_data):
     from edgeseg.optimize.report import format_sparsity, sparsity_report
 
@@ -102,7 +105,7 @@ def test_sparsity_report_counts_what_tfmot_does_not_prune(tiny_data):
     assert "enc1_b0_dw" in table and table.splitlines()[-3].startswith("pruned kernels")
 
 
-@pytest.mark.parametrize("upsample", ["bilinear", "transpose"])
+@pytest.mark.parametrize("upsample", ["bilinear", pytest.param("transpose", marks=SLOW)])
 def test_two_of_four_holds_in_every_pruned_kernel(tiny_data, upsample):
     from edgeseg.optimize.prune import satisfies_m_by_n
     from edgeseg.optimize.selection import KERNELS, find_layer
@@ -173,12 +176,8 @@ def _layer_kinds(model):
     return {type(layer).__name__ for layer in model.layers}
 
 
-# one decoder in the quick suite, the others (over 20 s each on 2 cores) with the slow tests
-SLOW = pytest.mark.slow
-
-
-@pytest.mark.parametrize("upsample", [
-    "bilinear", *(pytest.param(d, marks=SLOW) for d in (*DECODERS[1:], "shuffle-head"))])
+@pytest.mark.parametrize("upsample", [pytest.param(d, marks=SLOW)
+                                      for d in (*DECODERS, "shuffle-head")])
 def test_qat_wraps_trains_and_reloads_every_decoder(tiny_data, upsample, tmp_path):
     from edgeseg.keras_files import load_tf_keras as load_model
     from edgeseg.models.saving import is_quantization_aware, save_model
@@ -197,8 +196,7 @@ def test_qat_wraps_trains_and_reloads_every_decoder(tiny_data, upsample, tmp_pat
     np.testing.assert_allclose(loaded(image, training=False).numpy(), out, atol=1e-6)
 
 
-@pytest.mark.parametrize("upsample", [
-    "bilinear", *(pytest.param(d, marks=SLOW) for d in DECODERS[1:])])
+@pytest.mark.parametrize("upsample", [pytest.param(d, marks=SLOW) for d in DECODERS])
 def test_prune_preserving_qat_keeps_the_pruned_zeros(tiny_data, upsample):
     from edgeseg.optimize.quantize import quantize_for_training
     from edgeseg.optimize.recipe import _zero_masks, _zeros_kept

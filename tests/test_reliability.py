@@ -64,6 +64,7 @@ def test_exif_orientation_is_applied_to_images(tmp_path):
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.slow  # over 10 s on 2 cores: the quick suite stays well under 15 min
 def test_dim_16_bit_images_are_warned_about_under_scale(tmp_path):
     folder = tmp_path / "twelve"
     for i in range(12):
@@ -310,6 +311,7 @@ def test_dynamic_onnx_macs_equal_the_fixed_files(converted, dynamic_onnx):
     assert card["macs"] == onnx_cost(fixed).macs
 
 
+@pytest.mark.slow  # over 10 s on 2 cores: the quick suite stays well under 15 min
 def test_ctrl_c_in_an_edgeseg_command_is_exit_130(tmp_path):
     out = tmp_path / "out"
     child = subprocess.Popen([sys.executable, "-m", "edgeseg", "train", "--n-train", "32",
@@ -353,6 +355,7 @@ def test_onnx_int8_of_a_dynamic_graph_leaves_no_scratch_files(converted, tiny_ru
     assert list(work.iterdir()) == []
 
 
+@pytest.mark.slow  # over 10 s on 2 cores: the quick suite stays well under 15 min
 def test_a_command_prints_edgeseg_lines_not_tensorflows_start_up(tiny_run, tmp_path):
     """TensorFlow's start-up (oneDNN, CUDA stubs, cuInit), its int8 quantizer's note and LiteRT's
     delegate note are native writes to stderr: dropped unless --verbose."""

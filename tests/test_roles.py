@@ -174,6 +174,7 @@ def test_the_training_card_says_which_images_trained_and_validated(tiny_run):
     assert f"{roles.VAL_OFFSET:,}" in images["validation"]["from"]
 
 
+@pytest.mark.slow  # over 10 s on 2 cores: the quick suite stays well under 15 min
 def test_eval_on_the_folder_a_model_trained_on_says_its_training_images_are_scored(
         tmp_path, runner):
     from edgeseg.cli import cli

@@ -132,6 +132,7 @@ def test_resume_continues_an_interrupted_run_from_its_last_epoch(tmp_path):
         fit(_tiny_cfg(), tmp_path, resume=True, verbose=0)
 
 
+@pytest.mark.slow  # over 10 s on 2 cores: the quick suite stays well under 15 min
 def test_resuming_a_run_whose_network_changed_since_is_one_line(tmp_path):
     """A run interrupted before a default of the zoo changed: its saved options now build another
     network, whose variables the checkpoint does not fit (it once ended in a traceback)."""
@@ -152,6 +153,7 @@ def test_resuming_a_run_whose_network_changed_since_is_one_line(tmp_path):
     assert any((tmp_path / "backup").iterdir())  # the checkpoint is left as it was
 
 
+@pytest.mark.slow  # over 10 s on 2 cores: the quick suite stays well under 15 min
 def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     from edgeseg._keras import keras
     from edgeseg.train import TrainingError, fit
@@ -232,6 +234,7 @@ def test_mixed_precision_computes_in_half_and_outputs_float32(policy, upsample):
     assert probs.dtype.name == "float32" and model.layers[-1].compute_dtype == "float32"
 
 
+@pytest.mark.slow  # over 10 s on 2 cores: the quick suite stays well under 15 min
 def test_mixed_precision_training_step_runs_on_cpu(tmp_path):
     from edgeseg.train import fit
 
