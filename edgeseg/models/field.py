@@ -206,12 +206,13 @@ def _global_branch(x, filters, out, name):
 def deeplabv3plus_mobilenetv2(input_size=None, channels: int = 3, num_classes: int = 1, *,
                               alpha: float = 1.0, filters: int = 256, rates=(6,),
                               bn_momentum: float = 0.9) -> keras.Model:
-    """DeepLabV3+ (Chen et al. 2018) on MobileNetV2 as the STM32 model zoo deploys it.
+    """DeepLabV3+ (Chen et al. 2018) on MobileNetV2, in the form Keras ports for microcontrollers
+    take (the keras.io DeepLabV3+ example's ASPP and decoder on a MobileNetV2 encoder).
 
     The encoder is ``keras.applications.MobileNetV2(include_top=False, weights=None,
     alpha=alpha)`` up to ``block_12_project_BN`` (output stride 16). ASPP: the image's global
     average (1x1, ReLU6), a 1x1 branch and a 3x3 branch per atrous rate in ``rates`` (the
-    STM32 zoo keeps 6 of the paper's 6, 12, 18), each of ``filters`` channels, fused by a 1x1
+    ports keep 6 of the paper's 6, 12, 18), each of ``filters`` channels, fused by a 1x1
     convolution. Decoder: upsampled 4x, concatenated with a 48-channel projection of
     ``block_2_project_BN`` (1/4), two 3x3 convolutions of ``filters``, class logits upsampled 4x
     (bilinear; a 1x1 classifier commutes with it, so it runs first). Sides must divide by 16.
