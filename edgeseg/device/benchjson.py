@@ -276,10 +276,9 @@ def app_lines(report: dict) -> list[str]:
     :mod:`benchmarks.app_latency`)."""
     out, cold = [], []
     for row in report["results"]:
-        if row.get("cold_start_ms") is not None:
-            cold.append(f"{row['variant']} ({row['runtime']}, {row['threads'] or '-'} thr) "
-                        f"{row['cold_start_ms']:.1f}")
         name = f"{row['variant']} ({row['runtime']}, {row['threads'] or '-'} thr)"
+        if row.get("cold_start_ms") is not None:
+            cold.append(f"{name} {row['cold_start_ms']:.1f}")
         model_ms = row["latency_ms"]["p50"]
         if row.get("end_to_end_ms"):
             e = row["end_to_end_ms"]
