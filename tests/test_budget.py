@@ -224,3 +224,25 @@ def test_budget_caches_are_keyed_on_what_made_them(tmp_path):
     from edgeseg.device.card import read_card
 
     assert read_card(tmp_path / "fp32.tflite")["input_size"] == [64, 64]
+
+
+def test_the_budget_trains_and_converts_for_the_task_it_is_given(tmp_path):
+    """--data synthetic-shapes: RGB input and four outputs; the nuclei model of the same candidate
+    is not reused for it (the task is part of the key)."""
+    from benchmarks.studies.budget import Candidate, convert_all, task, train
+    from edgeseg.device.card import read_card
+    from edgeseg.keras_files import load_tf_keras
+
+    assert task("synthetic-nuclei") == (1, 1) and task("synthetic-shapes") == (3, 4)
+    lines = []
+    candidate = Candidate("tiny", "mobile_unet", {"alpha": 0.25, "depth": 2}, trained=False)
+    train(candidate, tmp_path, steps=5, seed=0, echo=lines.append)
+    train(candidate, tmp_path, steps=5, seed=0, echo=lines.append, data="synthetic-shapes")
+    assert "synthetic-nuclei' -> 'synthetic-shapes'" in lines[-2] and "reused" not in lines[-1]
+    model = load_tf_keras(tmp_path / "model.keras")
+    assert model.input_shape[-1] == 3 and model.output_shape[-1] == 4
+    convert_all(tmp_path / "model.keras", tmp_path, 32, ("int8.tflite",), trained=False,
+                echo=lines.append, data="synthetic-shapes")
+    card = read_card(tmp_path / "int8.tflite")
+    assert card["channels"] == 3 and card["num_classes"] == 4
+    assert "shapes" in str(card["calibration"])

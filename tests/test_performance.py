@@ -325,3 +325,30 @@ def test_the_sweep_refuses_an_unknown_configuration():
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "--only" in done.stderr and "huge" in done.stderr
+
+
+def test_the_peers_estimate_each_int8_file_on_the_npus_and_microcontrollers(converted, tmp_path):
+    """Vela and TFLite Micro really run on each model's int8.tflite; a file Vela refuses is a
+    row with its one line and the table says so, the others still estimated."""
+    import shutil
+    from pathlib import Path
+
+    from benchmarks.studies.peers import TARGETS, target_estimates, target_table
+
+    paths = []
+    for model, quant in (("mobile_unet", "int8"), ("fast_scnn", "none")):  # fp32: Vela refuses
+        (tmp_path / model).mkdir()
+        paths.append(shutil.copy(converted[("tflite", quant)][0], tmp_path / model / "int8.tflite"))
+    lines = []
+    rows = target_estimates([Path(p) for p in paths] + [tmp_path / "absent" / "int8.tflite"],
+                            echo=lines.append)
+    assert [(r["model"], r["target"]) for r in rows] == [
+        (m, t) for m in ("mobile_unet", "fast_scnn") for t in TARGETS]
+    ours = {r["target"]: r for r in rows if r["model"] == "mobile_unet"}
+    assert ours["ethos-u55-128"]["latency_ms"]["p50"] > 0 and ours["ethos-u55-128"]["estimated"]
+    assert ours["cortex-m"]["runs"] and ours["cortex-m"]["arena_bytes"] > 0
+    refused = next(r for r in rows if r["model"] == "fast_scnn" and r["target"] == "ethos-u55-128")
+    assert "int8" in refused["failure"] and "latency_ms" not in refused
+    table = "\n".join(target_table({"targets": rows}))
+    assert "| fast_scnn | refused | refused |" in table
+    assert f"| mobile_unet | {ours['ethos-u55-128']['latency_ms']['p50']:.2f}" in table

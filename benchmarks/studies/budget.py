@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-DATA = "synthetic-nuclei"
+DATA = "synthetic-nuclei"  # the default task; --data synthetic-shapes is the 4-class one
+TASKS = ("synthetic-nuclei", "synthetic-shapes")
 TRAIN_SIZE = 128  # training crops; the models are fully convolutional and deployed at --input-size
 
 # file name -> (to, quant): what each trained model is converted to
@@ -46,6 +47,14 @@ def best_deployable(rows: list[dict]) -> dict | None:
     return min(ok, key=lambda r: r["latency_ms"]["p50"]) if ok else None
 
 
+def task(data: str) -> tuple[int, int]:
+    """(channels, model outputs) of a built-in dataset: 1 output (a sigmoid) for two classes."""
+    from edgeseg.device.data.synthetic import SYNTHETIC
+
+    _, classes, channels = SYNTHETIC[data]
+    return channels, 1 if len(classes) == 2 else len(classes)
+
+
 def _seed_list(ctx, param, value):
     import click
 
@@ -60,11 +69,14 @@ def _seed_list(ctx, param, value):
 
 
 def options(function):
-    """The budget's command-line options (--input-size, --steps, --runs, --samples, --seeds,
-    --rounds)."""
+    """The budget's command-line options (--data, --input-size, --steps, --runs, --samples,
+    --seeds, --rounds, --no-amx)."""
     import click
 
     for decorator in reversed([
+            click.option("--data", type=click.Choice(TASKS), default=DATA, show_default=True,
+                         help="The built-in task every model trains and is scored on (binary "
+                              "nuclei, or four-class RGB shapes)."),
             click.option("--input-size", type=click.IntRange(min=32), default=256,
                          show_default=True, help="The size models are converted and timed at."),
             click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True,
@@ -87,11 +99,13 @@ def options(function):
     return function
 
 
-def train(candidate: Candidate, out: Path, steps: int, seed: int = 0, echo=print) -> dict:
+def train(candidate: Candidate, out: Path, steps: int, seed: int = 0, echo=print,
+          data: str = DATA) -> dict:
     """Train (or build, when ``trained`` is False) ``candidate`` into ``out/model.keras``.
 
-    ``steps`` optimizer steps of 16 crops. A finished model is reused only when it was made with
-    the same parameters (model, options, steps, seed, data: the ``key`` in ``budget.json``) and the
+    ``steps`` optimizer steps of 16 crops of ``data``. A finished model is reused only when it was
+    made with the same parameters (model, options, steps, seed, data: the ``key`` in
+    ``budget.json``) and the
     same network (its ``architecture``: layers and initializers, which a change of the zoo's
     defaults or code changes under the same options), and that is said. Returns ``{"dice":
     validation Dice or None, "seconds": ..., "key": ...}``.
@@ -102,9 +116,9 @@ def train(candidate: Candidate, out: Path, steps: int, seed: int = 0, echo=print
     out.mkdir(parents=True, exist_ok=True)
     summary = out / "budget.json"
     key = {"model": candidate.model, "options": dict(candidate.options),
-           "architecture": architecture(candidate),
+           "architecture": architecture(candidate, data),
            "trained": candidate.trained, "steps": steps if candidate.trained else 0,
-           "seed": seed, "data": DATA, "train_size": TRAIN_SIZE}
+           "seed": seed, "data": data, "train_size": TRAIN_SIZE}
     if (out / MODEL_FILE).exists() and summary.exists():
         previous = json.loads(summary.read_text())
         if previous.get("key") == key:
@@ -116,15 +130,15 @@ def train(candidate: Candidate, out: Path, steps: int, seed: int = 0, echo=print
     started = time.perf_counter()
     if candidate.trained:
         cfg = TrainConfig(
-            data=DataConfig(source=DATA, input_size=TRAIN_SIZE, n_train=400, n_val=64, seed=seed),
+            data=DataConfig(source=data, input_size=TRAIN_SIZE, n_train=400, n_val=64, seed=seed),
             model=ModelConfig(candidate.model, dict(candidate.options)), steps=steps,
-            lr=train_defaults(DATA)["lr"], seed=seed)
+            lr=train_defaults(data)["lr"], seed=seed)
         # a model that learned little is still a point of the comparison: kept, and said
         result = fit(cfg, out, force=True, verbose=0, echo=lambda line: None, check=False)
         info = {"dice": result.dice, "seconds": round(result.seconds, 1), "steps": result.steps,
                 "failure": result.failure}
     else:
-        untrained(candidate, out / MODEL_FILE, seed)
+        untrained(candidate, out / MODEL_FILE, seed, data)
         info = {"dice": None, "seconds": 0.0, "steps": 0}
     info["wall_seconds"] = round(time.perf_counter() - started, 1)
     info["key"] = key
@@ -134,7 +148,7 @@ def train(candidate: Candidate, out: Path, steps: int, seed: int = 0, echo=print
     return info
 
 
-def architecture(candidate: Candidate) -> str:
+def architecture(candidate: Candidate, data: str = DATA) -> str:
     """A digest of the network ``candidate`` builds (its Keras config: every layer, option and
     initializer), so a cached model is not taken for one that code or default changes made
     different under the same options."""
@@ -142,8 +156,9 @@ def architecture(candidate: Candidate) -> str:
 
     from edgeseg.models import create_model
 
-    model = create_model(candidate.model, input_size=TRAIN_SIZE, channels=1, num_classes=1,
-                         **candidate.options)
+    channels, outputs = task(data)
+    model = create_model(candidate.model, input_size=TRAIN_SIZE, channels=channels,
+                         num_classes=outputs, **candidate.options)
     return hashlib.sha256(model.to_json().encode()).hexdigest()[:16]
 
 
@@ -153,24 +168,27 @@ def _differences(old: dict | None, new: dict) -> str:
     return ", ".join(f"{k} {old.get(k)!r} -> {v!r}" for k, v in new.items() if old.get(k) != v)
 
 
-def untrained(candidate: Candidate, path: Path, seed: int) -> None:
+def untrained(candidate: Candidate, path: Path, seed: int, data: str = DATA) -> None:
     from edgeseg._keras import keras
     from edgeseg.device.card import make_card, write_card
     from edgeseg.models import create_model
     from edgeseg.models.saving import save_model
 
     keras.utils.set_random_seed(seed)
-    model = create_model(candidate.model, channels=1, num_classes=1, **candidate.options)
+    channels, outputs = task(data)
+    model = create_model(candidate.model, channels=channels, num_classes=outputs,
+                         **candidate.options)
     saved = save_model(model, path)
-    write_card(saved, make_card(format="keras", variant="fp32", input_size=None, channels=1,
-                                num_classes=1, recipe={"stage": "untrained",
-                                                       "model": candidate.model,
-                                                       "options": candidate.options}))
+    write_card(saved, make_card(format="keras", variant="fp32", input_size=None,
+                                channels=channels, num_classes=outputs,
+                                recipe={"stage": "untrained", "model": candidate.model,
+                                        "options": candidate.options}))
 
 
 def convert_all(model: Path, out: Path, size: int, files=tuple(FILES), trained: bool = True,
-                seed: int = 0, echo=print) -> list[Path]:
-    """Convert ``model`` to each of ``files`` (names from :data:`FILES`) at ``size``. A file is
+                seed: int = 0, echo=print, data: str = DATA) -> list[Path]:
+    """Convert ``model`` to each of ``files`` (names from :data:`FILES`) at ``size``, calibrated
+    on ``data``'s calibration images. A file is
     reused only when its card says it was made from this model (not older than it) at this size,
     format, quantization and seed; what was reused is said.
 
@@ -192,7 +210,7 @@ def convert_all(model: Path, out: Path, size: int, files=tuple(FILES), trained: 
         if same:
             reused.append(name)
         else:
-            convert(model, target, to=to, quant=quant, input_size=size, calib=DATA,
+            convert(model, target, to=to, quant=quant, input_size=size, calib=data,
                     calib_samples=64, verify=trained, verify_samples=16, seed=seed,
                     keep_failed=True)  # a comparison point, failed or not: its card says
         paths.append(target)
@@ -213,7 +231,7 @@ def seed_folder(out: Path, seed: int) -> Path:
 
 
 def measure(files: dict[int, list[Path]], *, threads, runs: int, samples: int, rounds: int,
-            input_size: int, reference: Path, echo=print) -> dict:
+            input_size: int, reference: Path, echo=print, data: str = DATA) -> dict:
     """Time and score the files of every seed; one bench report whose rows are the aggregates.
 
     ``files`` maps each seed to its files (``.../seed<N>/<label>/<file>``; the first seed holds every
@@ -235,13 +253,13 @@ def measure(files: dict[int, list[Path]], *, threads, runs: int, samples: int, r
         echo(f"timing round {number + 1}/{rounds}: {len(files[first])} files at "
              f"{', '.join(map(str, threads))} thread(s), {runs} runs, round robin"
              + (f"; scoring {samples} held-out images" if number == 0 else ""))
-        timed.append(bench(files[first], data=DATA, threads=threads, runs=runs,
+        timed.append(bench(files[first], data=data, threads=threads, runs=runs,
                            samples=samples if number == 0 else 1, image_size=input_size, seed=0,
                            echo=lambda line: None, reference=reference, progress=False))
     scored = {first: timed[0]}
     for seed in seeds[1:]:
         echo(f"scoring seed {seed}'s {len(files[seed])} files on the same {samples} images")
-        scored[seed] = bench(files[seed], data=DATA, threads=(1,), runs=1, warmup=0,
+        scored[seed] = bench(files[seed], data=data, threads=(1,), runs=1, warmup=0,
                              samples=samples, image_size=input_size, seed=0,
                              echo=lambda line: None, progress=False)
 
@@ -276,5 +294,5 @@ def measure(files: dict[int, list[Path]], *, threads, runs: int, samples: int, r
     return report
 
 
-__all__ = ["Candidate", "DATA", "FILES", "best_deployable", "convert_all", "measure", "options",
-           "seed_folder", "train"]
+__all__ = ["Candidate", "DATA", "FILES", "TASKS", "best_deployable", "convert_all", "measure",
+           "options", "seed_folder", "task", "train"]

@@ -63,6 +63,7 @@ PEERS = (
 FIELD = ("lraspp_small", "lraspp_large", "fast_scnn", "deeplabv3plus")
 FIELD_SPEEDUP = 1.5  # the default's best deployable file against the fastest field model's
 DEFAULT = "mobile_unet"
+TARGETS = ("ethos-u55-128", "ethos-u65-256", "cortex-m")  # estimated for each int8.tflite
 
 
 def _rows(report, model=None, runtime=None, threads=None):
@@ -208,6 +209,61 @@ def _field_goal(report, runtime, goal, unmeasured):
          + (f"; more accurate than the default: {', '.join(better)}" if better else ""))
 
 
+def target_estimates(paths: list[Path], targets=TARGETS, echo=print) -> list[dict]:
+    """Vela's Ethos-U estimates and TFLite Micro's arena for each int8 .tflite: a row per file and
+    target (``model`` its folder's label); a target that refuses a file is a row with
+    ``failure``, the tool's one line."""
+    from edgeseg.device.errors import EdgesegError
+    from edgeseg.device.targets import describe, estimate
+
+    rows = []
+    for path in paths:
+        if not path.exists():
+            continue
+        for name in targets:
+            try:
+                row = estimate(path, [name])[0]
+                echo(f"  {path.parent.name}: {describe(row)}")
+            except EdgesegError as error:
+                row = {"target": name, "path": str(path), "failure": str(error)}
+                echo(f"  {path.parent.name}: {name}: {error}")
+            row["model"] = path.parent.name
+            rows.append(row)
+    return rows
+
+
+def _target_cell(rows: list[dict], model: str, target: str) -> str:
+    row = next((r for r in rows if r["model"] == model and r["target"] == target), None)
+    if row is None:
+        return "-"
+    if "latency_ms" not in row:  # the tool refused the file: its line is in the JSON
+        return "refused"
+    if target == "cortex-m":
+        if not row.get("runs"):
+            return "does not run"
+        return f"{row['arena_bytes'] / 1024:,.0f} KB" if row.get("arena_bytes") else "-"
+    cpu = sum((row.get("cpu_ops") or {}).values())
+    return f"{row['latency_ms']['p50']:.2f}" + (f" ({cpu} ops on the CPU)" if cpu else "")
+
+
+def target_table(report: dict) -> list[str]:
+    """The int8 files' Ethos-U estimates and TFLM arenas, a row per model."""
+    rows = report.get("targets") or []
+    if not rows:
+        return []
+    lines = ["", "int8.tflite of each trained model (first seed) on targets that cannot run here: "
+                 "Vela's estimate (ms; ops Vela leaves to the CPU beside it) and the TFLite Micro "
+                 "tensor arena for one inference (activations and TFLM's records on this 64-bit "
+                 "host).", "",
+             "| model | " + " | ".join(f"{t} (Vela) ms" if t != "cortex-m" else "TFLM arena"
+                                       for t in TARGETS) + " |",
+             "|---|" + "---:|" * len(TARGETS)]
+    for model in dict.fromkeys(r["model"] for r in rows):
+        lines.append(f"| {model} | " + " | ".join(_target_cell(rows, model, t) for t in TARGETS)
+                     + " |")
+    return lines
+
+
 def markdown(report: dict) -> str:
     from edgeseg.device import machine
 
@@ -219,7 +275,8 @@ def markdown(report: dict) -> str:
              f"'% of roofline' is its convolution and dense MACs (resizing left out) per p50 "
              f"second over the roofline of its runtime, data type and threads; fp32 and int8 "
              f"files only.",
-             f"Each model trained {report['peers'][DEFAULT]['steps']} steps of 16 {DATA} crops "
+             f"Each model trained {report['peers'][DEFAULT]['steps']} steps of 16 "
+             f"{report.get('task', DATA)} crops "
              f"with each of the seeds {', '.join(map(str, report.get('seeds', [0])))}; Dice is the "
              f"mean +/- standard deviation over the seeds on {report['dataset']['samples']} "
              f"held-out test images (unet64: random weights, not scored); p50 at "
@@ -244,6 +301,7 @@ def markdown(report: dict) -> str:
                  f"{row['roofline_fraction']:.0%}" if row.get("roofline_fraction") else "-",
                  _dice(row) if row["dice"] is not None else "-"]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += target_table(report)
     lines += ["", "| goal | measured | target | met |", "|---|---:|---|:---:|"]
     for g in report["goals"]:
         met = "**not measured**" if g["value"] is None else \
@@ -255,7 +313,7 @@ def markdown(report: dict) -> str:
 
 def run_peers(out: Path, *, input_size: int = 256, steps: int = 300, runs: int = 30,
               samples: int = 64, threads=(1, 2), seeds=(0, 1, 2), rounds: int = 3,
-              peers=None, echo=print) -> dict:
+              peers=None, data: str = DATA, echo=print) -> dict:
     """``peers``: the labels of :data:`PEERS` to run (the default always runs); None: all."""
     from benchmarks.studies.roofline import conv_rooflines, row_share
     from edgeseg.device.files import atomic_write_json, atomic_write_text
@@ -263,7 +321,7 @@ def run_peers(out: Path, *, input_size: int = 256, steps: int = 300, runs: int =
 
     started = time.time()
     chosen = [c for c in PEERS if peers is None or c.label in peers or c.label == DEFAULT]
-    echo(f"peers: {', '.join(c.label for c in chosen)}; {steps} steps of 16 {DATA} crops each, "
+    echo(f"peers: {', '.join(c.label for c in chosen)}; {steps} steps of 16 {data} crops each, "
          f"seeds {', '.join(map(str, seeds))}, deployed at {input_size}x{input_size}")
     info, files = {}, {}
     for seed in seeds:
@@ -273,17 +331,20 @@ def run_peers(out: Path, *, input_size: int = 256, steps: int = 300, runs: int =
                 continue
             entry = info.setdefault(c.label, {"model": c.model, "options": c.options,
                                               "trained": c.trained, "steps": steps, "seeds": {}})
-            entry["seeds"][str(seed)] = train(c, folder / c.label, steps, seed, echo)
+            entry["seeds"][str(seed)] = train(c, folder / c.label, steps, seed,
+                                               echo, data=data)
             files.setdefault(seed, []).extend(
                 convert_all(folder / c.label / "model.keras", folder / c.label, input_size,
-                            tuple(FILES), trained=c.trained, seed=seed, echo=echo))
+                            tuple(FILES), trained=c.trained, seed=seed, echo=echo, data=data))
     echo("measuring the rooflines (one 1x1 convolution per runtime, data type and thread count)")
     roofline = conv_rooflines(threads=threads)
     for name, ceiling in roofline.items():
         echo(f"  {name}: {ceiling['gmacs_per_s']:.1f} GMAC/s")
     first = seed_folder(out, seeds[0])
     report = measure(files, threads=threads, runs=runs, samples=samples, rounds=rounds,
-                     input_size=input_size, reference=first / DEFAULT / "fp32.tflite", echo=echo)
+                     input_size=input_size, reference=first / DEFAULT / "fp32.tflite", echo=echo,
+                     data=data)
+    report["task"] = data
     trained = {c.label: c.trained for c in PEERS}
     for row in report["results"]:
         row["model"] = Path(row["path"]).parent.name
@@ -303,6 +364,8 @@ def run_peers(out: Path, *, input_size: int = 256, steps: int = 300, runs: int =
         profile = profile_file(first / DEFAULT / name, threads=1, runs=runs)
         report["profile"].append(profile)
         echo(format_profile(profile, top=5))
+    report["targets"] = target_estimates(
+        [first / c.label / "int8.tflite" for c in chosen if c.trained], echo=echo)
     report["goals"] = goals(report)
     report["run"]["seconds"] = round(time.time() - started)
     atomic_write_json(out / "peers.json", report)
@@ -319,7 +382,7 @@ def run_peers(out: Path, *, input_size: int = 256, steps: int = 300, runs: int =
 @click.option("--peers", "labels", default=None, metavar="LABEL[,LABEL...]",
               help=f"Only these peers (the default always runs): "
                    f"{', '.join(c.label for c in PEERS[1:])}.  [default: all]")
-def main(input_size, steps, runs, samples, seeds, rounds, no_amx, out, labels):
+def main(data, input_size, steps, runs, samples, seeds, rounds, no_amx, out, labels):
     """Train, convert and benchmark mobile_unet against the tutorial, Xception and classic U-Nets
     and the field's mobile segmenters (LR-ASPP, Fast-SCNN, DeepLabV3+)."""
     peers = None
@@ -337,7 +400,7 @@ def main(input_size, steps, runs, samples, seeds, rounds, no_amx, out, labels):
 
         deny_amx()  # for the whole process: training does not use AMX in fp32 either
     run_peers(Path(out), input_size=input_size, steps=steps, runs=runs, samples=samples,
-              seeds=seeds, rounds=rounds, peers=peers, echo=click.echo)
+              seeds=seeds, rounds=rounds, peers=peers, data=data, echo=click.echo)
 
 
 if __name__ == "__main__":

@@ -106,23 +106,24 @@ def pareto(points: dict[str, dict]) -> list[str]:
 
 def run_sweep(out: Path, *, input_size: int = 256, steps: int = 300, runs: int = 30,
               samples: int = 64, only=None, seeds=(0, 1, 2), rounds: int = 3,
-              min_dice: float | None = None, echo=print) -> dict:
+              min_dice: float | None = None, data: str = DATA, echo=print) -> dict:
     from edgeseg.device.files import atomic_write_json, atomic_write_text
 
     configs = [c for c in CONFIGS if not only or c.label in only]
     started = time.time()
-    echo(f"sweep: {len(configs)} mobile_unet configurations, {steps} steps of 16 {DATA} crops "
+    echo(f"sweep: {len(configs)} mobile_unet configurations, {steps} steps of 16 {data} crops "
          f"each, seeds {', '.join(map(str, seeds))}, deployed at {input_size}x{input_size}")
     trained, files = {}, {}
     for seed in seeds:
         for c in configs:
             folder = seed_folder(out, seed) / c.label
-            trained.setdefault(c.label, {})[str(seed)] = train(c, folder, steps, seed, echo)
+            trained.setdefault(c.label, {})[str(seed)] = train(c, folder, steps, seed, echo,
+                                                               data=data)
             files.setdefault(seed, []).extend(convert_all(
                 folder / "model.keras", folder, input_size, ("fp32.tflite", "int8.tflite"),
-                seed=seed, echo=echo))
+                seed=seed, echo=echo, data=data))
     report = measure(files, threads=(1,), runs=runs, samples=samples, rounds=rounds,
-                     input_size=input_size, echo=echo,
+                     input_size=input_size, echo=echo, data=data,
                      reference=seed_folder(out, seeds[0]) / configs[0].label / "fp32.tflite")
     by_config: dict[str, list[dict]] = {}
     for row in report["results"]:
@@ -150,7 +151,7 @@ def run_sweep(out: Path, *, input_size: int = 256, steps: int = 300, runs: int =
                        "rule": f"fastest configuration whose mean Dice is within {DICE_TOLERANCE} "
                                f"of the best mean Dice of the sweep" + (
                                    f" and at least {min_dice} (--min-dice)" if min_dice else ""),
-                       "min_dice": min_dice, "steps": steps,
+                       "min_dice": min_dice, "steps": steps, "task": data,
                        "input_size": input_size, "seeds": list(seeds), "rounds": rounds,
                        "seconds": round(time.time() - started)}
     out.mkdir(parents=True, exist_ok=True)
@@ -170,7 +171,8 @@ def markdown(report: dict) -> str:
     points, front = sweep["configs"], set(sweep["pareto"])
     reference = points.get("concat") or next(iter(points.values()))
     seeds = sweep.get("seeds", [0])
-    lines = [f"Machine: {machine.line(report['machine'])}. {sweep['steps']} training steps each, "
+    lines = [f"Machine: {machine.line(report['machine'])}. {sweep['steps']} training steps of "
+             f"{sweep.get('task', DATA)} each, "
              f"seeds {', '.join(map(str, seeds))}; p50 at {sweep['input_size']}x"
              f"{sweep['input_size']}, LiteRT, 1 thread: the median of {sweep.get('rounds', 1)} "
              f"interleaved timing rounds (min-max beside it) of the first seed's files; Dice: mean "
@@ -239,7 +241,7 @@ def plot(points: dict, front: list[str], choice: str | None, path: Path,
                    "tutorial U-Net, its mean Dice in python -m benchmarks.studies.peers minus "
                    "0.005.")
 @click.option("--out", type=click.Path(file_okay=False), default="sweep", show_default=True)
-def main(input_size, steps, runs, samples, seeds, rounds, no_amx, only, min_dice, out):
+def main(data, input_size, steps, runs, samples, seeds, rounds, no_amx, only, min_dice, out):
     """Sweep mobile_unet's options on one training budget; pick the default by latency and Dice."""
     labels = {c.label for c in CONFIGS}
     chosen = [s.strip() for s in only.split(",")] if only else None
@@ -251,7 +253,8 @@ def main(input_size, steps, runs, samples, seeds, rounds, no_amx, only, min_dice
 
         deny_amx()  # for the whole process: training does not use AMX in fp32 either
     run_sweep(Path(out), input_size=input_size, steps=steps, runs=runs, samples=samples,
-              only=chosen, seeds=seeds, rounds=rounds, min_dice=min_dice, echo=click.echo)
+              only=chosen, seeds=seeds, rounds=rounds, min_dice=min_dice, data=data,
+              echo=click.echo)
 
 
 if __name__ == "__main__":
