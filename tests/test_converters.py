@@ -657,3 +657,41 @@ def test_a_written_file_the_runtime_refuses_is_named_by_its_out_path_not_the_scr
     assert "partial" not in str(caught.value)
     assert list(tmp_path.iterdir()) == [here]  # nothing written, the scratch copy gone
     assert list(here.iterdir()) == []
+
+
+@pytest.mark.slow  # about 15 s: onnx2tf starts TensorFlow in its own environment
+def test_an_op_onnx2tf_has_no_converter_for_is_one_line_naming_it(tmp_path, runner):
+    """A graph ONNX Runtime runs (a com.microsoft QuickGelu, as ORT's transformer optimizer
+    writes) that onnx2tf cannot take: one line naming the op, node and domain, exit 2, nothing
+    written."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from converters.tools import tool_python
+    from edgeseg.device.errors import ConfigError
+
+    try:
+        version = tool_python("onnx2tf")[1]["versions"]["onnx2tf"]
+    except ConfigError as error:  # .ci/run makes it (edgeseg tools install onnx2tf)
+        pytest.skip(str(error))
+    weights = np.random.default_rng(0).normal(size=(1, 3, 3, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+         helper.make_node("QuickGelu", ["c"], ["y"], domain="com.microsoft", alpha=1.702,
+                          name="gate")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 32, 32])],
+        [numpy_helper.from_array(weights, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 8
+    source = tmp_path / "gelu.onnx"
+    source.write_bytes(model.SerializeToString())
+    out = tmp_path / "out" / "gelu.tflite"
+    result = runner.invoke(cli, ["convert", str(source), "--normalize", "scale", "--out",
+                                 str(out)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    error = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert error == [f"Error: {source}: onnx2tf {version} has no converter for the QuickGelu op "
+                     f"(node gate, domain com.microsoft); export it as standard ONNX ops, or "
+                     f"--to onnx (ONNX Runtime runs it)"]
+    assert not out.parent.exists() or not list(out.parent.iterdir())
