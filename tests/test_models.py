@@ -13,6 +13,7 @@ from edgeseg.models import create_model, list_models, model_options
 UPSAMPLES = ("bilinear", "nearest", "transpose", "maxunpool")
 CASES = [("mobile_unet", {"upsample": mode, "alpha": 0.25}) for mode in UPSAMPLES] + [
     ("mobile_unet", {"block": "ir", "alpha": 0.25, "dilation": (2, 4)}),
+    ("mobile_unet", {"alpha": 0.25, "decoder_stride": 4}),
     ("unet", {"base": 4}),
     ("tutorial_unet", {"alpha": 0.35}),
     ("xception_unet", {}),
@@ -182,6 +183,25 @@ def test_the_first_level_has_its_own_width_and_blocks():
         assert {n for n in names(unpooled) if n.startswith("enc0_b")} & {"enc0_b1_pw_conv"} == first
 
 
+def test_a_shallower_decoder_leaves_out_the_finest_levels_and_resizes_its_logits():
+    from edgeseg.device.flops import keras_cost
+
+    names = lambda m: {layer.name for layer in m.layers}  # noqa: E731
+    default = create_model("mobile_unet", input_size=SIZE * 2)
+    for stride, kept in ((4, {"dec2", "dec1"}), (8, {"dec2"})):
+        shallow = create_model("mobile_unet", input_size=SIZE * 2, decoder_stride=stride)
+        levels = {n.split("_")[0] for n in names(shallow) if n.startswith("dec")}
+        assert levels == kept and shallow.output_shape == default.output_shape
+        assert shallow.get_layer("head_bilinear").size == (stride, stride)
+        assert keras_cost(shallow).macs < keras_cost(default).macs
+        shuffled = create_model("mobile_unet", input_size=SIZE * 2, decoder_stride=stride,
+                                head="shuffle", num_classes=3)
+        assert shuffled.get_layer("head_logits").filters == 3 * stride ** 2
+        assert shuffled.output_shape == (None, SIZE * 2, SIZE * 2, 3)
+    stated = create_model("mobile_unet", input_size=SIZE, decoder_stride=2)
+    assert stated.to_json() == create_model("mobile_unet", input_size=SIZE).to_json()
+
+
 def test_the_default_head_upsamples_as_the_decoder_does():
     names = lambda m: {layer.name for layer in m.layers}  # noqa: E731
     for upsample in ("bilinear", "nearest"):
@@ -306,6 +326,10 @@ def test_a_users_class_wins_over_a_zoo_class_of_the_same_name(tmp_path):
     ("mobile_unet", {"stem_blocks": -1}, "option stem_blocks=-1 must be a whole number from 0 to 8"),
     ("mobile_unet", {"final_block": "no"}, "final_block must be true or false"),
     ("mobile_unet", {"upsample": "maxunpool", "final_block": False}, "unpools to full resolution"),
+    ("mobile_unet", {"decoder_stride": 3}, "decoder_stride must be one of 2, 4, 8 with depth=4"),
+    ("mobile_unet", {"decoder_stride": 16}, "decoder_stride must be one of 2, 4, 8 with depth=4"),
+    ("mobile_unet", {"decoder_stride": 1}, "option decoder_stride=1 must be a whole number from 2"),
+    ("mobile_unet", {"decoder_stride": 4, "stem": 1}, "decoder_stride shapes the strided U-Net"),
     ("mobile_unet", {"alpha": 0}, "option alpha=0 must be a number from"),
     ("mobile_unet", {"dilation": 0}, "option dilation=0 must be a whole number from 1"),
     ("mobile_unet", {"num_classes": 0}, "option num_classes=0 must be a whole number from 1"),

@@ -33,7 +33,7 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
                 dilation=1, base_filters: int = 32, blocks_per_level: int = 1, stem: int = 2,
                 merge: str = "add", head: str | None = None, stem_filters: int | None = None,
                 stem_blocks: int | None = 0, final_block: bool = True,
-                bn_momentum: float = 0.9) -> keras.Model:
+                decoder_stride: int | None = None, bn_momentum: float = 0.9) -> keras.Model:
     """A U-Net with a MobileNet encoder and a depthwise-separable decoder.
 
     The encoder halves the resolution ``depth`` times: a stride-2 3x3 stem (followed by
@@ -79,8 +79,14 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
             more than to MACs (MobileNetV3's 16-channel stem follows the same reasoning).
         stem_blocks: stride-1 blocks after the stem, at the first level (default 0: the stem's
             output is the first skip); None: ``blocks_per_level``, like the other levels.
-        final_block: False leaves out the decoder's block at the first level: the head classifies
-            the sum of the upsampled decoder and the first skip directly.
+        final_block: False leaves out the decoder's last block: the head classifies the sum of
+            the upsampled decoder and the last skip it merges directly.
+        decoder_stride: where the decoder ends, as the input's size over its own (strided
+            encoder, ``stem=2``): 2 (None, the default) merges every skip; 4 or 8 stop the decoder
+            at a quarter or an eighth of the input's resolution, leaving out the finer skips,
+            and the head resizes its logits the rest of the way (the shallow decoders of
+            LR-ASPP, at 1/8, and DeepLabV3+, at 1/4): the finest levels, where the time goes to
+            memory traffic, are left to one resize of ``num_classes`` channels.
         bn_momentum: 0.9, not Keras' 0.99: short CPU fine-tunes otherwise leave the moving statistics
             far behind, and the model predicts nothing in inference mode.
     """
@@ -101,6 +107,16 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
     if upsample == "maxunpool" and not final_block:
         raise ConfigError(f"{name}: final_block=False shapes the strided U-Net's decoder; "
                           f"upsample='maxunpool' unpools to full resolution through every level")
+    stride = 2 if decoder_stride is None else int(decoder_stride)
+    if decoder_stride is not None:
+        strides = tuple(2 ** k for k in range(1, depth))  # the levels a decoder can end at
+        if isinstance(decoder_stride, bool) or decoder_stride not in strides:
+            raise ConfigError(f"{name}: decoder_stride must be one of "
+                              f"{', '.join(map(str, strides))} with depth={depth} "
+                              f"(got {decoder_stride!r})")
+        if stride != 2 and (upsample == "maxunpool" or stem == 1):
+            raise ConfigError(f"{name}: decoder_stride shapes the strided U-Net with stem=2; "
+                              f"upsample='maxunpool' and stem=1 decode to full resolution")
     check_choice(name, "stem", stem, (1, 2))
     check_choice(name, "merge", merge, ("concat", "add"))
     if head is not None:
@@ -119,21 +135,21 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
                             stem_blocks)
     else:
         x = _strided_unet(inputs, filters, block_fn, rates, skips, blocks_per_level, upsample, bn,
-                          stem, merge, stem_blocks, final_block)
+                          stem, merge, stem_blocks, final_block, stride.bit_length() - 2)
     if full_resolution:
         if head is not None:
             raise ConfigError(f"{name}: head={head!r} upsamples a half-resolution head; with "
                               f"upsample='maxunpool' or stem=1 the head is at full resolution")
         logits = classifier(x, num_classes)
     elif head == "shuffle":
-        logits = DepthToSpace(2, name="head_shuffle")(
-            classifier(x, 4 * num_classes, kernel_initializer=ICNR(2)))
+        logits = DepthToSpace(stride, name="head_shuffle")(
+            classifier(x, stride ** 2 * num_classes, kernel_initializer=ICNR(stride)))
     elif head is None and upsample == "transpose":
-        logits = layers.Conv2DTranspose(num_classes, 2, strides=2, padding="same",
+        logits = layers.Conv2DTranspose(num_classes, stride, strides=stride, padding="same",
                                         name="head_logits_transpose")(x)
     else:  # a 1x1 conv commutes with resizing: classify first, resize less
         mode = head or upsample
-        logits = layers.UpSampling2D(2, interpolation=mode, name=f"head_{mode}")(
+        logits = layers.UpSampling2D(stride, interpolation=mode, name=f"head_{mode}")(
             classifier(x, num_classes))
     return keras.Model(inputs, probabilities(logits, num_classes), name=name)
 
@@ -149,9 +165,9 @@ def _first_level_blocks(level, blocks_per_level, stem_blocks):
 
 
 def _strided_unet(x, filters, block_fn, rates, skips, blocks_per_level, mode, bn, stem, merge,
-                  stem_blocks, final_block):
-    """Encoder with stride-2 downsampling; returns the decoder output at 1/``stem`` of the input's
-    resolution."""
+                  stem_blocks, final_block, last=0):
+    """Encoder with stride-2 downsampling; returns the decoder output at the resolution of level
+    ``last`` (level 0: 1/``stem`` of the input's)."""
     features = []
     for level, width in enumerate(filters):
         if level == 0:
@@ -162,12 +178,12 @@ def _strided_unet(x, filters, block_fn, rates, skips, blocks_per_level, mode, bn
             x = block_fn(x, width, 1, f"enc{level}_b{b}", **bn)
         features.append(x)
     x = _bottleneck(x, filters[-1], block_fn, rates, bn)
-    for level in reversed(range(len(filters) - 1)):
+    for level in reversed(range(last, len(filters) - 1)):
         if skips and merge == "add" and mode != "transpose":  # a transpose projects as it upsamples
             x = conv_bn_act(x, filters[level], 1, 1, f"dec{level}_proj", **bn)
         x = upsample(x, mode, f"dec{level}_up", filters=filters[level])
         x = _merge(x, features[level], merge, f"dec{level}") if skips else x
-        if level or final_block:
+        if level > last or final_block:
             x = ds_block(x, filters[level], 1, f"dec{level}_b0", **bn)
     return x
 

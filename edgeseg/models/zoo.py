@@ -71,7 +71,7 @@ def create_model(name: str, **options):
 RANGES = {"alpha": (float, 1 / 64, 8.0), "depth": (int, 1, 7), "base_filters": (int, 1, 1024),
           "base": (int, 1, 1024), "bn_momentum": (float, 0.0, 0.999),
           "blocks_per_level": (int, 1, 8), "stem": (int, 1, 8), "stem_filters": (int, 1, 1024),
-          "stem_blocks": (int, 0, 8),
+          "stem_blocks": (int, 0, 8), "decoder_stride": (int, 2, 64),
           "filters": (int, 1, 1024), "head_filters": (int, 1, 1024), "rates": (int, 1, 64),
           "dilation": (int, 1, 64), "channels": (int, 1, 64), "num_classes": (int, 1, 255)}
 
