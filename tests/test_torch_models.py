@@ -48,20 +48,28 @@ def torch_models(tmp_path_factory):
     return root
 
 
+def independent_labels(session, path: Path) -> np.ndarray:
+    """Class ids an NCHW logits .onnx gives one synth image, by ONNX Runtime and numpy: grey
+    repeated to RGB, pixels / 255; one logit: foreground where it is > 0, else the argmax."""
+    from PIL import Image
+
+    grey = np.asarray(Image.open(path).convert("L"), np.float32) / 255.0
+    logits = session.run(None, {session.get_inputs()[0].name:
+                                np.repeat(grey[None, None], 3, axis=1)})[0][0]
+    return (logits[0] > 0).astype(np.uint8) if len(logits) == 1 else logits.argmax(0)
+
+
 def independent_dice(model: Path, folder: Path) -> float:
-    """Foreground Dice of a one-logit NCHW .onnx on a synth folder, by ONNX Runtime and numpy:
-    grey images repeated to RGB, pixels / 255, foreground where the logit > 0, pooled."""
+    """Foreground Dice of a logits NCHW .onnx on a synth folder (see independent_labels),
+    pooled over the images."""
     import onnxruntime as ort
     from PIL import Image
 
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
     tp = fp = fn = 0
     for path in sorted((folder / "images").glob("*.png")):
-        grey = np.asarray(Image.open(path).convert("L"), np.float32) / 255.0
-        logits = session.run(None, {name: np.repeat(grey[None, None], 3, axis=1)})[0][0, 0]
         truth = np.asarray(Image.open(folder / "masks" / path.name))
-        pred, labelled = logits > 0, truth != 255
+        pred, labelled = independent_labels(session, path) == 1, truth != 255
         tp += int((pred & (truth == 1) & labelled).sum())
         fp += int((pred & (truth == 0)).sum())
         fn += int((~pred & (truth == 1)).sum())
@@ -155,6 +163,54 @@ def test_run_with_a_torch_export(torch_models, runner, tmp_path, monkeypatch):
     assert rows["smp_unet"]["dice"] > 0.8 and rows["int8"]["dice_delta"] > -0.02
     assert rows["smp_unet"]["size_bytes"] == unet.stat().st_size + \
         unet.with_name("smp_unet.onnx.data").stat().st_size
+
+
+def test_predict_bench_check_and_fallback_take_the_torch_exports(torch_models, runner, tmp_path,
+                                                                 monkeypatch):
+    """predict writes the export's own classes pixel for pixel; bench scores the exports and an
+    int8 --fallback file as ONNX Runtime and numpy do; check gates the report."""
+    import onnxruntime as ort
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    models, test = torch_models / "models", torch_models / "test"
+    images = sorted((test / "images").glob("*.png"))[:3]
+    for name in ("smp_unet.onnx", "lraspp.onnx"):
+        result = runner.invoke(cli, ["predict", str(models / name), *map(str, images), "--out",
+                                     str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+        session = ort.InferenceSession(str(models / name), providers=["CPUExecutionProvider"])
+        for image in images:
+            mask = np.asarray(Image.open(tmp_path / name / f"{image.stem}_mask.png"))
+            assert np.array_equal(mask, independent_labels(session, image)), (name, image.name)
+
+    fallback = tmp_path / "lraspp_fallback.onnx"
+    result = runner.invoke(cli, ["convert", str(models / "lraspp.onnx"), "--to", "onnx",
+                                 "--quant", "int8", "--fallback", "--calib",
+                                 str(torch_models / "calib"), "--calib-samples", "8",
+                                 "--verify-data", str(test), "--out", str(fallback)])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output and fallback.exists()
+    report = tmp_path / "bench.json"  # one task per bench: the 2-class LR-ASPP files
+    sources = [models / "lraspp.onnx", fallback]
+    bench = _json(runner, ["bench", *map(str, sources), "--data", str(test), "--threads", "1",
+                           "--runs", "3", "--warmup", "1", "--quiet"], report)
+    dice = {Path(r["path"]).name: r["dice"] for r in bench["results"]}
+    reference = {path.name: independent_dice(path, test) for path in sources}
+    for name, value in reference.items():
+        assert dice[name] == pytest.approx(value, abs=1e-6), name
+    assert all(r["latency_ms"]["p50"] > 0 for r in bench["results"])
+
+    baseline = tmp_path / "baseline.json"
+    result = runner.invoke(cli, ["check", str(report), "--write-baseline", str(baseline)])
+    assert result.exit_code == 0 and baseline.exists(), result.output
+    result = runner.invoke(cli, ["check", str(report), "--baseline", str(baseline)])
+    assert result.exit_code == 0, result.output
+    # no Dice below the reference allowed: fails exactly when the int8 file scores lower
+    result = runner.invoke(cli, ["check", str(report), "--max-dice-delta", "0"])
+    lower = reference[fallback.name] < reference["lraspp.onnx"] - 1e-9
+    assert result.exit_code == (1 if lower else 0), result.output
+    assert ("REGRESSION int8 (onnxruntime, 1 thread(s))" in result.output) == lower, result.output
 
 
 @pytest.fixture(scope="module")
