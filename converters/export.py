@@ -76,10 +76,15 @@ def convert(model_path, out, config: ConvertConfig | None = None, **options) -> 
             from converters.onnx_source import convert_user_onnx
 
             return convert_user_onnx(model_path, out, cfg)
+        if model_path.suffix.lower() == ".tflite" and to == "tflite":
+            from converters.tflite_source import convert_user_tflite
+
+            return convert_user_tflite(model_path, out, cfg)  # ai-edge-quantizer
         raise ConfigError(f"{model_path}: already a {model_path.suffix[1:]} file; convert takes "
                           f"a Keras model (.keras, .h5, a SavedModel folder)"
                           + (" or an .onnx with --to onnx --quant int8|fp16"
-                             if model_path.suffix.lower() == ".onnx" else ""))
+                             if model_path.suffix.lower() == ".onnx" else
+                             " or a float .tflite with --to tflite --quant int8|int16x8|dynamic"))
     loaded = runtime.load(model_path, unsafe=cfg.unsafe, contract=cfg.contract,
                           custom_objects=cfg.custom_objects)
     if failed := cards.failed_note(loaded.card):

@@ -89,4 +89,94 @@ def rewrite(tflite: bytes, card: dict | None = None, *, compact: bool = True) ->
     return bytes(builder.Output())
 
 
-__all__ = ["rewrite"]
+def for_quantizer(tflite: bytes, signature: str = "serving_default") -> tuple[bytes, int]:
+    """(The model as ai-edge-quantizer takes it, how many float16 weights were widened.)
+
+    Float16 weights behind DEQUANTIZE ops (a float16 .tflite, MediaPipe's models) become float32
+    constants, exactly (every float16 is a float32), and the ops and float16 tensors go; a model
+    without a SignatureDef (the quantizer calibrates through one) gets ``signature`` over its
+    inputs and outputs. Everything else is unchanged."""
+    fb = schema()
+    model = fb.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
+    widened = 0
+    for graph in model.subgraphs or []:
+        kept, gone = [], set()
+        for op in graph.operators or []:
+            code = model.operatorCodes[op.opcodeIndex]
+            builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+            source = graph.tensors[op.inputs[0]] if builtin == fb.BuiltinOperator.DEQUANTIZE \
+                else None
+            data = model.buffers[source.buffer].data if source is not None else None
+            if source is None or source.type != fb.TensorType.FLOAT16 or data is None or \
+                    not len(data):
+                kept.append(op)
+                continue
+            weights = fb.BufferT()
+            weights.data = np.frombuffer(
+                np.frombuffer(bytes(data), np.float16).astype("<f4").tobytes(), np.uint8)
+            model.buffers.append(weights)
+            graph.tensors[op.outputs[0]].buffer = len(model.buffers) - 1
+            gone.add(int(op.inputs[0]))
+            widened += 1
+        graph.operators = kept
+        _drop_tensors(model, graph, gone)
+    if not model.signatureDefs and model.subgraphs:
+        graph = model.subgraphs[0]
+
+        def maps(indices):
+            out = []
+            for index in indices:
+                entry = fb.TensorMapT()
+                name = graph.tensors[index].name
+                entry.name = name.decode() if isinstance(name, bytes) else name
+                entry.tensorIndex = int(index)
+                out.append(entry)
+            return out
+
+        defined = fb.SignatureDefT()
+        defined.signatureKey, defined.subgraphIndex = signature, 0
+        defined.inputs, defined.outputs = maps(graph.inputs), maps(graph.outputs)
+        model.signatureDefs = [defined]
+    builder = _SharingBuilder(len(tflite) * 2 + 1024, share=False)
+    builder.Finish(model.Pack(builder), file_identifier=_IDENTIFIER)
+    return bytes(builder.Output()), widened
+
+
+def integer_weights(tflite: bytes) -> int:
+    """How many constant tensors of ``tflite`` hold integer weights (int8, uint8, int16, int4):
+    a model some quantizer has been through already."""
+    fb = schema()
+    model = fb.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
+    kinds = {fb.TensorType.INT8, fb.TensorType.UINT8, fb.TensorType.INT16,
+             getattr(fb.TensorType, "INT4", -1)}
+    return sum(1 for graph in model.subgraphs or [] for tensor in graph.tensors or []
+               if tensor.type in kinds and tensor.buffer and
+               model.buffers[tensor.buffer].data is not None and
+               len(model.buffers[tensor.buffer].data))
+
+
+def _drop_tensors(model, graph, gone: set[int]) -> None:
+    """Remove the tensors ``gone`` (no op reads them any more) from ``graph``, renumbering the
+    rest, and empty the buffers only they held."""
+    if not gone:
+        return
+    used = {t.buffer for i, t in enumerate(graph.tensors) if i not in gone}
+    for index in gone:
+        if graph.tensors[index].buffer not in used and graph.tensors[index].buffer:
+            model.buffers[graph.tensors[index].buffer].data = None
+    order = [i for i in range(len(graph.tensors)) if i not in gone]
+    new = {old: position for position, old in enumerate(order)}
+    renumber = lambda indices: None if indices is None else np.array(  # noqa: E731
+        [new[int(i)] if i >= 0 else int(i) for i in indices], np.int32)
+    graph.tensors = [graph.tensors[i] for i in order]
+    for op in graph.operators:
+        op.inputs, op.outputs = renumber(op.inputs), renumber(op.outputs)
+        if op.intermediates is not None:
+            op.intermediates = renumber(op.intermediates)
+    graph.inputs, graph.outputs = renumber(graph.inputs), renumber(graph.outputs)
+    for signature in model.signatureDefs or []:
+        for entry in (signature.inputs or []) + (signature.outputs or []):
+            entry.tensorIndex = new[entry.tensorIndex]
+
+
+__all__ = ["for_quantizer", "integer_weights", "rewrite"]

@@ -114,6 +114,7 @@ def check(source, path, samples, cfg):
     from edgeseg import runtime
 
     require_labels(cfg, samples.masks, samples.where)
+    _labels_fit(source.num_classes, samples)
     converted = runtime.load(path, trusted=True)  # written by this process
     mode = cfg.quant if cfg.quant in FLOAT_MODES else "quantized"
     source_probs, converted_probs, masks = fed_alike(source, converted, samples.pairs)
@@ -122,6 +123,22 @@ def check(source, path, samples, cfg):
                           min_agreement=cfg.min_agreement, max_dice_drop=cfg.max_dice_drop,
                           samples=len(samples.pairs))
     return parity, samples.where
+
+
+def _labels_fit(num_classes: int, samples) -> None:
+    """Masks whose class ids the model cannot predict (a binary model checked on a 4-class set)
+    are one line, not a failure inside the Dice."""
+    import numpy as np
+
+    from edgeseg.device.errors import ConfigError
+
+    labelled = [m[m != 255] for _, m in samples.pairs if m is not None]
+    top = max((int(np.max(m)) for m in labelled if m.size), default=0)
+    if top >= max(2, num_classes):
+        outputs = "1 output (binary)" if num_classes == 1 else f"{num_classes} classes"
+        raise ConfigError(f"the parity images ({samples.where}) have class ids up to {top}; the "
+                          f"model predicts {outputs}: give --verify-data labelled images of its "
+                          f"own task, or --no-verify")
 
 
 class _FedAs:

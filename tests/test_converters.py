@@ -695,3 +695,56 @@ def test_an_op_onnx2tf_has_no_converter_for_is_one_line_naming_it(tmp_path, runn
                      f"(node gate, domain com.microsoft); export it as standard ONNX ops, or "
                      f"--to onnx (ONNX Runtime runs it)"]
     assert not out.parent.exists() or not list(out.parent.iterdir())
+
+
+def test_a_float_tflite_made_elsewhere_is_quantized_by_ai_edge_quantizer(converted, runner,
+                                                                          tmp_path):
+    """A float32 .tflite and a float16 one (weights behind DEQUANTIZE, as MediaPipe ships its
+    models) to int8 with ai-edge-quantizer: parity checked, the tool in the card, eval's Dice
+    within the budget of the float file's; widening float16 weights changes no output."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from converters.flatbuffer import for_quantizer, integer_weights
+
+    fp32, fp16 = converted[("tflite", "none")][0], converted[("tflite", "fp16")][0]
+    raw = fp16.read_bytes()
+    prepared, widened = for_quantizer(raw)
+    assert widened > 0 and len(prepared) > len(raw)
+    image = np.random.default_rng(0).random((1, *Interpreter(model_path=str(fp16))
+                                             .get_input_details()[0]["shape"][1:]), np.float32)
+    outputs = []
+    for model in (raw, prepared):
+        interpreter = Interpreter(model_content=model)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image)
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]))
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    assert interpreter.get_signature_list()  # the quantizer calibrates through one
+
+    def dice(path):
+        report = tmp_path / f"{path.stem}.json"
+        done = runner.invoke(cli, ["eval", str(path), "--n", "8", "--json", str(report)])
+        assert done.exit_code == 0, done.output
+        return json.loads(report.read_text())["dice"]
+
+    for source in (fp32, fp16):
+        out = tmp_path / f"{source.stem}_int8.tflite"
+        result = runner.invoke(cli, ["convert", str(source), "--quant", "int8", "--calib-samples",
+                                     "8", "--verify-samples", "4", "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        card = json.loads(out.with_name(out.name + ".json").read_text())
+        assert card["recipe"]["tool"]["name"] == "ai-edge-quantizer" and card["parity"]["passed"]
+        assert card["recipe"]["float16_weights_widened"] == (widened if source == fp16 else 0)
+        assert integer_weights(out.read_bytes()) > 0
+        assert dice(out) > dice(source) - 0.02
+
+    int8 = tmp_path / f"{fp32.stem}_int8.tflite"
+    for args, message in (([str(int8), "--quant", "int8"], "already quantized (int8 input"),
+                          ([str(fp32), "--quant", "dynamic", "--verify-data", "synthetic-shapes"],
+                           "have class ids up to 3; the model predicts 1 output (binary)"),
+                          ([str(fp32), "--quant", "fp16"], "convert quantizes one with --quant "
+                                                           "int8, int16x8, dynamic")):
+        result = runner.invoke(cli, ["convert", *args, "--out", str(tmp_path / "again.tflite")])
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert "Traceback" not in result.output and not (tmp_path / "again.tflite").exists()
