@@ -311,8 +311,9 @@ def test_qat_on_a_model_pruned_earlier_preserves_its_zeros(tiny_run, runner, tmp
 
 # --- the field's models (edgeseg/models/field.py) -------------------------------------------------
 
+# LR-ASPP-Large is built from the same blocks as Small (test_models converts both): its QAT graph
+# would add about 100 s to CI and no block these do not have
 FIELD = [("lraspp_mobilenetv3", {"variant": "small", "alpha": 0.5}),
-         ("lraspp_mobilenetv3", {"variant": "large", "alpha": 0.5}),
          ("fast_scnn", {"alpha": 0.5}),
          ("deeplabv3plus_mobilenetv2", {"alpha": 0.35, "filters": 32})]
 
