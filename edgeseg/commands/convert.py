@@ -20,7 +20,9 @@ def convert(model_path, out, unsafe, custom_objects, input_layout, normalize, ou
             **options):
     """Convert MODEL to OUT, with its card inside and beside it (OUT.json). MODEL is a Keras
     model of any flavour (tf-keras or Keras 3 .keras/.h5, a SavedModel folder; custom layers
-    with --custom-objects), or an .onnx to quantize (--to onnx --quant int8).
+    with --custom-objects), an .onnx to quantize (--to onnx --quant int8|fp16) or to take to
+    .tflite (onnx2tf: edgeseg tools install onnx2tf), or a float .tflite made elsewhere to
+    quantize (--quant int8|int16x8|dynamic, by ai-edge-quantizer).
 
     After conversion the file runs in its own runtime (LiteRT or ONNX Runtime) and is compared
     with MODEL as probabilities (logits after their sigmoid/softmax), on images the calibration
@@ -36,6 +38,7 @@ def convert(model_path, out, unsafe, custom_objects, input_layout, normalize, ou
     edgeseg convert m.keras --quant int8 --fallback --max-dice-drop 0.005 --out m_int8.tflite
     edgeseg convert my_unet.keras --input-size 144x256 --custom-objects layers.py --out m.tflite
     edgeseg convert torch_unet.onnx --to onnx --quant int8 --calib data/ --out unet_int8.onnx
+    edgeseg convert selfie.tflite --quant int8 --calib data/ --normalize scale --out s_int8.tflite
     """
     from converters import convert as run
 
