@@ -370,14 +370,36 @@ def _train_config(cfg: RunConfig, user: UserModel | None) -> TrainConfig:
 
 def _conversions(cfg: RunConfig) -> dict[str, tuple]:
     """The files ``run`` makes: from a user's .onnx only its int8 quantization, from a user's
-    .tflite none (it is benchmarked as it is), else every conversion (those whose source stage
-    was skipped are left out when it runs)."""
+    float .tflite its int8 and dynamic-range quantizations (ai-edge-quantizer; none when it is
+    quantized already or the quantizer is not installed: :func:`_as_it_is`), else every
+    conversion (those whose source stage was skipped are left out when it runs)."""
     suffix = Path(cfg.model_file).suffix.lower() if cfg.model_file else None
     if suffix == ".onnx":
         return {"int8.onnx": ("train", "onnx", "int8")}
     if suffix == ".tflite":
-        return {}
+        return {} if _as_it_is(cfg) else {"int8.tflite": ("train", "tflite", "int8"),
+                                           "dynamic.tflite": ("train", "tflite", "dynamic")}
     return dict(CONVERSIONS)
+
+
+def _as_it_is(cfg: RunConfig) -> str | None:
+    """Why a user's .tflite is benchmarked as it is, or None when it is quantized here."""
+    if not cfg.model_file or Path(cfg.model_file).suffix.lower() != ".tflite":
+        return None
+    from converters.flatbuffer import integer_weights
+    from converters.tflite_source import quantizer_version
+    from edgeseg.device.formats.tflite import SchemaUnavailable
+
+    try:
+        quantized = integer_weights(Path(cfg.model_file).read_bytes())
+    except (SchemaUnavailable, OSError, ValueError):
+        return "the user's .tflite is benchmarked as it is (its flatbuffer is not read here)"
+    if quantized:
+        return "the user's .tflite is quantized already: benchmarked as it is"
+    if quantizer_version() is None:
+        return ("the user's .tflite is benchmarked as it is (quantizing it needs "
+                "ai-edge-quantizer: pip install 'edgeseg[quantizer]')")
+    return None
 
 
 def _scored(cfg: RunConfig, split, size) -> tuple[object, str]:
@@ -509,8 +531,7 @@ def _convert(plan: Plan, sources: dict[str, Path], outputs: Outputs, stages: _St
     todo = [name for name in conversions if not (where / name).exists()]
     size = plan.size
     if not conversions:
-        stages.skip("convert", "nothing to convert: the user's .tflite is benchmarked as it is",
-                    redo=False)
+        stages.skip("convert", f"nothing to convert: {_as_it_is(plan.cfg)}", redo=False)
     elif not todo:
         stages.skip("convert", f"all {len(conversions)} files exist in {where}")
     else:

@@ -136,12 +136,23 @@ def test_a_run_on_a_folder_scores_only_images_no_stage_learned_from(tmp_path, ru
     assert json.loads((again / "report.json").read_text())["dataset"]["samples"] == 6
 
 
-def test_a_run_of_a_users_tflite_says_there_is_nothing_to_convert(converted, tmp_path, runner):
+def test_a_run_of_a_users_tflite_quantizes_a_float_one_and_benchmarks_a_quantized_one(
+        converted, tmp_path, runner):
+    """A float .tflite is quantized by ai-edge-quantizer (int8, dynamic range); an int8 one has
+    nothing to convert, and says so."""
     model, _ = converted[("tflite", "none")]
     done = runner.invoke(cli, ["run", "--model", str(model), "--quick", "--until", "convert",
                                "--out", str(tmp_path / "run")])
     assert done.exit_code == 0, done.output
-    assert "convert: nothing to convert: the user's .tflite is benchmarked as it is" in done.output
+    for name in ("int8.tflite", "dynamic.tflite"):
+        card = json.loads((tmp_path / "run" / "models" / f"{name}.json").read_text())
+        assert card["recipe"]["tool"]["name"] == "ai-edge-quantizer" and card["parity"]["passed"]
+    quantized, _ = converted[("tflite", "int8")]
+    done = runner.invoke(cli, ["run", "--model", str(quantized), "--quick", "--until", "convert",
+                               "--out", str(tmp_path / "run8")])
+    assert done.exit_code == 0, done.output
+    assert "convert: nothing to convert: the user's .tflite is quantized already: benchmarked " \
+           "as it is" in done.output
     assert "all 0 files" not in done.output
 
 
