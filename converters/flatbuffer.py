@@ -98,9 +98,9 @@ def for_quantizer(tflite: bytes, signature: str = "serving_default") -> tuple[by
     inputs and outputs. Everything else is unchanged."""
     fb = schema()
     model = fb.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
-    widened = 0
+    widened, gone = 0, []
     for graph in model.subgraphs or []:
-        kept, gone = [], set()
+        kept, replaced = [], set()
         for op in graph.operators or []:
             code = model.operatorCodes[op.opcodeIndex]
             builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
@@ -116,10 +116,11 @@ def for_quantizer(tflite: bytes, signature: str = "serving_default") -> tuple[by
                 np.frombuffer(bytes(data), np.float16).astype("<f4").tobytes(), np.uint8)
             model.buffers.append(weights)
             graph.tensors[op.outputs[0]].buffer = len(model.buffers) - 1
-            gone.add(int(op.inputs[0]))
+            replaced.add(int(op.inputs[0]))
             widened += 1
         graph.operators = kept
-        _drop_tensors(model, graph, gone)
+        gone.append(replaced - _read(model, graph, len(gone)))  # another op may still read one
+    _drop_tensors(model, gone)
     if not model.signatureDefs and model.subgraphs:
         graph = model.subgraphs[0]
 
@@ -155,28 +156,47 @@ def integer_weights(tflite: bytes) -> int:
                len(model.buffers[tensor.buffer].data))
 
 
-def _drop_tensors(model, graph, gone: set[int]) -> None:
-    """Remove the tensors ``gone`` (no op reads them any more) from ``graph``, renumbering the
-    rest, and empty the buffers only they held."""
-    if not gone:
-        return
-    used = {t.buffer for i, t in enumerate(graph.tensors) if i not in gone}
-    for index in gone:
-        if graph.tensors[index].buffer not in used and graph.tensors[index].buffer:
-            model.buffers[graph.tensors[index].buffer].data = None
-    order = [i for i in range(len(graph.tensors)) if i not in gone]
-    new = {old: position for position, old in enumerate(order)}
-    renumber = lambda indices: None if indices is None else np.array(  # noqa: E731
-        [new[int(i)] if i >= 0 else int(i) for i in indices], np.int32)
-    graph.tensors = [graph.tensors[i] for i in order]
-    for op in graph.operators:
-        op.inputs, op.outputs = renumber(op.inputs), renumber(op.outputs)
-        if op.intermediates is not None:
-            op.intermediates = renumber(op.intermediates)
-    graph.inputs, graph.outputs = renumber(graph.inputs), renumber(graph.outputs)
+def _read(model, graph, index: int) -> set[int]:
+    """The tensors of subgraph ``index`` that an op, the subgraph or a signature reads."""
+    read = {int(i) for op in graph.operators or [] for i in
+            [*(op.inputs if op.inputs is not None else []),
+             *(op.intermediates if op.intermediates is not None else [])] if i >= 0}
+    read |= {int(i) for i in [*(graph.inputs if graph.inputs is not None else []),
+                              *(graph.outputs if graph.outputs is not None else [])]}
     for signature in model.signatureDefs or []:
-        for entry in (signature.inputs or []) + (signature.outputs or []):
-            entry.tensorIndex = new[entry.tensorIndex]
+        if signature.subgraphIndex == index:
+            read |= {e.tensorIndex for e in (signature.inputs or []) + (signature.outputs or [])}
+    return read
+
+
+def _drop_tensors(model, gone: list[set[int]]) -> None:
+    """Remove the tensors ``gone[i]`` (nothing reads them any more) from subgraph ``i``,
+    renumbering the rest, and empty the buffers no other tensor (of any subgraph) or metadata
+    entry holds."""
+    graphs = model.subgraphs or []
+    held = {t.buffer for index, graph in enumerate(graphs)
+            for number, t in enumerate(graph.tensors or []) if number not in gone[index]}
+    held |= {entry.buffer for entry in model.metadata or []}
+    for index, graph in enumerate(graphs):
+        if not gone[index]:
+            continue
+        for number in gone[index]:
+            if graph.tensors[number].buffer and graph.tensors[number].buffer not in held:
+                model.buffers[graph.tensors[number].buffer].data = None
+        order = [i for i in range(len(graph.tensors)) if i not in gone[index]]
+        new = {old: position for position, old in enumerate(order)}
+        renumber = lambda indices: None if indices is None else np.array(  # noqa: E731
+            [new[int(i)] if i >= 0 else int(i) for i in indices], np.int32)
+        graph.tensors = [graph.tensors[i] for i in order]
+        for op in graph.operators:
+            op.inputs, op.outputs = renumber(op.inputs), renumber(op.outputs)
+            if op.intermediates is not None:
+                op.intermediates = renumber(op.intermediates)
+        graph.inputs, graph.outputs = renumber(graph.inputs), renumber(graph.outputs)
+        for signature in model.signatureDefs or []:
+            if signature.subgraphIndex == index:
+                for entry in (signature.inputs or []) + (signature.outputs or []):
+                    entry.tensorIndex = new[entry.tensorIndex]
 
 
 __all__ = ["for_quantizer", "integer_weights", "rewrite"]

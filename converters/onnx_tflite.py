@@ -142,17 +142,23 @@ def _failure(model_path: Path, record: dict, log: str) -> str:
             reason = line
     reason = (reason or "no reason given").split(" for '{{node")[0][:240]
     version = record["versions"].get("onnx2tf")
-    graph = onnx.load(str(model_path), load_external_data=False).graph
+    try:
+        nodes = list(onnx.load(str(model_path), load_external_data=False).graph.node)
+    except Exception:  # noqa: BLE001 - onnx2tf's own reason is the message; the op is extra
+        nodes = []
     missing = re.search(r"No module named 'onnx2tf\.ops\.(\w+)'", log)
     if missing:  # onnx2tf imports a converter per op type: it has none for this one
         op = missing.group(1)
-        first = next((n for n in graph.node if n.op_type == op), None)
-        where = f" (node {first.name or '?'}, domain {first.domain or 'ai.onnx'})" if first else ""
+        first = next((n for n in nodes if n.op_type == op), None)
+        domain = (first.domain or "ai.onnx") if first else None
+        where = f" (node {first.name or '?'}, domain {domain})" if first else ""
+        fix = "export it as standard ONNX ops" if domain not in (None, "ai.onnx") else \
+            "export with another opset or without it"
         return (f"{model_path}: onnx2tf {version} has no converter for the {op} op{where}; "
-                f"export it as standard ONNX ops, or --to onnx (ONNX Runtime runs it)")
+                f"{fix}, or --to onnx (ONNX Runtime runs it)")
     if node is None:
         return f"{model_path}: onnx2tf {version} failed: {reason}"
-    op = next((n.op_type for n in graph.node if n.name == node), "?")
+    op = next((n.op_type for n in nodes if n.name == node), "?")
     return (f"{model_path}: onnx2tf {version} could not convert node {node} ({op}): {reason}; "
             f"try a fixed-size export or other --input-size sides, or --to onnx (ONNX Runtime)")
 

@@ -40,12 +40,26 @@ def quantizer_version() -> str | None:
         return None
 
 
+def quantized_already(raw: bytes) -> str | None:
+    """What shows a .tflite has been quantized (an integer input, integer weights), or None."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    from converters.flatbuffer import integer_weights
+
+    given = np.dtype(Interpreter(model_content=raw).get_input_details()[0]["dtype"]).name
+    weights = integer_weights(raw)
+    if given == "float32" and not weights:
+        return None
+    return f"{given} input, {weights} integer weight tensors"
+
+
 def convert_user_tflite(model_path, out, cfg: ConvertConfig) -> ConvertResult:
     """``model_path`` (a float .tflite) quantized to ``cfg.quant`` by ai-edge-quantizer, written
     to ``out`` with its card once parity against ``model_path`` (both run in LiteRT) holds."""
     import numpy as np
 
-    from converters.flatbuffer import for_quantizer, integer_weights
+    from converters.flatbuffer import for_quantizer
     from converters.onnx_source import read_user_onnx
 
     model_path, out = Path(model_path), Path(out)
@@ -63,13 +77,9 @@ def convert_user_tflite(model_path, out, cfg: ConvertConfig) -> ConvertResult:
         raise ConfigError(f"{model_path}: quantizing a .tflite needs ai-edge-quantizer: pip "
                           f"install 'edgeseg[quantizer]'")
     raw = model_path.read_bytes()
-    from ai_edge_litert.interpreter import Interpreter
-
-    given = np.dtype(Interpreter(model_content=raw).get_input_details()[0]["dtype"]).name
-    if given != "float32" or integer_weights(raw):
-        raise ConfigError(f"{model_path}: already quantized ({given} input, "
-                          f"{integer_weights(raw)} integer weight tensors); quantize the float "
-                          f"model it was made from")
+    if why := quantized_already(raw):
+        raise ConfigError(f"{model_path}: already quantized ({why}); quantize the float model "
+                          f"it was made from")
     user = read_user_onnx(model_path, cfg, calibrated=cfg.quant != "dynamic")  # any runtime file
     source, source_card, size, channels = user.source, user.card, user.size, user.channels
     if source.layout != "NHWC":
@@ -84,8 +94,11 @@ def convert_user_tflite(model_path, out, cfg: ConvertConfig) -> ConvertResult:
                                                normalization=user.normalization, fit=user.fit,
                                                trained_on=user.trained_on)
     progress(f"quantizing {model_path.name} with ai-edge-quantizer {version} ({cfg.quant})")
-    quantized = _quantize(model_path, prepared, RECIPES[cfg.quant], version,
+    quantized = _quantize(model_path, prepared, cfg.quant, version,
                           None if calibration is None else calibration.astype(np.float32))
+    from ai_edge_litert.interpreter import Interpreter
+
+    io_type = np.dtype(Interpreter(model_content=quantized).get_input_details()[0]["dtype"]).name
     card = cards.make_card(
         format="tflite", variant=variant_of(source_card.get("variant"), cfg.quant, False),
         input_size=list(size), channels=channels, num_classes=source.num_classes,
@@ -94,7 +107,7 @@ def convert_user_tflite(model_path, out, cfg: ConvertConfig) -> ConvertResult:
         source={"model": str(model_path), "variant": source_card.get("variant"),
                 "metrics": source_card.get("metrics")},
         recipe={"stage": "convert", "to": "tflite", "quant": cfg.quant,
-                "io": "int8" if cfg.quant == "int8" else "float", "from": "tflite",
+                "io": "float" if io_type == "float32" else io_type, "from": "tflite",
                 "float16_weights_widened": widened,
                 "tool": {"name": "ai-edge-quantizer", "ai-edge-quantizer": version,
                          "recipe": RECIPES[cfg.quant]}},
@@ -107,30 +120,31 @@ def convert_user_tflite(model_path, out, cfg: ConvertConfig) -> ConvertResult:
                          user.trained_on)
 
 
-def _quantize(model_path: Path, prepared: bytes, recipe: str, version: str, images) -> bytes:
+def _quantize(model_path: Path, prepared: bytes, quant: str, version: str, images) -> bytes:
     """The quantized flatbuffer; the quantizer's own failure is one line naming the file."""
     import ai_edge_quantizer as aq
     from ai_edge_litert.interpreter import Interpreter
 
-    name = next(iter(Interpreter(model_content=prepared).get_signature_list()[SIGNATURE][
-        "inputs"]))
+    signatures = Interpreter(model_content=prepared).get_signature_list()
+    key = SIGNATURE if SIGNATURE in signatures else next(iter(signatures))  # the file's own
+    name = next(iter(signatures[key]["inputs"]))
     chatter = io.StringIO()  # its progress bars and size report: not this command's output
     try:
         with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
             quantizer = aq.Quantizer(bytearray(prepared))
-            quantizer.load_quantization_recipe(getattr(aq.recipe, recipe)())
+            quantizer.load_quantization_recipe(getattr(aq.recipe, RECIPES[quant])())
             calibrated = None
             if images is not None:
                 calibrated = quantizer.calibrate(
-                    {SIGNATURE: [{name: image[None]} for image in images]}, num_threads=1)
+                    {key: [{name: image[None]} for image in images]}, num_threads=1)
             result = quantizer.quantize(calibrated, enable_progress_report=False)
     except Exception as error:  # the tool's own refusal, whatever it raises: one line
         reason = str(error).strip().splitlines()[0][:240] if str(error).strip() else ""
         raise ConversionError(f"{model_path}: ai-edge-quantizer {version} could not quantize "
                               f"it: {type(error).__name__}" + (f": {reason}" if reason else "")
-                              + "; try --quant dynamic, or quantize the model it was made "
-                                "from") from None
+                              + ("; try --quant dynamic, or" if quant != "dynamic" else ";")
+                              + " quantize the model it was made from") from None
     return bytes(result.quantized_model)
 
 
-__all__ = ["RECIPES", "convert_user_tflite", "quantizer_version"]
+__all__ = ["RECIPES", "convert_user_tflite", "quantized_already", "quantizer_version"]

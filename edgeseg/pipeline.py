@@ -382,20 +382,25 @@ def _conversions(cfg: RunConfig) -> dict[str, tuple]:
     return dict(CONVERSIONS)
 
 
+def _as_it_is_applies(cfg: RunConfig) -> bool:
+    """Whether the run's model is a user's .tflite (its quantizations are extras, not stages
+    the run needs)."""
+    return bool(cfg.model_file) and Path(cfg.model_file).suffix.lower() == ".tflite"
+
+
 def _as_it_is(cfg: RunConfig) -> str | None:
     """Why a user's .tflite is benchmarked as it is, or None when it is quantized here."""
     if not cfg.model_file or Path(cfg.model_file).suffix.lower() != ".tflite":
         return None
-    from converters.flatbuffer import integer_weights
-    from converters.tflite_source import quantizer_version
+    from converters.tflite_source import quantized_already, quantizer_version
     from edgeseg.device.formats.tflite import SchemaUnavailable
 
     try:
-        quantized = integer_weights(Path(cfg.model_file).read_bytes())
-    except (SchemaUnavailable, OSError, ValueError):
+        quantized = quantized_already(Path(cfg.model_file).read_bytes())
+    except (SchemaUnavailable, OSError, ValueError, RuntimeError):
         return "the user's .tflite is benchmarked as it is (its flatbuffer is not read here)"
     if quantized:
-        return "the user's .tflite is quantized already: benchmarked as it is"
+        return f"the user's .tflite is quantized already ({quantized}): benchmarked as it is"
     if quantizer_version() is None:
         return ("the user's .tflite is benchmarked as it is (quantizing it needs "
                 "ai-edge-quantizer: pip install 'edgeseg[quantizer]')")
@@ -525,6 +530,7 @@ def _optimize(plan: Plan, trained: Path, outputs: Outputs, stages: _Stages, verb
 def _convert(plan: Plan, sources: dict[str, Path], outputs: Outputs, stages: _Stages,
              echo) -> list[Path]:
     from converters import convert
+    from converters.tflite import ConversionError
 
     where = outputs.root / "models"
     conversions = {name: spec for name, spec in plan.conversions.items() if spec[0] in sources}
@@ -541,16 +547,22 @@ def _convert(plan: Plan, sources: dict[str, Path], outputs: Outputs, stages: _St
         outputs.claim_file(f"models/{name}", f"models/{card_path(name).name}")
         # a variant outside its parity limits is still benchmarked (its card says it failed):
         # the report shows what it costs rather than the run stopping
-        result = convert(sources[source], where / name, to=to, quant=quant, input_size=size,
-                         calib_samples=plan.cfg.calib_samples,
-                         verify_samples=plan.cfg.verify_samples, seed=plan.cfg.seed,
-                         keep_failed=True, **plan.calibrates_on)
+        try:
+            result = convert(sources[source], where / name, to=to, quant=quant,
+                             input_size=size, calib_samples=plan.cfg.calib_samples,
+                             verify_samples=plan.cfg.verify_samples, seed=plan.cfg.seed,
+                             keep_failed=True, **plan.calibrates_on)
+        except ConversionError as error:
+            if not _as_it_is_applies(plan.cfg):
+                raise
+            echo(f"  {name}: not made ({error}); the user's .tflite is benchmarked without it")
+            continue
         parity = result.parity
         echo(f"  {name}: {result.path.stat().st_size:,} bytes, agreement "
              f"{parity.agreement:.2%}" + (f", Dice {parity.dice_delta:+.4f}"
                                            if parity.dice_delta is not None else "") +
              ("" if parity.passed else " (outside its parity limits: kept, marked in its card)"))
-    return [where / name for name in conversions]
+    return [where / name for name in conversions if (where / name).exists()]
 
 
 def _bench(plan: Plan, trained: Path, files: list[Path], board=None) -> dict:

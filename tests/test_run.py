@@ -151,8 +151,12 @@ def test_a_run_of_a_users_tflite_quantizes_a_float_one_and_benchmarks_a_quantize
     done = runner.invoke(cli, ["run", "--model", str(quantized), "--quick", "--until", "convert",
                                "--out", str(tmp_path / "run8")])
     assert done.exit_code == 0, done.output
-    assert "convert: nothing to convert: the user's .tflite is quantized already: benchmarked " \
-           "as it is" in done.output
+    from converters.flatbuffer import integer_weights
+
+    weights = integer_weights(quantized.read_bytes())
+    assert weights > 0 and f"convert: nothing to convert: the user's .tflite is quantized " \
+        f"already (float32 input, {weights} integer weight tensors): benchmarked as it is" in \
+        done.output
     assert "all 0 files" not in done.output
 
 

@@ -204,7 +204,7 @@ def convert_all(model: Path, out: Path, size: int, files=tuple(FILES), trained: 
         recipe, calibration = card.get("recipe") or {}, card.get("calibration") or {}
         same = bool(card) and card.get("input_size") == [size, size] and \
             recipe.get("to") == to and recipe.get("quant") == quant and \
-            calibration.get("seed", seed) == seed and \
+            calibration.get("seed", seed) == seed and calibration.get("data", data) == data and \
             _same_path((card.get("source") or {}).get("model", ""), model) and \
             target.stat().st_mtime >= Path(model).stat().st_mtime
         if same:

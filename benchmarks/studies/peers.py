@@ -242,14 +242,17 @@ def _target_cell(rows: list[dict], model: str, target: str) -> str:
     row = next((r for r in rows if r["model"] == model and r["target"] == target), None)
     if row is None:
         return "-"
-    if "latency_ms" not in row:  # the tool refused the file: its line is in the JSON
-        return "refused"
+    if "latency_ms" not in row:  # the tool refused the file, or is missing: its line is kept
+        return "not installed" if "install" in row.get("failure", "") else "refused"
     if target == "cortex-m":
         if not row.get("runs"):
             return "does not run"
         return f"{row['arena_bytes'] / 1024:,.0f} KB" if row.get("arena_bytes") else "-"
     cpu = sum((row.get("cpu_ops") or {}).values())
-    return f"{row['latency_ms']['p50']:.2f}" + (f" ({cpu} ops on the CPU)" if cpu else "")
+    p50 = row["latency_ms"].get("p50")
+    if p50 is None or p50 != p50:  # NaN: not estimated
+        return "-"
+    return f"{p50:.2f}" + (f" ({cpu} ops on the CPU)" if cpu else "")
 
 
 def target_table(report: dict) -> list[str]:

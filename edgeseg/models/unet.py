@@ -73,8 +73,9 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
     Args:
         input_size: int, (height, width), or None for any size; sides must divide by ``2**depth``.
         alpha: MobileNet's width multiplier.
-        stem_filters: channels of the first level alone (the stem, its blocks, the last decoder
-            block and the head's input), whatever ``alpha`` gives the others; None: like the
+        stem_filters: channels of the first level alone (the stem, its blocks and, with the
+            default ``decoder_stride``, the last decoder block and the head's input), whatever
+            ``alpha`` gives the others; None: like the
             others. That level runs at the highest resolution, where time goes to memory traffic
             more than to MACs (MobileNetV3's 16-channel stem follows the same reasoning).
         stem_blocks: stride-1 blocks after the stem, at the first level (default 0: the stem's
@@ -107,13 +108,14 @@ def mobile_unet(input_size=None, channels: int = 3, num_classes: int = 1, *, alp
     if upsample == "maxunpool" and not final_block:
         raise ConfigError(f"{name}: final_block=False shapes the strided U-Net's decoder; "
                           f"upsample='maxunpool' unpools to full resolution through every level")
-    stride = 2 if decoder_stride is None else int(decoder_stride)
+    stride = 2
     if decoder_stride is not None:
-        strides = tuple(2 ** k for k in range(1, depth))  # the levels a decoder can end at
+        strides = tuple(2 ** k for k in range(1, max(2, depth)))  # the levels it can end at
         if isinstance(decoder_stride, bool) or decoder_stride not in strides:
             raise ConfigError(f"{name}: decoder_stride must be one of "
                               f"{', '.join(map(str, strides))} with depth={depth} "
                               f"(got {decoder_stride!r})")
+        stride = int(decoder_stride)
         if stride != 2 and (upsample == "maxunpool" or stem == 1):
             raise ConfigError(f"{name}: decoder_stride shapes the strided U-Net with stem=2; "
                               f"upsample='maxunpool' and stem=1 decode to full resolution")
