@@ -53,11 +53,23 @@ def _short_name(name: str, prefix: str) -> str:
     return first[len(prefix):] if prefix and first.startswith(prefix) else first
 
 
+def _inline(model, tflite: bytes) -> None:
+    """Buffers stored after the flatbuffer (``offset``/``size``, as ai-edge-quantizer and other
+    writers place large weights) moved into the flatbuffer: the object API packs the tables
+    only, so the bytes behind the offsets would be lost."""
+    for buffer in model.buffers or []:
+        if getattr(buffer, "offset", 0) and buffer.offset > 1:
+            end = buffer.offset + buffer.size
+            buffer.data = np.frombuffer(tflite[buffer.offset:end], np.uint8)
+            buffer.offset = buffer.size = 0
+
+
 def rewrite(tflite: bytes, card: dict | None = None, *, compact: bool = True) -> bytes:
     """The same model with ``card`` as JSON metadata (``edgeseg.device.card``) and, if ``compact``,
     the shared vectors and short names described above."""
     fb = schema()
     model = fb.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
+    _inline(model, tflite)
     if compact:
         for graph in model.subgraphs or []:
             io = set(graph.inputs.tolist() if graph.inputs is not None else []) | \
@@ -98,6 +110,7 @@ def for_quantizer(tflite: bytes, signature: str = "serving_default") -> tuple[by
     inputs and outputs. Everything else is unchanged."""
     fb = schema()
     model = fb.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
+    _inline(model, tflite)
     widened, gone = 0, []
     for graph in model.subgraphs or []:
         kept, replaced = [], set()

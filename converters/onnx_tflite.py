@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 from converters.config import ConvertConfig, ConvertResult, variant_of
 from converters.tflite import ConversionError
+from converters.tflite_source import input_type
 from converters.write import write_checked
 from edgeseg.device import card as cards
 from edgeseg.device.data import roles
@@ -60,6 +62,7 @@ def onnx_to_tflite(model_path, out, cfg: ConvertConfig) -> ConvertResult:
                                                trained_on=trained_on)
 
     shape = (1, channels, *size) if source.layout == "NCHW" else (1, *size, channels)
+    quantizer = None  # set when ai-edge-quantizer made the file instead of TensorFlow
     progress(f"converting {model_path.name} with onnx2tf "
              f"{record['versions'].get('onnx2tf')} at {size[0]}x{size[1]} (its own environment)")
     with tempfile.TemporaryDirectory(prefix="edgeseg-onnx2tf-") as scratch:
@@ -79,6 +82,17 @@ def onnx_to_tflite(model_path, out, cfg: ConvertConfig) -> ConvertResult:
             saved = runtime.load(scratch / "saved")
             raw = tflite_bytes(saved.selected, size, cfg.quant, calibration, cfg.io,
                                cfg.per_tensor)
+            why = _unloadable(raw)
+            if why and _requantizable(cfg):  # e.g. XNNPACK refuses the SMP U-Net's int8 file
+                from converters.flatbuffer import for_quantizer
+                from converters.tflite_source import quantize_tflite, quantizer_version
+
+                quantizer = quantizer_version()
+                print(f"note: {model_path.name}: LiteRT cannot load TensorFlow's {cfg.quant} "
+                      f"file ({why}); quantizing onnx2tf's float32 file with ai-edge-quantizer "
+                      f"{quantizer} instead", file=sys.stderr)
+                raw = quantize_tflite(model_path, for_quantizer(made.read_bytes())[0],
+                                      cfg.quant, quantizer, calibration)
 
     card = cards.make_card(
         format="tflite", variant=variant_of(source_card.get("variant"), cfg.quant, False),
@@ -87,15 +101,37 @@ def onnx_to_tflite(model_path, out, cfg: ConvertConfig) -> ConvertResult:
         **{**cards.contract(source_card), "output_kind": kind},
         source={"model": str(model_path), "variant": source_card.get("variant"),
                 "metrics": source_card.get("metrics"), "input_layout": source.layout},
-        recipe={"stage": "convert", "to": "tflite", "quant": cfg.quant, "io": cfg.io,
+        recipe={"stage": "convert", "to": "tflite", "quant": cfg.quant,
+                "io": cfg.io if quantizer is None else input_type(raw),
                 "per_tensor": cfg.per_tensor, "from": "onnx",
-                "tool": {"name": "onnx2tf", **record["versions"]}},
+                "tool": {"name": "onnx2tf", **record["versions"],
+                         **({"quantizer": f"ai-edge-quantizer {quantizer}"} if quantizer
+                            else {})}},
         calibration=None if calibration is None else {
             "data": data, "samples": len(calibration), "seed": cfg.seed, "method": "minmax",
             "per_tensor": cfg.per_tensor,
             "images": roles.calibration_source(data, trained_on),
             "source_images": roles.calibration_sources(data, trained_on, len(calibration))})
     return write_checked(out, "tflite", raw, card, source, size, cfg, data, trained_on)
+
+
+def _unloadable(raw: bytes) -> str | None:
+    """Why LiteRT (with XNNPACK, as every runtime here loads it) cannot prepare ``raw``, or None."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        Interpreter(model_content=raw).allocate_tensors()
+    except (RuntimeError, ValueError) as error:
+        return " ".join(str(error).split())[:200]
+    return None
+
+
+def _requantizable(cfg: ConvertConfig) -> bool:
+    """Whether ai-edge-quantizer can make this mode from onnx2tf's float32 file instead."""
+    from converters.tflite_source import RECIPES, quantizer_version
+
+    return cfg.quant in RECIPES and cfg.io in ("float", "int8") and not cfg.per_tensor and \
+        quantizer_version() is not None
 
 
 def _static_copy(model_path: Path, shape, scratch: Path) -> tuple[Path, str]:

@@ -40,6 +40,15 @@ def quantizer_version() -> str | None:
         return None
 
 
+def input_type(raw: bytes) -> str:
+    """``float`` or the integer type (``int8``, ``int16``) a .tflite's input takes."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    name = np.dtype(Interpreter(model_content=raw).get_input_details()[0]["dtype"]).name
+    return "float" if name == "float32" else name
+
+
 def quantized_already(raw: bytes) -> str | None:
     """What shows a .tflite has been quantized (an integer input, integer weights), or None."""
     import numpy as np
@@ -94,11 +103,9 @@ def convert_user_tflite(model_path, out, cfg: ConvertConfig) -> ConvertResult:
                                                normalization=user.normalization, fit=user.fit,
                                                trained_on=user.trained_on)
     progress(f"quantizing {model_path.name} with ai-edge-quantizer {version} ({cfg.quant})")
-    quantized = _quantize(model_path, prepared, cfg.quant, version,
+    quantized = quantize_tflite(model_path, prepared, cfg.quant, version,
                           None if calibration is None else calibration.astype(np.float32))
-    from ai_edge_litert.interpreter import Interpreter
-
-    io_type = np.dtype(Interpreter(model_content=quantized).get_input_details()[0]["dtype"]).name
+    io_type = input_type(quantized)
     card = cards.make_card(
         format="tflite", variant=variant_of(source_card.get("variant"), cfg.quant, False),
         input_size=list(size), channels=channels, num_classes=source.num_classes,
@@ -107,7 +114,7 @@ def convert_user_tflite(model_path, out, cfg: ConvertConfig) -> ConvertResult:
         source={"model": str(model_path), "variant": source_card.get("variant"),
                 "metrics": source_card.get("metrics")},
         recipe={"stage": "convert", "to": "tflite", "quant": cfg.quant,
-                "io": "float" if io_type == "float32" else io_type, "from": "tflite",
+                "io": io_type, "from": "tflite",
                 "float16_weights_widened": widened,
                 "tool": {"name": "ai-edge-quantizer", "ai-edge-quantizer": version,
                          "recipe": RECIPES[cfg.quant]}},
@@ -120,8 +127,11 @@ def convert_user_tflite(model_path, out, cfg: ConvertConfig) -> ConvertResult:
                          user.trained_on)
 
 
-def _quantize(model_path: Path, prepared: bytes, quant: str, version: str, images) -> bytes:
-    """The quantized flatbuffer; the quantizer's own failure is one line naming the file."""
+def quantize_tflite(model_path: Path, prepared: bytes, quant: str, version: str,
+                    images) -> bytes:
+    """``prepared`` (:func:`converters.flatbuffer.for_quantizer`) quantized to ``quant`` by
+    ai-edge-quantizer, calibrated on ``images`` (NHWC floats, None for dynamic range); the
+    quantizer's own failure is one line naming ``model_path``."""
     import ai_edge_quantizer as aq
     from ai_edge_litert.interpreter import Interpreter
 
@@ -147,4 +157,5 @@ def _quantize(model_path: Path, prepared: bytes, quant: str, version: str, image
     return bytes(result.quantized_model)
 
 
-__all__ = ["RECIPES", "convert_user_tflite", "quantized_already", "quantizer_version"]
+__all__ = ["RECIPES", "convert_user_tflite", "input_type", "quantize_tflite", "quantized_already",
+           "quantizer_version"]
