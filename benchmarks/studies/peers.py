@@ -276,6 +276,7 @@ def target_table(report: dict) -> list[str]:
 def markdown(report: dict) -> str:
     from edgeseg.device import machine
 
+    seeds = report.get("seeds", [0])
     tutorial = {rt: best_deployable(report, "tutorial_unet", rt) for rt in ("litert", "onnxruntime")}
     ceilings = "; ".join(f"{name} {r['gmacs_per_s']:.0f}" for name, r in report["roofline"].items())
     lines = [f"Machine: {machine.line(report['machine'])}.",
@@ -285,9 +286,11 @@ def markdown(report: dict) -> str:
              f"second over the roofline of its runtime, data type and threads; fp32 and int8 "
              f"files only.",
              f"Each model trained {report['peers'][DEFAULT]['steps']} steps of 16 "
-             f"{report.get('task', DATA)} crops "
-             f"with each of the seeds {', '.join(map(str, report.get('seeds', [0])))}; Dice is the "
-             f"mean +/- standard deviation over the seeds on {report['dataset']['samples']} "
+             f"{report.get('task', DATA)} crops " + (
+                 f"with each of the seeds {', '.join(map(str, seeds))}; Dice is the mean +/- "
+                 f"standard deviation over the seeds" if len(seeds) > 1 else
+                 f"with seed {seeds[0]} only; Dice") +
+             f" on {report['dataset']['samples']} "
              f"held-out test images (unet64: random weights, not scored); p50 at "
              f"{report['results'][0]['input_shape'][1]}x{report['results'][0]['input_shape'][2]}"
              f" on the first seed's files, the median of {report.get('rounds', 1)} interleaved "
