@@ -114,8 +114,8 @@ def check(source, path, samples, cfg):
     from edgeseg import runtime
 
     require_labels(cfg, samples.masks, samples.where)
-    _labels_fit(source.num_classes, samples)
     converted = runtime.load(path, trusted=True)  # written by this process
+    _labels_fit(source.num_classes, samples)
     mode = cfg.quant if cfg.quant in FLOAT_MODES else "quantized"
     source_probs, converted_probs, masks = fed_alike(source, converted, samples.pairs)
     parity = check_parity(source_probs, converted_probs, mode=mode,
