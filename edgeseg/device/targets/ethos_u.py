@@ -80,8 +80,8 @@ def check_integer(path: Path, f) -> None:
     if not activations & {"int8", "uint8", "int16"}:
         kinds = ", ".join(sorted(activations)) or "no activations"
         raise EdgesegError(f"{path}: Vela takes fully int8 (or int16x8) .tflite files; this one "
-                           f"computes in {kinds} (quantize the model it came from: edgeseg convert "
-                           f"MODEL --quant int8)")
+                           f"computes in {kinds} (quantize the model it came from, or this file "
+                           f"itself: edgeseg convert {path.name} --quant int8 --calib DATA)")
 
 
 def _reasons(log: str) -> dict[str, str]:
