@@ -51,16 +51,12 @@ def input_type(raw: bytes) -> str:
 
 def quantized_already(raw: bytes) -> str | None:
     """What shows a .tflite has been quantized (an integer input, integer weights), or None."""
-    import numpy as np
-    from ai_edge_litert.interpreter import Interpreter
-
     from converters.flatbuffer import integer_weights
 
-    given = np.dtype(Interpreter(model_content=raw).get_input_details()[0]["dtype"]).name
-    weights = integer_weights(raw)
-    if given == "float32" and not weights:
+    given, weights = input_type(raw), integer_weights(raw)
+    if given == "float" and not weights:
         return None
-    return f"{given} input, {weights} integer weight tensors"
+    return f"{'float32' if given == 'float' else given} input, {weights} integer weight tensors"
 
 
 def convert_user_tflite(model_path, out, cfg: ConvertConfig) -> ConvertResult:
@@ -104,7 +100,7 @@ def convert_user_tflite(model_path, out, cfg: ConvertConfig) -> ConvertResult:
                                                trained_on=user.trained_on)
     progress(f"quantizing {model_path.name} with ai-edge-quantizer {version} ({cfg.quant})")
     quantized = quantize_tflite(model_path, prepared, cfg.quant, version,
-                          None if calibration is None else calibration.astype(np.float32))
+                                None if calibration is None else calibration.astype(np.float32))
     io_type = input_type(quantized)
     card = cards.make_card(
         format="tflite", variant=variant_of(source_card.get("variant"), cfg.quant, False),

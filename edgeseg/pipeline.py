@@ -376,13 +376,13 @@ def _conversions(cfg: RunConfig) -> dict[str, tuple]:
     suffix = Path(cfg.model_file).suffix.lower() if cfg.model_file else None
     if suffix == ".onnx":
         return {"int8.onnx": ("train", "onnx", "int8")}
-    if suffix == ".tflite":
+    if _users_tflite(cfg):
         return {} if _as_it_is(cfg) else {"int8.tflite": ("train", "tflite", "int8"),
                                            "dynamic.tflite": ("train", "tflite", "dynamic")}
     return dict(CONVERSIONS)
 
 
-def _as_it_is_applies(cfg: RunConfig) -> bool:
+def _users_tflite(cfg: RunConfig) -> bool:
     """Whether the run's model is a user's .tflite (its quantizations are extras, not stages
     the run needs)."""
     return bool(cfg.model_file) and Path(cfg.model_file).suffix.lower() == ".tflite"
@@ -390,7 +390,7 @@ def _as_it_is_applies(cfg: RunConfig) -> bool:
 
 def _as_it_is(cfg: RunConfig) -> str | None:
     """Why a user's .tflite is benchmarked as it is, or None when it is quantized here."""
-    if not cfg.model_file or Path(cfg.model_file).suffix.lower() != ".tflite":
+    if not _users_tflite(cfg):
         return None
     from converters.tflite_source import quantized_already, quantizer_version
     from edgeseg.device.formats.tflite import SchemaUnavailable
@@ -553,7 +553,7 @@ def _convert(plan: Plan, sources: dict[str, Path], outputs: Outputs, stages: _St
                              verify_samples=plan.cfg.verify_samples, seed=plan.cfg.seed,
                              keep_failed=True, **plan.calibrates_on)
         except ConversionError as error:
-            if not _as_it_is_applies(plan.cfg):
+            if not _users_tflite(plan.cfg):
                 raise
             echo(f"  {name}: not made ({error}); the user's .tflite is benchmarked without it")
             continue

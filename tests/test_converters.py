@@ -139,8 +139,6 @@ def test_onnx_with_a_dynamic_input_takes_any_size(tiny_run, tmp_path):
 
 
 def test_compaction_shares_vectors_and_changes_no_output(tiny_run):
-    from ai_edge_litert.interpreter import Interpreter
-
     from converters.flatbuffer import rewrite
     from converters.tflite import tflite_bytes
     from edgeseg.device.data.roles import calibration_images
@@ -156,14 +154,18 @@ def test_compaction_shares_vectors_and_changes_no_output(tiny_run):
     assert max(map(len, names)) < 80 and not any(";" in n for n in names)
     assert len(set(names)) == len(names)
     x = np.random.default_rng(0).random((1, 64, 64, 1), np.float32)
-    outputs = []
-    for data in (raw, tight):
-        interpreter = Interpreter(model_content=data)
-        interpreter.allocate_tensors()
-        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
-        interpreter.invoke()
-        outputs.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]))
-    np.testing.assert_array_equal(outputs[0], outputs[1])
+    np.testing.assert_array_equal(_litert_output(raw, x), _litert_output(tight, x))
+
+
+def _litert_output(model: bytes, x: np.ndarray) -> np.ndarray:
+    """The first output LiteRT gives for ``x`` from the flatbuffer ``model``."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
 
 
 @pytest.mark.slow  # over 20 s on 2 cores: the quick suite stays well under 15 min
@@ -712,15 +714,8 @@ def test_a_float_tflite_made_elsewhere_is_quantized_by_ai_edge_quantizer(convert
     assert widened > 0 and len(prepared) > len(raw)
     image = np.random.default_rng(0).random((1, *Interpreter(model_path=str(fp16))
                                              .get_input_details()[0]["shape"][1:]), np.float32)
-    outputs = []
-    for model in (raw, prepared):
-        interpreter = Interpreter(model_content=model)
-        interpreter.allocate_tensors()
-        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image)
-        interpreter.invoke()
-        outputs.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]))
-    np.testing.assert_array_equal(outputs[0], outputs[1])
-    assert interpreter.get_signature_list()  # the quantizer calibrates through one
+    np.testing.assert_array_equal(_litert_output(raw, image), _litert_output(prepared, image))
+    assert Interpreter(model_content=prepared).get_signature_list()  # the quantizer needs one
 
     def dice(path):
         report = tmp_path / f"{path.stem}.json"
