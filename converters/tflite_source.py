@@ -66,6 +66,7 @@ def convert_user_tflite(model_path, out, cfg: ConvertConfig) -> ConvertResult:
 
     from converters.flatbuffer import for_quantizer
     from converters.onnx_source import read_user_onnx
+    from edgeseg.device.formats.tflite import read_tflite
 
     model_path, out = Path(model_path), Path(out)
     if cfg.quant not in RECIPES:
@@ -81,6 +82,7 @@ def convert_user_tflite(model_path, out, cfg: ConvertConfig) -> ConvertResult:
     if version is None:
         raise ConfigError(f"{model_path}: quantizing a .tflite needs ai-edge-quantizer: pip "
                           f"install 'edgeseg[quantizer]'")
+    read_tflite(model_path)  # a missing, foreign or corrupt file: one line naming it
     raw = model_path.read_bytes()
     if why := quantized_already(raw):
         raise ConfigError(f"{model_path}: already quantized ({why}); quantize the float model "

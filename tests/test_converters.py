@@ -735,7 +735,12 @@ def test_a_float_tflite_made_elsewhere_is_quantized_by_ai_edge_quantizer(convert
         assert dice(out) > dice(source) - 0.02
 
     int8 = tmp_path / f"{fp32.stem}_int8.tflite"
+    corrupt = tmp_path / "corrupt.tflite"
+    corrupt.write_bytes(fp32.read_bytes()[:100])
     for args, message in (([str(int8), "--quant", "int8"], "already quantized (int8 input"),
+                          ([str(corrupt), "--quant", "int8"], f"{corrupt}: corrupt or truncated"),
+                          ([str(tmp_path / "absent.tflite"), "--quant", "int8"],
+                           "absent.tflite: no such file"),
                           ([str(fp32), "--quant", "dynamic", "--verify-data", "synthetic-shapes"],
                            "have class ids up to 3; the model predicts 1 output (binary)"),
                           ([str(fp32), "--quant", "fp16"], "convert quantizes one with --quant "
