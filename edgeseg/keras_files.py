@@ -535,8 +535,12 @@ class KerasModel(EdgeModel):
 
 def keras_predictor(model):
     """A Keras model as a ``predict`` callable, always in inference mode (BatchNorm's moving
-    statistics)."""
-    return lambda batch: np.asarray(model(batch, training=False))
+    statistics). One graph for every call (traced again only for a new input shape, then with
+    that dimension left open): eager calls cost 8x more, the most for QAT models."""
+    from edgeseg._keras import tf
+
+    forward = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
+    return lambda batch: np.asarray(forward(batch))
 
 
 class KerasInMemory:

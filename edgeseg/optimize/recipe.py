@@ -144,6 +144,13 @@ def optimize(model_path, cfg: OptimizeConfig, out, *, force: bool = False,
         return score_model(KerasInMemory(m, source_card), held_out, tile=size)
 
     before = score(model)
+    latest = None  # (model, its scores): the last stage's model is not scored twice
+
+    def scored(m) -> float:
+        nonlocal latest
+        latest = (m, score(m))
+        return latest[1]["dice"]
+
     epochs, per_epoch = plan_steps(cfg, len(train_data))
     run = {"input_size": size, "num_classes": num_classes, "epochs": epochs,
            "steps_per_epoch": per_epoch, "verbose": verbose, "normalization": norm,
@@ -167,7 +174,7 @@ def optimize(model_path, cfg: OptimizeConfig, out, *, force: bool = False,
         prune.check_reached(sparsity, plan)
         stages.append({"stage": "prune", **plan.to_dict(),
                        "measured_sparsity": sparsity["selected"]["sparsity"],
-                       "dice": score(model)["dice"],
+                       "dice": scored(model),
                        "seconds": round(time.perf_counter() - started, 1)})
 
     if cfg.cluster:
@@ -180,7 +187,7 @@ def optimize(model_path, cfg: OptimizeConfig, out, *, force: bool = False,
         clustered_layers = set(chosen)
         clusters = cluster_report(model, clustered_layers)
         stages.append({"stage": "cluster", "clusters": cfg.cluster, "layers": sorted(chosen),
-                       "max_unique": clusters["max_unique"], "dice": score(model)["dice"],
+                       "max_unique": clusters["max_unique"], "dice": scored(model),
                        "seconds": round(time.perf_counter() - started, 1)})
 
     if cfg.qat:
@@ -190,7 +197,7 @@ def optimize(model_path, cfg: OptimizeConfig, out, *, force: bool = False,
         zeros_before = _zero_masks(model, pruned_layers)
         model = quantize_for_training(model, scheme)
         finetune(model, train_data, cfg, **run)
-        stage = {"stage": "qat", "scheme": scheme, "dice": score(model)["dice"],
+        stage = {"stage": "qat", "scheme": scheme, "dice": scored(model),
                  "seconds": round(time.perf_counter() - started, 1)}
         if pruned_layers:
             stage["zeros_kept"] = _zeros_kept(zeros_before, model)
@@ -200,7 +207,7 @@ def optimize(model_path, cfg: OptimizeConfig, out, *, force: bool = False,
             stage["max_unique_per_channel"] = clusters["max_unique_per_channel"]
         stages.append(stage)
 
-    after = score(model)
+    after = latest[1] if latest and latest[0] is model else score(model)
     variant = variant_name(cfg)
     if source_card.get("variant") not in (None, "fp32"):
         variant = f"{source_card['variant']}-{variant}"
