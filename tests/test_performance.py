@@ -274,6 +274,22 @@ def test_goals_fail_closed_when_their_figures_are_missing():
     assert best_deployable({"results": rows}, "mobile_unet", "litert")["file"] == "int8.tflite"
 
 
+def test_goals_against_peers_a_run_left_out_are_not_listed():
+    from benchmarks.studies.peers import goals
+
+    rows = [_row("mobile_unet", "fp32.tflite", "litert", 1, 3.0, 0.970),
+            _row("fast_scnn", "fp32.tflite", "litert", 1, 4.5, 0.940)]
+    report = {"results": rows, "roofline": {}, "peers": {"mobile_unet": {}, "fast_scnn": {}}}
+    names = [g["goal"] for g in goals(report)]  # --peers fast_scnn: no tutorial, no unet64/16
+    assert not [n for n in names if "tutorial_unet" in n or "unet base 64" in n]
+    assert "speedup vs the fastest field model (litert, 1 thread)" in names
+    report["peers"]["tutorial_unet"] = {}  # chosen but without a deployable file: still judged
+    tutorial = {g["goal"]: g for g in goals(report)}["speedup vs tutorial_unet (litert, 1 thread)"]
+    assert tutorial["value"] is None and tutorial["passed"] is False
+    report["peers"] = {"mobile_unet": {}, "tutorial_unet": {}}  # no field model chosen
+    assert not [g for g in goals(report) if "field model" in g["goal"]]
+
+
 @pytest.mark.slow
 def test_the_sweep_command_trains_converts_benchmarks_and_chooses(tmp_path):
     out = tmp_path / "sweep"
