@@ -260,7 +260,7 @@ def bench(models, *, data="synthetic-nuclei", reference=None, threads=(1,), runs
     for path, model in first_model.items():  # each file as its card says it was trained
         if failed := failed_note(model.card):
             print(f"warning: {path}: {failed}", file=sys.stderr)
-        note = range_note((image for image, _ in pairs[:8]), model.card)
+        note = range_note((image for image, _ in pairs[:32]), model.card)
         if note and note not in said:
             said.add(note)
             print(f"warning: {data_name}, for {path.name}: {note}", file=sys.stderr)

@@ -98,13 +98,15 @@ def predict(model_path, images, out, tile, overlap, threads, force, unsafe, cust
     for path in images:  # every image decodes before anything is written (one at a time)
         read_raw(path, channels)
     outputs.claim_file(*names)
-    warned_dim = False
+    # the images given, judged together (up to 32, read once more): one scene's colours alone
+    # say little where every training scene has its own
+    dim = range_note((read_raw(path, channels) for path in images), model.card)
+    if dim:
+        given = str(images[0]) if len(images) == 1 else f"the {len(images)} images given" \
+            if len(images) <= 32 else f"the first 32 of the {len(images)} images given"
+        click.echo(f"warning: {given}: {dim}", err=True)
     for path in images:
         image = read_raw(path, channels)  # its own depth; normalised tile by tile as the card says
-        dim = None if warned_dim else range_note([image], model.card)
-        if dim:
-            warned_dim = True
-            click.echo(f"warning: {path} (and any others like it): {dim}", err=True)
         labels = segment_labels(model, image, overlap=overlap, tile=(height, width))
         painted = np.empty((*labels.shape, 3), np.uint8)
         counts = np.zeros(max(2, model.num_classes, int(labels.max()) + 1), np.int64)

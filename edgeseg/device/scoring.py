@@ -133,7 +133,7 @@ def score_on(model, source: str, *, size=None, layout: str | None = None, count:
         print(f"warning: {data.name}: {trained} of its {len(data)} images trained {model.path} "
               f"(the training split its card records): scores on them are optimistic; score "
               f"images it never saw", file=sys.stderr)
-    dim = range_note((data.sample(i)[0] for i in range(min(8, len(data)))), model.card)
+    dim = range_note((data.sample(i)[0] for i in range(min(32, len(data)))), model.card)
     if dim:
         print(f"warning: {data.name}: {dim}", file=sys.stderr)
     return data, size, score_model(model, data, tile=size)
